@@ -1,0 +1,70 @@
+"""One entry point that sets itself up: `python3 dev.py serve|test|lint|load-smoke [args]`.
+
+It needs only Python 3.11+: on first use it creates `.venv`, installs `requirements.txt` there
+(again whenever that file changes), and runs the command with the venv's interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+REQUIREMENTS = ROOT / "requirements.txt"
+STAMP = VENV / "requirements.sha256"
+
+USAGE = """usage: python3 dev.py COMMAND [ARGS...]
+
+  serve [FLAGS]       run the server (flags as in `python main.py --help`)
+  test [PYTEST ARGS]  run the whole test suite
+  lint                ruff check and ruff format --check
+  load-smoke [SECS]   start a server and run a bounded headless Locust swarm against it
+"""
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
+        sys.exit(f"tornado_queue needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print(f"dev.py: creating {VENV.name}/ with {sys.executable}", file=sys.stderr)
+        venv.create(VENV, with_pip=True, clear=True)
+    print("dev.py: installing requirements.txt", file=sys.stderr)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+    STAMP.write_text(wanted)
+
+
+def run(*argv: str) -> int:
+    return subprocess.call([str(PYTHON), *argv], cwd=ROOT)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, args = argv[0], argv[1:]
+    if command not in ("serve", "test", "lint", "load-smoke"):
+        print(f"dev.py: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    ensure_venv()
+    if command == "serve":
+        return run("main.py", *args)
+    if command == "test":
+        return run("-m", "pytest", *args)
+    if command == "lint":
+        return run("-m", "ruff", "check", ".") or run("-m", "ruff", "format", "--check", ".")
+    return run("load/smoke.py", *args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,3 @@
+"""tornado_queue: an HTTP task queue server on Tornado."""
+
+__version__ = "0.1.0"

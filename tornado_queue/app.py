@@ -1,0 +1,34 @@
+"""The route table and the application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado.web import Application
+
+from .config import Settings
+from .handlers.base import NotFoundHandler
+from .handlers.queue import QueueStatsHandler, QueueViewHandler
+from .handlers.tasks import CompleteHandler, DequeueHandler, TaskHandler, TasksHandler
+from .storage import Store
+
+# Literal routes come before `/tasks/{id}` so that `/tasks/dequeue` is never read as an id.
+ROUTES: list[tuple[str, type]] = [
+    (r"/tasks", TasksHandler),
+    (r"/tasks/dequeue", DequeueHandler),
+    (r"/tasks/([^/]+)", TaskHandler),
+    (r"/tasks/([^/]+)/complete", CompleteHandler),
+    (r"/queue/view", QueueViewHandler),
+    (r"/queue/stats", QueueStatsHandler),
+]
+
+
+def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
+    """Build the Tornado application over `store`."""
+    handler_args = {"store": store, "config": settings}
+    return Application(
+        [(pattern, handler, handler_args) for pattern, handler in ROUTES],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=handler_args,
+        **tornado_settings,
+    )

@@ -1,0 +1,61 @@
+"""JSON in and out, with orjson: strict parsing and tasks written without re-encoding payloads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .errors import ValidationError
+from .models import Task
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body as strict JSON.
+
+    orjson refuses NaN/Infinity, numbers that overflow a double, invalid UTF-8, lone surrogates
+    and nesting deeper than 1024, which is exactly the set of inputs the API answers with 400.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"request body is not valid JSON: {exc}") from None
+
+
+def dumps(document: Any) -> bytes:
+    """Serialize a response document."""
+    return orjson.dumps(document)
+
+
+def encode_payload(payload: Any) -> bytes:
+    """Serialize a validated payload once, to be stored and spliced into responses as is."""
+    return orjson.dumps(payload)
+
+
+def format_time(timestamp: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 in UTC with a `Z`, or None."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def task_document(task: Task) -> dict[str, Any]:
+    """The wire form of a task (see API.md, "Task")."""
+    return {
+        "id": task.id,
+        "queue": task.queue,
+        "payload": orjson.Fragment(task.payload),
+        "status": task.status.value,
+        "priority": task.priority,
+        "attempts": task.attempts,
+        "max_attempts": task.max_attempts,
+        "created_at": format_time(task.created_at),
+        "available_at": format_time(task.available_at),
+        "lease_id": task.lease_id,
+        "lease_expires_at": format_time(task.lease_expires_at),
+        "started_at": format_time(task.started_at),
+        "finished_at": format_time(task.finished_at),
+        "result": None if task.result is None else orjson.Fragment(task.result),
+        "error": task.error,
+    }

@@ -1,0 +1,136 @@
+"""Settings: command-line flags, each also readable from a `TQ_<NAME>` environment variable.
+
+Precedence: a flag on the command line, then the environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .storage import BACKENDS
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _bounded_float(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _choice(options: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(options)}, got {text!r}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, how to parse it, its default and its help text."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "TQ_" + self.name.upper()
+
+
+OPTIONS = (
+    Option("host", str, "127.0.0.1", "address to listen on"),
+    Option("port", _bounded_int(0, 65535), "8000", "port to listen on (0 picks a free one)"),
+    Option("backend", _choice(BACKENDS), "memory", "where tasks are kept"),
+    Option("workers", _bounded_int(0, 256), "0", "background worker threads that process tasks"),
+    Option(
+        "work_seconds",
+        _bounded_float(0, 3600),
+        "0.5",
+        "simulated work per task for --workers (each run varies by ±50%%)",
+    ),
+    Option(
+        "max_body_bytes",
+        _bounded_int(1, 1 << 30),
+        str(1 << 20),
+        "largest request body accepted; larger ones get 413",
+    ),
+    Option("log_level", _choice(("debug", "info", "warning", "error")), "info", "log verbosity"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server is configured with."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backend: str = "memory"
+    workers: int = 0
+    work_seconds: float = 0.5
+    max_body_bytes: int = 1 << 20
+    log_level: str = "info"
+
+    @classmethod
+    def from_args(
+        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Parse flags and `TQ_*` variables; exits with status 2 and a message on a bad value."""
+        environ = os.environ if environ is None else environ
+        parser = build_parser()
+        defaults: dict[str, Any] = {}
+        for option in OPTIONS:
+            raw = environ.get(option.env, option.default)
+            try:
+                defaults[option.name] = option.parse(raw)
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"environment variable {option.env}: {exc}")
+        parser.set_defaults(**defaults)
+        namespace = parser.parse_args(argv)
+        return cls(**{field.name: getattr(namespace, field.name) for field in fields(cls)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python main.py",
+        description="tornado_queue: an HTTP task queue server. Every flag can also be set "
+        "with an environment variable TQ_<NAME> (e.g. TQ_PORT=9000); a flag wins over it.",
+    )
+    for option in OPTIONS:
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            type=option.parse,
+            metavar=option.name.split("_")[-1].upper(),
+            help=f"{option.help} (env {option.env}, default {option.default})",
+        )
+    return parser

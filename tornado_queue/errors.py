@@ -1,0 +1,28 @@
+"""Domain errors. Nothing here knows about HTTP; handlers map these to status codes."""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Root of every error the queue raises on purpose."""
+
+
+class TaskNotFound(QueueError):
+    """Raised when no task has the given id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id '{_clip(task_id)}'")
+        self.task_id = task_id
+
+
+class InvalidTransition(QueueError):
+    """Raised when a task is not in a state that allows the requested change."""
+
+
+class ValidationError(QueueError):
+    """Raised when a request's content breaks a rule (a field, a type, a limit)."""
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """Keep client-supplied text short when it is echoed back in a message."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,18 @@
+"""Stores: where tasks live. `create_store` is the one place that maps a backend name to a class."""
+
+from __future__ import annotations
+
+from .base import Store
+from .memory import MemoryStore
+
+BACKENDS = ("memory",)
+
+
+def create_store(backend: str) -> Store:
+    """Build the store for a backend name (see `BACKENDS`)."""
+    if backend == "memory":
+        return MemoryStore()
+    raise ValueError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "MemoryStore", "Store", "create_store"]
