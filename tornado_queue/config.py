@@ -107,16 +107,17 @@ class Settings:
         """Parse flags and `TQ_*` variables; exits with status 2 and a message on a bad value."""
         environ = os.environ if environ is None else environ
         parser = build_parser()
-        defaults: dict[str, Any] = {}
+        given = vars(parser.parse_args(argv))
+        values: dict[str, Any] = {}
         for option in OPTIONS:
-            raw = environ.get(option.env, option.default)
+            if given[option.name] is not None:
+                values[option.name] = given[option.name]
+                continue
             try:
-                defaults[option.name] = option.parse(raw)
+                values[option.name] = option.parse(environ.get(option.env, option.default))
             except argparse.ArgumentTypeError as exc:
                 parser.error(f"environment variable {option.env}: {exc}")
-        parser.set_defaults(**defaults)
-        namespace = parser.parse_args(argv)
-        return cls(**{field.name: getattr(namespace, field.name) for field in fields(cls)})
+        return cls(**{field.name: values[field.name] for field in fields(cls)})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -101,6 +101,8 @@ class WorkerPool:
         work_seconds: float,
         report_seconds: float = 5.0,
     ) -> None:
+        if report_seconds <= 0:
+            raise ValueError(f"report_seconds must be positive, got {report_seconds}")
         self.store = store
         self.report_seconds = report_seconds
         self._stopping = threading.Event()
@@ -138,8 +140,12 @@ class WorkerPool:
         return not alive
 
     def _loop(self, worker: Worker) -> None:
-        while not self._stopping.is_set():
+        while True:
+            # Read the generation before checking the flag: stop() sets the flag, then wakes, so
+            # a worker never sleeps through a stop that happened after it looked.
             generation = self._signal.generation
+            if self._stopping.is_set():
+                return
             if worker.run_once() is None:
                 self._signal.wait(generation, IDLE_WAIT_SECONDS)
 

@@ -76,10 +76,10 @@ class ApiHandler(RequestHandler):
 
     def _content_length(self) -> int:
         raw = self.request.headers.get("Content-Length", "0")
-        try:
-            return int(raw)
-        except ValueError:
-            raise Problem(400, f"Content-Length must be an integer, got '{raw[:40]}'") from None
+        # Plain digits only, as HTTP says: int() would also take "-5", "+14" and "1_4".
+        if not (raw.isascii() and raw.isdigit()):
+            raise Problem(400, f"Content-Length must be a whole number, got '{raw[:40]}'")
+        return int(raw)
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:  # already answered (413/415); the rest of the body is discarded
@@ -154,6 +154,11 @@ class ApiHandler(RequestHandler):
             detail = str(error)
         elif isinstance(error, Problem):
             detail = error.detail
+        elif status_code == 405 and not self.allowed_methods():
+            # Tornado checks non-standard methods (PROPFIND…) before routing reaches a 404.
+            status_code = 404
+            self.set_status(status_code)
+            detail = f"no route for {self.request.method} {self.request.path[:200]}"
         elif status_code == 405:
             allowed = ", ".join(self.allowed_methods())
             self.set_header("Allow", allowed)

@@ -1,0 +1,99 @@
+"""The task model: wire values of the states and snapshots that copy every slot."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tornado_queue.models import NewTask, Task, TaskStatus
+
+
+def test_task_status_values_are_the_wire_strings():
+    assert {status.value for status in TaskStatus} == {
+        "pending",
+        "scheduled",
+        "processing",
+        "completed",
+        "failed",
+    }
+    assert TaskStatus("processing") is TaskStatus.PROCESSING
+    assert TaskStatus.COMPLETED == "completed"
+    assert f"{TaskStatus.FAILED}" == "failed"
+
+
+def test_a_new_task_starts_pending_in_the_default_queue():
+    task = Task("id-1", b'{"a":1}', 1_790_000_000.0)
+
+    assert task.status is TaskStatus.PENDING
+    assert task.queue == "default"
+    assert task.priority == 0
+    assert task.attempts == 0
+    assert task.max_attempts == 3
+    assert task.created_at == task.available_at == 1_790_000_000.0
+    for name in ("lease_id", "lease_expires_at", "started_at", "finished_at", "result", "error"):
+        assert getattr(task, name) is None, name
+
+
+def test_snapshot_copies_every_slot():
+    # Given a task whose every slot holds a distinct, non-default value
+    task = Task("id-1", b'{"a":1}', 100.0)
+    values = {
+        "id": "id-2",
+        "queue": "emails",
+        "payload": b'{"b":2}',
+        "status": TaskStatus.PROCESSING,
+        "priority": 5,
+        "attempts": 2,
+        "max_attempts": 7,
+        "created_at": 101.0,
+        "available_at": 102.0,
+        "lease_id": "lease-1",
+        "lease_expires_at": 103.0,
+        "started_at": 104.0,
+        "finished_at": 105.0,
+        "result": b'{"ok":true}',
+        "error": "boom",
+    }
+    assert set(values) == set(Task.__slots__)
+    for name, value in values.items():
+        setattr(task, name, value)
+
+    # When it is snapshotted
+    copy = task.snapshot()
+
+    # Then the copy is a distinct object with the same value in every slot
+    assert copy is not task
+    assert type(copy) is Task
+    assert {name: getattr(copy, name) for name in Task.__slots__} == values
+
+
+def test_a_snapshot_is_independent_of_the_original():
+    task = Task("id-1", b"{}", 100.0)
+    copy = task.snapshot()
+
+    task.status = TaskStatus.COMPLETED
+    task.attempts = 3
+    copy.error = "only on the copy"
+
+    assert copy.status is TaskStatus.PENDING
+    assert copy.attempts == 0
+    assert task.error is None
+
+
+def test_a_task_has_no_attribute_dict():
+    task = Task("id-1", b"{}", 100.0)
+
+    with pytest.raises(AttributeError):
+        task.unexpected = 1  # type: ignore[attr-defined]
+
+
+def test_repr_names_the_id_and_status():
+    assert repr(Task("abc", b"{}", 0.0)) == "Task(id='abc', status='pending')"
+
+
+def test_new_task_is_frozen():
+    new = NewTask(payload=b"{}")
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        new.payload = b"[]"  # type: ignore[misc]

@@ -1,0 +1,425 @@
+"""Worker, WorkSignal and WorkerPool: deterministic single steps, wake-ups and clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tornado_queue import workers
+from tornado_queue.models import NewTask, TaskStatus
+from tornado_queue.storage import MemoryStore
+from tornado_queue.workers import Worker, WorkerPool, WorkSignal
+
+DEADLINE_SECONDS = 10.0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE_SECONDS) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def enqueue(store: MemoryStore, count: int = 1) -> list[str]:
+    return [store.enqueue(NewTask(payload=b'{"n":%d}' % n)).id for n in range(count)]
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts dequeue calls and ready-listener registrations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dequeue_calls = 0
+        self.listeners_added = 0
+        self._count_lock = threading.Lock()
+
+    def dequeue(self):
+        with self._count_lock:
+            self.dequeue_calls += 1
+        return super().dequeue()
+
+    def add_ready_listener(self, listener) -> None:
+        self.listeners_added += 1
+        super().add_ready_listener(listener)
+
+
+@pytest.fixture
+def pools():
+    """Pools made by a test; any still running at the end are stopped so threads never leak."""
+    made: list[WorkerPool] = []
+    yield made
+    for pool in made:
+        pool.stop(timeout=5)
+
+
+def started_pool(pools: list[WorkerPool], store: MemoryStore, **kwargs) -> WorkerPool:
+    pool = WorkerPool(store, **kwargs)
+    pools.append(pool)
+    pool.start()
+    return pool
+
+
+def new_threads_during(action: Callable[[], None]) -> set[threading.Thread]:
+    before = set(threading.enumerate())
+    action()
+    return set(threading.enumerate()) - before
+
+
+# --- Worker.run_once -------------------------------------------------------------------------
+
+
+def test_run_once_takes_one_task_and_completes_it(store):
+    first, second = enqueue(store, 2)
+    worker = Worker(store, work_seconds=0, stopping=threading.Event())
+
+    task = worker.run_once()
+
+    assert task is not None
+    assert task.id == first
+    done = store.get(first)
+    assert done.status is TaskStatus.COMPLETED
+    assert done.attempts == 1
+    assert done.finished_at is not None
+    assert store.get(second).status is TaskStatus.PENDING
+    assert worker.done == 1
+    assert worker.released == 0
+
+
+def test_run_once_on_an_empty_queue_returns_none_and_does_nothing(store):
+    worker = Worker(store, work_seconds=0, stopping=threading.Event())
+
+    assert worker.run_once() is None
+    assert worker.done == 0
+    assert worker.released == 0
+
+
+def test_run_once_when_already_stopping_releases_the_task_back_to_pending(store):
+    # Given a pool that is stopping
+    [task_id] = enqueue(store)
+    stopping = threading.Event()
+    stopping.set()
+    worker = Worker(store, work_seconds=0, stopping=stopping)
+
+    # When a worker still takes a task
+    task = worker.run_once()
+
+    # Then the task goes back to pending instead of being completed or lost
+    assert task.id == task_id
+    assert store.get(task_id).status is TaskStatus.PENDING
+    assert [pending.id for pending in store.view(10)[0]] == [task_id]
+    assert worker.released == 1
+    assert worker.done == 0
+
+
+def test_run_once_interrupted_while_working_releases_the_task(store):
+    # Given a worker busy with a long task
+    [task_id] = enqueue(store)
+    stopping = threading.Event()
+    worker = Worker(store, work_seconds=30, stopping=stopping)
+    result = []
+    thread = threading.Thread(target=lambda: result.append(worker.run_once()), daemon=True)
+    thread.start()
+    assert wait_until(lambda: store.get(task_id).status is TaskStatus.PROCESSING)
+
+    # When the pool stops
+    stopping.set()
+    thread.join(DEADLINE_SECONDS)
+
+    # Then the work is abandoned at once and the task is pending again
+    assert not thread.is_alive()
+    assert result[0].id == task_id
+    assert store.stats()[TaskStatus.PENDING] == 1
+    assert store.stats()[TaskStatus.PROCESSING] == 0
+    assert store.get(task_id).attempts == 1
+    assert worker.released == 1
+    assert worker.done == 0
+
+
+@pytest.mark.parametrize("stopping_meanwhile", [False, True], ids=["completing", "releasing"])
+def test_a_worker_whose_task_was_completed_by_someone_else_logs_a_warning(
+    store, caplog, stopping_meanwhile
+):
+    [task_id] = enqueue(store)
+
+    class SomeoneElseCompletes(threading.Event):
+        """While the worker 'works', an HTTP client completes the same task."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            store.complete(task_id)
+            return stopping_meanwhile
+
+    worker = Worker(store, work_seconds=0, stopping=SomeoneElseCompletes())
+
+    with caplog.at_level(logging.WARNING, logger="tornado_queue.workers"):
+        task = worker.run_once()
+
+    assert task.id == task_id
+    assert store.get(task_id).status is TaskStatus.COMPLETED
+    assert worker.done == 0
+    assert worker.released == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert task_id in warnings[0].getMessage()
+    assert "completed" in warnings[0].getMessage()
+
+
+def test_work_time_varies_around_work_seconds_by_half_either_way(store):
+    worker = Worker(store, work_seconds=2.0, stopping=threading.Event())
+
+    times = [worker._work_time() for _ in range(500)]
+
+    assert all(1.0 <= t <= 3.0 for t in times)
+    assert min(times) < 1.5
+    assert max(times) > 2.5
+
+
+# --- WorkSignal ------------------------------------------------------------------------------
+
+
+def test_wait_returns_at_once_when_a_notify_came_after_the_generation_was_read():
+    # Given a worker read the generation, then found the queue empty
+    signal = WorkSignal()
+    seen = signal.generation
+
+    # When a task becomes ready before it starts waiting
+    signal.notify(1)
+
+    # Then the wait does not sleep: the wake-up was not lost
+    started = time.monotonic()
+    signal.wait(seen, timeout=DEADLINE_SECONDS)
+    assert time.monotonic() - started < 1.0
+
+
+def test_wait_returns_at_once_after_wake_all_too():
+    signal = WorkSignal()
+    seen = signal.generation
+
+    signal.wake_all()
+
+    started = time.monotonic()
+    signal.wait(seen, timeout=DEADLINE_SECONDS)
+    assert time.monotonic() - started < 1.0
+    assert signal.generation == seen + 1
+
+
+def test_wait_without_any_notify_sleeps_for_its_timeout():
+    signal = WorkSignal()
+
+    started = time.monotonic()
+    signal.wait(signal.generation, timeout=0.05)
+
+    assert time.monotonic() - started >= 0.04
+
+
+def test_notify_wakes_a_waiting_thread():
+    signal = WorkSignal()
+    ready = threading.Event()
+    woke = threading.Event()
+
+    def waiter() -> None:
+        seen = signal.generation
+        ready.set()
+        signal.wait(seen, timeout=30)
+        woke.set()
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    assert ready.wait(DEADLINE_SECONDS)
+
+    started = time.monotonic()
+    signal.notify(1)
+
+    assert woke.wait(DEADLINE_SECONDS)
+    assert time.monotonic() - started < 5.0  # far less than the waiter's 30 s timeout
+    thread.join(DEADLINE_SECONDS)
+
+
+def test_wake_all_wakes_every_waiting_thread():
+    signal = WorkSignal()
+    waiters = 4
+    ready = threading.Barrier(waiters + 1)
+    woken = threading.Semaphore(0)
+
+    def waiter() -> None:
+        seen = signal.generation
+        ready.wait(DEADLINE_SECONDS)
+        signal.wait(seen, timeout=30)
+        woken.release()
+
+    threads = [threading.Thread(target=waiter, daemon=True) for _ in range(waiters)]
+    for thread in threads:
+        thread.start()
+    ready.wait(DEADLINE_SECONDS)
+
+    signal.wake_all()
+
+    assert all(woken.acquire(timeout=DEADLINE_SECONDS) for _ in range(waiters))
+    for thread in threads:
+        thread.join(DEADLINE_SECONDS)
+
+
+# --- WorkerPool ------------------------------------------------------------------------------
+
+
+def test_a_pool_completes_every_task_exactly_once_then_stops_quickly(pools):
+    # Given 500 tasks, half of them queued before the pool starts
+    store = MemoryStore()
+    ids = enqueue(store, 250)
+    pool = WorkerPool(store, count=4, work_seconds=0)
+    pools.append(pool)
+    threads = new_threads_during(pool.start)
+    ids += enqueue(store, 250)
+
+    # When the workers run
+    assert wait_until(lambda: store.stats()[TaskStatus.COMPLETED] == 500), store.stats()
+
+    # Then each task was delivered once and completed once
+    assert all(store.get(task_id).attempts == 1 for task_id in ids)
+    assert store.stats() == {**dict.fromkeys(TaskStatus, 0), TaskStatus.COMPLETED: 500}
+    assert pool.done == 500
+    assert sum(worker.released for worker in pool.workers) == 0
+
+    # And stop returns promptly with every thread gone
+    assert len(threads) == 5  # four workers and the reporter
+    started = time.monotonic()
+    assert pool.stop(timeout=DEADLINE_SECONDS) is True
+    assert time.monotonic() - started < 2.5
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def test_a_pool_of_zero_workers_starts_and_stops_without_doing_anything(pools):
+    store = CountingStore()
+    ids = enqueue(store, 3)
+    pool = WorkerPool(store, count=0, work_seconds=0)
+    pools.append(pool)
+
+    threads = new_threads_during(pool.start)
+    enqueue(store, 1)
+
+    assert threads == set()
+    assert pool.workers == []
+    assert store.listeners_added == 0
+    assert store.dequeue_calls == 0
+    assert pool.stop(timeout=1) is True
+    assert pool.done == 0
+    assert store.stats()[TaskStatus.PENDING] == 4
+    assert all(store.get(task_id).status is TaskStatus.PENDING for task_id in ids)
+
+
+def test_stopping_a_pool_mid_task_returns_quickly_and_leaves_the_tasks_pending(pools):
+    # Given three workers each busy with a 30-second task, and two tasks still queued
+    store = MemoryStore()
+    ids = enqueue(store, 5)
+    pool = WorkerPool(store, count=3, work_seconds=30)
+    pools.append(pool)
+    threads = new_threads_during(pool.start)
+    assert wait_until(lambda: store.stats()[TaskStatus.PROCESSING] == 3)
+
+    # When the pool stops
+    started = time.monotonic()
+    stopped = pool.stop(timeout=DEADLINE_SECONDS)
+    elapsed = time.monotonic() - started
+
+    # Then it does not wait for the work, and no task is processing or lost
+    assert stopped is True
+    assert elapsed < 2.0
+    assert not any(thread.is_alive() for thread in threads)
+    stats = store.stats()
+    assert stats[TaskStatus.PENDING] == 5
+    assert stats[TaskStatus.PROCESSING] == 0
+    assert stats[TaskStatus.COMPLETED] == 0
+    pending, total = store.view(100)
+    assert total == 5
+    assert {task.id for task in pending} == set(ids)
+    assert sum(worker.released for worker in pool.workers) == 3
+    assert pool.done == 0
+
+
+def test_idle_workers_do_not_spin_on_an_empty_queue(pools):
+    # Given four workers and nothing to do
+    store = CountingStore()
+    started_pool(pools, store, count=4, work_seconds=0)
+    assert wait_until(lambda: store.dequeue_calls >= 4)  # each worker has looked once
+
+    # When 0.3 s pass with the queue empty
+    before = store.dequeue_calls
+    time.sleep(0.3)  # an observation window, not a wait for a condition
+
+    # Then the workers slept instead of polling the store
+    assert store.dequeue_calls - before < 20
+
+
+def test_an_enqueue_wakes_an_idle_worker_without_waiting_for_its_idle_timeout(pools, monkeypatch):
+    # Given idle workers whose fallback re-check is 5 s away
+    monkeypatch.setattr(workers, "IDLE_WAIT_SECONDS", 5.0)
+    store = CountingStore()
+    started_pool(pools, store, count=2, work_seconds=0)
+    assert wait_until(lambda: store.dequeue_calls >= 2)
+
+    # When a task arrives
+    started = time.monotonic()
+    [task_id] = enqueue(store)
+
+    # Then a worker is woken by the store's ready listener and finishes it right away
+    assert wait_until(lambda: store.get(task_id).status is TaskStatus.COMPLETED, timeout=4.0)
+    assert time.monotonic() - started < 4.0
+
+
+def test_stop_wakes_an_idle_worker_even_if_it_reads_the_generation_during_stop(pools, monkeypatch):
+    # A worker checks `stopping` and only then reads the signal's generation. If stop() sets
+    # `stopping` and wakes everyone in between, the worker reads the *new* generation, finds the
+    # queue empty and sleeps a full idle period: a lost wake-up that delays shutdown.
+    monkeypatch.setattr(workers, "IDLE_WAIT_SECONDS", 10.0)
+    store = MemoryStore()
+    reading = threading.Event()
+    woken = threading.Event()
+
+    class InterleavingSignal(WorkSignal):
+        """Holds the worker's first generation read until stop() has called wake_all."""
+
+        first_read = True
+
+        @property
+        def generation(self) -> int:
+            if self.first_read:
+                self.first_read = False
+                reading.set()
+                assert woken.wait(DEADLINE_SECONDS)
+            return super().generation
+
+        def wake_all(self) -> None:
+            super().wake_all()
+            woken.set()
+
+    pool = WorkerPool(store, count=1, work_seconds=0, report_seconds=60)
+    pool._signal = InterleavingSignal()
+    pools.append(pool)
+    threads = new_threads_during(pool.start)
+    assert reading.wait(DEADLINE_SECONDS)
+
+    started = time.monotonic()
+    stopped = pool.stop(timeout=DEADLINE_SECONDS + 5)
+    elapsed = time.monotonic() - started
+
+    assert stopped is True
+    assert not any(thread.is_alive() for thread in threads)
+    assert elapsed < 2.0, f"stop() took {elapsed:.1f}s: the idle worker missed the wake-up"
+
+
+def test_the_pool_reports_progress_in_the_log(pools, caplog):
+    store = MemoryStore()
+    enqueue(store, 20)
+
+    with caplog.at_level(logging.INFO, logger="tornado_queue.workers"):
+        started_pool(pools, store, count=2, work_seconds=0, report_seconds=0.02)
+        assert wait_until(lambda: store.stats()[TaskStatus.COMPLETED] == 20)
+        assert wait_until(
+            lambda: any("20 tasks done" in record.getMessage() for record in caplog.records)
+        )
