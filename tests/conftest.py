@@ -1,4 +1,4 @@
-"""Shared fixtures: a store, settings and the Tornado app that pytest-tornado serves."""
+"""Shared fixtures: a clock tests move by hand, a store on it, and the app pytest-tornado serves."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import pytest
 
 from tornado_queue.app import make_app
 from tornado_queue.config import Settings
-from tornado_queue.storage import MemoryStore
+from tornado_queue.storage import MemoryStore, Policy
 
 
 class FakeClock:
-    """A wall clock tests move by hand, so time-based rules are tested without sleeping."""
+    """Wall and monotonic time that move only when a test says so: time rules without sleeping."""
 
     def __init__(self, start: float = 1_790_000_000.0) -> None:
         self.now = start
 
-    def __call__(self) -> float:
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
@@ -28,8 +31,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(clock: FakeClock) -> MemoryStore:
-    return MemoryStore(clock=clock)
+def policy() -> Policy:
+    return Policy(lease_seconds=30, max_attempts=3, retry_backoff=1.0, retention_seconds=3600)
+
+
+@pytest.fixture
+def store(clock: FakeClock, policy: Policy) -> MemoryStore:
+    return MemoryStore(policy, clock)
 
 
 @pytest.fixture

@@ -179,8 +179,8 @@ def test_parse_json_rejects_what_strict_json_forbids_with_a_validation_error(bod
         codec.parse_json(body)
 
 
-def test_encode_payload_is_compact_json():
-    assert codec.encode_payload({"a": 1, "b": [1, 2], "c": {"d": None}}) == (
+def test_encode_json_is_compact_json():
+    assert codec.encode_json({"a": 1, "b": [1, 2], "c": {"d": None}}, "payload") == (
         b'{"a":1,"b":[1,2],"c":{"d":null}}'
     )
 
@@ -234,7 +234,7 @@ def test_new_task_rejects_a_body_that_is_not_an_object(body):
 
 
 def test_a_deeply_nested_payload_that_parses_is_refused_as_a_validation_error():
-    # parse_json accepts nesting up to orjson's limit of 1024, but encode_payload (orjson.dumps)
+    # parse_json accepts nesting up to orjson's limit of 1024, but encode_json (orjson.dumps)
     # refuses more than about 254 levels with a TypeError. A body between the two limits must be
     # refused as bad input (400), not crash the handler (500).
     depth = 300

@@ -54,6 +54,10 @@ def test_snapshot_copies_every_slot():
         "finished_at": 105.0,
         "result": b'{"ok":true}',
         "error": "boom",
+        "seq": 9,
+        "lease_deadline": 106.0,
+        "due": 107.0,
+        "forget_at": 108.0,
     }
     assert set(values) == set(Task.__slots__)
     for name, value in values.items():

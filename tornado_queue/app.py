@@ -9,7 +9,15 @@ from tornado.web import Application
 from .config import Settings
 from .handlers.base import NotFoundHandler
 from .handlers.queue import QueueStatsHandler, QueueViewHandler
-from .handlers.tasks import CompleteHandler, DequeueHandler, TaskHandler, TasksHandler
+from .handlers.tasks import (
+    CompleteHandler,
+    DequeueHandler,
+    FailHandler,
+    HeartbeatHandler,
+    RetryHandler,
+    TaskHandler,
+    TasksHandler,
+)
 from .storage import Store
 
 # Literal routes come before `/tasks/{id}` so that `/tasks/dequeue` is never read as an id.
@@ -18,6 +26,9 @@ ROUTES: list[tuple[str, type]] = [
     (r"/tasks/dequeue", DequeueHandler),
     (r"/tasks/([^/]+)", TaskHandler),
     (r"/tasks/([^/]+)/complete", CompleteHandler),
+    (r"/tasks/([^/]+)/fail", FailHandler),
+    (r"/tasks/([^/]+)/heartbeat", HeartbeatHandler),
+    (r"/tasks/([^/]+)/retry", RetryHandler),
     (r"/queue/view", QueueViewHandler),
     (r"/queue/stats", QueueStatsHandler),
 ]

@@ -28,18 +28,19 @@ def dumps(document: Any) -> bytes:
     return orjson.dumps(document)
 
 
-MAX_PAYLOAD_DEPTH = 254
-"""orjson writes at most this many nested levels; a deeper payload is refused with a 400."""
+MAX_ENCODE_DEPTH = 254
+"""orjson writes at most this many nested levels; a deeper value is refused with a 400."""
 
 
-def encode_payload(payload: Any) -> bytes:
-    """Serialize a validated payload once, to be stored and spliced into responses as is."""
+def encode_json(value: Any, field: str) -> bytes:
+    """Serialize a validated field (a payload, a result) once, to be stored and spliced into
+    responses as is."""
     try:
-        return orjson.dumps(payload)
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
         # The only way a parsed JSON value can fail to encode is by nesting too deeply.
         raise ValidationError(
-            f"field 'payload' is nested too deeply: at most {MAX_PAYLOAD_DEPTH} levels"
+            f"field '{field}' is nested too deeply: at most {MAX_ENCODE_DEPTH} levels"
         ) from None
 
 

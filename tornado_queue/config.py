@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .storage import BACKENDS
+from .storage import BACKENDS, Policy
 
 
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -79,6 +79,36 @@ OPTIONS = (
         "simulated work per task for --workers (each run varies by ±50%%)",
     ),
     Option(
+        "fail_rate",
+        _bounded_float(0, 1),
+        "0",
+        "probability that a worker's simulated task fails (and is retried or dies)",
+    ),
+    Option(
+        "lease_seconds",
+        _bounded_float(1, 43200),
+        "30",
+        "how long a dequeued task stays leased before it is handed out again",
+    ),
+    Option(
+        "max_attempts",
+        _bounded_int(1, 1000),
+        "3",
+        "deliveries a task gets before it is failed for good (per task: max_attempts)",
+    ),
+    Option(
+        "retry_backoff",
+        _bounded_float(0, 3600),
+        "1",
+        "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
+    ),
+    Option(
+        "retention_seconds",
+        _bounded_float(0, 10 * 365 * 86400),
+        "3600",
+        "how long completed and failed tasks are kept before they are forgotten",
+    ),
+    Option(
         "max_body_bytes",
         _bounded_int(1, 1 << 30),
         str(1 << 20),
@@ -97,8 +127,22 @@ class Settings:
     backend: str = "memory"
     workers: int = 0
     work_seconds: float = 0.5
+    fail_rate: float = 0.0
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_backoff: float = 1.0
+    retention_seconds: float = 3600.0
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
+
+    def policy(self) -> Policy:
+        """The delivery rules these settings give a store."""
+        return Policy(
+            lease_seconds=self.lease_seconds,
+            max_attempts=self.max_attempts,
+            retry_backoff=self.retry_backoff,
+            retention_seconds=self.retention_seconds,
+        )
 
     @classmethod
     def from_args(

@@ -19,6 +19,11 @@ class InvalidTransition(QueueError):
     """Raised when a task is not in a state that allows the requested change."""
 
 
+class LeaseLost(InvalidTransition):
+    """Raised when a command names a lease the task no longer holds (it expired, or the task
+    was handed to another consumer or finished since)."""
+
+
 class ValidationError(QueueError):
     """Raised when a request's content breaks a rule (a field, a type, a limit)."""
 

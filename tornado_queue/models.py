@@ -16,11 +16,16 @@ class TaskStatus(StrEnum):
     FAILED = "failed"
 
 
+FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
+
+
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """What a producer asks for. `payload` is the task's JSON object, already serialized."""
+    """What a producer asks for. `payload` is the task's JSON object, already serialized;
+    `max_attempts` None means the store's default."""
 
     payload: bytes
+    max_attempts: int | None = None
 
 
 class Task:
@@ -47,16 +52,23 @@ class Task:
         "finished_at",
         "result",
         "error",
+        # Internal bookkeeping, never written out: queue position and monotonic deadlines.
+        "seq",
+        "lease_deadline",
+        "due",
+        "forget_at",
     )
 
-    def __init__(self, task_id: str, payload: bytes, created_at: float) -> None:
+    def __init__(
+        self, task_id: str, payload: bytes, created_at: float, max_attempts: int = 3
+    ) -> None:
         self.id = task_id
         self.queue = "default"
         self.payload = payload
         self.status = TaskStatus.PENDING
         self.priority = 0
         self.attempts = 0
-        self.max_attempts = 3
+        self.max_attempts = max_attempts
         self.created_at = created_at
         self.available_at = created_at
         self.lease_id: str | None = None
@@ -65,6 +77,10 @@ class Task:
         self.finished_at: float | None = None
         self.result: bytes | None = None
         self.error: str | None = None
+        self.seq = 0
+        self.lease_deadline: float | None = None
+        self.due: float | None = None
+        self.forget_at: float | None = None
 
     def snapshot(self) -> Task:
         """A copy that callers may read while the store goes on changing the original."""

@@ -8,6 +8,7 @@ import logging
 import signal
 
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from .app import make_app
@@ -18,6 +19,8 @@ from .workers import WorkerPool
 log = logging.getLogger("tornado_queue")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+REAP_INTERVAL_MS = 500
+"""How often an idle server applies due leases, retries and retention (see storage.base)."""
 BODY_DISCARD_ALLOWANCE = 8 << 20
 """Bytes past --max-body-bytes the server still reads (and discards) so an oversized request
 gets its JSON 413 on a healthy connection; beyond that Tornado closes the connection."""
@@ -37,7 +40,7 @@ def url_for(host: str, port: int) -> str:
 
 async def serve(settings: Settings, store: Store | None = None) -> int:
     """Serve until a shutdown signal; return the process exit code."""
-    store = store or create_store(settings.backend)
+    store = store or create_store(settings.backend, settings.policy())
     server = HTTPServer(
         make_app(store, settings),
         max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE,
@@ -45,8 +48,11 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     sockets = bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
-    pool = WorkerPool(store, settings.workers, settings.work_seconds)
+    pool = WorkerPool(store, settings.workers, settings.work_seconds, settings.fail_rate)
     pool.start()
+    # Reaping the memory store takes microseconds, so it runs inline on the IOLoop.
+    reaper = PeriodicCallback(store.reap, REAP_INTERVAL_MS)
+    reaper.start()
 
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -61,6 +67,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         settings.workers,
     )
     await shutdown.wait()
+    reaper.stop()
     await shut_down(server, pool, store)
     return 0
 

@@ -50,45 +50,68 @@ class WorkSignal:
 
 
 class Worker:
-    """One simulated consumer. `run_once` does a single dequeue-work-complete step."""
+    """One simulated consumer. `run_once` does a single dequeue-work-finish step."""
 
     def __init__(
         self,
         store: Store,
         work_seconds: float,
         stopping: threading.Event,
+        fail_rate: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.work_seconds = work_seconds
+        self.fail_rate = fail_rate
         self.stopping = stopping
         self.rng = rng or random.Random()
         self.done = 0
+        self.failed = 0
         self.released = 0
 
     def run_once(self) -> Task | None:
-        """Take one task, work on it, and complete it; return it, or None when the queue is empty.
+        """Take one task, work on it, and complete or fail it; None when the queue is empty.
 
-        If the pool is stopping while the work runs, the task goes back to the head of the queue
-        as pending instead, so a shutdown never loses it.
+        Work longer than a third of the lease heartbeats to keep it. If the pool is stopping
+        while the work runs, the task goes back to its place in the queue as pending instead,
+        so a shutdown never loses it. Every command carries the lease id: a worker whose lease
+        was lost is refused and lets the task go.
         """
         task = self.store.dequeue()
         if task is None:
             return None
-        interrupted = self.stopping.wait(self._work_time())
+        assert task.lease_id is not None
         try:
-            if interrupted:
-                self.store.release(task.id)
-                self.released += 1
+            if self._work(task.id, task.lease_id):
+                self._finish(task.id, task.lease_id)
             else:
-                self.store.complete(task.id)
-                self.done += 1
-        except QueueError as exc:  # e.g. an HTTP client completed it first
+                self.store.release(task.id, lease_id=task.lease_id)
+                self.released += 1
+        except QueueError as exc:  # e.g. the lease was lost, or an HTTP client finished it
             log.warning("worker gave up task %s: %s", task.id, exc)
         return task
 
+    def _work(self, task_id: str, lease_id: str) -> bool:
+        """Simulate the work; return False if the pool began stopping first."""
+        remaining = self._work_time()
+        beat = self.store.policy.lease_seconds / 3
+        while remaining > beat:
+            if self.stopping.wait(beat):
+                return False
+            remaining -= beat
+            self.store.heartbeat(task_id, lease_id=lease_id)
+        return not self.stopping.wait(remaining)
+
     def _work_time(self) -> float:
         return self.work_seconds * self.rng.uniform(0.5, 1.5)
+
+    def _finish(self, task_id: str, lease_id: str) -> None:
+        if self.fail_rate and self.rng.random() < self.fail_rate:
+            self.store.fail(task_id, "simulated failure", retry=True, lease_id=lease_id)
+            self.failed += 1
+        else:
+            self.store.complete(task_id, lease_id=lease_id)
+            self.done += 1
 
 
 class WorkerPool:
@@ -99,6 +122,7 @@ class WorkerPool:
         store: Store,
         count: int,
         work_seconds: float,
+        fail_rate: float = 0.0,
         report_seconds: float = 5.0,
     ) -> None:
         if report_seconds <= 0:
@@ -107,12 +131,18 @@ class WorkerPool:
         self.report_seconds = report_seconds
         self._stopping = threading.Event()
         self._signal = WorkSignal()
-        self.workers = [Worker(store, work_seconds, self._stopping) for _ in range(count)]
+        self.workers = [
+            Worker(store, work_seconds, self._stopping, fail_rate) for _ in range(count)
+        ]
         self._threads: list[threading.Thread] = []
 
     @property
     def done(self) -> int:
         return sum(worker.done for worker in self.workers)
+
+    @property
+    def failed(self) -> int:
+        return sum(worker.failed for worker in self.workers)
 
     def start(self) -> None:
         if not self.workers:
@@ -154,5 +184,10 @@ class WorkerPool:
         while not self._stopping.wait(self.report_seconds):
             done, now = self.done, time.monotonic()
             rate = (done - last_done) / (now - last_time)
-            log.info("workers: %d tasks done, %.1f tasks/s", done, rate)
+            log.info(
+                "workers: %d tasks done, %d attempts failed, %.1f tasks/s",
+                done,
+                self.failed,
+                rate,
+            )
             last_done, last_time = done, now

@@ -206,8 +206,8 @@ class CompletionLog:
         self._condition = threading.Condition()
         self.counts: Counter[str] = Counter()
 
-    def complete(self, task_id: str) -> Any:
-        task = self._complete(task_id)
+    def complete(self, task_id: str, *args: Any, **kwargs: Any) -> Any:
+        task = self._complete(task_id, *args, **kwargs)
         with self._condition:
             self.counts[task_id] += 1
             self._condition.notify_all()

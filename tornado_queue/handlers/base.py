@@ -120,6 +120,24 @@ class ApiHandler(RequestHandler):
             )
         return value
 
+    def number_argument(
+        self, name: str, default: float | None, low: float, high: float
+    ) -> float | None:
+        """A query argument as a finite number within [low, high]; 400 otherwise."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            detail = f"query parameter '{name}' must be a number, got '{raw[:40]}'"
+            raise Problem(400, detail) from None
+        if not low <= value <= high:  # also refuses NaN and infinities
+            raise Problem(
+                400, f"query parameter '{name}' must be from {low:g} to {high:g}, got {raw[:40]}"
+            )
+        return value
+
     async def call_store(self, method: Callable[..., T], *args: Any) -> T:
         """Run a store method inline, or in an executor for a blocking store (see storage.base)."""
         if self.store.blocking:

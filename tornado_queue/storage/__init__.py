@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from .base import Store
+from .base import Policy, Store
 from .memory import MemoryStore
 
 BACKENDS = ("memory",)
 
 
-def create_store(backend: str) -> Store:
+def create_store(backend: str, policy: Policy | None = None) -> Store:
     """Build the store for a backend name (see `BACKENDS`)."""
     if backend == "memory":
-        return MemoryStore()
+        return MemoryStore(policy)
     raise ValueError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "MemoryStore", "Store", "create_store"]
+__all__ = ["BACKENDS", "MemoryStore", "Policy", "Store", "create_store"]

@@ -14,12 +14,20 @@ How handlers call it is decided by `blocking`:
   executor (`ApiHandler.call_store`), so a slow disk or network never stalls other requests.
 
 Return values are snapshots: a `Task` returned by a store is a copy the caller may read freely.
+
+Time
+----
+Leases, retry backoff and retention run on the store's injected `Clock`. Whatever is due is
+applied at the start of every operation ("reaping"), and `reap()` lets an idle server apply it
+too (the server calls it periodically), so counts and waiting consumers are right when no one
+is calling.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from ..models import NewTask, Task, TaskStatus
@@ -28,37 +36,92 @@ ReadyListener = Callable[[int], None]
 """Called with a count after that many tasks became ready to dequeue. It runs on the thread
 that made them ready, outside the store's lock, so it must be quick and thread-safe."""
 
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The delivery rules a store applies (see API.md section 2)."""
+
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    retry_backoff: float = 1.0
+    retention_seconds: float = 3600.0
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait before retrying after the `attempts`-th attempt failed."""
+        return min(self.retry_backoff * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+
 
 class Store(ABC):
-    """A queue of tasks. See the module docstring for the threading rules."""
+    """A queue of tasks. See the module docstring for the threading and time rules.
+
+    Commands that act on a leased task (`heartbeat`, `complete`, `fail`, `release`) take an
+    optional `lease_id`: when given and not the task's current lease they raise `LeaseLost`,
+    so a consumer whose lease expired cannot finish a task someone else now holds.
+    Every command raises `TaskNotFound` for an unknown id and `InvalidTransition` when the
+    task's state does not allow it.
+    """
 
     blocking: ClassVar[bool] = True
+    policy: Policy
 
     @abstractmethod
     def enqueue(self, new_task: NewTask) -> Task:
         """Add a task at the tail of the queue as `pending` and return it."""
 
     @abstractmethod
-    def dequeue(self) -> Task | None:
-        """Take the oldest pending task, mark it `processing` and return it; None when empty."""
+    def dequeue(self, lease_seconds: float | None = None) -> Task | None:
+        """Lease the oldest pending task and return it; None when none is ready.
+
+        The task becomes `processing` with a fresh `lease_id`, `attempts` goes up by one, and
+        the lease lasts `lease_seconds` (default `policy.lease_seconds`). When a lease expires
+        the task goes back to its place at the front of the queue, or to `failed` with error
+        "lease expired" if it has used `max_attempts`.
+        """
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None:
-        """Return the task with this id, or None."""
+        """Return the task with this id, or None (also once it has been forgotten)."""
 
     @abstractmethod
-    def complete(self, task_id: str) -> Task:
-        """Mark a `processing` task `completed` and return it.
+    def heartbeat(
+        self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
+    ) -> Task:
+        """Extend a processing task's lease to `lease_seconds` from now."""
 
-        Raises TaskNotFound for an unknown id, InvalidTransition when it is not processing.
+    @abstractmethod
+    def complete(
+        self, task_id: str, result: bytes | None = None, lease_id: str | None = None
+    ) -> Task:
+        """Mark a processing task `completed`, keeping `result` (serialized JSON) if given."""
+
+    @abstractmethod
+    def fail(
+        self,
+        task_id: str,
+        error: str | None = None,
+        retry: bool = True,
+        lease_id: str | None = None,
+    ) -> Task:
+        """Record a failed attempt of a processing task.
+
+        With `retry` and attempts left, the task waits `policy.backoff(attempts)` seconds as
+        `scheduled` (or goes straight to the tail as `pending` when that is 0); otherwise it
+        becomes `failed`.
         """
 
     @abstractmethod
-    def release(self, task_id: str) -> Task:
-        """Give a `processing` task back: it becomes `pending` again at the head of the queue.
+    def release(self, task_id: str, lease_id: str | None = None) -> Task:
+        """Give a processing task back unfinished: `pending` again at its place at the front."""
 
-        Used by a consumer that stops before finishing. Raises as `complete` does.
-        """
+    @abstractmethod
+    def retry(self, task_id: str) -> Task:
+        """Put a `failed` task back at the tail as `pending` with its attempts reset."""
+
+    @abstractmethod
+    def delete(self, task_id: str) -> None:
+        """Remove a task in any state but `processing`."""
 
     @abstractmethod
     def view(self, limit: int, offset: int = 0) -> tuple[list[Task], int]:
@@ -67,6 +130,10 @@ class Store(ABC):
     @abstractmethod
     def stats(self) -> dict[TaskStatus, int]:
         """Return the number of tasks in each state (every state present, zeros included)."""
+
+    @abstractmethod
+    def reap(self) -> None:
+        """Apply whatever is due now: expired leases, due retries, forgotten finished tasks."""
 
     @abstractmethod
     def add_ready_listener(self, listener: ReadyListener) -> None:

@@ -1,0 +1,37 @@
+"""DeadlineHeap: entries that fall due in deadline order, checked lazily against their task."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+
+class DeadlineHeap:
+    """A min-heap of (deadline, task id) pairs.
+
+    An entry is never removed early: when a task's deadline changes (a heartbeat, a completion)
+    the old entry stays and is recognised as stale when it falls due, by comparing it with the
+    task's current deadline. Push and pop are O(log n); nothing ever scans the heap.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, deadline: float, task_id: str) -> None:
+        heapq.heappush(self._heap, (deadline, task_id))
+
+    def due(self, now: float) -> bool:
+        """Whether any entry is due at `now` (cheap: one peek)."""
+        return bool(self._heap) and self._heap[0][0] <= now
+
+    def pop_due(self, now: float) -> Iterator[tuple[float, str]]:
+        """Yield and remove every entry whose deadline is at or before `now`, earliest first."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            yield heapq.heappop(heap)
+
+    def clear(self) -> None:
+        self._heap.clear()
