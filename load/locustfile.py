@@ -33,7 +33,7 @@ class Producer(HttpUser):
 
 
 class Worker(HttpUser):
-    """Claims the oldest task and completes it; an empty queue is not an error."""
+    """Claims the oldest task and completes it under its lease; an empty queue is not an error."""
 
     weight = 1
     wait_time = between(0.0, 0.01)
@@ -47,9 +47,12 @@ class Worker(HttpUser):
             if response.status_code != 200:
                 response.failure(f"dequeue answered {response.status_code}: {response.text}")
                 return
-            task_id = response.json()["id"]
+            task = response.json()
         with self.client.put(
-            f"/tasks/{task_id}/complete", name="/tasks/[id]/complete", catch_response=True
+            f"/tasks/{task['id']}/complete",
+            json={"result": {"ok": True}, "lease_id": task["lease_id"]},
+            name="/tasks/[id]/complete",
+            catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"complete answered {response.status_code}: {response.text}")
