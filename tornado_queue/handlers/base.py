@@ -29,6 +29,14 @@ ERROR_STATUS: dict[type[QueueError], int] = {
 JSON_MEDIA_TYPES = ("application/json",)
 
 
+def status_for(error: QueueError) -> int:
+    """The status of a domain error: the entry of its nearest class in `ERROR_STATUS`."""
+    for cls in type(error).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 400
+
+
 class Problem(HTTPError):
     """An HTTP error answered as RFC 9457 problem details with `detail` as its sentence."""
 
@@ -167,7 +175,7 @@ class ApiHandler(RequestHandler):
         """Every error leaves here as `application/problem+json`; never HTML or a traceback."""
         error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
         if isinstance(error, QueueError):
-            status_code = ERROR_STATUS.get(type(error), 400)
+            status_code = status_for(error)
             self.set_status(status_code)
             detail = str(error)
         elif isinstance(error, Problem):

@@ -150,7 +150,7 @@ class MemoryStore(Store):
                     "only failed tasks can be retried"
                 )
             task.attempts = 0
-            task.error = task.finished_at = task.forget_at = task.result = None
+            task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
             task.available_at = wall
             self._move(task, TaskStatus.PENDING)
             self._append_pending(task)
