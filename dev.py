@@ -48,6 +48,13 @@ def run(*argv: str) -> int:
     return subprocess.call([str(PYTHON), *argv], cwd=ROOT)
 
 
+def replace_with(*argv: str) -> None:
+    """Become the venv's python running `argv`, so signals (Ctrl-C, SIGTERM) and the exit code
+    are the command's own, with no wrapper process in between."""
+    os.chdir(ROOT)
+    os.execv(PYTHON, [str(PYTHON), *argv])
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -57,13 +64,14 @@ def main(argv: list[str]) -> int:
         print(f"dev.py: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     ensure_venv()
-    if command == "serve":
-        return run("main.py", *args)
-    if command == "test":
-        return run("-m", "pytest", *args)
     if command == "lint":
         return run("-m", "ruff", "check", ".") or run("-m", "ruff", "format", "--check", ".")
-    return run("load/smoke.py", *args)
+    if command == "serve":
+        replace_with("main.py", *args)
+    if command == "test":
+        replace_with("-m", "pytest", *args)
+    replace_with("load/smoke.py", *args)
+    return 1  # not reached: execv does not return
 
 
 if __name__ == "__main__":

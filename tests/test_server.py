@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,51 +14,29 @@ from typing import Any
 import pytest
 
 from main import main
+from tornado_queue.testing import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on (http://\S+)")
-STOPPED = re.compile(r"stopped cleanly: (.*)")
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class ServerProcess:
-    """`python main.py` on a free port, logging to a file the test can read."""
-
-    def __init__(self, log_path: Path, *flags: str) -> None:
-        self.log_path = log_path
-        self.log_file = log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "main.py", "--port", "0", *flags],
-            cwd=ROOT,
-            stderr=self.log_file,
-        )
-        self.url = self._wait_for_url()
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def _wait_for_url(self) -> str:
-        match = wait_for(lambda: LISTENING.search(self.log()))
-        assert match, f"server did not start:\n{self.log()}"
-        return match.group(1)
+class Server(ServerProcess):
+    """A server process with a JSON request helper (never through an HTTP proxy)."""
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         request = urllib.request.Request(self.url + path, body, headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with NO_PROXY.open(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def stop(self, signum: int) -> tuple[int, dict[str, int]]:
+    def stop_and_count(self, signum: int) -> tuple[int, dict[str, int]]:
         """Send `signum`, wait for the exit, and return the exit code and the final counts."""
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=15)
-        self.log_file.close()
-        stopped = STOPPED.search(self.log())
-        assert stopped, f"no clean-stop line in the log:\n{self.log()}"
-        counts = dict(item.split("=") for item in stopped.group(1).split(", "))
-        return code, {status: int(count) for status, count in counts.items()}
+        code = self.stop(signum, timeout=15)
+        counts = self.final_counts()
+        assert counts is not None, f"no clean-stop line in the log:\n{self.log()}"
+        return code, counts
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -73,20 +48,17 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
+def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
 
-    def start(*flags: str) -> ServerProcess:
-        server = ServerProcess(tmp_path / f"server{len(started)}.log", *flags)
+    def start(*flags: str) -> Server:
+        server = Server(tmp_path / f"server{len(started)}.log", *flags)
         started.append(server)
         return server
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
-        server.log_file.close()
+        server.kill()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -102,7 +74,7 @@ def test_a_signal_stops_the_server_with_exit_code_0_and_no_task_lost(servers, si
 
     # When the signal arrives
     started = time.monotonic()
-    code, counts = server.stop(signum)
+    code, counts = server.stop_and_count(signum)
 
     # Then it exits 0 within seconds and every task is still there, none stuck in processing
     assert code == 0

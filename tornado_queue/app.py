@@ -7,7 +7,7 @@ from typing import Any
 from tornado.web import Application
 
 from .config import Settings
-from .handlers.base import NotFoundHandler
+from .handlers.base import NotFoundHandler, RequestTracker
 from .handlers.queue import QueueStatsHandler, QueueViewHandler
 from .handlers.tasks import (
     CompleteHandler,
@@ -35,11 +35,16 @@ ROUTES: list[tuple[str, type]] = [
 
 
 def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
-    """Build the Tornado application over `store`."""
-    handler_args = {"store": store, "config": settings}
+    """Build the Tornado application over `store`.
+
+    `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown.
+    """
+    tracker = RequestTracker()
+    handler_args = {"store": store, "config": settings, "tracker": tracker}
     return Application(
         [(pattern, handler, handler_args) for pattern, handler in ROUTES],
         default_handler_class=NotFoundHandler,
         default_handler_args=handler_args,
+        tracker=tracker,
         **tornado_settings,
     )

@@ -48,7 +48,9 @@ def format_time(timestamp: float | None) -> str | None:
     """Epoch seconds as ISO-8601 in UTC with a `Z`, or None."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat() is the fastest formatter (about 3x strftime); it ends in "+00:00" for UTC and
+    # leaves out the fraction when it is exactly zero, both of which ISO-8601 allows.
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()[:-6] + "Z"
 
 
 def task_document(task: Task) -> dict[str, Any]:

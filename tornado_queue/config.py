@@ -1,6 +1,7 @@
 """Settings: command-line flags, each also readable from a `TQ_<NAME>` environment variable.
 
 Precedence: a flag on the command line, then the environment variable, then the default.
+An environment variable set to the empty string counts as unset.
 """
 
 from __future__ import annotations
@@ -13,114 +14,12 @@ from typing import Any
 
 from .storage import BACKENDS, Policy
 
-
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _bounded_float(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not low <= value <= high:  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
-        return value
-
-    return parse
-
-
-def _choice(options: Sequence[str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in options:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(options)}, got {text!r}")
-        return text
-
-    return parse
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its flag, how to parse it, its default and its help text."""
-
-    name: str
-    parse: Callable[[str], Any]
-    default: str
-    help: str
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    @property
-    def env(self) -> str:
-        return "TQ_" + self.name.upper()
-
-
-OPTIONS = (
-    Option("host", str, "127.0.0.1", "address to listen on"),
-    Option("port", _bounded_int(0, 65535), "8000", "port to listen on (0 picks a free one)"),
-    Option("backend", _choice(BACKENDS), "memory", "where tasks are kept"),
-    Option("workers", _bounded_int(0, 256), "0", "background worker threads that process tasks"),
-    Option(
-        "work_seconds",
-        _bounded_float(0, 3600),
-        "0.5",
-        "simulated work per task for --workers (each run varies by ±50%%)",
-    ),
-    Option(
-        "fail_rate",
-        _bounded_float(0, 1),
-        "0",
-        "probability that a worker's simulated task fails (and is retried or dies)",
-    ),
-    Option(
-        "lease_seconds",
-        _bounded_float(1, 43200),
-        "30",
-        "how long a dequeued task stays leased before it is handed out again",
-    ),
-    Option(
-        "max_attempts",
-        _bounded_int(1, 1000),
-        "3",
-        "deliveries a task gets before it is failed for good (per task: max_attempts)",
-    ),
-    Option(
-        "retry_backoff",
-        _bounded_float(0, 3600),
-        "1",
-        "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
-    ),
-    Option(
-        "retention_seconds",
-        _bounded_float(0, 10 * 365 * 86400),
-        "3600",
-        "how long completed and failed tasks are kept before they are forgotten",
-    ),
-    Option(
-        "max_body_bytes",
-        _bounded_int(1, 1 << 30),
-        str(1 << 20),
-        "largest request body accepted; larger ones get 413",
-    ),
-    Option("log_level", _choice(("debug", "info", "warning", "error")), "info", "log verbosity"),
-)
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server is configured with."""
+    """Everything the server is configured with; the field defaults are the flags' defaults."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -156,12 +55,104 @@ class Settings:
         for option in OPTIONS:
             if given[option.name] is not None:
                 values[option.name] = given[option.name]
-                continue
-            try:
-                values[option.name] = option.parse(environ.get(option.env, option.default))
-            except argparse.ArgumentTypeError as exc:
-                parser.error(f"environment variable {option.env}: {exc}")
-        return cls(**{field.name: values[field.name] for field in fields(cls)})
+            elif environ.get(option.env):
+                try:
+                    values[option.name] = option.parse(environ[option.env])
+                except argparse.ArgumentTypeError as exc:
+                    parser.error(f"environment variable {option.env}: {exc}")
+        return cls(**values)
+
+
+def _bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
+    noun = "an integer" if kind is int else "a number"
+    bounds = f"{low} to {high}" if kind is int else f"{low:g} to {high:g}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not low <= value <= high:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be from {bounds}, got {text}")
+        return value
+
+    return parse
+
+
+def _choice(options: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(options)}, got {text!r}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its name (a `Settings` field), how to parse it and its help text."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "TQ_" + self.name.upper()
+
+    @property
+    def default(self) -> Any:
+        return SETTINGS_DEFAULTS[self.name]
+
+
+SETTINGS_DEFAULTS = {field.name: field.default for field in fields(Settings)}
+
+OPTIONS = (
+    Option("host", str, "address to listen on"),
+    Option("port", _bounded(int, 0, 65_535), "port to listen on (0 picks a free one)"),
+    Option("backend", _choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
+    Option("workers", _bounded(int, 0, 256), "background worker threads that process tasks"),
+    Option(
+        "work_seconds",
+        _bounded(float, 0, 3600),
+        "simulated work per task for --workers (each run varies by ±50%%)",
+    ),
+    Option(
+        "fail_rate",
+        _bounded(float, 0, 1),
+        "probability that a worker's simulated task fails (and is retried or dies)",
+    ),
+    Option(
+        "lease_seconds",
+        _bounded(float, 1, 43200),
+        "how long a dequeued task stays leased before it is handed out again",
+    ),
+    Option(
+        "max_attempts",
+        _bounded(int, 1, 1000),
+        "deliveries a task gets before it is failed for good (per task: max_attempts)",
+    ),
+    Option(
+        "retry_backoff",
+        _bounded(float, 0, 3600),
+        "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
+    ),
+    Option(
+        "retention_seconds",
+        _bounded(float, 0, 10 * 365 * 86400),
+        "how long completed and failed tasks are kept before they are forgotten",
+    ),
+    Option(
+        "max_body_bytes",
+        _bounded(int, 1, 1 << 30),
+        "largest request body accepted; larger ones get 413",
+    ),
+    Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

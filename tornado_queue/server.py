@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
@@ -13,10 +15,15 @@ from tornado.netutil import bind_sockets
 
 from .app import make_app
 from .config import Settings
+from .handlers.base import RequestTracker
 from .storage import Store, create_store
 from .workers import WorkerPool
 
 log = logging.getLogger("tornado_queue")
+# Start-up and shutdown lines are shown at every --log-level: with --port 0 the start-up line
+# is the only place the port is told.
+lifecycle_log = logging.getLogger("tornado_queue.lifecycle")
+lifecycle_log.setLevel(logging.INFO)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 REAP_INTERVAL_MS = 500
@@ -34,18 +41,33 @@ def configure_logging(settings: Settings) -> None:
 
 
 def url_for(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
+    shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
     return f"http://{shown}:{port}"
+
+
+@dataclass
+class Running:
+    """What a started server is made of, in the order it is stopped."""
+
+    server: HTTPServer
+    tracker: RequestTracker
+    reaper: PeriodicCallback
+    pool: WorkerPool
+    store: Store
 
 
 async def serve(settings: Settings, store: Store | None = None) -> int:
     """Serve until a shutdown signal; return the process exit code."""
-    store = store or create_store(settings.backend, settings.policy())
-    server = HTTPServer(
-        make_app(store, settings),
-        max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE,
-    )
-    sockets = bind_sockets(settings.port, settings.host)
+    if store is None:
+        store = create_store(settings.backend, settings.policy())
+    app = make_app(store, settings)
+    try:
+        sockets = bind_sockets(settings.port, settings.host)
+    except OSError as exc:
+        lifecycle_log.error("cannot listen on %s: %s", url_for(settings.host, settings.port), exc)
+        store.close()
+        return 1
+    server = HTTPServer(app, max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     pool = WorkerPool(store, settings.workers, settings.work_seconds, settings.fail_rate)
@@ -53,35 +75,60 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     # Reaping the memory store takes microseconds, so it runs inline on the IOLoop.
     reaper = PeriodicCallback(store.reap, REAP_INTERVAL_MS)
     reaper.start()
+    running = Running(server, app.settings["tracker"], reaper, pool, store)
 
     shutdown = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, shutdown.set)
+    install_signal_handlers(shutdown)
     # Everything allocated so far lives as long as the process: keep the GC from rescanning it.
     gc.freeze()
-    log.info(
+    lifecycle_log.info(
         "tornado_queue listening on %s (backend=%s, workers=%d)",
         url_for(settings.host, port),
         settings.backend,
         settings.workers,
     )
     await shutdown.wait()
-    reaper.stop()
-    await shut_down(server, pool, store)
+    await shut_down(running)
     return 0
 
 
-async def shut_down(server: HTTPServer, pool: WorkerPool, store: Store) -> None:
-    """Stop accepting, let connections finish, stop workers (releasing their tasks), close."""
-    log.info("shutting down: no longer accepting connections")
-    server.stop()
+def install_signal_handlers(shutdown: asyncio.Event) -> None:
+    """The first SIGTERM/SIGINT starts a graceful shutdown; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if shutdown.is_set():
+            lifecycle_log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        shutdown.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def shut_down(running: Running) -> None:
+    """Stop accepting, let requests in progress finish, stop workers (their tasks go back),
+    then close the store."""
+    lifecycle_log.info("shutting down: no longer accepting connections")
+    running.server.stop()
+    running.reaper.stop()
+    if not await wait_for_requests(running.tracker, SHUTDOWN_GRACE_SECONDS):
+        log.warning("requests still in progress after %.0fs; closing", SHUTDOWN_GRACE_SECONDS)
     try:
-        await asyncio.wait_for(server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+        await asyncio.wait_for(running.server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
     except TimeoutError:
         log.warning("connections still open after %.0fs; closing anyway", SHUTDOWN_GRACE_SECONDS)
-    pool.stop(SHUTDOWN_GRACE_SECONDS)
-    counts = store.stats()
-    store.close()
+    running.pool.stop(SHUTDOWN_GRACE_SECONDS)
+    counts = running.store.stats()
+    running.store.close()
     summary = ", ".join(f"{status.value}={count}" for status, count in counts.items())
-    log.info("stopped cleanly: %s", summary)
+    lifecycle_log.info("stopped cleanly: %s", summary)
+
+
+async def wait_for_requests(tracker: RequestTracker, timeout: float) -> bool:
+    """Wait until no request is in progress; False if some still are after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while tracker.active > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    return tracker.active == 0

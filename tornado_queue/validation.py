@@ -13,6 +13,9 @@ MAX_ATTEMPTS_LIMIT = 1000
 MAX_ERROR_CHARS = 10_000
 MAX_LEASE_ID_CHARS = 64
 
+EMPTY_BODY: Any = object()
+"""Stands for a request without a body (distinct from a body that is JSON `null`)."""
+
 NEW_TASK_FIELDS = frozenset({"payload", "max_attempts"})
 COMPLETE_FIELDS = frozenset({"result", "lease_id"})
 FAIL_FIELDS = frozenset({"error", "retry", "lease_id"})
@@ -34,6 +37,8 @@ class Failure:
 
 def require_object(document: Any, what: str, allowed: frozenset[str]) -> dict[str, Any]:
     """`document` as a JSON object holding only `allowed` fields."""
+    if document is EMPTY_BODY:
+        raise ValidationError(f"{what} is empty; expected a JSON object")
     if not isinstance(document, dict):
         raise ValidationError(f"{what} must be a JSON object, got {_json_type(document)}")
     unknown = sorted(document.keys() - allowed)
@@ -47,7 +52,9 @@ def require_object(document: Any, what: str, allowed: frozenset[str]) -> dict[st
 
 def optional_object(document: Any, allowed: frozenset[str]) -> dict[str, Any]:
     """An optional request body: no body reads as `{}`."""
-    return {} if document is None else require_object(document, "request body", allowed)
+    if document is EMPTY_BODY:
+        return {}
+    return require_object(document, "request body", allowed)
 
 
 def new_task(document: Any) -> NewTask:

@@ -176,18 +176,23 @@ class WorkerPool:
             generation = self._signal.generation
             if self._stopping.is_set():
                 return
-            if worker.run_once() is None:
+            try:
+                task = worker.run_once()
+            except Exception:
+                # A bug or a broken store must not silently shrink the pool: log it, pause, go
+                # on. A task held at that moment is not lost: its lease expires.
+                log.exception("worker %s failed; carrying on", threading.current_thread().name)
+                self._stopping.wait(IDLE_WAIT_SECONDS)
+                continue
+            if task is None:
                 self._signal.wait(generation, IDLE_WAIT_SECONDS)
 
     def _report(self) -> None:
-        last_done, last_time = 0, time.monotonic()
+        last_done, last_failed, last_time = 0, 0, time.monotonic()
         while not self._stopping.wait(self.report_seconds):
-            done, now = self.done, time.monotonic()
+            done, failed, now = self.done, self.failed, time.monotonic()
+            if (done, failed) == (last_done, last_failed):
+                continue  # nothing happened: stay quiet rather than log zeros forever
             rate = (done - last_done) / (now - last_time)
-            log.info(
-                "workers: %d tasks done, %d attempts failed, %.1f tasks/s",
-                done,
-                self.failed,
-                rate,
-            )
-            last_done, last_time = done, now
+            log.info("workers: %d tasks done, %d attempts failed, %.1f tasks/s", done, failed, rate)
+            last_done, last_failed, last_time = done, failed, now

@@ -427,14 +427,14 @@ def allowed(response) -> set[str]:
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("DELETE", "/queue/stats", {"GET"}),
-        ("POST", "/queue/stats", {"GET"}),
+        ("DELETE", "/queue/stats", {"GET", "HEAD"}),
+        ("POST", "/queue/stats", {"GET", "HEAD"}),
         ("GET", "/tasks/dequeue", {"POST"}),
         ("PUT", "/tasks/dequeue", {"POST"}),
         ("PATCH", "/tasks", {"POST"}),
         ("GET", "/tasks", {"POST"}),
         ("PROPFIND", "/tasks", {"POST"}),
-        ("POST", "/queue/view", {"GET"}),
+        ("POST", "/queue/view", {"GET", "HEAD"}),
         ("GET", "/tasks/some-id/complete", {"PUT"}),
         ("POST", "/tasks/some-id/complete", {"PUT"}),
     ],

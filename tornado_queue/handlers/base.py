@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler, stream_request_body
@@ -15,6 +16,7 @@ from ..config import Settings
 from ..errors import InvalidTransition, QueueError, TaskNotFound, ValidationError
 from ..models import Task
 from ..storage import Store
+from ..validation import EMPTY_BODY
 
 log = logging.getLogger("tornado_queue.http")
 
@@ -51,6 +53,17 @@ def _is_json(content_type: str) -> bool:
     return media_type in JSON_MEDIA_TYPES or media_type.endswith("+json")
 
 
+INTEGER = re.compile(r"[0-9]{1,18}")
+DECIMAL = re.compile(r"[0-9]{1,18}(\.[0-9]{1,9})?")
+
+
+class RequestTracker:
+    """Counts requests in progress, so a shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+
 @stream_request_body
 class ApiHandler(RequestHandler):
     """Base of every API handler.
@@ -62,10 +75,13 @@ class ApiHandler(RequestHandler):
 
     store: Store
     config: Settings
+    _allowed: ClassVar[tuple[str, ...]]
 
-    def initialize(self, store: Store, config: Settings) -> None:
+    def initialize(self, store: Store, config: Settings, tracker: RequestTracker) -> None:
         self.store = store
         self.config = config
+        self._tracker = tracker
+        self._tracked = False
         self._chunks: list[bytes] = []
         self._received = 0
 
@@ -73,14 +89,28 @@ class ApiHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
 
     def prepare(self) -> None:
+        self._tracker.active += 1
+        self._tracked = True
+        if self.request.method not in self.allowed_methods():
+            # Before any body check: a wrong method is a 405 whatever the body looks like.
+            raise HTTPError(405)
         limit = self.config.max_body_bytes
         length = self._content_length()
         if length > limit:
             raise Problem(413, f"request body is {length} bytes; the limit is {limit} bytes")
         has_body = length > 0 or "Transfer-Encoding" in self.request.headers
+        if has_body:
+            self._check_body_headers()
+
+    def _check_body_headers(self) -> None:
         content_type = self.request.headers.get("Content-Type")
-        if has_body and content_type and not _is_json(content_type):
-            raise Problem(415, f"Content-Type must be application/json, got '{content_type}'")
+        if content_type and not _is_json(content_type):
+            raise Problem(415, f"Content-Type must be application/json, got '{content_type[:100]}'")
+        encoding = self.request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise Problem(
+                415, f"Content-Encoding '{encoding[:40]}' is not supported; send plain JSON"
+            )
 
     def _content_length(self) -> int:
         raw = self.request.headers.get("Content-Length", "0")
@@ -95,33 +125,58 @@ class ApiHandler(RequestHandler):
         self._received += len(chunk)
         if self._received <= self.config.max_body_bytes:
             self._chunks.append(chunk)
-        else:
-            self._chunks.clear()
+            return
+        # A chunked body just passed the limit: answer now, before Tornado's own hard limit
+        # would drop the connection without a word.
+        self._chunks.clear()
+        problem = self._too_large()
+        self.send_error(413, exc_info=(Problem, problem, None))
+
+    def _too_large(self) -> Problem:
+        limit = self.config.max_body_bytes
+        return Problem(413, f"request body is over the limit of {limit} bytes")
+
+    def on_finish(self) -> None:
+        self._untrack()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._untrack()
+
+    def _untrack(self) -> None:
+        if self._tracked:
+            self._tracked = False
+            self._tracker.active -= 1
 
     def body_bytes(self) -> bytes:
-        """The whole request body; 413 if a chunked body went over the limit."""
-        limit = self.config.max_body_bytes
-        if self._received > limit:
-            raise Problem(413, f"request body is over the limit of {limit} bytes")
+        """The whole request body; 413 if it went over the limit."""
+        if self._received > self.config.max_body_bytes:
+            raise self._too_large()
         return b"".join(self._chunks)
 
     def json_body(self) -> Any:
-        """The body parsed as strict JSON, or None when there is no body."""
+        """The body parsed as strict JSON, or `EMPTY_BODY` when there is no body."""
         body = self.body_bytes()
         if not body.strip():
-            return None
+            return EMPTY_BODY
         return codec.parse_json(body)
 
+    def query_argument(self, name: str) -> str | None:
+        """A query argument given at most once; 400 if it is repeated."""
+        values = self.get_query_arguments(name)
+        if len(values) > 1:
+            raise Problem(400, f"query parameter '{name}' is given {len(values)} times")
+        return values[0] if values else None
+
     def int_argument(self, name: str, default: int, low: int, high: int) -> int:
-        """A query argument as an integer within [low, high]; 400 otherwise."""
-        raw = self.get_query_argument(name, None)
+        """A query argument as a whole number within [low, high]; 400 otherwise."""
+        raw = self.query_argument(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            detail = f"query parameter '{name}' must be an integer, got '{raw[:40]}'"
-            raise Problem(400, detail) from None
+        if not INTEGER.fullmatch(raw):
+            detail = f"query parameter '{name}' must be a whole number, got '{raw[:40]}'"
+            raise Problem(400, detail)
+        value = int(raw)
         if not low <= value <= high:
             raise Problem(
                 400, f"query parameter '{name}' must be from {low} to {high}, got {value}"
@@ -131,23 +186,28 @@ class ApiHandler(RequestHandler):
     def number_argument(
         self, name: str, default: float | None, low: float, high: float
     ) -> float | None:
-        """A query argument as a finite number within [low, high]; 400 otherwise."""
-        raw = self.get_query_argument(name, None)
+        """A query argument as a decimal number within [low, high]; 400 otherwise."""
+        raw = self.query_argument(name)
         if raw is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            detail = f"query parameter '{name}' must be a number, got '{raw[:40]}'"
-            raise Problem(400, detail) from None
-        if not low <= value <= high:  # also refuses NaN and infinities
+        if not DECIMAL.fullmatch(raw):
+            detail = f"query parameter '{name}' must be a number like 30 or 2.5, got '{raw[:40]}'"
+            raise Problem(400, detail)
+        value = float(raw)
+        if not low <= value <= high:
             raise Problem(
-                400, f"query parameter '{name}' must be from {low:g} to {high:g}, got {raw[:40]}"
+                400, f"query parameter '{name}' must be from {low:g} to {high:g}, got {raw}"
             )
         return value
 
     async def call_store(self, method: Callable[..., T], *args: Any) -> T:
-        """Run a store method inline, or in an executor for a blocking store (see storage.base)."""
+        """Run a store method inline, or in an executor for a blocking store (see storage.base).
+
+        Every route reaches the store through here, so this is also where a request whose body
+        was refused mid-stream (already answered 413) stops before it can change anything.
+        """
+        if self._received > self.config.max_body_bytes:
+            raise self._too_large()
         if self.store.blocking:
             return await IOLoop.current().run_in_executor(None, method, *args)
         return method(*args)
@@ -184,7 +244,7 @@ class ApiHandler(RequestHandler):
             # Tornado checks non-standard methods (PROPFIND…) before routing reaches a 404.
             status_code = 404
             self.set_status(status_code)
-            detail = f"no route for {self.request.method} {self.request.path[:200]}"
+            detail = f"no route for {self.request.method[:20]} {self.request.path[:200]}"
         elif status_code == 405:
             allowed = ", ".join(self.allowed_methods())
             self.set_header("Allow", allowed)
@@ -201,17 +261,21 @@ class ApiHandler(RequestHandler):
         self.finish(codec.dumps(problem))
 
     @classmethod
-    def allowed_methods(cls) -> list[str]:
+    def allowed_methods(cls) -> tuple[str, ...]:
         """The methods this handler implements, for the `Allow` header of a 405."""
-        return [
-            method
-            for method in cls.SUPPORTED_METHODS
-            if getattr(cls, method.lower()) is not getattr(RequestHandler, method.lower())
-        ]
+        if "_allowed" not in cls.__dict__:
+            cls._allowed = tuple(
+                method
+                for method in cls.SUPPORTED_METHODS
+                if getattr(cls, method.lower()) is not getattr(RequestHandler, method.lower())
+            )
+        return cls._allowed
 
 
 class NotFoundHandler(ApiHandler):
     """Answers every request for an unknown route with a JSON 404."""
 
     def prepare(self) -> None:
-        raise Problem(404, f"no route for {self.request.method} {self.request.path[:200]}")
+        self._tracker.active += 1
+        self._tracked = True
+        raise Problem(404, f"no route for {self.request.method[:20]} {self.request.path[:200]}")

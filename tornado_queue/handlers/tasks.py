@@ -17,7 +17,7 @@ class LeaseArguments(ApiHandler):
         return self.number_argument("lease", None, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
 
     def query_lease_id(self) -> str | None:
-        return self.get_query_argument("lease_id", None)
+        return self.query_argument("lease_id")
 
 
 class TasksHandler(ApiHandler):
@@ -50,6 +50,8 @@ class TaskHandler(ApiHandler):
         if task is None:
             raise TaskNotFound(task_id)
         self.write_task(task)
+
+    head = get
 
     async def delete(self, task_id: str) -> None:
         await self.call_store(self.store.delete, task_id)

@@ -54,10 +54,12 @@ class MemoryStore(Store):
     def enqueue(self, new_task: NewTask) -> Task:
         # uuid4 and the record are built before taking the lock to keep the critical section short.
         max_attempts = new_task.max_attempts or self.policy.max_attempts
-        task = Task(str(uuid.uuid4()), new_task.payload, self._clock.time(), max_attempts)
-        now = self._clock.monotonic()
+        task = Task(str(uuid.uuid4()), new_task.payload, 0.0, max_attempts)
         with self._lock:
-            ready = self._reap(task.created_at, now) + 1
+            # Clocks are read under the lock so timestamps agree with the order of operations.
+            wall, now = self._clock.time(), self._clock.monotonic()
+            task.created_at = task.available_at = wall
+            ready = self._reap(wall, now) + 1
             self._tasks[task.id] = task
             self._counts[TaskStatus.PENDING] += 1
             self._append_pending(task)
@@ -67,8 +69,8 @@ class MemoryStore(Store):
 
     def dequeue(self, lease_seconds: float | None = None) -> Task | None:
         lease = lease_seconds or self.policy.lease_seconds
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             task = self._pop_pending()
             if task is not None:
@@ -81,8 +83,8 @@ class MemoryStore(Store):
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
         lease = lease_seconds or self.policy.lease_seconds
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             task = self._leased_task(task_id, "heartbeat", lease_id)
             task.lease_deadline = now + lease
@@ -95,8 +97,8 @@ class MemoryStore(Store):
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             task = self._leased_task(task_id, "complete", lease_id)
             self._end_lease(task)
@@ -113,8 +115,8 @@ class MemoryStore(Store):
         retry: bool = True,
         lease_id: str | None = None,
     ) -> Task:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             task = self._leased_task(task_id, "fail", lease_id)
             self._end_lease(task)
@@ -128,8 +130,8 @@ class MemoryStore(Store):
         return snapshot
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now) + 1
             task = self._leased_task(task_id, "release", lease_id)
             self._end_lease(task)
@@ -140,8 +142,8 @@ class MemoryStore(Store):
         return snapshot
 
     def retry(self, task_id: str) -> Task:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now) + 1
             task = self._known_task(task_id)
             if task.status is not TaskStatus.FAILED:
@@ -159,8 +161,8 @@ class MemoryStore(Store):
         return snapshot
 
     def delete(self, task_id: str) -> None:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             task = self._known_task(task_id)
             if task.status is TaskStatus.PROCESSING:
@@ -176,16 +178,16 @@ class MemoryStore(Store):
         self._notify_ready(ready)
 
     def reap(self) -> None:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
         self._notify_ready(ready)
 
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             task = self._tasks.get(task_id)
             snapshot = None if task is None else task.snapshot()
@@ -193,8 +195,8 @@ class MemoryStore(Store):
         return snapshot
 
     def view(self, limit: int, offset: int = 0) -> tuple[list[Task], int]:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             live = (self._tasks.get(task_id) for task_id in self._pending)
             page = islice((task for task in live if task is not None), offset, offset + limit)
@@ -204,8 +206,8 @@ class MemoryStore(Store):
         return snapshots, total
 
     def stats(self) -> dict[TaskStatus, int]:
-        wall, now = self._clock.time(), self._clock.monotonic()
         with self._lock:
+            wall, now = self._clock.time(), self._clock.monotonic()
             ready = self._reap(wall, now)
             counts = dict(self._counts)
         self._notify_ready(ready)

@@ -1,0 +1,81 @@
+"""Run a real `python main.py` in a child process: for the tests, the load smoke and benchmarks.
+
+The server logs to a file (a pipe that nobody drains would stall it once full); its URL is read
+from the start-up line, so `--port 0` works.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"listening on (http://\S+)")
+STOPPED = re.compile(r"stopped cleanly: (.*)")
+
+
+class ServerProcess:
+    """`python main.py --port 0 FLAGS…`, started at once; use as a context manager or `stop()`."""
+
+    def __init__(self, log_path: Path, *flags: str, start_timeout: float = 30.0) -> None:
+        self.log_path = log_path
+        self._log_file = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "main.py", "--port", "0", *flags],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stderr=self._log_file,
+        )
+        self.url = self._wait_for_url(start_timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send `signum` and wait for the exit; return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def final_counts(self) -> dict[str, int] | None:
+        """The task counts from the clean-stop line, or None if the server never logged one."""
+        stopped = STOPPED.search(self.log())
+        if not stopped:
+            return None
+        pairs = (item.split("=") for item in stopped.group(1).split(", "))
+        return {status: int(count) for status, count in pairs}
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+
+    def _wait_for_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            match = LISTENING.search(self.log())
+            if match:
+                return match.group(1)
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"server did not start listening:\n{self.log()[-2000:]}")
