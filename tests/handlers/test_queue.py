@@ -113,11 +113,23 @@ async def test_view_offset_past_the_end_is_an_empty_list(http_client, base_url, 
     fill(store, 3)
 
     tasks, total = await view(http_client, base_url, "?offset=3")
-    far_tasks, _ = await view(http_client, base_url, "?offset=1000000000")
+    deepest_tasks, _ = await view(http_client, base_url, "?offset=100000")
 
     assert tasks == []
-    assert far_tasks == []
+    assert deepest_tasks == []
     assert total == 3
+
+
+@pytest.mark.gen_test
+async def test_view_offset_beyond_the_deepest_page_is_a_400_naming_offset(
+    http_client, base_url, store
+):
+    fill(store, 3)
+
+    response = await http_client.fetch(base_url + "/queue/view?offset=100001", raise_error=False)
+
+    problem = assert_problem(response, 400)
+    assert "offset" in problem["detail"] and "100000" in problem["detail"]
 
 
 @pytest.mark.gen_test
