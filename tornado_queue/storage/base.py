@@ -50,7 +50,10 @@ class Policy:
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before retrying after the `attempts`-th attempt failed."""
-        return min(self.retry_backoff * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+        # The exponent is bounded so huge attempt counts cannot overflow a float; 2**40 is far
+        # past the cap for any backoff base.
+        exponent = min(max(attempts - 1, 0), 40)
+        return min(self.retry_backoff * 2**exponent, MAX_BACKOFF_SECONDS)
 
 
 class Store(ABC):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+COMPACT_SLACK = 1024
+"""Stale entries tolerated beyond the live ones before the heap is rebuilt without them."""
 
 
 class DeadlineHeap:
@@ -11,7 +14,9 @@ class DeadlineHeap:
 
     An entry is never removed early: when a task's deadline changes (a heartbeat, a completion)
     the old entry stays and is recognised as stale when it falls due, by comparing it with the
-    task's current deadline. Push and pop are O(log n); nothing ever scans the heap.
+    task's current deadline. Push and pop are O(log n). So that stale entries cannot pile up
+    (a consumer heartbeating every second on a 12-hour lease), `push` rebuilds the heap from its
+    live entries once it holds more than twice the live count plus a slack: O(1) amortized.
     """
 
     def __init__(self) -> None:
@@ -20,8 +25,18 @@ class DeadlineHeap:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push(self, deadline: float, task_id: str) -> None:
+    def push(
+        self,
+        deadline: float,
+        task_id: str,
+        live_count: int,
+        is_live: Callable[[float, str], bool],
+    ) -> None:
+        """Add an entry; `live_count` and `is_live` say which entries still matter."""
         heapq.heappush(self._heap, (deadline, task_id))
+        if len(self._heap) > 2 * live_count + COMPACT_SLACK:
+            self._heap = [entry for entry in self._heap if is_live(*entry)]
+            heapq.heapify(self._heap)
 
     def due(self, now: float) -> bool:
         """Whether any entry is due at `now` (cheap: one peek)."""

@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections import deque
 from itertools import islice
+from types import TracebackType
 
 from ..clock import Clock, SystemClock
 from ..errors import InvalidTransition, LeaseLost, TaskNotFound
 from ..models import FINISHED, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 from .deadlines import DeadlineHeap
-
-COMPACT_AFTER = 1024
-"""Deleted ids left in the pending deque before it may be rebuilt without them."""
+from .pending import PendingQueue
 
 
 class MemoryStore(Store):
@@ -23,14 +21,14 @@ class MemoryStore(Store):
 
     State, all guarded by `_lock`:
     - `_tasks`: every known task by id;
-    - `_pending`: ids of pending tasks in dequeue order, sorted by `Task.seq` (a task that goes
-      back after a lost lease is put at its original place, so the order holds). A deleted
-      pending task leaves its id behind ("stale"); readers skip it and the deque is rebuilt
-      once stale ids outnumber live ones, so a delete is O(1) amortized;
+    - `_pending`: the pending tasks in dequeue order, a deque plus a heap of tasks that came
+      back unfinished (see `PendingQueue`);
     - `_counts`: tasks per state, so stats are O(1);
     - three `DeadlineHeap`s: leases by expiry, scheduled retries by due time, finished tasks by
       the time they are forgotten. Entries are checked against the task when they fall due.
-    Every operation first applies what is due (`_reap`); callers only ever get snapshots.
+    Every operation runs as an `_Operation`: it holds the lock, reads the clocks, first applies
+    what is due (`_reap`), and tells ready listeners afterwards, even if it raised. Callers only
+    ever get snapshots.
     """
 
     blocking = False
@@ -40,9 +38,7 @@ class MemoryStore(Store):
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
-        self._pending: deque[str] = deque()
-        self._stale_pending = 0
-        self._next_seq = 0
+        self._pending = PendingQueue(self._tasks.get)
         self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
         self._leases = DeadlineHeap()
         self._schedule = DeadlineHeap()
@@ -55,58 +51,43 @@ class MemoryStore(Store):
         # uuid4 and the record are built before taking the lock to keep the critical section short.
         max_attempts = new_task.max_attempts or self.policy.max_attempts
         task = Task(str(uuid.uuid4()), new_task.payload, 0.0, max_attempts)
-        with self._lock:
-            # Clocks are read under the lock so timestamps agree with the order of operations.
-            wall, now = self._clock.time(), self._clock.monotonic()
-            task.created_at = task.available_at = wall
-            ready = self._reap(wall, now) + 1
+        with self._operation() as op:
+            task.created_at = task.available_at = op.wall
             self._tasks[task.id] = task
             self._counts[TaskStatus.PENDING] += 1
-            self._append_pending(task)
-            snapshot = task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+            self._pending.append(task)
+            op.ready += 1
+            return task.snapshot()
 
     def dequeue(self, lease_seconds: float | None = None) -> Task | None:
         lease = lease_seconds or self.policy.lease_seconds
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
-            task = self._pop_pending()
-            if task is not None:
-                self._grant_lease(task, lease, wall, now)
-                task = task.snapshot()
-        self._notify_ready(ready)
-        return task
+        with self._operation() as op:
+            task = self._pending.pop()
+            if task is None:
+                return None
+            self._grant_lease(task, lease, op.wall, op.now)
+            return task.snapshot()
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
         lease = lease_seconds or self.policy.lease_seconds
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
+        with self._operation() as op:
             task = self._leased_task(task_id, "heartbeat", lease_id)
-            task.lease_deadline = now + lease
-            task.lease_expires_at = wall + lease
-            self._leases.push(task.lease_deadline, task.id)
-            snapshot = task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+            task.lease_deadline = op.now + lease
+            task.lease_expires_at = op.wall + lease
+            self._push_lease(task)
+            return task.snapshot()
 
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
+        with self._operation() as op:
             task = self._leased_task(task_id, "complete", lease_id)
             self._end_lease(task)
             task.result = result
-            self._finish(task, TaskStatus.COMPLETED, wall, now)
-            snapshot = task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+            self._finish(task, TaskStatus.COMPLETED, op.wall, op.now)
+            return task.snapshot()
 
     def fail(
         self,
@@ -115,36 +96,26 @@ class MemoryStore(Store):
         retry: bool = True,
         lease_id: str | None = None,
     ) -> Task:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
+        with self._operation() as op:
             task = self._leased_task(task_id, "fail", lease_id)
             self._end_lease(task)
             task.error = error
             if retry and task.attempts < task.max_attempts:
-                ready += self._schedule_retry(task, wall, now)
+                op.ready += self._schedule_retry(task, op.wall, op.now)
             else:
-                self._finish(task, TaskStatus.FAILED, wall, now)
-            snapshot = task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+                self._finish(task, TaskStatus.FAILED, op.wall, op.now)
+            return task.snapshot()
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now) + 1
+        with self._operation() as op:
             task = self._leased_task(task_id, "release", lease_id)
             self._end_lease(task)
-            self._move(task, TaskStatus.PENDING)
-            self._return_to_place(task)
-            snapshot = task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+            self._put_back(task)
+            op.ready += 1
+            return task.snapshot()
 
     def retry(self, task_id: str) -> Task:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now) + 1
+        with self._operation() as op:
             task = self._known_task(task_id)
             if task.status is not TaskStatus.FAILED:
                 raise InvalidTransition(
@@ -153,17 +124,14 @@ class MemoryStore(Store):
                 )
             task.attempts = 0
             task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
-            task.available_at = wall
+            task.available_at = op.wall
             self._move(task, TaskStatus.PENDING)
-            self._append_pending(task)
-            snapshot = task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+            self._pending.append(task)
+            op.ready += 1
+            return task.snapshot()
 
     def delete(self, task_id: str) -> None:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
+        with self._operation():
             task = self._known_task(task_id)
             if task.status is TaskStatus.PROCESSING:
                 raise InvalidTransition(
@@ -173,49 +141,34 @@ class MemoryStore(Store):
             del self._tasks[task_id]
             self._counts[task.status] -= 1
             if task.status is TaskStatus.PENDING:
-                self._stale_pending += 1
-                self._compact_pending()
-        self._notify_ready(ready)
+                self._pending.discard()
 
     def reap(self) -> None:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
-        self._notify_ready(ready)
+        with self._operation():
+            pass
 
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
+        with self._operation():
             task = self._tasks.get(task_id)
-            snapshot = None if task is None else task.snapshot()
-        self._notify_ready(ready)
-        return snapshot
+            return None if task is None else task.snapshot()
 
     def view(self, limit: int, offset: int = 0) -> tuple[list[Task], int]:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
-            live = (self._tasks.get(task_id) for task_id in self._pending)
-            page = islice((task for task in live if task is not None), offset, offset + limit)
-            snapshots = [task.snapshot() for task in page]
-            total = self._counts[TaskStatus.PENDING]
-        self._notify_ready(ready)
-        return snapshots, total
+        with self._operation():
+            page = islice(self._pending.in_order(), offset, offset + limit)
+            return [task.snapshot() for task in page], self._counts[TaskStatus.PENDING]
 
     def stats(self) -> dict[TaskStatus, int]:
-        with self._lock:
-            wall, now = self._clock.time(), self._clock.monotonic()
-            ready = self._reap(wall, now)
-            counts = dict(self._counts)
-        self._notify_ready(ready)
-        return counts
+        with self._operation():
+            return dict(self._counts)
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         with self._lock:
             self._listeners = [*self._listeners, listener]
+
+    def _operation(self) -> _Operation:
+        return _Operation(self)
 
     # -- internals: every method below runs with the lock held -------------------------------
 
@@ -224,22 +177,20 @@ class MemoryStore(Store):
         ready = 0
         if self._leases.due(now):
             for deadline, task_id in self._leases.pop_due(now):
-                task = self._tasks.get(task_id)
-                if task is not None and task.lease_deadline == deadline:
-                    ready += self._expire_lease(task, wall, now)
+                if self._is_lease_entry(deadline, task_id):
+                    ready += self._expire_lease(self._tasks[task_id], wall, now)
         if self._schedule.due(now):
             for due, task_id in self._schedule.pop_due(now):
-                task = self._tasks.get(task_id)
-                if task is not None and task.status is TaskStatus.SCHEDULED and task.due == due:
+                if self._is_scheduled_entry(due, task_id):
+                    task = self._tasks[task_id]
                     task.due = None
                     self._move(task, TaskStatus.PENDING)
-                    self._append_pending(task)
+                    self._pending.append(task)
                     ready += 1
         if self._retention.due(now):
             for forget_at, task_id in self._retention.pop_due(now):
-                task = self._tasks.get(task_id)
-                if task is not None and task.status in FINISHED and task.forget_at == forget_at:
-                    del self._tasks[task_id]
+                if self._is_retention_entry(forget_at, task_id):
+                    task = self._tasks.pop(task_id)
                     self._counts[task.status] -= 1
         return ready
 
@@ -249,8 +200,7 @@ class MemoryStore(Store):
             task.error = "lease expired"
             self._finish(task, TaskStatus.FAILED, wall, now)
             return 0
-        self._move(task, TaskStatus.PENDING)
-        self._return_to_place(task)
+        self._put_back(task)
         return 1
 
     def _grant_lease(self, task: Task, lease: float, wall: float, now: float) -> None:
@@ -260,7 +210,25 @@ class MemoryStore(Store):
         task.started_at = wall
         task.lease_deadline = now + lease
         task.lease_expires_at = wall + lease
-        self._leases.push(task.lease_deadline, task.id)
+        self._push_lease(task)
+
+    def _push_lease(self, task: Task) -> None:
+        assert task.lease_deadline is not None
+        processing = self._counts[TaskStatus.PROCESSING]
+        self._leases.push(task.lease_deadline, task.id, processing, self._is_lease_entry)
+
+    # Whether a heap entry still stands for its task's current deadline.
+    def _is_lease_entry(self, deadline: float, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        return task is not None and task.lease_deadline == deadline
+
+    def _is_scheduled_entry(self, due: float, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        return task is not None and task.status is TaskStatus.SCHEDULED and task.due == due
+
+    def _is_retention_entry(self, forget_at: float, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        return task is not None and task.status in FINISHED and task.forget_at == forget_at
 
     def _end_lease(self, task: Task) -> None:
         # The heap entry stays behind; it no longer matches `lease_deadline` and is skipped.
@@ -273,19 +241,22 @@ class MemoryStore(Store):
         if backoff <= 0:
             task.available_at = wall
             self._move(task, TaskStatus.PENDING)
-            self._append_pending(task)
+            self._pending.append(task)
             return 1
         task.due = now + backoff
         task.available_at = wall + backoff
         self._move(task, TaskStatus.SCHEDULED)
-        self._schedule.push(task.due, task.id)
+        self._schedule.push(
+            task.due, task.id, self._counts[TaskStatus.SCHEDULED], self._is_scheduled_entry
+        )
         return 0
 
     def _finish(self, task: Task, status: TaskStatus, wall: float, now: float) -> None:
         self._move(task, status)
         task.finished_at = wall
         task.forget_at = now + self.policy.retention_seconds
-        self._retention.push(task.forget_at, task.id)
+        finished = self._counts[TaskStatus.COMPLETED] + self._counts[TaskStatus.FAILED]
+        self._retention.push(task.forget_at, task.id, finished, self._is_retention_entry)
 
     def _known_task(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)
@@ -313,43 +284,11 @@ class MemoryStore(Store):
         self._counts[status] += 1
         task.status = status
 
-    def _append_pending(self, task: Task) -> None:
-        task.seq = self._next_seq
-        self._next_seq += 1
-        self._pending.append(task.id)
-
-    def _pop_pending(self) -> Task | None:
-        while self._pending:
-            task = self._tasks.get(self._pending.popleft())
-            if task is not None:
-                return task
-            self._stale_pending -= 1
-        return None
-
-    def _return_to_place(self, task: Task) -> None:
-        """Put a task back into the pending deque at the place its `seq` gives it.
-
-        Only tasks that came back the same way can be older than it, and they sit at the very
-        front, so this walks just past them: O(1) in the usual case.
-        """
-        older: list[str] = []
-        while self._pending:
-            head = self._tasks.get(self._pending[0])
-            if head is not None and head.seq > task.seq:
-                break
-            head_id = self._pending.popleft()
-            if head is None:
-                self._stale_pending -= 1
-            else:
-                older.append(head_id)
+    def _put_back(self, task: Task) -> None:
+        """A task handed out but not finished goes back to its place at the front."""
         task.started_at = None
-        self._pending.appendleft(task.id)
-        self._pending.extendleft(reversed(older))
-
-    def _compact_pending(self) -> None:
-        if self._stale_pending > COMPACT_AFTER and self._stale_pending * 2 > len(self._pending):
-            self._pending = deque(task_id for task_id in self._pending if task_id in self._tasks)
-            self._stale_pending = 0
+        self._move(task, TaskStatus.PENDING)
+        self._pending.put_back(task)
 
     def _notify_ready(self, count: int) -> None:
         # Called after the lock is released; the list is replaced, never mutated, so reading
@@ -357,3 +296,34 @@ class MemoryStore(Store):
         if count:
             for listener in self._listeners:
                 listener(count)
+
+
+class _Operation:
+    """One store operation: holds the lock with the clocks read and due work applied, and tells
+    ready listeners afterwards (outside the lock), whether the operation returned or raised."""
+
+    __slots__ = ("now", "ready", "store", "wall")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> _Operation:
+        store = self.store
+        store._lock.acquire()
+        try:
+            # Clocks are read under the lock so timestamps agree with the order of operations.
+            self.wall, self.now = store._clock.time(), store._clock.monotonic()
+            self.ready = store._reap(self.wall, self.now)
+        except BaseException:
+            store._lock.release()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.store._lock.release()
+        self.store._notify_ready(self.ready)
