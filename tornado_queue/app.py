@@ -8,22 +8,30 @@ from tornado.web import Application
 
 from .config import Settings
 from .handlers.base import NotFoundHandler, RequestTracker
-from .handlers.queue import QueueStatsHandler, QueueViewHandler
+from .handlers.queue import QueuesHandler, QueueStatsHandler, QueueViewHandler
 from .handlers.tasks import (
+    CompleteBatchHandler,
     CompleteHandler,
+    DequeueBatchHandler,
     DequeueHandler,
     FailHandler,
     HeartbeatHandler,
     RetryHandler,
+    TaskBatchHandler,
     TaskHandler,
     TasksHandler,
 )
 from .storage import Store
+from .waiters import Waiters
 
-# Literal routes come before `/tasks/{id}` so that `/tasks/dequeue` is never read as an id.
+# Literal routes come before `/tasks/{id}` so that `/tasks/dequeue` or `/tasks/batch` is never
+# read as an id.
 ROUTES: list[tuple[str, type]] = [
     (r"/tasks", TasksHandler),
+    (r"/tasks/batch", TaskBatchHandler),
     (r"/tasks/dequeue", DequeueHandler),
+    (r"/tasks/dequeue/batch", DequeueBatchHandler),
+    (r"/tasks/complete/batch", CompleteBatchHandler),
     (r"/tasks/([^/]+)", TaskHandler),
     (r"/tasks/([^/]+)/complete", CompleteHandler),
     (r"/tasks/([^/]+)/fail", FailHandler),
@@ -31,20 +39,24 @@ ROUTES: list[tuple[str, type]] = [
     (r"/tasks/([^/]+)/retry", RetryHandler),
     (r"/queue/view", QueueViewHandler),
     (r"/queue/stats", QueueStatsHandler),
+    (r"/queues", QueuesHandler),
 ]
 
 
 def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
     """Build the Tornado application over `store`.
 
-    `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown.
+    `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown, and
+    `app.settings["waiters"]` holds the long-polling consumers.
     """
     tracker = RequestTracker()
-    handler_args = {"store": store, "config": settings, "tracker": tracker}
+    waiters = Waiters(store)
+    handler_args = {"store": store, "config": settings, "tracker": tracker, "waiters": waiters}
     return Application(
         [(pattern, handler, handler_args) for pattern, handler in ROUTES],
         default_handler_class=NotFoundHandler,
         default_handler_args=handler_args,
         tracker=tracker,
+        waiters=waiters,
         **tornado_settings,
     )

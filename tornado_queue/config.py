@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .storage import BACKENDS, Policy
+from .validation import QUEUE_NAME
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -26,6 +27,7 @@ class Settings:
     backend: str = "memory"
     workers: int = 0
     work_seconds: float = 0.5
+    worker_queues: tuple[str, ...] = ()
     fail_rate: float = 0.0
     lease_seconds: float = 30.0
     max_attempts: int = 3
@@ -79,6 +81,16 @@ def _bounded(kind: type[int] | type[float], low: float, high: float) -> Callable
     return parse
 
 
+def _queue_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if not QUEUE_NAME.fullmatch(name):
+            raise argparse.ArgumentTypeError(
+                f"queue names are 1-64 of A-Z a-z 0-9 _ . -, got {name!r}"
+            )
+    return names
+
+
 def _choice(options: Sequence[str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in options:
@@ -120,6 +132,11 @@ OPTIONS = (
         "work_seconds",
         _bounded(float, 0, 3600),
         "simulated work per task for --workers (each run varies by ±50%%)",
+    ),
+    Option(
+        "worker_queues",
+        _queue_list,
+        "comma-separated queues the workers consume (default: all queues)",
     ),
     Option(
         "fail_rate",
@@ -167,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
             dest=option.name,
             type=option.parse,
             metavar=option.name.split("_")[-1].upper(),
-            help=f"{option.help} (env {option.env}, default {option.default})",
+            help=f"{option.help} (env {option.env}, default {_shown(option.default)})",
         )
     return parser
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, tuple):
+        return ",".join(default) or "all"
+    return str(default)

@@ -24,6 +24,10 @@ class LeaseLost(InvalidTransition):
     was handed to another consumer or finished since)."""
 
 
+class IdempotencyConflict(QueueError):
+    """Raised when an idempotency key is reused with a different request."""
+
+
 class ValidationError(QueueError):
     """Raised when a request's content breaks a rule (a field, a type, a limit)."""
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .errors import QueueError
 
 
 class TaskStatus(StrEnum):
@@ -19,13 +23,52 @@ class TaskStatus(StrEnum):
 FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
 
 
+DEFAULT_QUEUE = "default"
+
+
 @dataclass(frozen=True, slots=True)
 class NewTask:
     """What a producer asks for. `payload` is the task's JSON object, already serialized;
-    `max_attempts` None means the store's default."""
+    `max_attempts` None means the store's default; `delay` is seconds before it is ready.
+
+    With an `idempotency_key`, `fingerprint` identifies the request's content: the same key
+    with the same fingerprint returns the first task, with another one is refused."""
 
     payload: bytes
     max_attempts: int | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    delay: float = 0.0
+    idempotency_key: str | None = None
+    fingerprint: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The outcome of one enqueue: the task's id, the task (None only when an idempotency key
+    matched a task since deleted or forgotten), and whether this call created it."""
+
+    task_id: str
+    task: Task | None
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One item of a batch complete: the task, its lease and its result (serialized JSON)."""
+
+    task_id: str
+    lease_id: str | None = None
+    result: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """How one item of a batch went: the task on success, else the error it raised."""
+
+    task_id: str
+    task: Task | None = None
+    error: QueueError | None = None
 
 
 class Task:
@@ -60,13 +103,20 @@ class Task:
     )
 
     def __init__(
-        self, task_id: str, payload: bytes, created_at: float, max_attempts: int = 3
+        self,
+        task_id: str,
+        payload: bytes,
+        created_at: float,
+        max_attempts: int = 3,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
     ) -> None:
         self.id = task_id
-        self.queue = "default"
+        self.queue = queue
         self.payload = payload
         self.status = TaskStatus.PENDING
-        self.priority = 0
+        self.priority = priority
         self.attempts = 0
         self.max_attempts = max_attempts
         self.created_at = created_at

@@ -70,7 +70,13 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     server = HTTPServer(app, max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
-    pool = WorkerPool(store, settings.workers, settings.work_seconds, settings.fail_rate)
+    pool = WorkerPool(
+        store,
+        settings.workers,
+        settings.work_seconds,
+        settings.fail_rate,
+        queues=settings.worker_queues,
+    )
     pool.start()
     # Reaping the memory store takes microseconds, so it runs inline on the IOLoop.
     reaper = PeriodicCallback(store.reap, REAP_INTERVAL_MS)

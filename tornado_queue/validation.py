@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from . import codec
 from .errors import ValidationError
-from .models import NewTask
+from .models import DEFAULT_QUEUE, Completion, NewTask
 
 MAX_ATTEMPTS_LIMIT = 1000
 MAX_ERROR_CHARS = 10_000
 MAX_LEASE_ID_CHARS = 64
+MAX_BATCH = 1000
+MAX_KEY_CHARS = 255
+MAX_PRIORITY = 2**31 - 1
+MAX_DELAY_SECONDS = 365 * 86400
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_CHARS}}}")
 
 EMPTY_BODY: Any = object()
 """Stands for a request without a body (distinct from a body that is JSON `null`)."""
 
-NEW_TASK_FIELDS = frozenset({"payload", "max_attempts"})
+NEW_TASK_FIELDS = frozenset({"payload", "max_attempts", "queue", "priority", "delay"})
+BATCH_ITEM_FIELDS = NEW_TASK_FIELDS | {"idempotency_key"}
+BATCH_FIELDS = frozenset({"tasks"})
 COMPLETE_FIELDS = frozenset({"result", "lease_id"})
+COMPLETE_ITEM_FIELDS = frozenset({"id", "result", "lease_id"})
 FAIL_FIELDS = frozenset({"error", "retry", "lease_id"})
 HEARTBEAT_FIELDS = frozenset({"lease_id"})
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    result: bytes | None
-    lease_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +64,93 @@ def optional_object(document: Any, allowed: frozenset[str]) -> dict[str, Any]:
     return require_object(document, "request body", allowed)
 
 
-def new_task(document: Any) -> NewTask:
-    """Validate a `POST /tasks` body: `{"payload": {...}, "max_attempts"?: int}`."""
-    body = require_object(document, "request body", NEW_TASK_FIELDS)
+def new_task(
+    document: Any,
+    idempotency_key: str | None = None,
+    what: str = "request body",
+    allowed: frozenset[str] = NEW_TASK_FIELDS,
+) -> NewTask:
+    """Validate a `POST /tasks` body (or one item of a batch, named `what` in errors):
+    `{"payload": {...}, "queue"?, "priority"?, "delay"?, "max_attempts"?}`."""
+    body = require_object(document, what, allowed)
     if "payload" not in body:
-        raise ValidationError("field 'payload' is required")
+        raise ValidationError(f"{_field(what, 'payload')} is required")
     payload = body["payload"]
     if not isinstance(payload, dict):
-        raise ValidationError(f"field 'payload' must be a JSON object, got {_json_type(payload)}")
+        raise ValidationError(
+            f"{_field(what, 'payload')} must be a JSON object, got {_json_type(payload)}"
+        )
     max_attempts = body.get("max_attempts")
     if max_attempts is not None:
-        max_attempts = _bounded_int(max_attempts, "max_attempts", 1, MAX_ATTEMPTS_LIMIT)
-    return NewTask(payload=codec.encode_json(payload, "payload"), max_attempts=max_attempts)
+        max_attempts = _bounded_int(
+            max_attempts, _field(what, "max_attempts"), 1, MAX_ATTEMPTS_LIMIT
+        )
+    if "idempotency_key" in body:
+        key = idempotency_key_value(body["idempotency_key"], _field(what, "idempotency_key"))
+    elif idempotency_key is not None:
+        key = idempotency_key_value(idempotency_key, "header Idempotency-Key")
+    else:
+        key = None
+    return NewTask(
+        payload=codec.encode_json(payload, "payload"),
+        max_attempts=max_attempts,
+        queue=queue_name(body.get("queue", DEFAULT_QUEUE), _field(what, "queue")),
+        priority=_bounded_int(
+            body.get("priority", 0), _field(what, "priority"), -MAX_PRIORITY, MAX_PRIORITY
+        ),
+        delay=_bounded_number(body.get("delay", 0), _field(what, "delay"), 0, MAX_DELAY_SECONDS),
+        idempotency_key=key,
+        fingerprint=_fingerprint(body) if key is not None else b"",
+    )
 
 
-def completion(document: Any, query_lease_id: str | None) -> Completion:
+def new_task_batch(document: Any) -> list[NewTask]:
+    """Validate a `POST /tasks/batch` body: `{"tasks": [<a POST /tasks body>, ...]}`."""
+    items = _batch_items(document)
+    return [
+        new_task(item, what=f"tasks[{index}]", allowed=BATCH_ITEM_FIELDS)
+        for index, item in enumerate(items)
+    ]
+
+
+def completion_batch(document: Any) -> list[Completion]:
+    """Validate a `POST /tasks/complete/batch` body:
+    `{"tasks": [{"id", "lease_id"?, "result"?}, ...]}`."""
+    items = _batch_items(document)
+    completions = []
+    for index, item in enumerate(items):
+        what = f"tasks[{index}]"
+        body = require_object(item, what, COMPLETE_ITEM_FIELDS)
+        task_id = body.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ValidationError(f"{_field(what, 'id')} must be a task id string")
+        result = codec.encode_json(body["result"], "result") if "result" in body else None
+        completions.append(Completion(task_id[:100], lease_id(body, None), result))
+    return completions
+
+
+def queue_name(value: Any, what: str = "queue") -> str:
+    """A queue name: 1 to 64 of A-Z a-z 0-9 _ . -"""
+    if not isinstance(value, str) or not QUEUE_NAME.fullmatch(value):
+        shown = value[:80] if isinstance(value, str) else _json_type(value)
+        raise ValidationError(
+            f"{what} must be 1 to 64 characters from A-Z a-z 0-9 _ . - ; got '{shown}'"
+        )
+    return value
+
+
+def idempotency_key_value(value: Any, what: str = "Idempotency-Key") -> str:
+    """An idempotency key: 1 to 255 visible ASCII characters."""
+    if not isinstance(value, str) or not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationError(f"{what} must be 1 to {MAX_KEY_CHARS} visible ASCII characters")
+    return value
+
+
+def completion(document: Any, query_lease_id: str | None, task_id: str) -> Completion:
     """Validate a `PUT /tasks/{id}/complete` body: `{"result"?: any, "lease_id"?: str}`."""
     body = optional_object(document, COMPLETE_FIELDS)
     result = codec.encode_json(body["result"], "result") if "result" in body else None
-    return Completion(result=result, lease_id=lease_id(body, query_lease_id))
+    return Completion(task_id, lease_id(body, query_lease_id), result)
 
 
 def failure(document: Any, query_lease_id: str | None) -> Failure:
@@ -110,12 +185,43 @@ def lease_id(body: dict[str, Any], query_lease_id: str | None) -> str | None:
     return from_body if from_body is not None else query_lease_id
 
 
-def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
+def _bounded_int(value: Any, label: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"field '{name}' must be an integer, got {_json_type(value)}")
+        raise ValidationError(f"{label} must be an integer, got {_json_type(value)}")
     if not low <= value <= high:
-        raise ValidationError(f"field '{name}' must be from {low} to {high}, got {value}")
+        raise ValidationError(f"{label} must be from {low} to {high}, got {value}")
     return value
+
+
+def _bounded_number(value: Any, label: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{label} must be a number, got {_json_type(value)}")
+    if not low <= value <= high:
+        raise ValidationError(f"{label} must be from {low:g} to {high:g}, got {value}")
+    return float(value)
+
+
+def _batch_items(document: Any) -> list[Any]:
+    body = require_object(document, "request body", BATCH_FIELDS)
+    items = body.get("tasks")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        size = f"{len(items)} items" if isinstance(items, list) else _json_type(items)
+        raise ValidationError(
+            f"field 'tasks' must be an array of 1 to {MAX_BATCH} items, got {size}"
+        )
+    return items
+
+
+def _fingerprint(body: dict[str, Any]) -> bytes:
+    """What makes two requests "the same" for an idempotency key: their content, key order and
+    whitespace aside."""
+    content = {name: value for name, value in body.items() if name != "idempotency_key"}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _field(what: str, name: str) -> str:
+    """How an error names a field: `field 'x'` in a body, `tasks[3].x` in a batch item."""
+    return f"field '{name}'" if what == "request body" else f"{what}.{name}"
 
 
 def _json_type(value: Any) -> str:

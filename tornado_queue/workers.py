@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 
 from .errors import QueueError
 from .models import Task
@@ -59,8 +60,12 @@ class Worker:
         stopping: threading.Event,
         fail_rate: float = 0.0,
         rng: random.Random | None = None,
+        *,
+        queues: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.queues = tuple(queues)
+        self._turn = 0
         self.work_seconds = work_seconds
         self.fail_rate = fail_rate
         self.stopping = stopping
@@ -77,7 +82,7 @@ class Worker:
         so a shutdown never loses it. Every command carries the lease id: a worker whose lease
         was lost is refused and lets the task go.
         """
-        task = self.store.dequeue()
+        task = self._dequeue()
         if task is None:
             return None
         assert task.lease_id is not None
@@ -90,6 +95,17 @@ class Worker:
         except QueueError as exc:  # e.g. the lease was lost, or an HTTP client finished it
             log.warning("worker gave up task %s: %s", task.id, exc)
         return task
+
+    def _dequeue(self) -> Task | None:
+        """The next task from this worker's queues (all queues when none were named), taking
+        the queues in turn so that a busy one cannot starve the others."""
+        queues = self.queues or tuple(self.store.queues())
+        for offset in range(len(queues)):
+            task = self.store.dequeue(queue=queues[(self._turn + offset) % len(queues)])
+            if task is not None:
+                self._turn += offset + 1
+                return task
+        return None
 
     def _work(self, task_id: str, lease_id: str) -> bool:
         """Simulate the work; return False if the pool began stopping first."""
@@ -124,6 +140,8 @@ class WorkerPool:
         work_seconds: float,
         fail_rate: float = 0.0,
         report_seconds: float = 5.0,
+        *,
+        queues: Sequence[str] = (),
     ) -> None:
         if report_seconds <= 0:
             raise ValueError(f"report_seconds must be positive, got {report_seconds}")
@@ -132,7 +150,8 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._signal = WorkSignal()
         self.workers = [
-            Worker(store, work_seconds, self._stopping, fail_rate) for _ in range(count)
+            Worker(store, work_seconds, self._stopping, fail_rate, queues=queues)
+            for _ in range(count)
         ]
         self._threads: list[threading.Thread] = []
 
@@ -147,7 +166,7 @@ class WorkerPool:
     def start(self) -> None:
         if not self.workers:
             return
-        self.store.add_ready_listener(self._signal.notify)
+        self.store.add_ready_listener(lambda _queue, count: self._signal.notify(count))
         for number, worker in enumerate(self.workers, 1):
             thread = threading.Thread(
                 target=self._loop, args=(worker,), name=f"tq-worker-{number}", daemon=True

@@ -13,10 +13,17 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from .. import codec
 from ..config import Settings
-from ..errors import InvalidTransition, QueueError, TaskNotFound, ValidationError
+from ..errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    QueueError,
+    TaskNotFound,
+    ValidationError,
+)
 from ..models import Task
 from ..storage import Store
 from ..validation import EMPTY_BODY
+from ..waiters import Waiters
 
 log = logging.getLogger("tornado_queue.http")
 
@@ -26,6 +33,7 @@ ERROR_STATUS: dict[type[QueueError], int] = {
     ValidationError: 400,
     TaskNotFound: 404,
     InvalidTransition: 409,
+    IdempotencyConflict: 422,
 }
 
 JSON_MEDIA_TYPES = ("application/json",)
@@ -77,10 +85,14 @@ class ApiHandler(RequestHandler):
     config: Settings
     _allowed: ClassVar[tuple[str, ...]]
 
-    def initialize(self, store: Store, config: Settings, tracker: RequestTracker) -> None:
+    def initialize(
+        self, store: Store, config: Settings, tracker: RequestTracker, waiters: Waiters
+    ) -> None:
         self.store = store
         self.config = config
+        self.waiters = waiters
         self._tracker = tracker
+        self.client_gone = False
         self._tracked = False
         self._chunks: list[bytes] = []
         self._received = 0
@@ -138,9 +150,12 @@ class ApiHandler(RequestHandler):
 
     def on_finish(self) -> None:
         self._untrack()
+        self.waiters.rearm()
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
+        self.client_gone = True
+        self.waiters.leave(self)
         self._untrack()
 
     def _untrack(self) -> None:

@@ -1,15 +1,17 @@
-"""Queue routes: the pending tasks in order, and counts by state."""
+"""Queue routes: the pending tasks in order, counts by state, and the list of queues."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import codec
 from ..models import TaskStatus
-from .base import ApiHandler
+from .tasks import ConsumerArguments
 
 VIEW_DEFAULT_LIMIT = 1000
 VIEW_MAX_LIMIT = 10_000
 VIEW_MAX_OFFSET = 100_000
-"""Paging walks the pending deque from its head (about 30 ns a task, under the store lock), so
+"""Paging walks the pending tasks from the head (about 30 ns a task, under the store lock), so
 the deepest page is bounded: at most a few milliseconds of lock time for any request."""
 STATS_ORDER = (
     TaskStatus.PENDING,
@@ -20,24 +22,44 @@ STATS_ORDER = (
 )
 
 
-class QueueViewHandler(ApiHandler):
-    """`GET /queue/view`: pending tasks in dequeue order, paged; `X-Total-Count` holds the total."""
+def counts_document(counts: dict[TaskStatus, int]) -> dict[str, int]:
+    return {status.value: counts[status] for status in STATS_ORDER}
+
+
+class QueueViewHandler(ConsumerArguments):
+    """`GET /queue/view?queue=&limit=&offset=`: pending tasks in dequeue order, paged;
+    `X-Total-Count` holds the queue's pending total."""
 
     async def get(self) -> None:
+        queue = self.queue_argument()
         limit = self.int_argument("limit", VIEW_DEFAULT_LIMIT, 0, VIEW_MAX_LIMIT)
         offset = self.int_argument("offset", 0, 0, VIEW_MAX_OFFSET)
-        tasks, total = await self.call_store(self.store.view, limit, offset)
+        tasks, total = await self.call_store(self.store.view, limit, offset, queue)
         self.set_header("X-Total-Count", str(total))
         self.write_json([codec.task_document(task) for task in tasks])
 
     head = get
 
 
-class QueueStatsHandler(ApiHandler):
-    """`GET /queue/stats`: how many tasks are in each state."""
+class QueueStatsHandler(ConsumerArguments):
+    """`GET /queue/stats?queue=`: how many tasks are in each state, in one queue or in all."""
 
     async def get(self) -> None:
-        counts = await self.call_store(self.store.stats)
-        self.write_json({status.value: counts[status] for status in STATS_ORDER})
+        queue = self.queue_argument() if self.query_argument("queue") is not None else None
+        counts = await self.call_store(self.store.stats, queue)
+        self.write_json(counts_document(counts))
+
+    head = get
+
+
+class QueuesHandler(ConsumerArguments):
+    """`GET /queues`: every queue used so far, by name, with its counts."""
+
+    async def get(self) -> None:
+        queues = await self.call_store(self.store.queues)
+        listing: list[dict[str, Any]] = [
+            {"name": name, **counts_document(counts)} for name, counts in sorted(queues.items())
+        ]
+        self.write_json(listing)
 
     head = get

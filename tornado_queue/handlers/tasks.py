@@ -1,17 +1,36 @@
-"""Task routes: enqueue, dequeue, read, and the commands on one task."""
+"""Task routes: enqueue, dequeue (long-poll, batches), read, and the commands on one task."""
 
 from __future__ import annotations
 
-from .. import validation
-from ..errors import TaskNotFound
-from .base import ApiHandler, Problem
+from collections.abc import Callable
+from typing import TypeVar
+
+from tornado.ioloop import IOLoop
+
+from .. import codec, validation
+from ..errors import TaskNotFound, ValidationError
+from ..models import DEFAULT_QUEUE, Enqueued, Task
+from .base import ApiHandler, Problem, status_for
 
 MIN_LEASE_SECONDS = 1
 MAX_LEASE_SECONDS = 43_200
+MAX_WAIT_SECONDS = 30
+MAX_BATCH = validation.MAX_BATCH
+
+T = TypeVar("T")
 
 
-class LeaseArguments(ApiHandler):
-    """Helpers for routes that take `?lease=` and `?lease_id=`."""
+class ConsumerArguments(ApiHandler):
+    """Query arguments of the consumer routes: `queue`, `lease`, `lease_id`, `wait`."""
+
+    def queue_argument(self) -> str:
+        raw = self.query_argument("queue")
+        if raw is None:
+            return DEFAULT_QUEUE
+        try:
+            return validation.queue_name(raw, "query parameter 'queue'")
+        except ValidationError as error:
+            raise Problem(400, str(error)) from None
 
     def lease_seconds(self) -> float | None:
         return self.number_argument("lease", None, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
@@ -19,34 +38,104 @@ class LeaseArguments(ApiHandler):
     def query_lease_id(self) -> str | None:
         return self.query_argument("lease_id")
 
+    def wait_seconds(self) -> float:
+        return self.number_argument("wait", 0, 0, MAX_WAIT_SECONDS) or 0.0
+
+    async def take_waiting(self, queue: str, wait: float, take: Callable[[], list[T]]) -> list[T]:
+        """Call `take` until it returns something or `wait` seconds pass, parked on the IOLoop
+        in between (see `Waiters`). Never takes anything once the client has gone."""
+        io_loop = IOLoop.current()
+        deadline = io_loop.time() + wait
+        front = False
+        while True:
+            seen = self.waiters.generation(queue)
+            taken = await self.call_store(take)
+            remaining = deadline - io_loop.time()
+            if taken or remaining <= 0:
+                return taken
+            woke = await self.waiters.wait(queue, remaining, seen, self, front=front)
+            if self.client_gone:
+                if woke:
+                    self.waiters.pass_on(queue)
+                return []
+            front = woke  # woken but beaten to the task: keep the turn
+
 
 class TasksHandler(ApiHandler):
-    """`POST /tasks`: enqueue a task."""
+    """`POST /tasks`: enqueue a task (idempotent with an `Idempotency-Key` header)."""
 
     async def post(self) -> None:
-        new_task = validation.new_task(self.json_body())
-        task = await self.call_store(self.store.enqueue, new_task)
-        self.set_header("Location", f"/tasks/{task.id}")
-        self.write_task(task, status=201)
+        key = self.request.headers.get("Idempotency-Key")
+        new_task = validation.new_task(self.json_body(), idempotency_key=key)
+        outcome: Enqueued = (await self.call_store(self.store.enqueue_many, [new_task]))[0]
+        self.set_header("Location", f"/tasks/{outcome.task_id}")
+        status = 201 if outcome.created else 200
+        if outcome.task is None:  # a replay whose task has since been deleted or forgotten
+            self.write_json({"id": outcome.task_id}, status)
+        else:
+            self.write_task(outcome.task, status)
 
 
-class DequeueHandler(LeaseArguments):
-    """`POST /tasks/dequeue?lease=S`: lease the oldest pending task."""
+class TaskBatchHandler(ApiHandler):
+    """`POST /tasks/batch`: enqueue up to 1000 tasks, all or nothing."""
 
     async def post(self) -> None:
-        lease = self.lease_seconds()
+        new_tasks = validation.new_task_batch(self.json_body())
+        outcomes = await self.call_store(self.store.enqueue_many, new_tasks)
+        created = any(outcome.created for outcome in outcomes)
+        self.write_json({"ids": [outcome.task_id for outcome in outcomes]}, 201 if created else 200)
+
+
+class DequeueHandler(ConsumerArguments):
+    """`POST /tasks/dequeue?queue=&wait=&lease=`: lease the first pending task."""
+
+    async def post(self) -> None:
+        queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
         self.body_bytes()  # enforce the body limit even though the body is unused
-        task = await self.call_store(self.store.dequeue, lease)
-        if task is None:
-            raise Problem(404, "the queue is empty: no pending task to dequeue")
-        self.write_task(task)
+        tasks = await self.take_waiting(
+            queue, wait, lambda: self.store.dequeue_many(1, lease, queue)
+        )
+        if not tasks:
+            raise Problem(404, f"queue '{queue}' is empty: no pending task to dequeue")
+        self.write_task(tasks[0])
+
+
+class DequeueBatchHandler(ConsumerArguments):
+    """`POST /tasks/dequeue/batch?count=&queue=&wait=&lease=`: lease up to `count` tasks."""
+
+    async def post(self) -> None:
+        count = self.int_argument("count", 1, 1, MAX_BATCH)
+        queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
+        self.body_bytes()
+        tasks = await self.take_waiting(
+            queue, wait, lambda: self.store.dequeue_many(count, lease, queue)
+        )
+        self.write_json({"tasks": [codec.task_document(task) for task in tasks]})
+
+
+class CompleteBatchHandler(ApiHandler):
+    """`POST /tasks/complete/batch`: complete each item on its own."""
+
+    async def post(self) -> None:
+        completions = validation.completion_batch(self.json_body())
+        outcomes = await self.call_store(self.store.complete_many, completions)
+        results = []
+        for outcome in outcomes:
+            if outcome.error is None:
+                results.append({"id": outcome.task_id, "status": 200})
+            else:
+                status = status_for(outcome.error)
+                results.append(
+                    {"id": outcome.task_id, "status": status, "detail": str(outcome.error)}
+                )
+        self.write_json({"results": results})
 
 
 class TaskHandler(ApiHandler):
     """`GET /tasks/{id}`: one task. `DELETE /tasks/{id}`: remove it (not while processing)."""
 
     async def get(self, task_id: str) -> None:
-        task = await self.call_store(self.store.get, task_id)
+        task: Task | None = await self.call_store(self.store.get, task_id)
         if task is None:
             raise TaskNotFound(task_id)
         self.write_task(task)
@@ -60,16 +149,16 @@ class TaskHandler(ApiHandler):
         self.finish()
 
 
-class CompleteHandler(LeaseArguments):
+class CompleteHandler(ConsumerArguments):
     """`PUT /tasks/{id}/complete`: finish a processing task, optionally with a result."""
 
     async def put(self, task_id: str) -> None:
-        done = validation.completion(self.json_body(), self.query_lease_id())
+        done = validation.completion(self.json_body(), self.query_lease_id(), task_id)
         task = await self.call_store(self.store.complete, task_id, done.result, done.lease_id)
         self.write_task(task)
 
 
-class FailHandler(LeaseArguments):
+class FailHandler(ConsumerArguments):
     """`PUT /tasks/{id}/fail`: record a failed attempt; retried after a backoff or dead."""
 
     async def put(self, task_id: str) -> None:
@@ -80,7 +169,7 @@ class FailHandler(LeaseArguments):
         self.write_task(task)
 
 
-class HeartbeatHandler(LeaseArguments):
+class HeartbeatHandler(ConsumerArguments):
     """`PUT /tasks/{id}/heartbeat?lease=S`: extend a processing task's lease from now."""
 
     async def put(self, task_id: str) -> None:

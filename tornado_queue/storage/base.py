@@ -26,15 +26,18 @@ is calling.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..models import NewTask, Task, TaskStatus
+from ..errors import QueueError, TaskNotFound
+from ..models import DEFAULT_QUEUE, Completion, Enqueued, ItemOutcome, NewTask, Task, TaskStatus
 
-ReadyListener = Callable[[int], None]
-"""Called with a count after that many tasks became ready to dequeue. It runs on the thread
-that made them ready, outside the store's lock, so it must be quick and thread-safe."""
+ReadyListener = Callable[[str, int], None]
+"""Called with a queue name and a count after that many tasks became ready to dequeue there.
+It runs on the thread that made them ready, outside the store's lock, so it must be quick and
+thread-safe."""
+
 
 MAX_BACKOFF_SECONDS = 3600.0
 
@@ -69,19 +72,41 @@ class Store(ABC):
     blocking: ClassVar[bool] = True
     policy: Policy
 
-    @abstractmethod
     def enqueue(self, new_task: NewTask) -> Task:
-        """Add a task at the tail of the queue as `pending` and return it."""
+        """Add one task (see `enqueue_many`) and return it."""
+        outcome = self.enqueue_many([new_task])[0]
+        if outcome.task is None:  # an idempotent replay of a task that is gone
+            raise TaskNotFound(outcome.task_id)
+        return outcome.task
 
     @abstractmethod
-    def dequeue(self, lease_seconds: float | None = None) -> Task | None:
-        """Lease the oldest pending task and return it; None when none is ready.
+    def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
+        """Add tasks, all or nothing, each at the tail of its queue and priority: `pending`, or
+        `scheduled` until its `delay` has passed.
+
+        A task with an `idempotency_key` seen in the last `policy.retention_seconds` is not
+        created again: its outcome is the first task with `created=False`, or, when the
+        fingerprint differs, `IdempotencyConflict` is raised and nothing at all is added.
+        """
+
+    @abstractmethod
+    def dequeue(
+        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> Task | None:
+        """Lease the first pending task of `queue` (highest priority, then oldest) and return
+        it; None when none is ready.
 
         The task becomes `processing` with a fresh `lease_id`, `attempts` goes up by one, and
         the lease lasts `lease_seconds` (default `policy.lease_seconds`). When a lease expires
         the task goes back to its place at the front of the queue, or to `failed` with error
         "lease expired" if it has used `max_attempts`.
         """
+
+    @abstractmethod
+    def dequeue_many(
+        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> list[Task]:
+        """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would."""
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None:
@@ -98,6 +123,18 @@ class Store(ABC):
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
         """Mark a processing task `completed`, keeping `result` (serialized JSON) if given."""
+
+    def complete_many(self, items: Sequence[Completion]) -> list[ItemOutcome]:
+        """Complete each item on its own; an item that fails does not stop the others."""
+        outcomes = []
+        for item in items:
+            try:
+                task = self.complete(item.task_id, item.result, item.lease_id)
+            except QueueError as error:
+                outcomes.append(ItemOutcome(item.task_id, error=error))
+            else:
+                outcomes.append(ItemOutcome(item.task_id, task=task))
+        return outcomes
 
     @abstractmethod
     def fail(
@@ -127,12 +164,25 @@ class Store(ABC):
         """Remove a task in any state but `processing`."""
 
     @abstractmethod
-    def view(self, limit: int, offset: int = 0) -> tuple[list[Task], int]:
-        """Up to `limit` pending tasks in dequeue order from `offset`, and the pending total."""
+    def view(
+        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> tuple[list[Task], int]:
+        """Up to `limit` pending tasks of `queue` in dequeue order from `offset`, and the
+        queue's pending total."""
 
     @abstractmethod
-    def stats(self) -> dict[TaskStatus, int]:
-        """Return the number of tasks in each state (every state present, zeros included)."""
+    def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        """The number of tasks in each state (every state present, zeros included), in `queue`
+        or, with None, summed over all queues. An unknown queue has all zeros."""
+
+    @abstractmethod
+    def queues(self) -> dict[str, dict[TaskStatus, int]]:
+        """Every queue used so far, by name, with its counts."""
+
+    @abstractmethod
+    def seconds_to_next_deadline(self) -> float | None:
+        """Seconds until the next lease expiry or due task, if any (possibly a deadline that no
+        longer applies: waking early to reap is harmless)."""
 
     @abstractmethod
     def reap(self) -> None:

@@ -38,6 +38,10 @@ class DeadlineHeap:
             self._heap = [entry for entry in self._heap if is_live(*entry)]
             heapq.heapify(self._heap)
 
+    def first(self) -> float | None:
+        """The earliest deadline held (possibly a stale one), or None."""
+        return self._heap[0][0] if self._heap else None
+
     def due(self, now: float) -> bool:
         """Whether any entry is due at `now` (cheap: one peek)."""
         return bool(self._heap) and self._heap[0][0] <= now

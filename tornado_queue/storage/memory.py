@@ -1,19 +1,25 @@
-"""MemoryStore: a deque of ids, a dict of tasks and one lock. The default and fastest store."""
+"""MemoryStore: deques of ids, a dict of tasks and one lock. The default and fastest store."""
 
 from __future__ import annotations
 
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from itertools import islice
 from types import TracebackType
 
 from ..clock import Clock, SystemClock
-from ..errors import InvalidTransition, LeaseLost, TaskNotFound
-from ..models import FINISHED, NewTask, Task, TaskStatus
+from ..errors import IdempotencyConflict, InvalidTransition, LeaseLost, TaskNotFound
+from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 from .deadlines import DeadlineHeap
+from .idempotency import IdempotencyKeys
 from .pending import PendingQueue
+
+
+def _zero_counts() -> dict[TaskStatus, int]:
+    return dict.fromkeys(TaskStatus, 0)
 
 
 class MemoryStore(Store):
@@ -21,11 +27,13 @@ class MemoryStore(Store):
 
     State, all guarded by `_lock`:
     - `_tasks`: every known task by id;
-    - `_pending`: the pending tasks in dequeue order, a deque plus a heap of tasks that came
-      back unfinished (see `PendingQueue`);
-    - `_counts`: tasks per state, so stats are O(1);
-    - three `DeadlineHeap`s: leases by expiry, scheduled retries by due time, finished tasks by
-      the time they are forgotten. Entries are checked against the task when they fall due.
+    - `_pending`: per queue, its pending tasks in dequeue order (see `PendingQueue`: a deque
+      per priority plus a heap of tasks that came back unfinished);
+    - `_counts` / `_queue_counts`: tasks per state, overall and per queue, so stats are O(1);
+    - three `DeadlineHeap`s: leases by expiry, scheduled tasks (delays, retry backoffs) by due
+      time, finished tasks by the time they are forgotten; entries are checked against the task
+      when they fall due;
+    - `_keys`: recent idempotency keys.
     Every operation runs as an `_Operation`: it holds the lock, reads the clocks, first applies
     what is due (`_reap`), and tells ready listeners afterwards, even if it raised. Callers only
     ever get snapshots.
@@ -38,35 +46,58 @@ class MemoryStore(Store):
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
-        self._pending = PendingQueue(self._tasks.get)
-        self._counts: dict[TaskStatus, int] = dict.fromkeys(TaskStatus, 0)
+        self._pending: dict[str, PendingQueue] = {}
+        self._counts = _zero_counts()
+        self._queue_counts: dict[str, dict[TaskStatus, int]] = {}
         self._leases = DeadlineHeap()
         self._schedule = DeadlineHeap()
         self._retention = DeadlineHeap()
+        self._keys = IdempotencyKeys()
         self._listeners: list[ReadyListener] = []
 
     # -- commands ---------------------------------------------------------------------------
 
-    def enqueue(self, new_task: NewTask) -> Task:
-        # uuid4 and the record are built before taking the lock to keep the critical section short.
-        max_attempts = new_task.max_attempts or self.policy.max_attempts
-        task = Task(str(uuid.uuid4()), new_task.payload, 0.0, max_attempts)
+    def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
+        # uuid4s and records are built before taking the lock to keep the critical section short.
+        fresh = [self._new_record(new_task) for new_task in new_tasks]
         with self._operation() as op:
-            task.created_at = task.available_at = op.wall
-            self._tasks[task.id] = task
-            self._counts[TaskStatus.PENDING] += 1
-            self._pending.append(task)
-            op.ready += 1
-            return task.snapshot()
+            replays = self._match_keys(new_tasks)
+            outcomes = []
+            for new_task, task in zip(new_tasks, fresh, strict=True):
+                key = new_task.idempotency_key
+                if key is not None and key in replays:
+                    first_id, first = replays[key]
+                    snapshot = None if first is None else first.snapshot()
+                    outcomes.append(Enqueued(first_id, snapshot, created=False))
+                    continue
+                self._add(task, new_task.delay, op)
+                if key is not None:
+                    forget_at = op.now + self.policy.retention_seconds
+                    self._keys.remember(key, task.id, new_task.fingerprint, forget_at)
+                    replays[key] = (task.id, task)
+                outcomes.append(Enqueued(task.id, task.snapshot(), created=True))
+            return outcomes
 
-    def dequeue(self, lease_seconds: float | None = None) -> Task | None:
+    def dequeue(
+        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> Task | None:
+        tasks = self.dequeue_many(1, lease_seconds, queue)
+        return tasks[0] if tasks else None
+
+    def dequeue_many(
+        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> list[Task]:
         lease = lease_seconds or self.policy.lease_seconds
         with self._operation() as op:
-            task = self._pending.pop()
-            if task is None:
-                return None
-            self._grant_lease(task, lease, op.wall, op.now)
-            return task.snapshot()
+            pending = self._pending.get(queue)
+            taken: list[Task] = []
+            while pending is not None and len(taken) < count:
+                task = pending.pop()
+                if task is None:
+                    break
+                self._grant_lease(task, lease, op)
+                taken.append(task.snapshot())
+            return taken
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
@@ -86,7 +117,7 @@ class MemoryStore(Store):
             task = self._leased_task(task_id, "complete", lease_id)
             self._end_lease(task)
             task.result = result
-            self._finish(task, TaskStatus.COMPLETED, op.wall, op.now)
+            self._finish(task, TaskStatus.COMPLETED, op)
             return task.snapshot()
 
     def fail(
@@ -100,18 +131,18 @@ class MemoryStore(Store):
             task = self._leased_task(task_id, "fail", lease_id)
             self._end_lease(task)
             task.error = error
+            task.started_at = None
             if retry and task.attempts < task.max_attempts:
-                op.ready += self._schedule_retry(task, op.wall, op.now)
+                self._schedule_or_append(task, self.policy.backoff(task.attempts), op)
             else:
-                self._finish(task, TaskStatus.FAILED, op.wall, op.now)
+                self._finish(task, TaskStatus.FAILED, op)
             return task.snapshot()
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
         with self._operation() as op:
             task = self._leased_task(task_id, "release", lease_id)
             self._end_lease(task)
-            self._put_back(task)
-            op.ready += 1
+            self._put_back(task, op)
             return task.snapshot()
 
     def retry(self, task_id: str) -> Task:
@@ -124,10 +155,7 @@ class MemoryStore(Store):
                 )
             task.attempts = 0
             task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
-            task.available_at = op.wall
-            self._move(task, TaskStatus.PENDING)
-            self._pending.append(task)
-            op.ready += 1
+            self._schedule_or_append(task, 0.0, op)
             return task.snapshot()
 
     def delete(self, task_id: str) -> None:
@@ -139,9 +167,9 @@ class MemoryStore(Store):
                     "or wait for its lease to expire"
                 )
             del self._tasks[task_id]
-            self._counts[task.status] -= 1
+            self._count(task.queue, task.status, -1)
             if task.status is TaskStatus.PENDING:
-                self._pending.discard()
+                self._pending[task.queue].discard(task)
 
     def reap(self) -> None:
         with self._operation():
@@ -154,14 +182,33 @@ class MemoryStore(Store):
             task = self._tasks.get(task_id)
             return None if task is None else task.snapshot()
 
-    def view(self, limit: int, offset: int = 0) -> tuple[list[Task], int]:
+    def view(
+        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> tuple[list[Task], int]:
         with self._operation():
-            page = islice(self._pending.in_order(), offset, offset + limit)
-            return [task.snapshot() for task in page], self._counts[TaskStatus.PENDING]
+            pending = self._pending.get(queue)
+            if pending is None:
+                return [], 0
+            page = islice(pending.in_order(), offset, offset + limit)
+            total = self._queue_counts[queue][TaskStatus.PENDING]
+            return [task.snapshot() for task in page], total
 
-    def stats(self) -> dict[TaskStatus, int]:
+    def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
         with self._operation():
-            return dict(self._counts)
+            if queue is None:
+                return dict(self._counts)
+            return dict(self._queue_counts.get(queue) or _zero_counts())
+
+    def queues(self) -> dict[str, dict[TaskStatus, int]]:
+        with self._operation():
+            return {name: dict(counts) for name, counts in self._queue_counts.items()}
+
+    def seconds_to_next_deadline(self) -> float | None:
+        with self._lock:
+            deadlines = [heap.first() for heap in (self._leases, self._schedule)]
+            now = self._clock.monotonic()
+        known = [deadline for deadline in deadlines if deadline is not None]
+        return min(known) - now if known else None
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         with self._lock:
@@ -172,44 +219,82 @@ class MemoryStore(Store):
 
     # -- internals: every method below runs with the lock held -------------------------------
 
-    def _reap(self, wall: float, now: float) -> int:
-        """Apply expired leases, due retries and retention; return how many tasks became ready."""
-        ready = 0
+    def _new_record(self, new_task: NewTask) -> Task:
+        max_attempts = new_task.max_attempts or self.policy.max_attempts
+        return Task(
+            str(uuid.uuid4()),
+            new_task.payload,
+            0.0,
+            max_attempts,
+            queue=new_task.queue,
+            priority=new_task.priority,
+        )
+
+    def _match_keys(self, new_tasks: Sequence[NewTask]) -> dict[str, tuple[str, Task | None]]:
+        """Earlier tasks (id, and the task if it still exists) for the batch's idempotency keys;
+        raises before anything changes if a key comes with different content (against memory,
+        or twice within the batch)."""
+        seen: dict[str, bytes] = {}
+        replays: dict[str, tuple[str, Task | None]] = {}
+        for new_task in new_tasks:
+            key = new_task.idempotency_key
+            if not key:
+                continue
+            remembered = self._keys.get(key)
+            fingerprint = remembered.fingerprint if remembered else seen.get(key)
+            if fingerprint is not None and fingerprint != new_task.fingerprint:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key '{key[:64]}' was already used with a different request"
+                )
+            seen[key] = new_task.fingerprint
+            if remembered is not None:
+                replays[key] = (remembered.task_id, self._tasks.get(remembered.task_id))
+        return replays
+
+    def _add(self, task: Task, delay: float, op: _Operation) -> None:
+        task.created_at = task.available_at = op.wall
+        self._tasks[task.id] = task
+        if task.queue not in self._queue_counts:
+            self._queue_counts[task.queue] = _zero_counts()
+            self._pending[task.queue] = PendingQueue(self._tasks.get)
+        self._count(task.queue, task.status, +1)
+        self._schedule_or_append(task, delay, op)
+
+    def _reap(self, op: _Operation) -> None:
+        """Apply expired leases, due scheduled tasks and retention."""
+        now = op.now
         if self._leases.due(now):
             for deadline, task_id in self._leases.pop_due(now):
                 if self._is_lease_entry(deadline, task_id):
-                    ready += self._expire_lease(self._tasks[task_id], wall, now)
+                    self._expire_lease(self._tasks[task_id], op)
         if self._schedule.due(now):
             for due, task_id in self._schedule.pop_due(now):
                 if self._is_scheduled_entry(due, task_id):
                     task = self._tasks[task_id]
                     task.due = None
-                    self._move(task, TaskStatus.PENDING)
-                    self._pending.append(task)
-                    ready += 1
+                    self._append(task, op)
         if self._retention.due(now):
             for forget_at, task_id in self._retention.pop_due(now):
                 if self._is_retention_entry(forget_at, task_id):
                     task = self._tasks.pop(task_id)
-                    self._counts[task.status] -= 1
-        return ready
+                    self._count(task.queue, task.status, -1)
+        self._keys.forget_due(now)
 
-    def _expire_lease(self, task: Task, wall: float, now: float) -> int:
+    def _expire_lease(self, task: Task, op: _Operation) -> None:
         self._end_lease(task)
         if task.attempts >= task.max_attempts:
             task.error = "lease expired"
-            self._finish(task, TaskStatus.FAILED, wall, now)
-            return 0
-        self._put_back(task)
-        return 1
+            self._finish(task, TaskStatus.FAILED, op)
+        else:
+            self._put_back(task, op)
 
-    def _grant_lease(self, task: Task, lease: float, wall: float, now: float) -> None:
+    def _grant_lease(self, task: Task, lease: float, op: _Operation) -> None:
         self._move(task, TaskStatus.PROCESSING)
         task.attempts += 1
         task.lease_id = os.urandom(12).hex()
-        task.started_at = wall
-        task.lease_deadline = now + lease
-        task.lease_expires_at = wall + lease
+        task.started_at = op.wall
+        task.lease_deadline = op.now + lease
+        task.lease_expires_at = op.wall + lease
         self._push_lease(task)
 
     def _push_lease(self, task: Task) -> None:
@@ -234,27 +319,34 @@ class MemoryStore(Store):
         # The heap entry stays behind; it no longer matches `lease_deadline` and is skipped.
         task.lease_id = task.lease_deadline = task.lease_expires_at = None
 
-    def _schedule_retry(self, task: Task, wall: float, now: float) -> int:
-        """Send a failed attempt to wait out its backoff; return 1 if it is ready at once."""
-        backoff = self.policy.backoff(task.attempts)
-        task.started_at = None
-        if backoff <= 0:
-            task.available_at = wall
-            self._move(task, TaskStatus.PENDING)
-            self._pending.append(task)
-            return 1
-        task.due = now + backoff
-        task.available_at = wall + backoff
+    def _schedule_or_append(self, task: Task, delay: float, op: _Operation) -> None:
+        """Make a task wait `delay` seconds as scheduled, or join its queue's tail now."""
+        if delay <= 0:
+            task.available_at = op.wall
+            self._append(task, op)
+            return
+        task.due = op.now + delay
+        task.available_at = op.wall + delay
         self._move(task, TaskStatus.SCHEDULED)
-        self._schedule.push(
-            task.due, task.id, self._counts[TaskStatus.SCHEDULED], self._is_scheduled_entry
-        )
-        return 0
+        scheduled = self._counts[TaskStatus.SCHEDULED]
+        self._schedule.push(task.due, task.id, scheduled, self._is_scheduled_entry)
 
-    def _finish(self, task: Task, status: TaskStatus, wall: float, now: float) -> None:
+    def _append(self, task: Task, op: _Operation) -> None:
+        self._move(task, TaskStatus.PENDING)
+        self._pending[task.queue].append(task)
+        op.became_ready(task.queue)
+
+    def _put_back(self, task: Task, op: _Operation) -> None:
+        """A task handed out but not finished goes back to its place at the front."""
+        task.started_at = None
+        self._move(task, TaskStatus.PENDING)
+        self._pending[task.queue].put_back(task)
+        op.became_ready(task.queue)
+
+    def _finish(self, task: Task, status: TaskStatus, op: _Operation) -> None:
         self._move(task, status)
-        task.finished_at = wall
-        task.forget_at = now + self.policy.retention_seconds
+        task.finished_at = op.wall
+        task.forget_at = op.now + self.policy.retention_seconds
         finished = self._counts[TaskStatus.COMPLETED] + self._counts[TaskStatus.FAILED]
         self._retention.push(task.forget_at, task.id, finished, self._is_retention_entry)
 
@@ -280,22 +372,21 @@ class MemoryStore(Store):
 
     def _move(self, task: Task, status: TaskStatus) -> None:
         """Change a task's state and the per-state counters together."""
-        self._counts[task.status] -= 1
-        self._counts[status] += 1
-        task.status = status
+        if task.status is not status:
+            self._count(task.queue, task.status, -1)
+            self._count(task.queue, status, +1)
+            task.status = status
 
-    def _put_back(self, task: Task) -> None:
-        """A task handed out but not finished goes back to its place at the front."""
-        task.started_at = None
-        self._move(task, TaskStatus.PENDING)
-        self._pending.put_back(task)
+    def _count(self, queue: str, status: TaskStatus, delta: int) -> None:
+        self._counts[status] += delta
+        self._queue_counts[queue][status] += delta
 
-    def _notify_ready(self, count: int) -> None:
+    def _notify_ready(self, ready: dict[str, int]) -> None:
         # Called after the lock is released; the list is replaced, never mutated, so reading
         # it without the lock is safe.
-        if count:
+        for queue, count in ready.items():
             for listener in self._listeners:
-                listener(count)
+                listener(queue, count)
 
 
 class _Operation:
@@ -306,6 +397,10 @@ class _Operation:
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+        self.ready: dict[str, int] = {}
+
+    def became_ready(self, queue: str) -> None:
+        self.ready[queue] = self.ready.get(queue, 0) + 1
 
     def __enter__(self) -> _Operation:
         store = self.store
@@ -313,7 +408,7 @@ class _Operation:
         try:
             # Clocks are read under the lock so timestamps agree with the order of operations.
             self.wall, self.now = store._clock.time(), store._clock.monotonic()
-            self.ready = store._reap(self.wall, self.now)
+            store._reap(self)
         except BaseException:
             store._lock.release()
             raise
@@ -326,4 +421,5 @@ class _Operation:
         tb: TracebackType | None,
     ) -> None:
         self.store._lock.release()
-        self.store._notify_ready(self.ready)
+        if self.ready:
+            self.store._notify_ready(self.ready)

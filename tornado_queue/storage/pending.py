@@ -1,4 +1,4 @@
-"""PendingQueue: the order in which pending tasks are handed out."""
+"""PendingQueue: the order in which one queue's pending tasks are handed out."""
 
 from __future__ import annotations
 
@@ -10,72 +10,125 @@ from itertools import chain
 from ..models import Task, TaskStatus
 
 COMPACT_AFTER = 1024
-"""Deleted entries tolerated before the queue may be rebuilt without them."""
+"""Deleted entries a priority level tolerates before it may be rebuilt without them."""
+
+Lookup = Callable[[str], Task | None]
 
 
 class PendingQueue:
-    """Pending tasks in dequeue order: oldest first by `Task.seq`, the number a task gets each
-    time it joins the tail.
+    """Pending tasks of one queue in dequeue order: highest priority first, then oldest first by
+    `Task.seq`, the number a task gets each time it joins the tail.
 
-    Two parts keep every operation O(1) or O(log n):
-    - `_fifo`, a deque of ids in the order they joined the tail;
-    - `_returned`, a min-heap of (seq, id) for tasks that came back unfinished (a lost lease, a
-      release). They go back to their original place, ahead of everything that joined later.
-      Every returned task was dequeued from the head at some point, so its seq is below every
-      seq in `_fifo`, and the heap is always served first.
-    A deleted task leaves its entry behind ("stale"); readers skip it, and both parts are rebuilt
-    once stale entries outnumber live ones, so a delete is O(1) amortized.
+    Each priority has a `_Level`; a max-heap of the priorities that have pending tasks finds the
+    next one in O(log P). Levels that empty are dropped, so P counts only priorities in use.
     Not thread-safe by itself: the owning store calls it under its lock.
     """
 
-    def __init__(self, lookup: Callable[[str], Task | None]) -> None:
+    def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
-        self._fifo: deque[str] = deque()
-        self._returned: list[tuple[int, str]] = []
-        self._stale = 0
+        self._levels: dict[int, _Level] = {}
+        self._order: list[int] = []  # negated priorities of levels with pending tasks
         self._next_seq = 0
 
     def __len__(self) -> int:
         """Entries held, stale ones included (what compaction keeps bounded)."""
-        return len(self._fifo) + len(self._returned)
+        return sum(len(level) for level in self._levels.values())
 
     def append(self, task: Task) -> None:
-        """Put a task at the tail."""
+        """Put a task at the tail of its priority."""
         task.seq = self._next_seq
         self._next_seq += 1
-        self._fifo.append(task.id)
+        self._level(task.priority).append(task)
 
     def put_back(self, task: Task) -> None:
         """Return a task that was handed out to its original place (by its seq)."""
-        heapq.heappush(self._returned, (task.seq, task.id))
+        self._level(task.priority).put_back(task)
 
     def pop(self) -> Task | None:
         """Remove and return the first pending task, or None."""
+        while self._order:
+            priority = -self._order[0]
+            level = self._levels[priority]
+            if level.live:
+                return level.pop()
+            # Every entry left in this level is stale: drop it.
+            heapq.heappop(self._order)
+            del self._levels[priority]
+        return None
+
+    def discard(self, task: Task) -> None:
+        """Note that a pending task was deleted: its entry is now stale."""
+        self._levels[task.priority].discard()
+
+    def in_order(self) -> Iterator[Task]:
+        """The pending tasks in dequeue order: O(P log P) to sort the levels, then lazily."""
+        levels = (self._levels[priority] for priority in sorted(self._levels, reverse=True))
+        return chain.from_iterable(level.in_order() for level in levels)
+
+    def _level(self, priority: int) -> _Level:
+        level = self._levels.get(priority)
+        if level is None:
+            level = self._levels[priority] = _Level(self._lookup)
+            heapq.heappush(self._order, -priority)
+        return level
+
+
+class _Level:
+    """One priority's tasks: a deque of ids in the order they joined the tail, and a min-heap of
+    (seq, id) for tasks that came back unfinished (a lost lease, a release).
+
+    A returned task goes back to its original place, ahead of everything that joined later:
+    it was at the head when it was handed out, so its seq is below every seq in `_fifo`, and the
+    heap is always served first. A deleted task leaves its entry behind ("stale"); readers skip
+    it, and the level is rebuilt once stale entries outnumber live ones (O(1) amortized).
+    """
+
+    __slots__ = ("_fifo", "_lookup", "_returned", "live", "stale")
+
+    def __init__(self, lookup: Lookup) -> None:
+        self._lookup = lookup
+        self._fifo: deque[str] = deque()
+        self._returned: list[tuple[int, str]] = []
+        self.live = 0
+        self.stale = 0
+
+    def __len__(self) -> int:
+        return len(self._fifo) + len(self._returned)
+
+    def append(self, task: Task) -> None:
+        self._fifo.append(task.id)
+        self.live += 1
+
+    def put_back(self, task: Task) -> None:
+        heapq.heappush(self._returned, (task.seq, task.id))
+        self.live += 1
+
+    def pop(self) -> Task | None:
         while self._returned:
             seq, task_id = heapq.heappop(self._returned)
             task = self._live(task_id, seq)
             if task is not None:
+                self.live -= 1
                 return task
-            self._stale -= 1
+            self.stale -= 1
         while self._fifo:
             task = self._live(self._fifo.popleft())
             if task is not None:
+                self.live -= 1
                 return task
-            self._stale -= 1
+            self.stale -= 1
         return None
 
     def discard(self) -> None:
-        """Note that a pending task was deleted: its entry is now stale."""
-        self._stale += 1
-        entries = len(self._fifo) + len(self._returned)
-        if self._stale > COMPACT_AFTER and self._stale * 2 > entries:
+        self.live -= 1
+        self.stale += 1
+        if self.stale > COMPACT_AFTER and self.stale > self.live:
             self._fifo = deque(task_id for task_id in self._fifo if self._live(task_id))
             self._returned = [entry for entry in self._returned if self._live(entry[1], entry[0])]
             heapq.heapify(self._returned)
-            self._stale = 0
+            self.stale = 0
 
     def in_order(self) -> Iterator[Task]:
-        """The pending tasks in dequeue order (returned ones sorted first: O(r log r) for r)."""
         returned = (self._live(task_id, seq) for seq, task_id in sorted(self._returned))
         fifo = (self._live(task_id) for task_id in self._fifo)
         return (task for task in chain(returned, fifo) if task is not None)

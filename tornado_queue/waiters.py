@@ -1,0 +1,143 @@
+"""Long-poll: consumers parked on the IOLoop until a task is ready in their queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from datetime import timedelta
+
+from tornado import gen
+from tornado.ioloop import IOLoop
+
+from .storage import Store
+
+STALE_RATIO = 2
+"""A queue's parked list is rebuilt once it holds this many times more entries than waiters."""
+
+
+class Waiters:
+    """One future per parked consumer, first come first served per queue; no thread each.
+
+    The store tells `_on_ready(queue, n)` when n tasks become ready, from whatever thread made
+    them ready; that hops to the IOLoop with `add_callback` (its one thread-safe method) and
+    wakes exactly n waiters of that queue. A woken waiter then dequeues for itself, so a task is
+    never handed to a client that has gone: a waiter whose client left passes its wake-up on.
+    Tasks that become ready by time alone (a delay or backoff ends, a lease expires) are found
+    by a timer set for the store's next deadline while anyone waits; every request re-checks it
+    (`rearm`), so a deadline set over HTTP is met on time. One set by a worker thread is met
+    by the server's periodic reap (every 0.5 s) at the latest.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._io_loop: IOLoop | None = None
+        self._parked: dict[str, deque[asyncio.Future[None]]] = {}
+        self._generation: dict[str, int] = {}
+        self._by_owner: dict[object, asyncio.Future[None]] = {}
+        self._timer: object | None = None
+        self._timer_at = float("inf")
+        store.add_ready_listener(self._on_ready)
+
+    def generation(self, queue: str) -> int:
+        """Read this before looking for a task, and pass it to `wait`: a wake-up that came in
+        between is then not missed (the store may run in a thread while the IOLoop goes on)."""
+        return self._generation.get(queue, 0)
+
+    def count(self) -> int:
+        """How many consumers are parked right now."""
+        return sum(1 for parked in self._parked.values() for future in parked if not future.done())
+
+    async def wait(
+        self, queue: str, timeout: float, seen: int, owner: object, *, front: bool = False
+    ) -> bool:
+        """Park until a task may be ready in `queue` (True) or `timeout` passes (False).
+
+        Returns True at once if a wake-up came since `seen` was read. `front` parks ahead of
+        everyone, for a waiter that was woken but lost the task to a consumer that was not
+        waiting, so it keeps its turn. `leave(owner)` (the client went away) unparks it: False.
+        """
+        if self._generation.get(queue, 0) != seen:
+            return True
+        io_loop = self._io_loop = IOLoop.current()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        parked = self._parked.setdefault(queue, deque())
+        if front:
+            parked.appendleft(future)
+        else:
+            parked.append(future)
+        self._by_owner[owner] = future
+        self._arm_timer(io_loop)
+        try:
+            await gen.with_timeout(timedelta(seconds=timeout), future)
+        except (TimeoutError, asyncio.CancelledError):
+            future.cancel()
+            self._prune(queue)
+            return False
+        finally:
+            self._by_owner.pop(owner, None)
+        return True
+
+    def leave(self, owner: object) -> None:
+        """Unpark `owner`'s waiter, if it is parked (its client went away)."""
+        future = self._by_owner.pop(owner, None)
+        if future is not None:
+            future.cancel()
+
+    def rearm(self) -> None:
+        """After a request that may have set an earlier deadline (a delayed task, a backoff, a
+        lease): move the timer up if anyone is parked. Cheap when nobody is."""
+        if self._parked and self._io_loop is not None:
+            self._arm_timer(self._io_loop)
+
+    def pass_on(self, queue: str) -> None:
+        """Give a wake-up this waiter cannot use (its client left) to the next one."""
+        self._wake(queue, 1)
+
+    def _on_ready(self, queue: str, count: int) -> None:
+        # Any thread. Before the first wait there is no IOLoop to reach and nobody to wake.
+        if self._io_loop is not None:
+            self._io_loop.add_callback(self._wake, queue, count)
+
+    def _wake(self, queue: str, count: int) -> None:
+        self._generation[queue] = self._generation.get(queue, 0) + 1
+        parked = self._parked.get(queue)
+        while parked and count:
+            future = parked.popleft()
+            if not future.done():
+                future.set_result(None)
+                count -= 1
+        if parked is not None and not parked:
+            del self._parked[queue]
+
+    def _prune(self, queue: str) -> None:
+        parked = self._parked.get(queue)
+        if parked is None:
+            return
+        live = sum(1 for future in parked if not future.done())
+        if live == 0:
+            del self._parked[queue]
+        elif len(parked) > STALE_RATIO * live + 16:
+            self._parked[queue] = deque(future for future in parked if not future.done())
+
+    def _arm_timer(self, io_loop: IOLoop) -> None:
+        """Make sure a timer fires at the store's next deadline while anyone is parked."""
+        delay = self._store.seconds_to_next_deadline()
+        if delay is None:
+            return
+        at = io_loop.time() + max(delay, 0.0)
+        if at >= self._timer_at:
+            return
+        if self._timer is not None:
+            io_loop.remove_timeout(self._timer)
+        self._timer_at = at
+        self._timer = io_loop.call_at(at, self._on_timer, io_loop)
+
+    async def _on_timer(self, io_loop: IOLoop) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        # Reaping makes due tasks ready, and the store's listener wakes their waiters.
+        if self._store.blocking:
+            await io_loop.run_in_executor(None, self._store.reap)
+        else:
+            self._store.reap()
+        if self._parked:
+            self._arm_timer(io_loop)
