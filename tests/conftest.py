@@ -45,7 +45,32 @@ def settings() -> Settings:
     return Settings(max_body_bytes=64 * 1024)
 
 
+STORE_CALLS = ["inline", "executor"]
+"""How handlers reach the store: on the IOLoop itself, or on Tornado's default thread-pool
+executor (`ApiHandler.call_store` with a store that declares itself `blocking`)."""
+
+
+@pytest.fixture(params=STORE_CALLS)
+def store_calls(request: pytest.FixtureRequest) -> str:
+    """Every HTTP test runs twice: with store calls inline and in the executor."""
+    return request.param
+
+
 @pytest.fixture
-def app(store, settings):
-    """The application pytest-tornado serves to `http_client` / `base_url`."""
+def app(store, settings, store_calls):
+    """The application pytest-tornado serves to `http_client` / `base_url`.
+
+    In "executor" mode the store is marked blocking, so every store call of every request runs
+    on a pool thread: concurrent requests then really call the store from several threads.
+    """
+    if store_calls == "executor":
+        store.blocking = True
     return make_app(store, settings)
+
+
+@pytest.fixture
+def http_server(http_server, app):
+    """pytest-tornado's server. It looks `app` up by name at run time, which hides it (and the
+    `store_calls` parameter) from collection; requesting `app` here makes every HTTP test run
+    in both modes."""
+    return http_server

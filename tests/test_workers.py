@@ -423,3 +423,101 @@ def test_the_pool_reports_progress_in_the_log(pools, caplog):
         assert wait_until(
             lambda: any("20 tasks done" in record.getMessage() for record in caplog.records)
         )
+
+
+class FailingOnceStore(MemoryStore):
+    """A MemoryStore whose first dequeue raises an unexpected error, as a broken store would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = threading.Event()
+
+    def dequeue(self, lease_seconds=None):
+        if not self.raised.is_set():
+            self.raised.set()
+            raise RuntimeError("the store broke down once")
+        return super().dequeue(lease_seconds)
+
+
+def test_a_worker_survives_an_unexpected_store_error_logs_it_and_keeps_working(
+    pools, caplog, monkeypatch
+):
+    # Given one worker whose first dequeue raises (its pause after an error cut to 10 ms)
+    monkeypatch.setattr(workers, "IDLE_WAIT_SECONDS", 0.01)
+    store = FailingOnceStore()
+
+    with caplog.at_level(logging.ERROR, logger="tornado_queue.workers"):
+        pool = WorkerPool(store, count=1, work_seconds=0, report_seconds=3600)
+        pools.append(pool)
+        threads = new_threads_during(pool.start)
+        assert store.raised.wait(DEADLINE_SECONDS)
+        assert wait_until(lambda: any(r.exc_info for r in caplog.records))
+
+        # When tasks arrive afterwards
+        ids = enqueue(store, 5)
+
+        # Then the same worker thread takes them all: the error shrank nothing
+        assert wait_until(lambda: store.stats()[TaskStatus.COMPLETED] == 5), store.stats()
+
+    [worker_thread] = [thread for thread in threads if thread.name == "tq-worker-1"]
+    assert worker_thread.is_alive()
+    assert pool.done == 5
+    assert all(store.get(task_id).status is TaskStatus.COMPLETED for task_id in ids)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "tq-worker-1 failed; carrying on" in record.getMessage()
+    assert record.exc_info[0] is RuntimeError
+    assert "broke down once" in str(record.exc_info[1])
+
+
+class ObservedPool(WorkerPool):
+    """A WorkerPool that counts the reporter's rounds (each reads `done` once) for tests to
+    wait on, instead of sleeping for some multiple of `report_seconds`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._rounds = threading.Condition()
+        self.report_rounds = 0
+        super().__init__(*args, **kwargs)
+
+    @property
+    def done(self) -> int:
+        if threading.current_thread().name == "tq-report":
+            with self._rounds:
+                self.report_rounds += 1
+                self._rounds.notify_all()
+        return super().done
+
+    def wait_for_rounds(self, count: int) -> bool:
+        """Wait until the reporter has looked `count` more times."""
+        with self._rounds:
+            target = self.report_rounds + count
+            return self._rounds.wait_for(lambda: self.report_rounds >= target, DEADLINE_SECONDS)
+
+
+def progress_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("workers:")]
+
+
+def test_the_progress_reporter_stays_quiet_while_the_pool_is_idle(pools, caplog):
+    store = MemoryStore()
+
+    with caplog.at_level(logging.INFO, logger="tornado_queue.workers"):
+        # Given an idle pool that reports every 5 ms
+        pool = ObservedPool(store, count=2, work_seconds=0, report_seconds=0.005)
+        pools.append(pool)
+        pool.start()
+
+        # When the reporter has looked 20 times with nothing done
+        assert pool.wait_for_rounds(20)
+
+        # Then it said nothing
+        assert progress_lines(caplog) == []
+
+        # And after some work it reports it, then is quiet again while idle
+        enqueue(store, 3)
+        assert wait_until(lambda: store.stats()[TaskStatus.COMPLETED] == 3)
+        assert wait_until(lambda: any("3 tasks done" in line for line in progress_lines(caplog)))
+        reported = progress_lines(caplog)
+        assert pool.wait_for_rounds(20)
+        assert progress_lines(caplog) == reported
+        assert "3 tasks done, 0 attempts failed" in reported[-1]

@@ -1,12 +1,24 @@
-"""Concurrent clients through the real server: no task is lost, duplicated or moved twice."""
+"""Concurrent clients through the real server: no task is lost, duplicated or moved twice.
+
+Every test runs in both store-call modes (see `store_calls` in tests/conftest.py). In "executor"
+mode the store calls of concurrent requests run on Tornado's default pool threads. A store call
+takes microseconds and parsing the next request takes longer, so left alone those calls would
+seldom overlap: a `StartingGate` holds them and lets them go RACERS at a time, and the switch
+interval is cut to a microsecond, so they really interleave inside the store. Checked by
+replacing the store's lock with a no-op: the racing completes (and the threaded test) then fail
+on every run. (A racing dequeue cannot hand a task out twice even then, since the pending queue
+pops atomically; that test guards the contract, not the lock.)
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,12 +28,11 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from tests.conftest import STORE_CALLS
 from tests.handlers.helpers import (
     assert_json,
     assert_problem,
     assert_task_document,
-    dequeue,
-    enqueue,
     request,
     stats,
 )
@@ -30,6 +41,76 @@ from tornado_queue.config import Settings
 from tornado_queue.models import NewTask
 from tornado_queue.storage import MemoryStore
 from tornado_queue.workers import WorkerPool
+
+RACERS = 4
+"""Store calls a `StartingGate` releases together: fewer than the threads of the smallest
+default executor (`min(32, cpus + 4)`), so a group never waits for a thread that cannot come."""
+GATE_SECONDS = 10.0
+
+
+@pytest.fixture(autouse=True)
+def frequent_thread_switches() -> Iterator[None]:
+    """Switch threads every microsecond (not every 5 ms) so overlapping calls interleave."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
+
+
+class StartingGate:
+    """Wraps a store method: its first `groups * RACERS` calls are held and let go `RACERS` at
+    a time, together; later calls pass straight through.
+
+    A test gates only calls that are sure to arrive, so no group waits for ever (and if one
+    did, the barrier would break after GATE_SECONDS and the test would fail, not hang).
+    """
+
+    def __init__(self, method: Callable[..., Any], groups: int) -> None:
+        self._method = method
+        self._barrier = threading.Barrier(RACERS, timeout=GATE_SECONDS)
+        self._gated = groups * RACERS
+        self._lock = threading.Lock()
+        self._arrived = 0
+        self._released = 0
+        self.threads: set[str] = set()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._arrived += 1
+            racer = self._arrived <= self._gated
+            self.threads.add(threading.current_thread().name)
+        if racer:
+            self._barrier.wait()
+            with self._lock:
+                self._released += 1
+        return self._method(*args, **kwargs)
+
+    def assert_raced(self) -> None:
+        """Every gated call met its group and was let go, on pool threads (not the IOLoop's)."""
+        assert not self._barrier.broken
+        assert self._released == self._gated
+        assert threading.current_thread().name not in self.threads
+        assert len(self.threads) >= RACERS
+
+
+@pytest.fixture
+def race(store, store_calls, monkeypatch) -> Callable[[str, int], StartingGate | None]:
+    """`race("complete", groups)` gates that store method in executor mode; inline, calls run
+    one at a time on the IOLoop and there is nothing to gate (None)."""
+
+    def gate(name: str, groups: int) -> StartingGate | None:
+        if store_calls != "executor":
+            return None
+        starting_gate = StartingGate(getattr(store, name), groups)
+        monkeypatch.setattr(store, name, starting_gate)
+        return starting_gate
+
+    return gate
+
+
+def assert_raced(gate: StartingGate | None) -> None:
+    if gate is not None:
+        gate.assert_raced()
 
 
 @pytest.fixture
@@ -40,8 +121,32 @@ def wide_client(http_server):
     client.close()
 
 
+@pytest.mark.gen_test
+async def test_store_calls_run_on_the_ioloop_inline_and_on_pool_threads_in_executor_mode(
+    http_client, base_url, store, store_calls, monkeypatch
+):
+    stats_of_store = store.stats
+    callers: list[threading.Thread] = []
+
+    def recording_stats():
+        callers.append(threading.current_thread())
+        return stats_of_store()
+
+    monkeypatch.setattr(store, "stats", recording_stats)
+
+    await stats(http_client, base_url)
+
+    [caller] = callers
+    on_ioloop = caller is threading.current_thread()  # pytest-tornado runs the IOLoop here
+    assert on_ioloop == (store_calls == "inline")
+
+
 @pytest.mark.gen_test(timeout=30)
-async def test_concurrent_enqueues_all_get_distinct_ids_and_are_all_counted(wide_client, base_url):
+async def test_concurrent_enqueues_all_get_distinct_ids_and_are_all_counted(
+    wide_client, base_url, race
+):
+    gate = race("enqueue", groups=200 // RACERS)
+
     responses = await asyncio.gather(
         *(
             request(wide_client, base_url, "POST", "/tasks", {"payload": {"i": i}})
@@ -49,6 +154,7 @@ async def test_concurrent_enqueues_all_get_distinct_ids_and_are_all_counted(wide
         )
     )
 
+    assert_raced(gate)
     tasks = [assert_task_document(assert_json(response, 201)) for response in responses]
     assert len({task["id"] for task in tasks}) == 200
     assert sorted(task["payload"]["i"] for task in tasks) == list(range(200))
@@ -60,8 +166,13 @@ async def test_concurrent_enqueues_all_get_distinct_ids_and_are_all_counted(wide
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_concurrent_consumers_receive_every_task_exactly_once(wide_client, base_url, store):
+async def test_concurrent_consumers_receive_every_task_exactly_once(
+    wide_client, base_url, store, race
+):
     enqueued = [store.enqueue(NewTask(payload=b'{"i":%d}' % i)).id for i in range(120)]
+    # Until 120 dequeues have run, no consumer has seen a 404, so all 12 keep calling and every
+    # one of the first 120 calls is sure to arrive: those are the ones held and raced.
+    gate = race("dequeue", groups=120 // RACERS)
 
     async def consume() -> list[str]:
         received = []
@@ -77,6 +188,7 @@ async def test_concurrent_consumers_receive_every_task_exactly_once(wide_client,
 
     per_consumer = await asyncio.gather(*(consume() for _ in range(12)))
 
+    assert_raced(gate)
     received = Counter(task_id for ids in per_consumer for task_id in ids)
     assert sum(received.values()) == 120
     assert set(received) == set(enqueued)
@@ -90,47 +202,70 @@ async def test_concurrent_consumers_receive_every_task_exactly_once(wide_client,
     }
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_racing_completes_of_one_task_succeed_exactly_once(wide_client, base_url):
-    created = await enqueue(wide_client, base_url)
-    await dequeue(wide_client, base_url)
+RACE_ROUNDS = 200
+"""Rounds of RACERS gated completes of one task in executor mode. Without the store's lock about
+one round in ten lets two callers through (measured with the lock replaced by a no-op; the rate
+varies from run to run), so 200 rounds catch a missing lock almost surely, in about 3 s."""
+ROUNDS = 20
+"""Rounds for the other round-based tests, and for completes inline (nothing can overlap)."""
 
-    responses = await asyncio.gather(
-        *(
-            request(wide_client, base_url, "PUT", f"/tasks/{created['id']}/complete")
-            for _ in range(30)
+
+@pytest.mark.gen_test(timeout=60)
+async def test_racing_completes_of_one_task_succeed_exactly_once(
+    wide_client, base_url, store, store_calls, race
+):
+    rounds = RACE_ROUNDS if store_calls == "executor" else ROUNDS
+    gate = race("complete", groups=rounds)
+
+    for round_number in range(rounds):
+        store.enqueue(NewTask(payload=b'{"round":%d}' % round_number))
+        task_id = store.dequeue().id
+
+        responses = await asyncio.gather(
+            *(
+                request(wide_client, base_url, "PUT", f"/tasks/{task_id}/complete")
+                for _ in range(RACERS)
+            )
         )
-    )
 
-    codes = Counter(response.code for response in responses)
-    assert codes == {200: 1, 409: 29}
-    for response in responses:
-        if response.code == 409:
-            assert_problem(response, 409)
-        else:
-            assert assert_json(response, 200)["status"] == "completed"
+        codes = Counter(response.code for response in responses)
+        assert codes == {200: 1, 409: RACERS - 1}, f"round {round_number}"
+        for response in responses:
+            if response.code == 409:
+                assert_problem(response, 409)
+            else:
+                assert assert_json(response, 200)["status"] == "completed"
+
+    assert_raced(gate)
     counts = await stats(wide_client, base_url)
-    assert (counts["processing"], counts["completed"]) == (0, 1)
+    assert (counts["processing"], counts["completed"]) == (0, rounds)
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_racing_dequeues_of_one_pending_task_hand_it_out_once(wide_client, base_url):
-    created = await enqueue(wide_client, base_url)
+@pytest.mark.gen_test(timeout=60)
+async def test_racing_dequeues_of_one_pending_task_hand_it_out_once(
+    wide_client, base_url, store, race
+):
+    gate = race("dequeue", groups=ROUNDS)
 
-    responses = await asyncio.gather(
-        *(request(wide_client, base_url, "POST", "/tasks/dequeue") for _ in range(30))
-    )
+    for round_number in range(ROUNDS):
+        task_id = store.enqueue(NewTask(payload=b'{"round":%d}' % round_number)).id
 
-    codes = Counter(response.code for response in responses)
-    assert codes == {200: 1, 404: 29}
-    winners = [assert_json(r, 200) for r in responses if r.code == 200]
-    assert winners[0]["id"] == created["id"]
-    assert winners[0]["attempts"] == 1
-    for response in responses:
-        if response.code == 404:
-            assert_problem(response, 404)
+        responses = await asyncio.gather(
+            *(request(wide_client, base_url, "POST", "/tasks/dequeue") for _ in range(RACERS))
+        )
+
+        codes = Counter(response.code for response in responses)
+        assert codes == {200: 1, 404: RACERS - 1}, f"round {round_number}"
+        [winner] = [assert_json(r, 200) for r in responses if r.code == 200]
+        assert winner["id"] == task_id
+        assert winner["attempts"] == 1
+        for response in responses:
+            if response.code == 404:
+                assert_problem(response, 404)
+
+    assert_raced(gate)
     counts = await stats(wide_client, base_url)
-    assert (counts["pending"], counts["processing"]) == (0, 1)
+    assert (counts["pending"], counts["processing"]) == (0, ROUNDS)
 
 
 # --- real threads --------------------------------------------------------------------------
@@ -218,10 +353,14 @@ class CompletionLog:
             return self._condition.wait_for(lambda: self.counts.total() >= total, timeout)
 
 
-def test_threaded_clients_and_worker_threads_complete_every_task_exactly_once(monkeypatch):
+@pytest.mark.parametrize("store_calls", STORE_CALLS)
+def test_threaded_clients_and_worker_threads_complete_every_task_exactly_once(
+    monkeypatch, store_calls
+):
     threads, per_thread = 8, 30
     total = threads * per_thread
     store = MemoryStore()
+    store.blocking = store_calls == "executor"  # HTTP calls on pool threads, racing the workers
     log = CompletionLog(store)
     monkeypatch.setattr(store, "complete", log.complete)
     app = make_app(store, Settings(max_body_bytes=64 * 1024))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 
 import orjson
@@ -10,9 +11,11 @@ import pytest
 from tests.handlers.helpers import (
     assert_json,
     assert_problem,
+    at,
     check_problem_document,
     enqueue,
     get_task,
+    parse_timestamp,
     raw_exchange,
     request,
     stats,
@@ -131,18 +134,33 @@ async def test_a_moderately_nested_payload_is_accepted_and_returned_intact(http_
     assert (await get_task(http_client, base_url, task["id"]))["payload"] == payload
 
 
+BIG_INTEGER = 123456789012345678901234  # beyond 64 bits
+
+
 @pytest.mark.gen_test
-async def test_a_large_integer_payload_value_does_not_break_the_task(http_client, base_url):
+async def test_an_integer_beyond_64_bits_is_accepted_as_the_nearest_double(http_client, base_url):
     response = await request(
-        http_client, base_url, "POST", "/tasks", b'{"payload": {"n": 123456789012345678901234}}'
+        http_client, base_url, "POST", "/tasks", b'{"payload": {"n": %d}}' % BIG_INTEGER
     )
 
-    # Accepted as a (lossy) double or refused as out of range: never a 500.
-    if response.code == 201:
-        task = assert_json(response, 201)
-        assert task["payload"]["n"] == pytest.approx(1.2345678901234568e23)
-    else:
-        assert_problem(response, 400)
+    # orjson's rule (and JavaScript's): an integer too big for 64 bits is read as a double.
+    task = assert_json(response, 201)
+    assert type(task["payload"]["n"]) is float
+    assert task["payload"]["n"] == float(BIG_INTEGER)
+    assert (await get_task(http_client, base_url, task["id"]))["payload"] == {
+        "n": float(BIG_INTEGER)
+    }
+
+
+@pytest.mark.gen_test
+async def test_an_empty_body_on_enqueue_is_a_400_saying_the_body_is_empty(
+    http_client, base_url, seeded
+):
+    problem = await assert_rejected_without_change(
+        http_client, base_url, status=400, method="POST", path="/tasks", body=b""
+    )
+
+    assert "request body is empty" in problem["detail"]
 
 
 # --- Content-Type --------------------------------------------------------------------------
@@ -215,6 +233,62 @@ async def test_a_body_without_content_type_is_read_as_json(http_client, base_url
     assert headers["Content-Type"] == "application/json"
     assert orjson.loads(reply)["payload"] == {"raw": True}
     assert (await stats(http_client, base_url))["pending"] == 1
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_a_compressed_body_is_a_415_naming_content_encoding_that_changes_nothing(
+    http_client, base_url, seeded, encoding
+):
+    body = gzip.compress(b'{"payload": {"zipped": true}}')
+    before = await stats(http_client, base_url)
+
+    response = await request(
+        http_client,
+        base_url,
+        "POST",
+        "/tasks",
+        body,
+        headers={"Content-Encoding": encoding},
+    )
+
+    problem = assert_problem(response, 415)
+    assert "Content-Encoding" in problem["detail"]
+    assert encoding in problem["detail"]
+    assert await stats(http_client, base_url) == before
+
+
+@pytest.mark.gen_test
+async def test_an_identity_content_encoding_is_accepted(http_client, base_url):
+    response = await request(
+        http_client,
+        base_url,
+        "POST",
+        "/tasks",
+        {"payload": {"plain": True}},
+        headers={"Content-Encoding": "identity"},
+    )
+
+    assert assert_json(response, 201)["payload"] == {"plain": True}
+
+
+@pytest.mark.gen_test
+async def test_a_415_echoing_a_huge_content_type_is_clipped(http_client, base_url, seeded):
+    content_type = "application/" + "x" * 20_000
+
+    problem = await assert_rejected_without_change(
+        http_client,
+        base_url,
+        status=415,
+        method="POST",
+        path="/tasks",
+        body=b'{"payload": {}}',
+        content_type=content_type,
+    )
+
+    assert "Content-Type" in problem["detail"]
+    assert "application/xxx" in problem["detail"]
+    assert len(problem["detail"]) < 300
 
 
 @pytest.mark.gen_test
@@ -375,17 +449,144 @@ async def test_an_invalid_content_length_is_answered_with_problem_json(
 
 
 @pytest.mark.gen_test
-async def test_two_conflicting_content_length_headers_are_a_400(http_client, base_url, http_port):
+async def test_two_conflicting_content_length_headers_are_a_400_problem(
+    http_client, base_url, http_port
+):
     data = (
         b"POST /tasks HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\nContent-Length: 14\r\nContent-Length: 2\r\n\r\n"
         b'{"payload":{}}'
     )
 
-    status, _, _ = await raw_exchange(http_port, data)
+    status, headers, reply = await raw_exchange(http_port, data)
 
+    # Tornado joins the two headers into "14,2" and hands them to the handler before it reads
+    # the body itself, so the handler answers (problem JSON), not Tornado's bare 400.
     assert status == 400
+    assert headers["Content-Type"] == "application/problem+json"
+    problem = check_problem_document(orjson.loads(reply), 400)
+    assert "Content-Length" in problem["detail"]
+    assert "14,2" in problem["detail"]
     assert (await stats(http_client, base_url))["pending"] == 0
+
+
+# --- query parameters ----------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("method", "path", "parameter"),
+    [
+        ("GET", "/queue/view?limit=1&limit=2", "limit"),
+        ("GET", "/queue/view?offset=0&limit=5&offset=0", "offset"),
+        ("POST", "/tasks/dequeue?lease=10&lease=20", "lease"),
+        ("PUT", "/tasks/some-id/heartbeat?lease_id=a&lease_id=b", "lease_id"),
+        ("PUT", "/tasks/some-id/complete?lease_id=a&lease_id=a", "lease_id"),
+    ],
+)
+async def test_a_repeated_query_parameter_is_a_400_naming_it(
+    http_client, base_url, *, seeded, method, path, parameter
+):
+    problem = await assert_rejected_without_change(
+        http_client, base_url, status=400, method=method, path=path, body=None
+    )
+
+    assert f"'{parameter}'" in problem["detail"]
+    assert "2 times" in problem["detail"]
+
+
+NOT_PLAIN_DIGITS = [
+    pytest.param("1_0", id="underscore"),
+    pytest.param("%2B5", id="plus-sign"),
+    pytest.param("%EF%BC%95", id="fullwidth-five"),
+    pytest.param("%D9%A1", id="arabic-indic-one"),
+    pytest.param("%E0%A5%A8", id="devanagari-two"),
+    pytest.param("0x10", id="hex"),
+    pytest.param("1e1", id="exponent"),
+]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("parameter", ["limit", "offset"])
+@pytest.mark.parametrize("value", NOT_PLAIN_DIGITS)
+async def test_a_view_paging_number_must_be_plain_ascii_digits(
+    http_client, base_url, seeded, parameter, value
+):
+    problem = await assert_rejected_without_change(
+        http_client,
+        base_url,
+        status=400,
+        method="GET",
+        path=f"/queue/view?{parameter}={value}",
+        body=None,
+    )
+
+    assert f"'{parameter}'" in problem["detail"]
+    assert "whole number" in problem["detail"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    "value",
+    [
+        *NOT_PLAIN_DIGITS,
+        pytest.param("1e3", id="exponent-in-range"),
+        pytest.param("nan", id="nan"),
+        pytest.param("NaN", id="NaN"),
+        pytest.param("inf", id="inf"),
+        pytest.param("Infinity", id="Infinity"),
+        pytest.param("-5", id="negative"),
+        pytest.param("1.", id="trailing-dot"),
+        pytest.param(".5", id="leading-dot"),
+        pytest.param("1.5.5", id="two-dots"),
+    ],
+)
+async def test_a_lease_must_be_a_plain_decimal_number(http_client, base_url, seeded, value):
+    problem = await assert_rejected_without_change(
+        http_client,
+        base_url,
+        status=400,
+        method="POST",
+        path=f"/tasks/dequeue?lease={value}",
+        body=None,
+    )
+
+    assert "'lease'" in problem["detail"]
+    assert "number like 30 or 2.5" in problem["detail"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("method", "path", "parameter"),
+    [
+        pytest.param("GET", "/queue/view?limit=%205", "limit", id="limit-leading-space"),
+        pytest.param("GET", "/queue/view?offset=5%20", "offset", id="offset-trailing-space"),
+        pytest.param("POST", "/tasks/dequeue?lease=%0930", "lease", id="lease-leading-tab"),
+    ],
+)
+async def test_a_query_number_padded_with_whitespace_is_a_400(
+    http_client, base_url, *, seeded, method, path, parameter
+):
+    # Plain digits only, like the other bad numbers above. Tornado strips whitespace from query
+    # arguments by default (`get_query_arguments(name, strip=True)`), so the handler has to ask
+    # for the raw value to see the padding.
+    problem = await assert_rejected_without_change(
+        http_client, base_url, status=400, method=method, path=path, body=None
+    )
+
+    assert f"'{parameter}'" in problem["detail"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(("value", "seconds"), [("1.5", 1.5), ("30", 30.0), ("43200.0", 43200.0)])
+async def test_a_decimal_lease_is_accepted(http_client, base_url, *, clock, store, value, seconds):
+    task_id = store.enqueue(NewTask(payload=b"{}")).id
+
+    response = await request(http_client, base_url, "POST", f"/tasks/dequeue?lease={value}")
+
+    task = assert_json(response, 200)
+    assert task["id"] == task_id
+    assert parse_timestamp(task["lease_expires_at"]) == at(clock.now + seconds)
 
 
 # --- routing -------------------------------------------------------------------------------
@@ -452,6 +653,86 @@ async def test_a_wrong_method_is_a_405_with_an_allow_header(
     problem = assert_problem(response, 405)
     assert allowed(response) == allow
     assert method in problem["detail"]
+    assert await stats(http_client, base_url) == before
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "allow"),
+    [
+        pytest.param(
+            "DELETE",
+            "/queue/stats",
+            {"Content-Type": "text/plain"},
+            b"not json at all",
+            {"GET", "HEAD"},
+            id="DELETE-stats-text-plain-body",
+        ),
+        pytest.param(
+            "PATCH",
+            "/tasks",
+            {"Content-Type": "application/json"},
+            body_of_size(LIMIT + 1),
+            {"POST"},
+            id="PATCH-tasks-body-over-the-limit",
+        ),
+        pytest.param(
+            "PUT",
+            "/tasks/dequeue",
+            {"Content-Type": "application/xml"},
+            body_of_size(4 * LIMIT),
+            {"POST"},
+            id="PUT-dequeue-oversized-xml-body",
+        ),
+        pytest.param(
+            "POST",
+            "/queue/view",
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            b"\x1f\x8b",
+            {"GET", "HEAD"},
+            id="POST-view-gzip-body",
+        ),
+    ],
+)
+async def test_a_wrong_method_is_a_405_whatever_the_body_looks_like(
+    http_client, base_url, *, seeded, method, path, headers, body, allow
+):
+    # The method is checked before the body: size, Content-Type and Content-Encoding come after.
+    before = await stats(http_client, base_url)
+
+    response = await request(
+        http_client,
+        base_url,
+        method,
+        path,
+        body,
+        content_type=None,
+        headers=headers,
+        allow_nonstandard_methods=True,
+    )
+
+    problem = assert_problem(response, 405)
+    assert allowed(response) == allow
+    assert method in problem["detail"]
+    assert await stats(http_client, base_url) == before
+
+
+@pytest.mark.gen_test
+async def test_a_wrong_method_with_a_huge_declared_body_is_a_405_before_any_body(
+    http_client, base_url, http_port, seeded
+):
+    before = await stats(http_client, base_url)
+    data = (
+        b"DELETE /queue/stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Content-Type: text/plain\r\nContent-Length: 99999999999\r\n\r\n"
+    )
+
+    status, headers, reply = await raw_exchange(http_port, data)
+
+    assert status == 405
+    assert headers["Content-Type"] == "application/problem+json"
+    assert {method.strip() for method in headers["Allow"].split(",")} == {"GET", "HEAD"}
+    check_problem_document(orjson.loads(reply), 405)
     assert await stats(http_client, base_url) == before
 
 

@@ -192,6 +192,31 @@ async def test_view_with_a_bad_paging_parameter_is_a_400_naming_it(
     assert "X-Total-Count" not in response.headers
 
 
+@pytest.mark.gen_test
+async def test_head_of_the_view_is_a_200_with_the_headers_of_get_and_no_body(
+    http_client, base_url, store
+):
+    fill(store, 3)
+    got = await request(http_client, base_url, "GET", "/queue/view?limit=2")
+
+    response = await request(http_client, base_url, "HEAD", "/queue/view?limit=2")
+
+    assert response.code == 200
+    assert response.body == b""
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Total-Count"] == "3"
+    assert int(response.headers["Content-Length"]) == len(got.body)
+
+
+@pytest.mark.gen_test
+async def test_head_of_the_view_checks_its_paging_parameters_like_get(http_client, base_url):
+    response = await request(http_client, base_url, "HEAD", "/queue/view?limit=x")
+
+    assert response.code == 400
+    assert response.body == b""
+    assert "X-Total-Count" not in response.headers
+
+
 # --- GET /queue/stats ----------------------------------------------------------------------
 
 
@@ -252,3 +277,19 @@ async def test_failed_requests_do_not_move_the_stats(http_client, base_url):
     await request(http_client, base_url, "GET", "/tasks/nope")
 
     assert await stats(http_client, base_url) == before
+
+
+@pytest.mark.gen_test
+async def test_head_of_the_stats_is_a_200_with_the_headers_of_get_and_no_body(
+    http_client, base_url, store
+):
+    fill(store, 2)
+    got = await request(http_client, base_url, "GET", "/queue/stats")
+
+    response = await request(http_client, base_url, "HEAD", "/queue/stats")
+
+    assert response.code == 200
+    assert response.body == b""
+    assert response.headers["Content-Type"] == "application/json"
+    assert int(response.headers["Content-Length"]) == len(got.body)
+    assert (await stats(http_client, base_url))["pending"] == 2

@@ -219,6 +219,29 @@ async def test_a_very_long_id_is_404_and_is_not_echoed_in_full(http_client, base
     assert len(response.body) < 600
 
 
+@pytest.mark.gen_test
+async def test_head_of_a_task_is_a_200_with_the_headers_of_get_and_no_body(http_client, base_url):
+    created = await enqueue(http_client, base_url, {"wanted": True})
+    got = await request(http_client, base_url, "GET", f"/tasks/{created['id']}")
+
+    response = await request(http_client, base_url, "HEAD", f"/tasks/{created['id']}")
+
+    assert response.code == 200
+    assert response.body == b""
+    assert response.headers["Content-Type"] == "application/json"
+    assert int(response.headers["Content-Length"]) == len(got.body)
+    assert (await get_task(http_client, base_url, created["id"])) == created
+
+
+@pytest.mark.gen_test
+async def test_head_of_an_unknown_task_is_a_404_with_no_body(http_client, base_url):
+    response = await request(http_client, base_url, "HEAD", f"/tasks/{uuid.uuid4()}")
+
+    assert response.code == 404
+    assert response.body == b""
+    assert response.headers["Content-Type"] == "application/problem+json"
+
+
 # --- PUT /tasks/{id}/complete --------------------------------------------------------------
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import pytest
 
 from tornado_queue.errors import InvalidTransition, TaskNotFound
 from tornado_queue.models import NewTask, TaskStatus
@@ -15,6 +18,17 @@ from tornado_queue.storage import MemoryStore
 THREADS = 12
 OPERATIONS_PER_THREAD = 3000
 JOIN_SECONDS = 60
+SWITCH_INTERVAL_SECONDS = 1e-6
+
+
+@pytest.fixture(autouse=True)
+def frequent_thread_switches():
+    """Let the interpreter switch threads every microsecond instead of every 5 ms, so threads
+    interleave inside store operations all the time and a missing lock fails reliably."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    yield
+    sys.setswitchinterval(previous)
 
 
 @dataclass

@@ -178,7 +178,7 @@ class ApiHandler(RequestHandler):
 
     def query_argument(self, name: str) -> str | None:
         """A query argument given at most once; 400 if it is repeated."""
-        values = self.get_query_arguments(name)
+        values = self.get_query_arguments(name, strip=False)
         if len(values) > 1:
             raise Problem(400, f"query parameter '{name}' is given {len(values)} times")
         return values[0] if values else None
