@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tornado_queue import workers
-from tornado_queue.models import NewTask, TaskStatus
+from tornado_queue.models import DEFAULT_QUEUE, NewTask, TaskStatus
 from tornado_queue.storage import MemoryStore
 from tornado_queue.workers import Worker, WorkerPool, WorkSignal
 
@@ -32,18 +32,26 @@ def enqueue(store: MemoryStore, count: int = 1) -> list[str]:
 
 
 class CountingStore(MemoryStore):
-    """A MemoryStore that counts dequeue calls and ready-listener registrations."""
+    """A MemoryStore that counts polls (the calls a worker makes to look for work: `queues` to
+    list the queues, then `dequeue` on them) and ready-listener registrations."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.dequeue_calls = 0
+        self.polls = 0
         self.listeners_added = 0
         self._count_lock = threading.Lock()
 
-    def dequeue(self):
+    def queues(self):
+        self._polled()
+        return super().queues()
+
+    def dequeue(self, lease_seconds=None, queue=DEFAULT_QUEUE):
+        self._polled()
+        return super().dequeue(lease_seconds, queue)
+
+    def _polled(self) -> None:
         with self._count_lock:
-            self.dequeue_calls += 1
-        return super().dequeue()
+            self.polls += 1
 
     def add_ready_listener(self, listener) -> None:
         self.listeners_added += 1
@@ -306,7 +314,7 @@ def test_a_pool_of_zero_workers_starts_and_stops_without_doing_anything(pools):
     assert threads == set()
     assert pool.workers == []
     assert store.listeners_added == 0
-    assert store.dequeue_calls == 0
+    assert store.polls == 0
     assert pool.stop(timeout=1) is True
     assert pool.done == 0
     assert store.stats()[TaskStatus.PENDING] == 4
@@ -346,14 +354,14 @@ def test_idle_workers_do_not_spin_on_an_empty_queue(pools):
     # Given four workers and nothing to do
     store = CountingStore()
     started_pool(pools, store, count=4, work_seconds=0)
-    assert wait_until(lambda: store.dequeue_calls >= 4)  # each worker has looked once
+    assert wait_until(lambda: store.polls >= 4)  # each worker has looked once
 
     # When 0.3 s pass with the queue empty
-    before = store.dequeue_calls
+    before = store.polls
     time.sleep(0.3)  # an observation window, not a wait for a condition
 
     # Then the workers slept instead of polling the store
-    assert store.dequeue_calls - before < 20
+    assert store.polls - before < 20
 
 
 def test_an_enqueue_wakes_an_idle_worker_without_waiting_for_its_idle_timeout(pools, monkeypatch):
@@ -361,7 +369,7 @@ def test_an_enqueue_wakes_an_idle_worker_without_waiting_for_its_idle_timeout(po
     monkeypatch.setattr(workers, "IDLE_WAIT_SECONDS", 5.0)
     store = CountingStore()
     started_pool(pools, store, count=2, work_seconds=0)
-    assert wait_until(lambda: store.dequeue_calls >= 2)
+    assert wait_until(lambda: store.polls >= 2)
 
     # When a task arrives
     started = time.monotonic()
@@ -426,23 +434,31 @@ def test_the_pool_reports_progress_in_the_log(pools, caplog):
 
 
 class FailingOnceStore(MemoryStore):
-    """A MemoryStore whose first dequeue raises an unexpected error, as a broken store would."""
+    """A MemoryStore whose first poll for work (`queues` or `dequeue`, whichever a worker calls
+    first) raises an unexpected error, as a broken store would."""
 
     def __init__(self) -> None:
         super().__init__()
         self.raised = threading.Event()
 
-    def dequeue(self, lease_seconds=None):
+    def queues(self):
+        self._break_once()
+        return super().queues()
+
+    def dequeue(self, lease_seconds=None, queue=DEFAULT_QUEUE):
+        self._break_once()
+        return super().dequeue(lease_seconds, queue)
+
+    def _break_once(self) -> None:
         if not self.raised.is_set():
             self.raised.set()
             raise RuntimeError("the store broke down once")
-        return super().dequeue(lease_seconds)
 
 
 def test_a_worker_survives_an_unexpected_store_error_logs_it_and_keeps_working(
     pools, caplog, monkeypatch
 ):
-    # Given one worker whose first dequeue raises (its pause after an error cut to 10 ms)
+    # Given one worker whose first poll for work raises (its pause after an error cut to 10 ms)
     monkeypatch.setattr(workers, "IDLE_WAIT_SECONDS", 0.01)
     store = FailingOnceStore()
 

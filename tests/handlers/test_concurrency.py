@@ -128,9 +128,9 @@ async def test_store_calls_run_on_the_ioloop_inline_and_on_pool_threads_in_execu
     stats_of_store = store.stats
     callers: list[threading.Thread] = []
 
-    def recording_stats():
+    def recording_stats(*args, **kwargs):
         callers.append(threading.current_thread())
-        return stats_of_store()
+        return stats_of_store(*args, **kwargs)
 
     monkeypatch.setattr(store, "stats", recording_stats)
 
@@ -145,7 +145,7 @@ async def test_store_calls_run_on_the_ioloop_inline_and_on_pool_threads_in_execu
 async def test_concurrent_enqueues_all_get_distinct_ids_and_are_all_counted(
     wide_client, base_url, race
 ):
-    gate = race("enqueue", groups=200 // RACERS)
+    gate = race("enqueue_many", groups=200 // RACERS)
 
     responses = await asyncio.gather(
         *(
@@ -172,7 +172,7 @@ async def test_concurrent_consumers_receive_every_task_exactly_once(
     enqueued = [store.enqueue(NewTask(payload=b'{"i":%d}' % i)).id for i in range(120)]
     # Until 120 dequeues have run, no consumer has seen a 404, so all 12 keep calling and every
     # one of the first 120 calls is sure to arrive: those are the ones held and raced.
-    gate = race("dequeue", groups=120 // RACERS)
+    gate = race("dequeue_many", groups=120 // RACERS)
 
     async def consume() -> list[str]:
         received = []
@@ -245,7 +245,7 @@ async def test_racing_completes_of_one_task_succeed_exactly_once(
 async def test_racing_dequeues_of_one_pending_task_hand_it_out_once(
     wide_client, base_url, store, race
 ):
-    gate = race("dequeue", groups=ROUNDS)
+    gate = race("dequeue_many", groups=ROUNDS)
 
     for round_number in range(ROUNDS):
         task_id = store.enqueue(NewTask(payload=b'{"round":%d}' % round_number)).id

@@ -761,8 +761,8 @@ def explode(*args, **kwargs):
 @pytest.mark.parametrize(
     ("store_method", "method", "path", "body"),
     [
-        ("enqueue", "POST", "/tasks", {"payload": {"x": 1}}),
-        ("dequeue", "POST", "/tasks/dequeue", None),
+        ("enqueue_many", "POST", "/tasks", {"payload": {"x": 1}}),
+        ("dequeue_many", "POST", "/tasks/dequeue", None),
         ("get", "GET", "/tasks/some-id", None),
         ("complete", "PUT", "/tasks/some-id/complete", None),
         ("view", "GET", "/queue/view", None),
@@ -791,10 +791,10 @@ async def test_an_unexpected_store_failure_is_a_500_problem_without_internals(
 async def test_the_server_keeps_serving_after_an_unexpected_failure(
     http_client, base_url, store, monkeypatch
 ):
-    original = store.enqueue
-    monkeypatch.setattr(store, "enqueue", explode)
+    original = store.enqueue_many
+    monkeypatch.setattr(store, "enqueue_many", explode)
     assert_problem(await request(http_client, base_url, "POST", "/tasks", {"payload": {}}), 500)
-    monkeypatch.setattr(store, "enqueue", original)
+    monkeypatch.setattr(store, "enqueue_many", original)
 
     task = await enqueue(http_client, base_url, {"after": "failure"})
 

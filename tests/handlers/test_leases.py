@@ -229,14 +229,14 @@ async def test_an_expired_lease_is_applied_by_reap_while_the_server_is_idle(
 ):
     created = await enqueue(http_client, base_url)
     await lease(http_client, base_url, 10)
-    became_ready: list[int] = []
-    store.add_ready_listener(became_ready.append)
+    became_ready: list[tuple[str, int]] = []
+    store.add_ready_listener(lambda queue, count: became_ready.append((queue, count)))
     clock.advance(10)
 
     # No request arrives; the server's periodic reap finds the expired lease on its own
     store.reap()
 
-    assert became_ready == [1]  # waiting consumers are told before any request comes
+    assert became_ready == [("default", 1)]  # waiting consumers are told before any request comes
     assert await stats(http_client, base_url) == {**ZERO_STATS, "pending": 1}
     assert (await get_task(http_client, base_url, created["id"]))["status"] == "pending"
 

@@ -60,9 +60,10 @@ def take(store: MemoryStore, task_id: str, lease: float | None = None) -> Task:
     return task
 
 
-def listen(store: MemoryStore) -> list[int]:
-    calls: list[int] = []
-    store.add_ready_listener(calls.append)
+def listen(store: MemoryStore) -> list[tuple[str, int]]:
+    """The (queue, count) pairs the store's ready listeners are called with."""
+    calls: list[tuple[str, int]] = []
+    store.add_ready_listener(lambda queue, count: calls.append((queue, count)))
     return calls
 
 
@@ -244,7 +245,7 @@ def test_an_expired_lease_is_applied_at_the_start_of_any_store_call(store, clock
     CALLS_THAT_REAP[call](store, other)
 
     # Then that call already put the expired task back, and told the listeners
-    assert calls == [1 + READY_BESIDES_THE_EXPIRY.get(call, 0)]
+    assert calls == [("default", 1 + READY_BESIDES_THE_EXPIRY.get(call, 0))]
     assert store.get(expiring).status is TaskStatus.PENDING
     assert pending_ids(store)[0] == expiring
 
@@ -260,7 +261,7 @@ def test_a_dequeue_after_a_lease_expired_hands_that_task_out_again(store, clock)
     assert again.id == expiring
     assert again.attempts == 2
     assert again.lease_id != first.lease_id
-    assert calls == [1]
+    assert calls == [("default", 1)]
     assert pending_ids(store) == [waiting]
 
 
@@ -716,7 +717,7 @@ def test_fail_with_zero_backoff_makes_the_task_pending_at_the_tail_at_once(clock
     assert task.available_at == clock.now
     assert pending_ids(store) == [b, a]
     assert store.stats() == expected_stats(pending=2)
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
 
 def test_fail_without_retry_fails_the_task_with_its_error_and_finished_at(store, clock):
@@ -806,7 +807,7 @@ def test_retry_puts_a_failed_task_at_the_tail_as_pending_with_a_clean_slate(stor
     assert task.lease_id is None
     assert pending_ids(store) == [b, c, a]
     assert store.stats() == expected_stats(pending=3)
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
 
 def test_a_retried_task_gets_its_full_attempt_budget_again(store, clock):
@@ -1130,7 +1131,7 @@ def test_ready_listeners_hear_of_expired_leases_counted_together_when_reaped_tog
     store.reap()
     store.reap()
 
-    assert calls == [2]
+    assert calls == [("default", 2)]
 
 
 def test_ready_listeners_are_not_called_when_an_expiry_fails_the_task(store, clock):
@@ -1155,7 +1156,7 @@ def test_ready_listeners_hear_of_a_retry_falling_due(store, clock):
     clock.advance(1)
     store.reap()
 
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
 
 def test_ready_listeners_hear_of_release_and_retry(store):
@@ -1168,7 +1169,7 @@ def test_ready_listeners_hear_of_release_and_retry(store):
     store.release(a)
     store.retry(b)
 
-    assert calls == [1, 1]
+    assert calls == [("default", 1), ("default", 1)]
 
 
 def test_ready_listeners_are_not_called_for_heartbeat_complete_fail_or_delete(store, clock):
@@ -1213,7 +1214,7 @@ def test_ready_listeners_hear_of_an_expiry_even_when_the_call_that_found_it_is_r
     # Then waiting consumers are still told a task is ready: no later reap will tell them
     store.reap()
     assert store.get(created.id).status is TaskStatus.PENDING
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
 
 # --- cost ------------------------------------------------------------------------------------

@@ -365,32 +365,32 @@ def test_a_snapshot_does_not_follow_later_changes_in_the_store(store):
 
 
 def test_ready_listeners_are_called_with_one_on_enqueue_and_release_only(store):
-    calls: list[int] = []
-    others: list[int] = []
-    store.add_ready_listener(calls.append)
-    store.add_ready_listener(others.append)
+    calls: list[tuple[str, int]] = []
+    others: list[tuple[str, int]] = []
+    store.add_ready_listener(lambda queue, count: calls.append((queue, count)))
+    store.add_ready_listener(lambda queue, count: others.append((queue, count)))
 
     created = store.enqueue(new_task())
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
     store.dequeue()
     store.get(created.id)
     store.view(10)
     store.stats()
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
     store.release(created.id)
-    assert calls == [1, 1]
+    assert calls == [("default", 1), ("default", 1)]
 
     store.dequeue()
     store.complete(created.id)
-    assert calls == [1, 1]
+    assert calls == [("default", 1), ("default", 1)]
     assert others == calls
 
 
 def test_failed_transitions_do_not_call_ready_listeners(store):
-    calls: list[int] = []
-    store.add_ready_listener(calls.append)
+    calls: list[tuple[str, int]] = []
+    store.add_ready_listener(lambda queue, count: calls.append((queue, count)))
     created = store.enqueue(new_task())
 
     with pytest.raises(InvalidTransition):
@@ -398,13 +398,13 @@ def test_failed_transitions_do_not_call_ready_listeners(store):
     with pytest.raises(TaskNotFound):
         store.release(str(uuid.uuid4()))
 
-    assert calls == [1]
+    assert calls == [("default", 1)]
 
 
 def test_a_ready_listener_runs_outside_the_store_lock_and_may_call_the_store(store):
     # A listener that reads the store would deadlock if it ran under the store's lock.
     seen: list[dict[TaskStatus, int]] = []
-    store.add_ready_listener(lambda count: seen.append(store.stats()))
+    store.add_ready_listener(lambda queue, count: seen.append(store.stats()))
 
     def enqueue_and_release() -> None:
         created = store.enqueue(new_task())

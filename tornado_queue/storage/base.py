@@ -190,7 +190,7 @@ class Store(ABC):
 
     @abstractmethod
     def add_ready_listener(self, listener: ReadyListener) -> None:
-        """Call `listener(n)` whenever n tasks become ready to dequeue."""
+        """Call `listener(queue, n)` whenever n tasks become ready to dequeue in `queue`."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to release
         """Release what the store holds (files, connections). The store is unusable afterwards."""
