@@ -376,3 +376,29 @@ def test_log_level_warning_still_prints_the_listening_line_and_hides_access_logs
     assert "200 GET /queue/stats" not in log
     assert code == 0
     assert counts["pending"] == 0
+
+
+def test_a_shutdown_answers_parked_long_polls_at_once_instead_of_waiting_them_out(servers):
+    # Given a consumer long-polling an empty queue for up to 30 s, taken in by the server (its
+    # 100 Continue has come) and parked (a later request has been answered since)
+    server = servers()
+    with server.connect() as sock:
+        sock.sendall(
+            b"POST /tasks/dequeue?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert read_until(sock, b"", b"\r\n\r\n").startswith(b"HTTP/1.1 100")
+        assert server.request("GET", "/queue/stats")[0] == 200
+
+        # When the server is told to stop
+        started = time.monotonic()
+        code = server.stop(signal.SIGTERM, timeout=15)
+        status, _, body = read_response(sock)
+
+    # Then the poll got its empty-queue 404 at once and the server exited 0, well within the
+    # 10 s it gives a request that is still running
+    assert status == 404
+    assert json.loads(body)["status"] == 404
+    assert code == 0
+    assert time.monotonic() - started < 3
+    assert "requests still in progress" not in server.log()

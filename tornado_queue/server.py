@@ -17,6 +17,7 @@ from .app import make_app
 from .config import Settings
 from .handlers.base import RequestTracker
 from .storage import Store, create_store
+from .waiters import Waiters
 from .workers import WorkerPool
 
 log = logging.getLogger("tornado_queue")
@@ -51,6 +52,7 @@ class Running:
 
     server: HTTPServer
     tracker: RequestTracker
+    waiters: Waiters
     reaper: PeriodicCallback
     pool: WorkerPool
     store: Store
@@ -81,7 +83,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     # Reaping the memory store takes microseconds, so it runs inline on the IOLoop.
     reaper = PeriodicCallback(store.reap, REAP_INTERVAL_MS)
     reaper.start()
-    running = Running(server, app.settings["tracker"], reaper, pool, store)
+    running = Running(server, app.settings["tracker"], app.settings["waiters"], reaper, pool, store)
 
     shutdown = asyncio.Event()
     install_signal_handlers(shutdown)
@@ -118,6 +120,7 @@ async def shut_down(running: Running) -> None:
     lifecycle_log.info("shutting down: no longer accepting connections")
     running.server.stop()
     running.reaper.stop()
+    running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
     if not await wait_for_requests(running.tracker, SHUTDOWN_GRACE_SECONDS):
         log.warning("requests still in progress after %.0fs; closing", SHUTDOWN_GRACE_SECONDS)
     try:

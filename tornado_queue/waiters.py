@@ -36,12 +36,24 @@ class Waiters:
         self._by_owner: dict[object, asyncio.Future[None]] = {}
         self._timer: object | None = None
         self._timer_at = float("inf")
+        self.closing = False
         store.add_ready_listener(self._on_ready)
 
     def generation(self, queue: str) -> int:
         """Read this before looking for a task, and pass it to `wait`: a wake-up that came in
         between is then not missed (the store may run in a thread while the IOLoop goes on)."""
+        # From here on, wake-ups from other threads have a loop to reach.
+        self._io_loop = IOLoop.current()
         return self._generation.get(queue, 0)
+
+    def close(self) -> None:
+        """Shutting down: answer every parked consumer now, and park no one from here on."""
+        self.closing = True
+        for parked in self._parked.values():
+            for future in parked:
+                if not future.done():
+                    future.cancel()
+        self._parked.clear()
 
     def count(self) -> int:
         """How many consumers are parked right now."""
@@ -58,6 +70,8 @@ class Waiters:
         """
         if self._generation.get(queue, 0) != seen:
             return True
+        if self.closing:
+            return False
         io_loop = self._io_loop = IOLoop.current()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         parked = self._parked.setdefault(queue, deque())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from tornado.ioloop import IOLoop
 
@@ -16,8 +15,6 @@ MIN_LEASE_SECONDS = 1
 MAX_LEASE_SECONDS = 43_200
 MAX_WAIT_SECONDS = 30
 MAX_BATCH = validation.MAX_BATCH
-
-T = TypeVar("T")
 
 
 class ConsumerArguments(ApiHandler):
@@ -41,15 +38,20 @@ class ConsumerArguments(ApiHandler):
     def wait_seconds(self) -> float:
         return self.number_argument("wait", 0, 0, MAX_WAIT_SECONDS) or 0.0
 
-    async def take_waiting(self, queue: str, wait: float, take: Callable[[], list[T]]) -> list[T]:
+    async def take_waiting(
+        self, queue: str, wait: float, take: Callable[[], list[Task]]
+    ) -> list[Task]:
         """Call `take` until it returns something or `wait` seconds pass, parked on the IOLoop
-        in between (see `Waiters`). Never takes anything once the client has gone."""
+        in between (see `Waiters`). Nothing taken is ever left with a client that has gone."""
         io_loop = IOLoop.current()
         deadline = io_loop.time() + wait
         front = False
         while True:
             seen = self.waiters.generation(queue)
             taken = await self.call_store(take)
+            if self.client_gone:
+                await self._give_back(taken)
+                return []
             remaining = deadline - io_loop.time()
             if taken or remaining <= 0:
                 return taken
@@ -58,7 +60,14 @@ class ConsumerArguments(ApiHandler):
                 if woke:
                     self.waiters.pass_on(queue)
                 return []
-            front = woke  # woken but beaten to the task: keep the turn
+            if not woke:  # the wait ended (or the server is stopping): one last look
+                return await self.call_store(take)
+            front = True  # woken but beaten to the task: keep the turn
+
+    async def _give_back(self, tasks: list[Task]) -> None:
+        """Tasks leased for a client that left while the store was working: back in place."""
+        for task in tasks:
+            await self.call_store(self.store.release, task.id, task.lease_id)
 
 
 class TasksHandler(ApiHandler):
