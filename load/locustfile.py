@@ -5,145 +5,141 @@
     locust -f load/locustfile.py --host http://127.0.0.1:8000 --headless -u 50 -r 10 -t 30s
 
 An empty-queue 404 on dequeue is the normal answer when workers outpace producers, so it counts
-as a success; every other non-2xx is a failure.
+as a success; every other answer than the expected ones is a failure.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 from locust import HttpUser, between, task
 
 JSON = {"Content-Type": "application/json"}
+EMPTY = 404  # a dequeue that found nothing
 
 
-class Producer(HttpUser):
-    """Enqueues small tasks as fast as a busy backend service would."""
+class QueueUser(HttpUser):
+    """Shared calls: each request passes only with one of the statuses it expects."""
 
-    weight = 1
+    abstract = True
     wait_time = between(0.0, 0.01)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        expected: tuple[int, ...],
+        name: str | None = None,
+        check: Callable[[Any], str | None] = lambda _body: None,
+        **kw: Any,
+    ) -> Any:
+        """Make a request; return its JSON body when its status is expected (None for 404).
+        `check` may find fault with the body: its message fails the request."""
+        with self.client.request(
+            method, path, name=name, catch_response=True, headers=JSON, **kw
+        ) as response:
+            if response.status_code not in expected:
+                response.failure(
+                    f"{method} {path} answered {response.status_code}: {response.text}"
+                )
+                return None
+            body = None if response.status_code == EMPTY else response.json()
+            fault = check(body)
+            if fault:
+                response.failure(fault)
+            else:
+                response.success()
+            return body
+
+    def complete(self, claimed: dict[str, Any]) -> None:
+        self.call(
+            "PUT",
+            f"/tasks/{claimed['id']}/complete",
+            (200,),
+            name="/tasks/[id]/complete",
+            json={"result": {"ok": True}, "lease_id": claimed["lease_id"]},
+        )
+
+
+class Producer(QueueUser):
+    """Enqueues small tasks as fast as a busy backend service would."""
 
     @task
     def enqueue(self) -> None:
         payload = {"job": "send_email", "to": f"user{random.randrange(10**6)}@example.com"}
-        with self.client.post(
-            "/tasks", json={"payload": payload}, headers=JSON, catch_response=True
-        ) as response:
-            if response.status_code != 201:
-                response.failure(f"enqueue answered {response.status_code}: {response.text}")
+        self.call("POST", "/tasks", (201,), json={"payload": payload})
 
 
-class Worker(HttpUser):
-    """Claims the oldest task and completes it under its lease; an empty queue is not an error."""
-
-    weight = 1
-    wait_time = between(0.0, 0.01)
-
-    @task
-    def dequeue_and_complete(self) -> None:
-        with self.client.post("/tasks/dequeue", catch_response=True) as response:
-            if response.status_code == 404:
-                response.success()  # nothing to do right now
-                return
-            if response.status_code != 200:
-                response.failure(f"dequeue answered {response.status_code}: {response.text}")
-                return
-            task = response.json()
-        with self.client.put(
-            f"/tasks/{task['id']}/complete",
-            json={"result": {"ok": True}, "lease_id": task["lease_id"]},
-            name="/tasks/[id]/complete",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.failure(f"complete answered {response.status_code}: {response.text}")
-
-
-class LongPollWorker(HttpUser):
-    """Waits on the server for work (long-poll) instead of polling, then completes it."""
-
-    weight = 1
-    wait_time = between(0.0, 0.01)
-
-    @task
-    def wait_then_complete(self) -> None:
-        with self.client.post(
-            "/tasks/dequeue?wait=2", name="/tasks/dequeue?wait=2", catch_response=True
-        ) as response:
-            if response.status_code == 404:
-                response.success()  # the wait ended with nothing to do
-                return
-            if response.status_code != 200:
-                response.failure(f"long-poll answered {response.status_code}: {response.text}")
-                return
-            task = response.json()
-        with self.client.put(
-            f"/tasks/{task['id']}/complete?lease_id={task['lease_id']}",
-            name="/tasks/[id]/complete",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.failure(f"complete answered {response.status_code}: {response.text}")
-
-
-class BatchProducer(HttpUser):
+class BatchProducer(QueueUser):
     """Enqueues 50 tasks per request, with mixed priorities."""
 
-    weight = 1
     wait_time = between(0.05, 0.1)
 
     @task
     def enqueue_batch(self) -> None:
         tasks = [{"payload": {"job": "resize", "image": n}, "priority": n % 3} for n in range(50)]
-        with self.client.post(
-            "/tasks/batch", json={"tasks": tasks}, headers=JSON, catch_response=True
-        ) as response:
-            if response.status_code != 201:
-                response.failure(f"batch answered {response.status_code}: {response.text}")
+        self.call("POST", "/tasks/batch", (201,), json={"tasks": tasks})
 
 
-class BatchWorker(HttpUser):
+class Worker(QueueUser):
+    """Claims the first task and completes it under its lease; an empty queue is not an error."""
+
+    @task
+    def dequeue_and_complete(self) -> None:
+        claimed = self.call("POST", "/tasks/dequeue", (200, EMPTY))
+        if claimed:
+            self.complete(claimed)
+
+
+class LongPollWorker(QueueUser):
+    """Waits on the server for work (long-poll) instead of polling, then completes it."""
+
+    @task
+    def wait_then_complete(self) -> None:
+        claimed = self.call("POST", "/tasks/dequeue?wait=2", (200, EMPTY))
+        if claimed:
+            self.complete(claimed)
+
+
+class BatchWorker(QueueUser):
     """Claims up to 50 tasks at a time and completes them in one request."""
 
-    weight = 1
     wait_time = between(0.0, 0.05)
 
     @task
     def dequeue_and_complete_batch(self) -> None:
-        with self.client.post(
-            "/tasks/dequeue/batch?count=50&wait=1",
-            name="/tasks/dequeue/batch",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.failure(f"batch dequeue answered {response.status_code}")
-                return
-            tasks = response.json()["tasks"]
-        if not tasks:
+        claimed = self.call("POST", "/tasks/dequeue/batch?count=50&wait=1", (200,))
+        if not claimed or not claimed["tasks"]:
             return
-        items = [{"id": task["id"], "lease_id": task["lease_id"]} for task in tasks]
-        with self.client.post(
-            "/tasks/complete/batch", json={"tasks": items}, headers=JSON, catch_response=True
-        ) as response:
-            statuses = {result["status"] for result in response.json().get("results", [])}
-            if response.status_code != 200 or statuses != {200}:
-                response.failure(f"batch complete answered {response.status_code}: {statuses}")
+        items = [{"id": each["id"], "lease_id": each["lease_id"]} for each in claimed["tasks"]]
+        self.call(
+            "POST",
+            "/tasks/complete/batch",
+            (200,),
+            json={"tasks": items},
+            check=lambda body: (
+                None
+                if all(result["status"] == 200 for result in body["results"])
+                else f"batch complete refused items: {body['results']}"
+            ),
+        )
 
 
-class Observer(HttpUser):
+class Observer(QueueUser):
     """Reads the queue the way a dashboard would."""
 
-    weight = 1
     wait_time = between(0.5, 1.0)
 
     @task(3)
     def stats(self) -> None:
-        self.client.get("/queue/stats")
+        self.call("GET", "/queue/stats", (200,))
 
     @task
     def view(self) -> None:
-        self.client.get("/queue/view?limit=50")
+        self.call("GET", "/queue/view?limit=50", (200,))
 
     @task
     def queues(self) -> None:
-        self.client.get("/queues")
+        self.call("GET", "/queues", (200,))

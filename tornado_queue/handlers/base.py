@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar, TypeVar
 
@@ -61,8 +62,18 @@ def _is_json(content_type: str) -> bool:
     return media_type in JSON_MEDIA_TYPES or media_type.endswith("+json")
 
 
-INTEGER = re.compile(r"[0-9]{1,18}")
-DECIMAL = re.compile(r"[0-9]{1,18}(\.[0-9]{1,9})?")
+@dataclass(frozen=True)
+class NumberFormat:
+    """How a numeric query argument must be written, named in errors, and read."""
+
+    pattern: re.Pattern[str]
+    noun: str
+    kind: type[int] | type[float]
+
+
+# Plain ASCII digits only: int() and float() would also take "1_0", "+5", " 5" or Arabic digits.
+WHOLE_NUMBER = NumberFormat(re.compile(r"[0-9]{1,18}"), "a whole number", int)
+DECIMAL = NumberFormat(re.compile(r"[0-9]{1,18}(\.[0-9]{1,9})?"), "a number like 30 or 2.5", float)
 
 
 class RequestTracker:
@@ -185,30 +196,25 @@ class ApiHandler(RequestHandler):
 
     def int_argument(self, name: str, default: int, low: int, high: int) -> int:
         """A query argument as a whole number within [low, high]; 400 otherwise."""
-        raw = self.query_argument(name)
-        if raw is None:
-            return default
-        if not INTEGER.fullmatch(raw):
-            detail = f"query parameter '{name}' must be a whole number, got '{raw[:40]}'"
-            raise Problem(400, detail)
-        value = int(raw)
-        if not low <= value <= high:
-            raise Problem(
-                400, f"query parameter '{name}' must be from {low} to {high}, got {value}"
-            )
-        return value
+        value = self._numeric_argument(name, WHOLE_NUMBER, low, high)
+        return default if value is None else int(value)
 
     def number_argument(
         self, name: str, default: float | None, low: float, high: float
     ) -> float | None:
         """A query argument as a decimal number within [low, high]; 400 otherwise."""
+        value = self._numeric_argument(name, DECIMAL, low, high)
+        return default if value is None else float(value)
+
+    def _numeric_argument(
+        self, name: str, number: NumberFormat, low: float, high: float
+    ) -> float | None:
         raw = self.query_argument(name)
         if raw is None:
-            return default
-        if not DECIMAL.fullmatch(raw):
-            detail = f"query parameter '{name}' must be a number like 30 or 2.5, got '{raw[:40]}'"
-            raise Problem(400, detail)
-        value = float(raw)
+            return None
+        if not number.pattern.fullmatch(raw):
+            raise Problem(400, f"query parameter '{name}' must be {number.noun}, got '{raw[:40]}'")
+        value = number.kind(raw)
         if not low <= value <= high:
             raise Problem(
                 400, f"query parameter '{name}' must be from {low:g} to {high:g}, got {raw}"
