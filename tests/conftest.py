@@ -7,6 +7,7 @@ import pytest
 from tornado_queue.app import make_app
 from tornado_queue.config import Settings
 from tornado_queue.storage import MemoryStore, Policy
+from tornado_queue.workers import WorkerPool
 
 
 class FakeClock:
@@ -38,6 +39,15 @@ def policy() -> Policy:
 @pytest.fixture
 def store(clock: FakeClock, policy: Policy) -> MemoryStore:
     return MemoryStore(policy, clock)
+
+
+@pytest.fixture
+def pools():
+    """Pools made by a test; any still running at the end are stopped so threads never leak."""
+    made: list[WorkerPool] = []
+    yield made
+    for pool in made:
+        pool.stop(timeout=5)
 
 
 @pytest.fixture

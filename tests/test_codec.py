@@ -9,28 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support import TASK_FIELDS, TIMESTAMP_FIELDS
 from tornado_queue import codec, validation
 from tornado_queue.errors import ValidationError
 from tornado_queue.models import NewTask, Task, TaskStatus
-
-TASK_KEYS = {
-    "id",
-    "queue",
-    "payload",
-    "status",
-    "priority",
-    "attempts",
-    "max_attempts",
-    "created_at",
-    "available_at",
-    "lease_id",
-    "lease_expires_at",
-    "started_at",
-    "finished_at",
-    "result",
-    "error",
-}
-TIMESTAMP_KEYS = ("created_at", "available_at", "lease_expires_at", "started_at", "finished_at")
 
 
 def wire(task: Task) -> dict:
@@ -54,8 +36,8 @@ def finished_task() -> Task:
 
 
 def test_task_document_has_exactly_the_api_task_keys():
-    assert set(codec.task_document(Task("id", b"{}", 0.0))) == TASK_KEYS
-    assert set(wire(finished_task())) == TASK_KEYS
+    assert set(codec.task_document(Task("id", b"{}", 0.0))) == TASK_FIELDS
+    assert set(wire(finished_task())) == TASK_FIELDS
 
 
 def test_a_new_tasks_document_has_the_api_defaults():
@@ -92,7 +74,7 @@ def test_every_timestamp_is_iso_8601_utc_ending_in_z_and_round_trips_to_the_same
     task = finished_task()
     document = wire(task)
 
-    for key in TIMESTAMP_KEYS:
+    for key in TIMESTAMP_FIELDS:
         text = document[key]
         assert isinstance(text, str), key
         assert text.endswith("Z"), text

@@ -21,9 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from main import main
+from tests.support import NO_PROXY
 from tornado_queue.testing import ROOT, ServerProcess
-
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Server(ServerProcess):

@@ -9,26 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.support import DEADLINE_SECONDS, enqueue, wait_until
 from tornado_queue import workers
-from tornado_queue.models import DEFAULT_QUEUE, NewTask, TaskStatus
+from tornado_queue.models import DEFAULT_QUEUE, TaskStatus
 from tornado_queue.storage import MemoryStore
 from tornado_queue.workers import Worker, WorkerPool, WorkSignal
-
-DEADLINE_SECONDS = 10.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE_SECONDS) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
-def enqueue(store: MemoryStore, count: int = 1) -> list[str]:
-    return [store.enqueue(NewTask(payload=b'{"n":%d}' % n)).id for n in range(count)]
 
 
 class CountingStore(MemoryStore):
@@ -56,15 +41,6 @@ class CountingStore(MemoryStore):
     def add_ready_listener(self, listener) -> None:
         self.listeners_added += 1
         super().add_ready_listener(listener)
-
-
-@pytest.fixture
-def pools():
-    """Pools made by a test; any still running at the end are stopped so threads never leak."""
-    made: list[WorkerPool] = []
-    yield made
-    for pool in made:
-        pool.stop(timeout=5)
 
 
 def started_pool(pools: list[WorkerPool], store: MemoryStore, **kwargs) -> WorkerPool:

@@ -10,25 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
-from tornado_queue.models import NewTask, TaskStatus
+from tests.support import DEADLINE_SECONDS, enqueue, wait_until
+from tornado_queue.models import TaskStatus
 from tornado_queue.storage import MemoryStore, Policy
 from tornado_queue.workers import Worker, WorkerPool
-
-DEADLINE_SECONDS = 10.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE_SECONDS) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
-def enqueue(store: MemoryStore, count: int = 1) -> list[str]:
-    return [store.enqueue(NewTask(payload=b'{"n":%d}' % n)).id for n in range(count)]
 
 
 class ExactWork(random.Random):
@@ -64,15 +49,6 @@ class Meanwhile(threading.Event):
         if self.calls == 1:
             self.action()
         return False
-
-
-@pytest.fixture
-def pools():
-    """Pools made by a test; any still running at the end are stopped so threads never leak."""
-    made: list[WorkerPool] = []
-    yield made
-    for pool in made:
-        pool.stop(timeout=5)
 
 
 # --- --fail-rate -----------------------------------------------------------------------------

@@ -6,30 +6,17 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support import NO_PROXY, wait_until
 from tornado_queue.config import Settings
 from tornado_queue.models import NewTask, TaskStatus
 from tornado_queue.storage import MemoryStore
 from tornado_queue.testing import ServerProcess
 from tornado_queue.workers import Worker, WorkerPool
-
-DEADLINE_SECONDS = 10.0
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE_SECONDS) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def put(store: MemoryStore, queue: str, count: int = 1) -> list[str]:
@@ -39,14 +26,6 @@ def put(store: MemoryStore, queue: str, count: int = 1) -> list[str]:
 
 def worker(store: MemoryStore, *queues: str) -> Worker:
     return Worker(store, work_seconds=0, stopping=threading.Event(), queues=queues)
-
-
-@pytest.fixture
-def pools():
-    made: list[WorkerPool] = []
-    yield made
-    for pool in made:
-        pool.stop(timeout=5)
 
 
 # --- Worker ----------------------------------------------------------------------------------

@@ -10,26 +10,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httputil import HTTPHeaders, parse_response_start_line
 from tornado.tcpclient import TCPClient
 
-TASK_FIELDS = frozenset(
-    {
-        "id",
-        "queue",
-        "payload",
-        "status",
-        "priority",
-        "attempts",
-        "max_attempts",
-        "created_at",
-        "available_at",
-        "lease_id",
-        "lease_expires_at",
-        "started_at",
-        "finished_at",
-        "result",
-        "error",
-    }
-)
-TIMESTAMP_FIELDS = ("created_at", "available_at", "lease_expires_at", "started_at", "finished_at")
+from tests.support import TASK_FIELDS, TIMESTAMP_FIELDS
+
 STATS_KEYS = frozenset({"pending", "processing", "completed", "failed", "scheduled"})
 PROBLEM_KEYS = frozenset({"type", "title", "status", "detail"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -36,6 +36,7 @@ from tests.handlers.helpers import (
     request,
     stats,
 )
+from tests.support import NO_PROXY
 from tornado_queue.app import make_app
 from tornado_queue.config import Settings
 from tornado_queue.models import NewTask
@@ -312,9 +313,6 @@ class ServerThread:
         assert not self._thread.is_alive(), "server thread did not stop"
 
 
-NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
 def call(port: int, method: str, path: str, document: Any = None) -> tuple[int, Any]:
     """One blocking request with urllib: (status, JSON document)."""
     data = None if document is None else orjson.dumps(document)
@@ -325,7 +323,7 @@ def call(port: int, method: str, path: str, document: Any = None) -> tuple[int, 
         headers={"Content-Type": "application/json"},
     )
     try:
-        with NO_PROXY_OPENER.open(req, timeout=10) as response:
+        with NO_PROXY.open(req, timeout=10) as response:
             return response.status, orjson.loads(response.read())
     except urllib.error.HTTPError as error:
         with error:

@@ -13,32 +13,19 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import FakeClock
+from tests.support import enqueue, expected_stats, new_task
 from tornado_queue.errors import InvalidTransition, LeaseLost, TaskNotFound
-from tornado_queue.models import NewTask, Task, TaskStatus
+from tornado_queue.models import Task, TaskStatus
 from tornado_queue.storage import MemoryStore, Policy
 
 LEASE = 30.0  # the `policy` fixture's lease_seconds
 RETENTION = 3600.0  # the `policy` fixture's retention_seconds
 
 
-def new_task(number: int = 0, max_attempts: int | None = None) -> NewTask:
-    return NewTask(payload=b'{"n":%d}' % number, max_attempts=max_attempts)
-
-
-def enqueue_many(store: MemoryStore, count: int) -> list[str]:
-    return [store.enqueue(new_task(number)).id for number in range(count)]
-
-
 def pending_ids(store: MemoryStore) -> list[str]:
     tasks, total = store.view(limit=1_000_000)
     assert total == len(tasks)
     return [task.id for task in tasks]
-
-
-def expected_stats(**counts: int) -> dict[TaskStatus, int]:
-    stats = dict.fromkeys(TaskStatus, 0)
-    stats.update({TaskStatus(name): count for name, count in counts.items()})
-    return stats
 
 
 VISIBLE_FIELDS = (
@@ -105,7 +92,7 @@ def test_every_delivery_of_a_task_gets_a_new_lease_id(store, clock):
 
 
 def test_concurrent_leases_of_different_tasks_have_different_ids(store):
-    enqueue_many(store, 50)
+    enqueue(store, 50)
 
     lease_ids = {store.dequeue().lease_id for _ in range(50)}
 
@@ -140,7 +127,7 @@ def test_a_lease_holds_until_its_deadline_and_expires_exactly_at_it(store, clock
 def test_an_expired_lease_puts_the_task_back_as_pending_with_its_attempts_and_no_lease(
     store, clock
 ):
-    first, second = enqueue_many(store, 2)
+    first, second = enqueue(store, 2)
     leased = take(store, first)
     clock.advance(LEASE + 10)
 
@@ -169,7 +156,7 @@ def test_expired_tasks_return_to_their_original_enqueue_order_whichever_expires_
     store, clock, lease_a, lease_b
 ):
     # Given A, B, C, D enqueued and A, B leased
-    a, b, c, d = enqueue_many(store, 4)
+    a, b, c, d = enqueue(store, 4)
     take(store, a, lease=lease_a)
     take(store, b, lease=lease_b)
     assert pending_ids(store) == [c, d]
@@ -189,7 +176,7 @@ def test_expired_tasks_return_to_their_original_enqueue_order_whichever_expires_
 
 def test_expired_tasks_go_back_ahead_of_retried_tasks_that_joined_the_tail_later(store, clock):
     # Given A failed and retried (now behind B at the tail), then A and B leased again
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
     take(store, a)
     store.fail(a, "boom")
     clock.advance(1)  # backoff for attempt 1
@@ -206,7 +193,7 @@ def test_expired_tasks_go_back_ahead_of_retried_tasks_that_joined_the_tail_later
 
 
 def test_a_task_returned_by_expiry_keeps_its_place_among_tasks_released_earlier(store, clock):
-    a, b, c = enqueue_many(store, 3)
+    a, b, c = enqueue(store, 3)
     take(store, a)
     take(store, b, lease=5)
     take(store, c)
@@ -235,7 +222,7 @@ READY_BESIDES_THE_EXPIRY = {"enqueue": 1, "release": 1}
 @pytest.mark.parametrize("call", CALLS_THAT_REAP)
 def test_an_expired_lease_is_applied_at_the_start_of_any_store_call(store, clock, call):
     # Given a task whose lease has run out, and another task leased for longer
-    expiring, other = enqueue_many(store, 2)
+    expiring, other = enqueue(store, 2)
     take(store, expiring, lease=10)
     take(store, other, lease=100)
     calls = listen(store)
@@ -251,7 +238,7 @@ def test_an_expired_lease_is_applied_at_the_start_of_any_store_call(store, clock
 
 
 def test_a_dequeue_after_a_lease_expired_hands_that_task_out_again(store, clock):
-    expiring, waiting = enqueue_many(store, 2)
+    expiring, waiting = enqueue(store, 2)
     first = take(store, expiring, lease=10)
     calls = listen(store)
     clock.advance(10)
@@ -459,7 +446,7 @@ def test_a_command_with_a_wrong_lease_id_raises_lease_lost_and_changes_nothing(
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_command_with_another_tasks_lease_id_raises_lease_lost(store, command):
-    mine, theirs = enqueue_many(store, 2)
+    mine, theirs = enqueue(store, 2)
     take(store, mine)
     their_lease = take(store, theirs).lease_id
     before = fields(store.get(mine))
@@ -613,7 +600,7 @@ def test_fail_with_retry_schedules_the_task_for_the_base_backoff_after_the_first
 
 
 def test_a_scheduled_task_joins_the_tail_when_due_and_not_before(store, clock):
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
     take(store, a)
     store.fail(a, "boom")  # due in 1 s
     c = store.enqueue(new_task(3)).id
@@ -706,7 +693,7 @@ def test_backoff_stays_capped_for_attempt_counts_past_a_thousand(clock):
 
 def test_fail_with_zero_backoff_makes_the_task_pending_at_the_tail_at_once(clock):
     store = MemoryStore(Policy(retry_backoff=0), clock)
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
     take(store, a)
     calls = listen(store)
 
@@ -790,7 +777,7 @@ def test_fail_of_a_task_that_is_not_processing_raises_invalid_transition(store, 
 
 
 def test_retry_puts_a_failed_task_at_the_tail_as_pending_with_a_clean_slate(store, clock):
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
     take(store, a)
     store.fail(a, "bad input", retry=False)
     c = store.enqueue(new_task(3)).id
@@ -856,7 +843,7 @@ def test_retry_of_an_unknown_task_raises_task_not_found(store):
 
 
 def test_deleting_a_pending_task_removes_it_from_get_view_dequeue_and_stats(store):
-    a, b, c = enqueue_many(store, 3)
+    a, b, c = enqueue(store, 3)
 
     assert store.delete(b) is None
 
@@ -868,7 +855,7 @@ def test_deleting_a_pending_task_removes_it_from_get_view_dequeue_and_stats(stor
 
 
 def test_deleting_the_task_at_the_front_of_the_queue_lets_the_next_one_be_dequeued(store):
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
 
     store.delete(a)
 
@@ -876,7 +863,7 @@ def test_deleting_the_task_at_the_front_of_the_queue_lets_the_next_one_be_dequeu
 
 
 def test_deleting_a_task_that_went_back_to_the_front_after_expiry_removes_it(store, clock):
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
     take(store, a)
     clock.advance(LEASE)
 
@@ -943,7 +930,7 @@ def test_deleting_an_unknown_or_already_deleted_task_raises_task_not_found(store
 
 def test_deleting_most_of_a_long_queue_keeps_view_and_dequeue_right(store):
     # Given 3000 pending tasks of which 2100 are deleted: past the compaction threshold
-    ids = enqueue_many(store, 3000)
+    ids = enqueue(store, 3000)
     kept = [task_id for number, task_id in enumerate(ids) if number % 10 in (0, 5, 9)]
     for number, task_id in enumerate(ids):
         if number % 10 not in (0, 5, 9):
@@ -963,7 +950,7 @@ def test_deleting_most_of_a_long_queue_keeps_view_and_dequeue_right(store):
 
 
 def test_compacting_the_queue_keeps_the_place_of_tasks_whose_lease_later_expires(store, clock):
-    ids = enqueue_many(store, 2500)
+    ids = enqueue(store, 2500)
     first, second = take(store, ids[0]), take(store, ids[1])
     for task_id in ids[2:2000]:
         store.delete(task_id)
@@ -976,7 +963,7 @@ def test_compacting_the_queue_keeps_the_place_of_tasks_whose_lease_later_expires
 
 
 def test_many_deletes_interleaved_with_dequeues_keep_the_queue_consistent(store):
-    ids = enqueue_many(store, 5000)
+    ids = enqueue(store, 5000)
     expected = []
     for number, task_id in enumerate(ids):
         if number % 4 == 3:
@@ -1023,7 +1010,7 @@ def test_a_finished_task_is_forgotten_retention_seconds_after_it_finished_and_no
 
 def test_retention_is_counted_per_task_from_its_own_finish(clock):
     store = MemoryStore(Policy(retention_seconds=100), clock)
-    early, late = enqueue_many(store, 2)
+    early, late = enqueue(store, 2)
     take(store, early, lease=1000)
     take(store, late, lease=1000)
     store.complete(early)
@@ -1041,7 +1028,7 @@ def test_retention_is_counted_per_task_from_its_own_finish(clock):
 
 def test_pending_scheduled_and_processing_tasks_are_never_forgotten(clock):
     store = MemoryStore(Policy(retention_seconds=1, retry_backoff=3600, lease_seconds=43200), clock)
-    pending, scheduled, processing = enqueue_many(store, 3)
+    pending, scheduled, processing = enqueue(store, 3)
     take(store, pending)
     take(store, scheduled)
     take(store, processing)
@@ -1099,7 +1086,7 @@ def test_a_task_that_fails_again_after_a_retry_is_kept_for_a_full_retention_peri
 
 
 def test_stats_count_every_state_including_scheduled_and_failed(store, clock):
-    ids = enqueue_many(store, 6)
+    ids = enqueue(store, 6)
     for task_id in ids[:4]:
         take(store, task_id)
     store.complete(ids[0])
@@ -1121,7 +1108,7 @@ def test_stats_count_every_state_including_scheduled_and_failed(store, clock):
 
 
 def test_ready_listeners_hear_of_expired_leases_counted_together_when_reaped_together(store, clock):
-    a, b, c = enqueue_many(store, 3)
+    a, b, c = enqueue(store, 3)
     take(store, a, lease=10)
     take(store, b, lease=12)
     take(store, c, lease=50)
@@ -1160,7 +1147,7 @@ def test_ready_listeners_hear_of_a_retry_falling_due(store, clock):
 
 
 def test_ready_listeners_hear_of_release_and_retry(store):
-    a, b = enqueue_many(store, 2)
+    a, b = enqueue(store, 2)
     take(store, a)
     take(store, b)
     store.fail(b, "bad", retry=False)
@@ -1173,7 +1160,7 @@ def test_ready_listeners_hear_of_release_and_retry(store):
 
 
 def test_ready_listeners_are_not_called_for_heartbeat_complete_fail_or_delete(store, clock):
-    a, b, c, d = enqueue_many(store, 4)
+    a, b, c, d = enqueue(store, 4)
     for task_id in (a, b, c):
         take(store, task_id)
     calls = listen(store)

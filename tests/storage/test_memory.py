@@ -8,24 +8,10 @@ import uuid
 
 import pytest
 
+from tests.support import enqueue, expected_stats, new_task
 from tornado_queue.errors import InvalidTransition, TaskNotFound
 from tornado_queue.models import NewTask, Task, TaskStatus
 from tornado_queue.storage import MemoryStore, Store
-
-
-def new_task(number: int = 0) -> NewTask:
-    return NewTask(payload=b'{"n":%d}' % number)
-
-
-def enqueue_many(store: MemoryStore, count: int) -> list[str]:
-    return [store.enqueue(new_task(number)).id for number in range(count)]
-
-
-def expected_stats(**counts: int) -> dict[TaskStatus, int]:
-    stats = dict.fromkeys(TaskStatus, 0)
-    stats.update({TaskStatus(name): count for name, count in counts.items()})
-    return stats
-
 
 # --- enqueue / get ---------------------------------------------------------------------------
 
@@ -45,7 +31,7 @@ def test_enqueue_returns_a_pending_snapshot_with_a_uuid4_id_and_the_clock_time(s
 
 
 def test_enqueue_gives_every_task_a_distinct_id(store):
-    ids = enqueue_many(store, 200)
+    ids = enqueue(store, 200)
 
     assert len(set(ids)) == 200
 
@@ -81,7 +67,7 @@ def test_get_of_an_unknown_id_returns_none(store):
 
 
 def test_dequeue_serves_tasks_in_fifo_order(store):
-    ids = enqueue_many(store, 5)
+    ids = enqueue(store, 5)
 
     served = [store.dequeue().id for _ in range(5)]
 
@@ -109,7 +95,7 @@ def test_dequeue_on_an_empty_store_returns_none(store):
 
 
 def test_dequeue_returns_none_once_every_task_has_been_taken(store):
-    enqueue_many(store, 2)
+    enqueue(store, 2)
     store.dequeue()
     store.dequeue()
 
@@ -185,7 +171,7 @@ def test_release_makes_a_processing_task_pending_again_keeping_its_attempts(stor
 
 def test_release_puts_the_task_at_the_head_of_the_queue(store):
     # Given A, B, C enqueued and A taken
-    a, b, c = enqueue_many(store, 3)
+    a, b, c = enqueue(store, 3)
     assert store.dequeue().id == a
     # and D enqueued after that
     d = store.enqueue(new_task(3)).id
@@ -235,7 +221,7 @@ def test_release_of_a_task_that_is_not_processing_raises_invalid_transition(stor
 
 
 def test_view_lists_pending_tasks_in_dequeue_order_with_the_pending_total(store):
-    ids = enqueue_many(store, 5)
+    ids = enqueue(store, 5)
     store.dequeue()  # the first one is processing now: not in the view
 
     tasks, total = store.view(100)
@@ -246,7 +232,7 @@ def test_view_lists_pending_tasks_in_dequeue_order_with_the_pending_total(store)
 
 
 def test_view_pages_with_limit_and_offset_while_total_counts_every_pending_task(store):
-    ids = enqueue_many(store, 10)
+    ids = enqueue(store, 10)
 
     pages = [store.view(3, offset) for offset in (0, 3, 6, 9)]
 
@@ -260,7 +246,7 @@ def test_view_pages_with_limit_and_offset_while_total_counts_every_pending_task(
 
 
 def test_view_past_the_end_or_with_limit_zero_is_empty_but_still_reports_the_total(store):
-    enqueue_many(store, 3)
+    enqueue(store, 3)
 
     assert store.view(5, offset=3) == ([], 3)
     assert store.view(5, offset=100) == ([], 3)
@@ -282,7 +268,7 @@ def test_stats_has_every_state_with_zero_counts_on_a_new_store(store):
 
 
 def test_stats_follow_every_transition(store):
-    a, b, c = enqueue_many(store, 3)
+    a, b, c = enqueue(store, 3)
     assert store.stats() == expected_stats(pending=3)
 
     store.dequeue()

@@ -1,0 +1,72 @@
+"""Helpers shared by several test modules: the task document's fields, a polling wait for
+threaded tests, small MemoryStore shortcuts and an HTTP opener that bypasses proxies."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+
+from tornado_queue.models import NewTask, TaskStatus
+from tornado_queue.storage import MemoryStore
+
+# --- the task document -----------------------------------------------------------------------
+
+TASK_FIELDS = frozenset(
+    {
+        "id",
+        "queue",
+        "payload",
+        "status",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "created_at",
+        "available_at",
+        "lease_id",
+        "lease_expires_at",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+    }
+)
+TIMESTAMP_FIELDS = ("created_at", "available_at", "lease_expires_at", "started_at", "finished_at")
+
+# --- waiting on threads ----------------------------------------------------------------------
+
+DEADLINE_SECONDS = 10.0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE_SECONDS) -> bool:
+    """Poll `condition` until it holds or `timeout` passes; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+# --- MemoryStore shortcuts -------------------------------------------------------------------
+
+
+def new_task(number: int = 0, max_attempts: int | None = None) -> NewTask:
+    return NewTask(payload=b'{"n":%d}' % number, max_attempts=max_attempts)
+
+
+def enqueue(store: MemoryStore, count: int = 1) -> list[str]:
+    """Enqueue `count` tasks with payloads {"n": 0}, {"n": 1}, ...; their ids, in order."""
+    return [store.enqueue(new_task(number)).id for number in range(count)]
+
+
+def expected_stats(**counts: int) -> dict[TaskStatus, int]:
+    stats = dict.fromkeys(TaskStatus, 0)
+    stats.update({TaskStatus(name): count for name, count in counts.items()})
+    return stats
+
+
+# --- HTTP from a thread ----------------------------------------------------------------------
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""A urllib opener that never goes through an HTTP proxy (tests talk to 127.0.0.1)."""
