@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tornado_queue.app import make_app
 from tornado_queue.config import Settings
-from tornado_queue.storage import MemoryStore, Policy
+from tornado_queue.storage import MemoryStore, Policy, SqliteStore
 from tornado_queue.workers import WorkerPool
 
 
@@ -36,8 +38,52 @@ def policy() -> Policy:
     return Policy(lease_seconds=30, max_attempts=3, retry_backoff=1.0, retention_seconds=3600)
 
 
+STORES = ["memory", "sqlite"]
+"""Every backend runs the same contract tests: a behaviour differs between stores only where
+the README says so."""
+
+HTTP_MODES = ["memory-inline", "memory-executor", "sqlite"]
+"""HTTP tests also run the memory store both ways handlers can call a store: inline on the
+IOLoop, and on Tornado's thread-pool executor (as every blocking store, like SQLite, is)."""
+
+STORE_CALLS = ["inline", "executor"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = metafunc.fixturenames
+    if "store" in names and not getattr(metafunc.module, "OWN_STORE", False):
+        modes = HTTP_MODES if "app" in names else STORES
+        metafunc.parametrize("store", modes, indirect=True)
+    elif "app" in names and "store_calls" not in _direct_params(metafunc):
+        # A module with its own store fixture: run its HTTP tests in both call modes.
+        metafunc.parametrize("store_calls", STORE_CALLS, indirect=True)
+
+
+def _direct_params(metafunc: pytest.Metafunc) -> set[str]:
+    return {
+        name
+        for marker in metafunc.definition.iter_markers("parametrize")
+        for name in ([marker.args[0]] if isinstance(marker.args[0], str) else marker.args[0])
+    }
+
+
 @pytest.fixture
-def store(clock: FakeClock, policy: Policy) -> MemoryStore:
+def store(request: pytest.FixtureRequest, clock: FakeClock, policy: Policy, tmp_path: Path):
+    """A store of each backend (see `STORES` and `HTTP_MODES`) on the test's clock."""
+    mode = request.param
+    if mode.startswith("memory"):
+        memory = MemoryStore(policy, clock)
+        memory.blocking = mode == "memory-executor"
+        yield memory
+        return
+    sqlite = SqliteStore(tmp_path / "tasks.db", policy, clock)
+    yield sqlite
+    sqlite.close()
+
+
+@pytest.fixture
+def memory_store(clock: FakeClock, policy: Policy) -> MemoryStore:
+    """For tests of the memory store's own internals."""
     return MemoryStore(policy, clock)
 
 
@@ -55,26 +101,19 @@ def settings() -> Settings:
     return Settings(max_body_bytes=64 * 1024)
 
 
-STORE_CALLS = ["inline", "executor"]
-"""How handlers reach the store: on the IOLoop itself, or on Tornado's default thread-pool
-executor (`ApiHandler.call_store` with a store that declares itself `blocking`)."""
-
-
-@pytest.fixture(params=STORE_CALLS)
-def store_calls(request: pytest.FixtureRequest) -> str:
-    """Every HTTP test runs twice: with store calls inline and in the executor."""
-    return request.param
+@pytest.fixture
+def store_calls(request: pytest.FixtureRequest, store) -> str:
+    """How handlers reach the store: "inline" on the IOLoop, or "executor" on a pool thread."""
+    if hasattr(request, "param"):
+        store.blocking = request.param == "executor"
+        return request.param
+    return "executor" if store.blocking else "inline"
 
 
 @pytest.fixture
 def app(store, settings, store_calls):
-    """The application pytest-tornado serves to `http_client` / `base_url`.
-
-    In "executor" mode the store is marked blocking, so every store call of every request runs
-    on a pool thread: concurrent requests then really call the store from several threads.
-    """
-    if store_calls == "executor":
-        store.blocking = True
+    """The application pytest-tornado serves to `http_client` / `base_url`; in "executor" mode
+    concurrent requests really call the store from several threads."""
     return make_app(store, settings)
 
 

@@ -26,6 +26,8 @@ from tornado_queue.models import DEFAULT_QUEUE, NewTask, TaskStatus
 from tornado_queue.storage import MemoryStore, Policy
 from tornado_queue.waiters import Waiters
 
+OWN_STORE = True  # this module builds its own store (see pytest_generate_tests in conftest)
+
 
 @pytest.fixture
 def store() -> MemoryStore:

@@ -16,6 +16,7 @@ from .storage import BACKENDS, Policy
 from .validation import QUEUE_NAME
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SQLITE_SYNC = ("full", "normal")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     backend: str = "memory"
+    db: str = "tornado_queue.db"
+    sqlite_sync: str = "full"
     workers: int = 0
     work_seconds: float = 0.5
     worker_queues: tuple[str, ...] = ()
@@ -127,6 +130,13 @@ OPTIONS = (
     Option("host", str, "address to listen on"),
     Option("port", _bounded(int, 0, 65_535), "port to listen on (0 picks a free one)"),
     Option("backend", _choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
+    Option("db", str, "the SQLite database file, with --backend sqlite"),
+    Option(
+        "sqlite_sync",
+        _choice(SQLITE_SYNC),
+        "SQLite durability: full (every 2xx on disk) or normal (faster; a power cut may lose "
+        "the last tasks, a crash never does)",
+    ),
     Option("workers", _bounded(int, 0, 256), "background worker threads that process tasks"),
     Option(
         "work_seconds",

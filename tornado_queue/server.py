@@ -7,10 +7,11 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from .app import make_app
@@ -61,7 +62,9 @@ class Running:
 async def serve(settings: Settings, store: Store | None = None) -> int:
     """Serve until a shutdown signal; return the process exit code."""
     if store is None:
-        store = create_store(settings.backend, settings.policy())
+        store = create_store(
+            settings.backend, settings.policy(), db=settings.db, sync=settings.sqlite_sync
+        )
     app = make_app(store, settings)
     try:
         sockets = bind_sockets(settings.port, settings.host)
@@ -80,8 +83,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         queues=settings.worker_queues,
     )
     pool.start()
-    # Reaping the memory store takes microseconds, so it runs inline on the IOLoop.
-    reaper = PeriodicCallback(store.reap, REAP_INTERVAL_MS)
+    reaper = PeriodicCallback(reap_callback(store), REAP_INTERVAL_MS)
     reaper.start()
     running = Running(server, app.settings["tracker"], app.settings["waiters"], reaper, pool, store)
 
@@ -98,6 +100,15 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     await shutdown.wait()
     await shut_down(running)
     return 0
+
+
+def reap_callback(store: Store) -> Callable[[], object]:
+    """Reaping the memory store takes microseconds, so it runs inline on the IOLoop; a blocking
+    store (SQLite) reaps on the executor, like every other call to it."""
+    if not store.blocking:
+        return store.reap
+    io_loop = IOLoop.current()
+    return lambda: io_loop.run_in_executor(None, store.reap)
 
 
 def install_signal_handlers(shutdown: asyncio.Event) -> None:

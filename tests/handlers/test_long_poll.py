@@ -27,6 +27,9 @@ ZERO = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled":
 FAST = 0.5  # a wake-up, measured end to end over loopback HTTP, must come well within this
 
 
+OWN_STORE = True  # this module builds its own store (see pytest_generate_tests in conftest)
+
+
 @pytest.fixture
 def store(request, policy):
     """A MemoryStore on the real clock, or on the FakeClock when the test asks for `clock`."""

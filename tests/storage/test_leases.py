@@ -943,10 +943,19 @@ def test_deleting_most_of_a_long_queue_keeps_view_and_dequeue_right(store):
     assert [task.id for task in page] == kept[445:455]
     assert total == 900
     assert store.stats() == expected_stats(pending=900)
-    # And the deque no longer holds the deleted ids (it was compacted)
-    assert len(store._pending) < 2 * 900
     assert [store.dequeue().id for _ in range(900)] == kept
     assert store.dequeue() is None
+
+
+def test_the_memory_store_compacts_its_pending_order_after_many_deletes(memory_store):
+    # Given 3000 pending tasks of which 2100 are deleted: past the compaction threshold
+    ids = enqueue(memory_store, 3000)
+    for number, task_id in enumerate(ids):
+        if number % 10 not in (0, 5, 9):
+            memory_store.delete(task_id)
+
+    # Then the pending order no longer holds most of the deleted ids
+    assert len(memory_store._pending["default"]) < 2 * 900
 
 
 def test_compacting_the_queue_keeps_the_place_of_tasks_whose_lease_later_expires(store, clock):

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from .base import Policy, Store
 from .memory import MemoryStore
+from .sqlite import SqliteStore
 
-BACKENDS = ("memory",)
+BACKENDS = ("memory", "sqlite")
 
 
-def create_store(backend: str, policy: Policy | None = None) -> Store:
+def create_store(
+    backend: str, policy: Policy | None = None, db: str = "tornado_queue.db", sync: str = "full"
+) -> Store:
     """Build the store for a backend name (see `BACKENDS`)."""
     if backend == "memory":
         return MemoryStore(policy)
+    if backend == "sqlite":
+        return SqliteStore(db, policy, sync=sync)
     raise ValueError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "MemoryStore", "Policy", "Store", "create_store"]
+__all__ = ["BACKENDS", "MemoryStore", "Policy", "SqliteStore", "Store", "create_store"]

@@ -1,0 +1,95 @@
+"""The SQLite store keeps every acknowledged task across kill -9, in order, and never brings a
+finished task back."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support import NO_PROXY
+from tornado_queue.testing import ServerProcess
+
+PRODUCERS = 4
+
+
+def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict | list]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data else {}
+    request = urllib.request.Request(url + path, data, headers, method=method)
+    try:
+        with NO_PROXY.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def produce(url: str, acknowledged: list[str], stop: threading.Event) -> None:
+    """Enqueue until the server dies, keeping the ids of tasks that got their 201."""
+    number = 0
+    while not stop.is_set():
+        try:
+            status, task = call(url, "POST", "/tasks", {"payload": {"n": number}})
+        except OSError:
+            return  # the server was killed mid-request: that task was never acknowledged
+        if status == 201:
+            acknowledged.append(task["id"])
+        number += 1
+
+
+def test_every_acknowledged_task_survives_kill_9_once_in_order_and_finished_ones_stay_finished(
+    tmp_path: Path,
+):
+    db = str(tmp_path / "tasks.db")
+    server = ServerProcess(tmp_path / "first.log", "--backend", "sqlite", "--db", db)
+    try:
+        # Given some tasks completed, and producers enqueueing as fast as they can
+        finished = []
+        for number in range(5):
+            call(server.url, "POST", "/tasks", {"payload": {"early": number}})
+            status, leased = call(server.url, "POST", "/tasks/dequeue")
+            assert status == 200
+            call(server.url, "PUT", f"/tasks/{leased['id']}/complete")
+            finished.append(leased["id"])
+        acknowledged: list[list[str]] = [[] for _ in range(PRODUCERS)]
+        stop = threading.Event()
+        producers = [
+            threading.Thread(target=produce, args=(server.url, ids, stop)) for ids in acknowledged
+        ]
+        for producer in producers:
+            producer.start()
+
+        # When the server is killed with SIGKILL while they are writing
+        while sum(map(len, acknowledged)) < 200:
+            stop.wait(0.01)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=10)
+        stop.set()
+        for producer in producers:
+            producer.join(timeout=15)
+    finally:
+        server.kill()
+
+    # Then a server restarted on the same file has every acknowledged task exactly once,
+    # pending in the order each producer got its acknowledgements, and the finished ones stay
+    # finished
+    with ServerProcess(tmp_path / "second.log", "--backend", "sqlite", "--db", db) as restarted:
+        total = sum(map(len, acknowledged))
+        status, pending = call(restarted.url, "GET", "/queue/view?limit=10000")
+        assert status == 200
+        pending_ids = [task["id"] for task in pending]
+        assert len(pending_ids) == len(set(pending_ids))
+        assert set().union(*map(set, acknowledged)) <= set(pending_ids)
+        for ids in acknowledged:
+            positions = [pending_ids.index(task_id) for task_id in ids]
+            assert positions == sorted(positions)
+        for task_id in finished:
+            status, task = call(restarted.url, "GET", f"/tasks/{task_id}")
+            assert (status, task["status"]) == (200, "completed")
+        status, stats = call(restarted.url, "GET", "/queue/stats")
+        assert stats["completed"] == len(finished)
+        # At most one task per producer can have been written without its 201 arriving
+        assert total <= stats["pending"] <= total + PRODUCERS

@@ -1,0 +1,486 @@
+"""SqliteStore: tasks in one SQLite file (WAL), durable across restarts and kill -9."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..errors import IdempotencyConflict, InvalidTransition, LeaseLost, TaskNotFound
+from ..models import DEFAULT_QUEUE, Enqueued, NewTask, Task, TaskStatus
+from .base import Policy, ReadyListener, Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    available_at REAL NOT NULL,
+    lease_id TEXT,
+    lease_expires_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    result BLOB,
+    error TEXT,
+    seq INTEGER NOT NULL,
+    forget_at REAL
+);
+CREATE INDEX IF NOT EXISTS pending_order ON tasks (queue, priority DESC, seq)
+    WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS lease_expiry ON tasks (lease_expires_at) WHERE status = 'processing';
+CREATE INDEX IF NOT EXISTS schedule ON tasks (available_at) WHERE status = 'scheduled';
+CREATE INDEX IF NOT EXISTS retention ON tasks (forget_at) WHERE status IN ('completed', 'failed');
+CREATE TABLE IF NOT EXISTS counts (
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (queue, status)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS count_insert AFTER INSERT ON tasks BEGIN
+    INSERT INTO counts VALUES (NEW.queue, NEW.status, 1)
+        ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON tasks BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
+END;
+CREATE TRIGGER IF NOT EXISTS count_update AFTER UPDATE OF status ON tasks
+    WHEN OLD.status IS NOT NEW.status BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
+    INSERT INTO counts VALUES (NEW.queue, NEW.status, 1)
+        ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    forget_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (forget_at);
+CREATE TABLE IF NOT EXISTS sequence (id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER);
+INSERT OR IGNORE INTO sequence VALUES (0, 0);
+"""
+
+COLUMNS = (
+    "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
+    "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at"
+)
+
+
+class SqliteStore(Store):
+    """Every task in one SQLite database file, one transaction per operation.
+
+    Durability: WAL journal with `synchronous=FULL` by default, so a task is on disk before its
+    2xx is written and survives kill -9 or a power cut; `sync="normal"` is faster and can lose
+    the last transactions on a power cut (never on a process crash).
+
+    Deadlines (leases, delays, backoffs, retention) are wall-clock times stored with the task,
+    so they carry on across restarts: after a restart, leases that ran out meanwhile expire at
+    the first operation. Counts per queue and state are kept by triggers in the same
+    transaction, so stats never scan. One connection, guarded by a lock: handlers call this
+    store in an executor (`blocking = True`), never on the IOLoop.
+    """
+
+    blocking = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        sync: str = "full",
+    ) -> None:
+        self.policy = policy or Policy()
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._listeners: list[ReadyListener] = []
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'normal' else 'FULL'}")
+        self._db.executescript(SCHEMA)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
+        with self._transaction() as tx:
+            replays = self._match_keys(tx, new_tasks)
+            outcomes = []
+            for new_task in new_tasks:
+                key = new_task.idempotency_key
+                if key is not None and key in replays:
+                    first_id = replays[key]
+                    outcomes.append(Enqueued(first_id, self._get(tx, first_id), created=False))
+                    continue
+                task_id = str(uuid.uuid4())
+                self._insert(tx, task_id, new_task)
+                if key is not None:
+                    forget_at = tx.now + self.policy.retention_seconds
+                    tx.execute(
+                        "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)",
+                        (key, task_id, new_task.fingerprint, forget_at),
+                    )
+                    replays[key] = task_id
+                outcomes.append(Enqueued(task_id, self._get(tx, task_id), created=True))
+            return outcomes
+
+    def dequeue(
+        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> Task | None:
+        tasks = self.dequeue_many(1, lease_seconds, queue)
+        return tasks[0] if tasks else None
+
+    def dequeue_many(
+        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> list[Task]:
+        lease = lease_seconds or self.policy.lease_seconds
+        with self._transaction() as tx:
+            ids = [
+                row[0]
+                for row in tx.execute(
+                    "SELECT id FROM tasks WHERE queue = ? AND status = 'pending' "
+                    "ORDER BY priority DESC, seq LIMIT ?",
+                    (queue, count),
+                )
+            ]
+            for task_id in ids:
+                tx.execute(
+                    "UPDATE tasks SET status = 'processing', attempts = attempts + 1, "
+                    "lease_id = ?, started_at = ?, lease_expires_at = ? WHERE id = ?",
+                    (os.urandom(12).hex(), tx.now, tx.now + lease, task_id),
+                )
+            return [self._must_get(tx, task_id) for task_id in ids]
+
+    def heartbeat(
+        self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
+    ) -> Task:
+        lease = lease_seconds or self.policy.lease_seconds
+        with self._transaction() as tx:
+            self._leased(tx, task_id, "heartbeat", lease_id)
+            tx.execute(
+                "UPDATE tasks SET lease_expires_at = ? WHERE id = ?", (tx.now + lease, task_id)
+            )
+            return self._must_get(tx, task_id)
+
+    def complete(
+        self, task_id: str, result: bytes | None = None, lease_id: str | None = None
+    ) -> Task:
+        with self._transaction() as tx:
+            self._leased(tx, task_id, "complete", lease_id)
+            tx.execute("UPDATE tasks SET result = ? WHERE id = ?", (result, task_id))
+            self._finish(tx, task_id, TaskStatus.COMPLETED)
+            return self._must_get(tx, task_id)
+
+    def fail(
+        self,
+        task_id: str,
+        error: str | None = None,
+        retry: bool = True,
+        lease_id: str | None = None,
+    ) -> Task:
+        with self._transaction() as tx:
+            task = self._leased(tx, task_id, "fail", lease_id)
+            self._clear_lease(tx, task_id)
+            tx.execute(
+                "UPDATE tasks SET error = ?, started_at = NULL WHERE id = ?", (error, task_id)
+            )
+            if retry and task.attempts < task.max_attempts:
+                self._schedule_or_append(tx, task, self.policy.backoff(task.attempts))
+            else:
+                self._finish(tx, task_id, TaskStatus.FAILED)
+            return self._must_get(tx, task_id)
+
+    def release(self, task_id: str, lease_id: str | None = None) -> Task:
+        with self._transaction() as tx:
+            task = self._leased(tx, task_id, "release", lease_id)
+            self._put_back(tx, task)
+            return self._must_get(tx, task_id)
+
+    def retry(self, task_id: str) -> Task:
+        with self._transaction() as tx:
+            task = self._known(tx, task_id)
+            if task.status is not TaskStatus.FAILED:
+                raise InvalidTransition(
+                    f"cannot retry task '{task_id}': it is {task.status.value}; "
+                    "only failed tasks can be retried"
+                )
+            tx.execute(
+                "UPDATE tasks SET attempts = 0, error = NULL, finished_at = NULL, "
+                "forget_at = NULL, result = NULL, started_at = NULL WHERE id = ?",
+                (task_id,),
+            )
+            self._schedule_or_append(tx, task, 0.0)
+            return self._must_get(tx, task_id)
+
+    def delete(self, task_id: str) -> None:
+        with self._transaction() as tx:
+            task = self._known(tx, task_id)
+            if task.status is TaskStatus.PROCESSING:
+                raise InvalidTransition(
+                    f"cannot delete task '{task_id}': it is processing; complete or fail it, "
+                    "or wait for its lease to expire"
+                )
+            tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+    def reap(self) -> None:
+        with self._transaction():
+            pass
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        with self._transaction() as tx:
+            return self._get(tx, task_id)
+
+    def view(
+        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> tuple[list[Task], int]:
+        with self._transaction() as tx:
+            rows = tx.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = 'pending' "
+                "ORDER BY priority DESC, seq LIMIT ? OFFSET ?",
+                (queue, limit, offset),
+            ).fetchall()
+            total = self._counts(tx, queue)[TaskStatus.PENDING]
+            return [_task(row) for row in rows], total
+
+    def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        with self._transaction() as tx:
+            return self._counts(tx, queue)
+
+    def queues(self) -> dict[str, dict[TaskStatus, int]]:
+        with self._transaction() as tx:
+            listing: dict[str, dict[TaskStatus, int]] = {}
+            for queue, status, n in tx.execute("SELECT queue, status, n FROM counts"):
+                listing.setdefault(queue, dict.fromkeys(TaskStatus, 0))[TaskStatus(status)] = n
+            return listing
+
+    def seconds_to_next_deadline(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT min(d) FROM ("
+                " SELECT min(lease_expires_at) AS d FROM tasks WHERE status = 'processing'"
+                " UNION ALL"
+                " SELECT min(available_at) FROM tasks WHERE status = 'scheduled')"
+            ).fetchone()
+        return None if row[0] is None else row[0] - self._clock.time()
+
+    def add_ready_listener(self, listener: ReadyListener) -> None:
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Transaction]:
+        """One immediate transaction under the lock, after applying what is due; listeners
+        hear of ready tasks once it has committed (or rolled back)."""
+        with self._lock:
+            # The clock is read under the lock so timestamps agree with the order of operations.
+            tx = _Transaction(self._db, self._clock.time())
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._reap(tx)
+                yield tx
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                tx.ready.clear()
+                raise
+            else:
+                self._db.execute("COMMIT")
+        for queue, count in tx.ready.items():
+            for listener in self._listeners:
+                listener(queue, count)
+
+    def _reap(self, tx: _Transaction) -> None:
+        expired = tx.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE status = 'processing' AND lease_expires_at <= ?",
+            (tx.now,),
+        ).fetchall()
+        for task in map(_task, expired):
+            self._clear_lease(tx, task.id)
+            if task.attempts >= task.max_attempts:
+                tx.execute("UPDATE tasks SET error = 'lease expired' WHERE id = ?", (task.id,))
+                self._finish(tx, task.id, TaskStatus.FAILED)
+            else:
+                self._put_back(tx, task)
+        due = tx.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE status = 'scheduled' AND available_at <= ? "
+            "ORDER BY available_at, seq",
+            (tx.now,),
+        ).fetchall()
+        for task in map(_task, due):
+            self._append(tx, task)
+        tx.execute(
+            "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND forget_at <= ?",
+            (tx.now,),
+        )
+        tx.execute("DELETE FROM idempotency WHERE forget_at <= ?", (tx.now,))
+
+    def _insert(self, tx: _Transaction, task_id: str, new_task: NewTask) -> None:
+        max_attempts = new_task.max_attempts or self.policy.max_attempts
+        status = TaskStatus.SCHEDULED if new_task.delay > 0 else TaskStatus.PENDING
+        tx.execute(
+            f"INSERT INTO tasks ({COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL)",
+            (
+                task_id,
+                new_task.queue,
+                new_task.payload,
+                status.value,
+                new_task.priority,
+                max_attempts,
+                tx.now,
+                tx.now + new_task.delay,
+                self._next_seq(tx),
+            ),
+        )
+        if status is TaskStatus.PENDING:
+            tx.became_ready(new_task.queue)
+
+    def _match_keys(self, tx: _Transaction, new_tasks: Sequence[NewTask]) -> dict[str, str]:
+        seen: dict[str, bytes] = {}
+        replays: dict[str, str] = {}
+        for new_task in new_tasks:
+            key = new_task.idempotency_key
+            if not key:
+                continue
+            row = tx.execute(
+                "SELECT task_id, fingerprint FROM idempotency WHERE key = ?", (key,)
+            ).fetchone()
+            fingerprint = row[1] if row else seen.get(key)
+            if fingerprint is not None and fingerprint != new_task.fingerprint:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key '{key[:64]}' was already used with a different request"
+                )
+            seen[key] = new_task.fingerprint
+            if row:
+                replays[key] = row[0]
+        return replays
+
+    def _schedule_or_append(self, tx: _Transaction, task: Task, delay: float) -> None:
+        if delay <= 0:
+            self._append(tx, task)
+            return
+        tx.execute(
+            "UPDATE tasks SET status = 'scheduled', available_at = ? WHERE id = ?",
+            (tx.now + delay, task.id),
+        )
+
+    def _append(self, tx: _Transaction, task: Task) -> None:
+        """Join the tail of the task's queue and priority."""
+        tx.execute(
+            "UPDATE tasks SET status = 'pending', available_at = ?, seq = ? WHERE id = ?",
+            (tx.now, self._next_seq(tx), task.id),
+        )
+        tx.became_ready(task.queue)
+
+    def _put_back(self, tx: _Transaction, task: Task) -> None:
+        """Back to its original place: its seq is unchanged, so the order index puts it there."""
+        self._clear_lease(tx, task.id)
+        tx.execute(
+            "UPDATE tasks SET status = 'pending', started_at = NULL WHERE id = ?", (task.id,)
+        )
+        tx.became_ready(task.queue)
+
+    def _finish(self, tx: _Transaction, task_id: str, status: TaskStatus) -> None:
+        self._clear_lease(tx, task_id)
+        tx.execute(
+            "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ? WHERE id = ?",
+            (status.value, tx.now, tx.now + self.policy.retention_seconds, task_id),
+        )
+
+    def _clear_lease(self, tx: _Transaction, task_id: str) -> None:
+        tx.execute(
+            "UPDATE tasks SET lease_id = NULL, lease_expires_at = NULL WHERE id = ?", (task_id,)
+        )
+
+    def _next_seq(self, tx: _Transaction) -> int:
+        return tx.execute("UPDATE sequence SET next = next + 1 RETURNING next - 1").fetchone()[0]
+
+    def _get(self, tx: _Transaction, task_id: str) -> Task | None:
+        row = tx.execute(f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else _task(row)
+
+    def _must_get(self, tx: _Transaction, task_id: str) -> Task:
+        task = self._get(tx, task_id)
+        assert task is not None
+        return task
+
+    def _known(self, tx: _Transaction, task_id: str) -> Task:
+        task = self._get(tx, task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task
+
+    def _leased(self, tx: _Transaction, task_id: str, action: str, lease_id: str | None) -> Task:
+        task = self._known(tx, task_id)
+        if lease_id is not None and task.lease_id != lease_id:
+            raise LeaseLost(
+                f"cannot {action} task '{task_id}': lease '{lease_id[:64]}' was lost "
+                f"(the lease expired or the task moved on; it is {task.status.value} now)"
+            )
+        if task.status is not TaskStatus.PROCESSING:
+            raise InvalidTransition(
+                f"cannot {action} task '{task_id}': it is {task.status.value}, not processing"
+            )
+        return task
+
+    def _counts(self, tx: _Transaction, queue: str | None) -> dict[TaskStatus, int]:
+        counts = dict.fromkeys(TaskStatus, 0)
+        if queue is None:
+            rows = tx.execute("SELECT status, sum(n) FROM counts GROUP BY status")
+        else:
+            rows = tx.execute("SELECT status, n FROM counts WHERE queue = ?", (queue,))
+        for status, n in rows:
+            counts[TaskStatus(status)] = n
+        return counts
+
+
+class _Transaction:
+    """The connection plus the operation's time and the tasks it made ready, per queue."""
+
+    __slots__ = ("_db", "now", "ready")
+
+    def __init__(self, db: sqlite3.Connection, now: float) -> None:
+        self._db = db
+        self.now = now
+        self.ready: dict[str, int] = {}
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, parameters)
+
+    def became_ready(self, queue: str) -> None:
+        self.ready[queue] = self.ready.get(queue, 0) + 1
+
+
+def _task(row: Sequence[Any]) -> Task:
+    (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
+     available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
+     seq, forget_at) = row  # fmt: skip
+    task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
+    task.status = TaskStatus(status)
+    task.attempts = attempts
+    task.available_at = available_at
+    task.lease_id = lease_id
+    task.lease_expires_at = lease_expires_at
+    task.started_at = started_at
+    task.finished_at = finished_at
+    task.result = result
+    task.error = error
+    task.seq = seq
+    task.forget_at = forget_at
+    return task
