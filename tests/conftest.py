@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer
 from tornado_queue.app import make_app
 from tornado_queue.config import Settings
 from tornado_queue.storage import MemoryStore, Policy, SqliteStore
+from tornado_queue.storage.redis import RedisStore
 from tornado_queue.workers import WorkerPool
 
 
@@ -38,11 +41,11 @@ def policy() -> Policy:
     return Policy(lease_seconds=30, max_attempts=3, retry_backoff=1.0, retention_seconds=3600)
 
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "redis"]
 """Every backend runs the same contract tests: a behaviour differs between stores only where
 the README says so."""
 
-HTTP_MODES = ["memory-inline", "memory-executor", "sqlite"]
+HTTP_MODES = ["memory-inline", "memory-executor", "sqlite", "redis"]
 """HTTP tests also run the memory store both ways handlers can call a store: inline on the
 IOLoop, and on Tornado's thread-pool executor (as every blocking store, like SQLite, is)."""
 
@@ -67,6 +70,13 @@ def _direct_params(metafunc: pytest.Metafunc) -> set[str]:
     }
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server on a free loopback port for the whole session."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
 @pytest.fixture
 def store(request: pytest.FixtureRequest, clock: FakeClock, policy: Policy, tmp_path: Path):
     """A store of each backend (see `STORES` and `HTTP_MODES`) on the test's clock."""
@@ -75,6 +85,13 @@ def store(request: pytest.FixtureRequest, clock: FakeClock, policy: Policy, tmp_
         memory = MemoryStore(policy, clock)
         memory.blocking = mode == "memory-executor"
         yield memory
+        return
+    if mode == "redis":
+        shared = RedisStore(request.getfixturevalue("redis_url"), policy, clock)
+        shared.flush()
+        yield shared
+        shared.flush()
+        shared.close()
         return
     sqlite = SqliteStore(tmp_path / "tasks.db", policy, clock)
     yield sqlite

@@ -28,6 +28,8 @@ class Settings:
     backend: str = "memory"
     db: str = "tornado_queue.db"
     sqlite_sync: str = "full"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "{tq}"
     workers: int = 0
     work_seconds: float = 0.5
     worker_queues: tuple[str, ...] = ()
@@ -131,6 +133,13 @@ OPTIONS = (
     Option("port", _bounded(int, 0, 65_535), "port to listen on (0 picks a free one)"),
     Option("backend", _choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
     Option("db", str, "the SQLite database file, with --backend sqlite"),
+    Option("redis_url", str, "the Redis server, with --backend redis"),
+    Option(
+        "redis_prefix",
+        str,
+        "prefix of every Redis key (a Cluster hash tag keeps them in one slot); servers sharing "
+        "a queue use the same one",
+    ),
     Option(
         "sqlite_sync",
         _choice(SQLITE_SYNC),

@@ -63,7 +63,12 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     """Serve until a shutdown signal; return the process exit code."""
     if store is None:
         store = create_store(
-            settings.backend, settings.policy(), db=settings.db, sync=settings.sqlite_sync
+            settings.backend,
+            settings.policy(),
+            db=settings.db,
+            sync=settings.sqlite_sync,
+            redis_url=settings.redis_url,
+            redis_prefix=settings.redis_prefix,
         )
     app = make_app(store, settings)
     try:

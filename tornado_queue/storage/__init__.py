@@ -6,17 +6,28 @@ from .base import Policy, Store
 from .memory import MemoryStore
 from .sqlite import SqliteStore
 
-BACKENDS = ("memory", "sqlite")
+BACKENDS = ("memory", "sqlite", "redis")
 
 
 def create_store(
-    backend: str, policy: Policy | None = None, db: str = "tornado_queue.db", sync: str = "full"
+    backend: str,
+    policy: Policy | None = None,
+    *,
+    db: str = "tornado_queue.db",
+    sync: str = "full",
+    redis_url: str = "redis://127.0.0.1:6379/0",
+    redis_prefix: str = "{tq}",
 ) -> Store:
     """Build the store for a backend name (see `BACKENDS`)."""
     if backend == "memory":
         return MemoryStore(policy)
     if backend == "sqlite":
         return SqliteStore(db, policy, sync=sync)
+    if backend == "redis":
+        # Imported here so the memory and SQLite stores never need redis-py loaded.
+        from .redis import RedisStore  # noqa: PLC0415
+
+        return RedisStore(redis_url, policy, prefix=redis_prefix)
     raise ValueError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
 
 

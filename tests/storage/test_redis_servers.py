@@ -1,0 +1,121 @@
+"""Several tornado_queue servers on one Redis behave as one server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.support import NO_PROXY
+from tornado_queue.testing import ServerProcess
+
+TASKS = 300
+CONSUMERS_PER_SERVER = 4
+
+
+def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data else {}
+    request = urllib.request.Request(url + path, data, headers, method=method)
+    try:
+        with NO_PROXY.open(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def start_pair(tmp_path: Path, redis_url: str) -> tuple[ServerProcess, ServerProcess]:
+    prefix = "{tq-" + uuid.uuid4().hex + "}"
+    flags = ("--backend", "redis", "--redis-url", redis_url, "--redis-prefix", prefix)
+    first = ServerProcess(tmp_path / "a.log", *flags)
+    try:
+        return first, ServerProcess(tmp_path / "b.log", *flags)
+    except BaseException:
+        first.kill()
+        raise
+
+
+def test_two_servers_share_one_queue_with_each_task_delivered_once_and_exact_stats(
+    tmp_path: Path, redis_url: str
+):
+    a, b = start_pair(tmp_path, redis_url)
+    with a, b:
+        # Given tasks enqueued through both servers
+        for number in range(TASKS):
+            server = a if number % 2 else b
+            assert call(server.url, "POST", "/tasks", {"payload": {"n": number}})[0] == 201
+
+        # When consumers on both servers drain the queue at the same time
+        received: list[str] = []
+        lock = threading.Lock()
+
+        def consume(url: str) -> None:
+            while True:
+                status, task = call(url, "POST", "/tasks/dequeue")
+                if status == 404:
+                    return
+                assert status == 200
+                done = f"/tasks/{task['id']}/complete?lease_id={task['lease_id']}"
+                assert call(url, "PUT", done)[0] == 200
+                with lock:
+                    received.append(task["id"])
+
+        threads = [
+            threading.Thread(target=consume, args=(server.url,))
+            for server in (a, b)
+            for _ in range(CONSUMERS_PER_SERVER)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        # Then every task was delivered exactly once, and both servers report the same counts
+        assert len(received) == TASKS
+        assert max(Counter(received).values()) == 1
+        stats_a, stats_b = (
+            call(a.url, "GET", "/queue/stats")[1],
+            call(b.url, "GET", "/queue/stats")[1],
+        )
+        assert stats_a == stats_b
+        assert stats_a["completed"] == TASKS and stats_a["pending"] == 0
+
+
+def test_a_long_poll_on_one_server_gets_a_task_enqueued_on_the_other_within_milliseconds(
+    tmp_path: Path, redis_url: str
+):
+    a, b = start_pair(tmp_path, redis_url)
+    host, port = urlsplit(b.url).hostname, urlsplit(b.url).port
+    with a, b, socket.create_connection((host, port), timeout=15) as sock:
+        # Given a consumer long-polling server B, taken in (its 100 Continue came) and parked
+        # (B has answered a later request since)
+        sock.sendall(
+            b"POST /tasks/dequeue?wait=10 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100")
+        assert call(b.url, "GET", "/queue/stats")[0] == 200
+
+        # When a task is enqueued on server A
+        enqueued_at = time.monotonic()
+        status, created = call(a.url, "POST", "/tasks", {"payload": {"hello": "B"}})
+        reply = b""
+        while not reply.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed early: {reply!r}"
+            reply += chunk
+        waited = time.monotonic() - enqueued_at
+
+    # Then B's consumer got it at once, not when its wait ran out
+    assert status == 201
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["id"] == created["id"]
+    assert waited < 1.0

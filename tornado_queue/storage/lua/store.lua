@@ -1,0 +1,328 @@
+-- tornado_queue's Redis store: every operation is this one script, so it is atomic across
+-- servers. KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts
+-- with it, so all of a store's keys live in one Cluster slot. ARGV[1] names the operation,
+-- ARGV[2] is the caller's clock (wall seconds); the rest are the operation's arguments.
+-- Each call returns {result, ready} where ready is a flat list of queue, count pairs.
+
+local P = KEYS[1]
+local op = ARGV[1]
+local now = tonumber(ARGV[2])
+local ready = {}
+local ready_order = {}
+
+local function k(...) return P .. ':' .. table.concat({...}, ':') end
+
+-- Times are written with every digit: Redis would print a Lua number with only 14.
+local function num(x) return string.format('%.17g', x) end
+
+local function became_ready(queue)
+  if not ready[queue] then ready[queue] = 0; table.insert(ready_order, queue) end
+  ready[queue] = ready[queue] + 1
+end
+
+local function ready_list()
+  local flat = {}
+  for _, queue in ipairs(ready_order) do
+    table.insert(flat, queue)
+    table.insert(flat, ready[queue])
+  end
+  return flat
+end
+
+local function count(queue, status, delta)
+  redis.call('HINCRBY', k('c', queue), status, delta)
+end
+
+local function move(id, queue, from, to)
+  if from ~= to then
+    count(queue, from, -1)
+    count(queue, to, 1)
+    redis.call('HSET', k('t', id), 'status', to)
+  end
+end
+
+local function field(id, name) return redis.call('HGET', k('t', id), name) end
+
+local function push_pending(id, queue, priority, seq)
+  redis.call('ZADD', k('q', queue, priority), seq, id)
+  redis.call('ZADD', k('prios', queue), -tonumber(priority), priority)
+end
+
+local function append(id, status)
+  -- join the tail of its queue and priority
+  local queue, priority = unpack(redis.call('HMGET', k('t', id), 'queue', 'priority'))
+  local seq = redis.call('INCR', k('seq'))
+  redis.call('HSET', k('t', id), 'seq', seq, 'available_at', num(now))
+  move(id, queue, status, 'pending')
+  push_pending(id, queue, priority, seq)
+  became_ready(queue)
+end
+
+local function clear_lease(id)
+  redis.call('HDEL', k('t', id), 'lease_id', 'lease_expires_at')
+  redis.call('ZREM', k('leases'), id)
+end
+
+local function put_back(id)
+  -- back to its original place: it keeps its seq
+  local queue, priority, seq = unpack(redis.call('HMGET', k('t', id), 'queue', 'priority', 'seq'))
+  clear_lease(id)
+  redis.call('HDEL', k('t', id), 'started_at')
+  move(id, queue, 'processing', 'pending')
+  push_pending(id, queue, priority, seq)
+  became_ready(queue)
+end
+
+local function finish(id, status, retention)
+  local queue, from = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
+  clear_lease(id)
+  local forget_at = num(now + retention)
+  redis.call('HSET', k('t', id), 'finished_at', num(now), 'forget_at', forget_at)
+  move(id, queue, from, status)
+  redis.call('ZADD', k('ret'), forget_at, id)
+end
+
+local function remove_task(id)
+  local queue, status, priority = unpack(redis.call('HMGET', k('t', id), 'queue', 'status', 'priority'))
+  if status == 'pending' then redis.call('ZREM', k('q', queue, priority), id) end
+  redis.call('ZREM', k('sched'), id)
+  redis.call('ZREM', k('ret'), id)
+  count(queue, status, -1)
+  redis.call('DEL', k('t', id))
+end
+
+local function reap(retention)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', num(now))) do
+    local attempts, max_attempts = unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts'))
+    if tonumber(attempts) >= tonumber(max_attempts) then
+      redis.call('HSET', k('t', id), 'error', 'lease expired')
+      finish(id, 'failed', retention)
+    else
+      put_back(id)
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('sched'), '-inf', num(now))) do
+    redis.call('ZREM', k('sched'), id)
+    append(id, 'scheduled')
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', num(now))) do
+    remove_task(id)
+  end
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', num(now))) do
+    redis.call('ZREM', k('idemexp'), key)
+    redis.call('DEL', k('idem', key))
+  end
+end
+
+local function task(id)
+  local flat = redis.call('HGETALL', k('t', id))
+  if #flat == 0 then return false end
+  return flat
+end
+
+local function known(id)
+  if redis.call('EXISTS', k('t', id)) == 0 then
+    return '!NOTFOUND ' .. id
+  end
+  return nil
+end
+
+local function leased(id, action, lease_id)
+  local missing = known(id)
+  if missing then return missing end
+  local status, current = unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id'))
+  if lease_id ~= '' and current ~= lease_id then
+    return '!LEASELOST ' .. action .. ' ' .. status
+  end
+  if status ~= 'processing' then
+    return '!TRANSITION ' .. action .. ' ' .. status
+  end
+  return nil
+end
+
+local function schedule_or_append(id, status, delay)
+  if delay <= 0 then
+    append(id, status)
+  else
+    local queue = field(id, 'queue')
+    redis.call('HSET', k('t', id), 'available_at', num(now + delay))
+    move(id, queue, status, 'scheduled')
+    redis.call('ZADD', k('sched'), num(now + delay), id)
+  end
+end
+
+local function pop(queue)
+  while true do
+    local top = redis.call('ZRANGE', k('prios', queue), 0, 0)
+    if #top == 0 then return nil end
+    local popped = redis.call('ZPOPMIN', k('q', queue, top[1]))
+    if #popped > 0 then return popped[1] end
+    redis.call('ZREM', k('prios', queue), top[1])
+  end
+end
+
+
+local retention = tonumber(ARGV[3])
+reap(retention)
+local a = 4  -- first operation-specific argument
+local result
+
+if op == 'reap' then
+  result = 0
+
+elseif op == 'enqueue' then
+  -- n, then per task: id, queue, payload, priority, delay, max_attempts, key, fingerprint
+  local n = tonumber(ARGV[a])
+  local items = {}
+  for i = 0, n - 1 do
+    local b = a + 1 + i * 8
+    items[i + 1] = {ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]),
+                    ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]}
+  end
+  local seen = {}
+  for _, item in ipairs(items) do
+    local key, fingerprint = item[7], item[8]
+    if key ~= '' then
+      local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
+      if remembered and remembered ~= fingerprint then
+        return {'!CONFLICT ' .. key, ready_list()}
+      end
+      seen[key] = fingerprint
+    end
+  end
+  result = {}
+  for _, item in ipairs(items) do
+    local id, queue, payload, priority, delay, max_attempts, key = unpack(item)
+    local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
+    if first then
+      table.insert(result, {first, 0})
+    else
+      redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
+        'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
+        'created_at', num(now), 'available_at', num(now), 'seq', 0)
+      redis.call('SADD', k('queues'), queue)
+      count(queue, 'pending', 1)
+      schedule_or_append(id, 'pending', delay)
+      if key ~= '' then
+        redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
+        redis.call('ZADD', k('idemexp'), num(now + retention), key)
+      end
+      table.insert(result, {id, 1})
+    end
+  end
+
+elseif op == 'dequeue' then
+  -- queue, lease, then one fresh lease id per task wanted
+  local queue, lease = ARGV[a], tonumber(ARGV[a + 1])
+  result = {}
+  for i = a + 2, #ARGV do
+    local id = pop(queue)
+    if not id then break end
+    move(id, queue, 'pending', 'processing')
+    redis.call('HINCRBY', k('t', id), 'attempts', 1)
+    redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
+      'lease_expires_at', num(now + lease))
+    redis.call('ZADD', k('leases'), num(now + lease), id)
+    table.insert(result, task(id))
+  end
+
+elseif op == 'heartbeat' then
+  local id, lease, lease_id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local refused = leased(id, 'heartbeat', lease_id)
+  if refused then return {refused, ready_list()} end
+  redis.call('HSET', k('t', id), 'lease_expires_at', num(now + lease))
+  redis.call('ZADD', k('leases'), num(now + lease), id)
+  result = task(id)
+
+elseif op == 'complete' then
+  local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local refused = leased(id, 'complete', lease_id)
+  if refused then return {refused, ready_list()} end
+  if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
+  finish(id, 'completed', retention)
+  result = task(id)
+
+elseif op == 'fail' then
+  -- id, has_error, error, retry, lease_id, backoff base
+  local id, has_error, message, retry, lease_id, base =
+    ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+  local refused = leased(id, 'fail', lease_id)
+  if refused then return {refused, ready_list()} end
+  clear_lease(id)
+  redis.call('HDEL', k('t', id), 'started_at', 'error')
+  if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
+  local attempts, max_attempts = unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts'))
+  attempts = tonumber(attempts)
+  if retry == '1' and attempts < tonumber(max_attempts) then
+    local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
+    schedule_or_append(id, 'processing', backoff)
+  else
+    finish(id, 'failed', retention)
+  end
+  result = task(id)
+
+elseif op == 'release' then
+  local id, lease_id = ARGV[a], ARGV[a + 1]
+  local refused = leased(id, 'release', lease_id)
+  if refused then return {refused, ready_list()} end
+  put_back(id)
+  result = task(id)
+
+elseif op == 'retry' then
+  local id = ARGV[a]
+  local missing = known(id)
+  if missing then return {missing, ready_list()} end
+  local status = field(id, 'status')
+  if status ~= 'failed' then return {'!NOTFAILED ' .. status, ready_list()} end
+  redis.call('HSET', k('t', id), 'attempts', 0)
+  redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at')
+  redis.call('ZREM', k('ret'), id)
+  append(id, 'failed')
+  result = task(id)
+
+elseif op == 'delete' then
+  local id = ARGV[a]
+  local missing = known(id)
+  if missing then return {missing, ready_list()} end
+  if field(id, 'status') == 'processing' then return {'!PROCESSING', ready_list()} end
+  remove_task(id)
+  result = 0
+
+elseif op == 'get' then
+  result = task(ARGV[a])
+
+elseif op == 'view' then
+  -- queue, limit, offset: walk the priorities from the highest
+  local queue, limit, offset = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  result = {}
+  for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
+    if limit <= 0 then break end
+    local size = redis.call('ZCARD', k('q', queue, priority))
+    if offset >= size then
+      offset = offset - size
+    else
+      for _, id in ipairs(redis.call('ZRANGE', k('q', queue, priority), offset, offset + limit - 1)) do
+        table.insert(result, task(id))
+        limit = limit - 1
+      end
+      offset = 0
+    end
+  end
+
+elseif op == 'counts' then
+  -- every queue's counts: name, then its hash
+  result = {}
+  for _, queue in ipairs(redis.call('SMEMBERS', k('queues'))) do
+    table.insert(result, {queue, redis.call('HGETALL', k('c', queue))})
+  end
+
+elseif op == 'deadline' then
+  local lease = redis.call('ZRANGE', k('leases'), 0, 0, 'WITHSCORES')
+  local due = redis.call('ZRANGE', k('sched'), 0, 0, 'WITHSCORES')
+  result = {lease[2] or false, due[2] or false}
+
+else
+  return redis.error_reply('UNKNOWN operation ' .. op)
+end
+
+return {result, ready_list()}

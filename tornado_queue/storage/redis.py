@@ -1,0 +1,279 @@
+"""RedisStore: several tornado_queue servers share one queue through one Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ..clock import Clock, SystemClock
+from ..errors import IdempotencyConflict, InvalidTransition, LeaseLost, QueueError, TaskNotFound
+from ..models import DEFAULT_QUEUE, Enqueued, NewTask, Task, TaskStatus
+from .base import Policy, ReadyListener, Store
+
+SCRIPT = (Path(__file__).parent / "lua" / "store.lua").read_text()
+
+
+class RedisStore(Store):
+    """Every operation is one Lua script (`lua/store.lua`): atomic on the Redis server, so
+    servers sharing a Redis never race each other, and whichever gets there first applies
+    due leases, delays and retention (idempotently: a script sees only what is still due).
+
+    Keys start with `prefix`, a Redis Cluster hash tag by default (`{tq}`), so they all live
+    in one slot. When an operation makes tasks ready, the store tells its own listeners at once
+    and publishes `origin queue count` on `<prefix>:ready`; a subscriber thread passes other
+    servers' messages to this server's listeners, so a consumer long-polling here gets a task
+    enqueued there within milliseconds. Blocking (network) calls: handlers use the executor.
+    """
+
+    blocking = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        prefix: str = "{tq}",
+    ) -> None:
+        self.policy = policy or Policy()
+        self._clock = clock or SystemClock()
+        self._prefix = prefix
+        self._origin = uuid.uuid4().hex
+        self._redis = redis.Redis.from_url(url)
+        self._script = self._redis.register_script(SCRIPT)
+        self._listeners: list[ReadyListener] = []
+        self._lock = threading.Lock()
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._subscriber: Any = None  # started with the first listener
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
+        args: list[Any] = [len(new_tasks)]
+        for new_task in new_tasks:
+            args += [
+                str(uuid.uuid4()),
+                new_task.queue,
+                new_task.payload,
+                new_task.priority,
+                repr(new_task.delay),
+                new_task.max_attempts or self.policy.max_attempts,
+                new_task.idempotency_key or "",
+                new_task.fingerprint,
+            ]
+        outcomes = self._call("enqueue", *args)
+        return [
+            Enqueued(task_id.decode(), self.get(task_id.decode()), created=bool(created))
+            for task_id, created in outcomes
+        ]
+
+    def dequeue(
+        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> Task | None:
+        tasks = self.dequeue_many(1, lease_seconds, queue)
+        return tasks[0] if tasks else None
+
+    def dequeue_many(
+        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+    ) -> list[Task]:
+        lease = lease_seconds or self.policy.lease_seconds
+        lease_ids = [os.urandom(12).hex() for _ in range(count)]
+        return [_task(flat) for flat in self._call("dequeue", queue, repr(lease), *lease_ids)]
+
+    def heartbeat(
+        self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
+    ) -> Task:
+        lease = lease_seconds or self.policy.lease_seconds
+        return _task(self._call("heartbeat", task_id, repr(lease), lease_id or "", task_id=task_id))
+
+    def complete(
+        self, task_id: str, result: bytes | None = None, lease_id: str | None = None
+    ) -> Task:
+        flag = "0" if result is None else "1"
+        flat = self._call("complete", task_id, flag, result or b"", lease_id or "", task_id=task_id)
+        return _task(flat)
+
+    def fail(
+        self,
+        task_id: str,
+        error: str | None = None,
+        retry: bool = True,
+        lease_id: str | None = None,
+    ) -> Task:
+        flat = self._call(
+            "fail",
+            task_id,
+            "0" if error is None else "1",
+            error or "",
+            "1" if retry else "0",
+            lease_id or "",
+            repr(self.policy.retry_backoff),
+            task_id=task_id,
+        )
+        return _task(flat)
+
+    def release(self, task_id: str, lease_id: str | None = None) -> Task:
+        return _task(self._call("release", task_id, lease_id or "", task_id=task_id))
+
+    def retry(self, task_id: str) -> Task:
+        return _task(self._call("retry", task_id, task_id=task_id))
+
+    def delete(self, task_id: str) -> None:
+        self._call("delete", task_id, task_id=task_id)
+
+    def reap(self) -> None:
+        self._call("reap")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        flat = self._call("get", task_id)
+        return _task(flat) if flat else None
+
+    def view(
+        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+    ) -> tuple[list[Task], int]:
+        tasks = [_task(flat) for flat in self._call("view", queue, limit, offset)]
+        return tasks, self.stats(queue)[TaskStatus.PENDING]
+
+    def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
+        listing = self.queues()
+        if queue is not None:
+            return listing.get(queue) or dict.fromkeys(TaskStatus, 0)
+        total = dict.fromkeys(TaskStatus, 0)
+        for counts in listing.values():
+            for status, n in counts.items():
+                total[status] += n
+        return total
+
+    def queues(self) -> dict[str, dict[TaskStatus, int]]:
+        listing = {}
+        for name, flat in self._call("counts"):
+            counts = dict.fromkeys(TaskStatus, 0)
+            for status, n in zip(flat[::2], flat[1::2], strict=True):
+                counts[TaskStatus(status.decode())] = int(n)
+            listing[name.decode()] = counts
+        return listing
+
+    def seconds_to_next_deadline(self) -> float | None:
+        deadlines = [float(each) for each in self._call("deadline") if each]
+        return min(deadlines) - self._clock.time() if deadlines else None
+
+    def add_ready_listener(self, listener: ReadyListener) -> None:
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+            if self._subscriber is None:
+                # Other servers' ready messages matter only once someone here listens.
+                self._pubsub.subscribe(**{f"{self._prefix}:ready": self._on_message})
+                self._subscriber = self._pubsub.run_in_thread(sleep_time=0.05, daemon=True)
+
+    def close(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.stop()
+            self._subscriber.join(timeout=5)
+        self._pubsub.close()
+        self._redis.close()
+
+    def flush(self) -> None:
+        """Remove every key of this store's prefix (for tests)."""
+        for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=1000):
+            self._redis.delete(key)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _call(self, op: str, *args: Any, task_id: str | None = None) -> Any:
+        """Run one operation of the script; tell listeners (here and elsewhere) what became
+        ready; turn the script's refusals into domain errors."""
+        now = repr(self._clock.time())
+        retention = repr(self.policy.retention_seconds)
+        result, ready = self._script(keys=[self._prefix], args=[op, now, retention, *args])
+        pairs = [
+            (queue.decode(), int(count))
+            for queue, count in zip(ready[::2], ready[1::2], strict=True)
+        ]
+        for queue, count in pairs:
+            self._notify(queue, count)
+            self._redis.publish(f"{self._prefix}:ready", f"{self._origin} {queue} {count}")
+        if isinstance(result, bytes) and result.startswith(b"!"):
+            # A refusal: what was due was still applied (and told), nothing else changed.
+            raise _domain_error(result[1:].decode(), op, task_id or "")
+        return result
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        origin, queue, count = message["data"].decode().split(" ")
+        if origin != self._origin:
+            self._notify(queue, int(count))
+
+    def _notify(self, queue: str, count: int) -> None:
+        for listener in self._listeners:
+            listener(queue, count)
+
+
+def _domain_error(text: str, op: str, task_id: str) -> QueueError:
+    word, _, rest = text.partition(" ")
+    if word == "NOTFOUND":
+        return TaskNotFound(task_id)
+    if word == "CONFLICT":
+        return IdempotencyConflict(
+            f"Idempotency-Key '{rest[:64]}' was already used with a different request"
+        )
+    if word == "LEASELOST":
+        action, _, status = rest.partition(" ")
+        return LeaseLost(
+            f"cannot {action} task '{task_id}': the lease given was lost "
+            f"(the lease expired or the task moved on; it is {status} now)"
+        )
+    if word == "TRANSITION":
+        action, _, status = rest.partition(" ")
+        return InvalidTransition(
+            f"cannot {action} task '{task_id}': it is {status}, not processing"
+        )
+    if word == "NOTFAILED":
+        return InvalidTransition(
+            f"cannot retry task '{task_id}': it is {rest}; only failed tasks can be retried"
+        )
+    if word == "PROCESSING":
+        return InvalidTransition(
+            f"cannot delete task '{task_id}': it is processing; complete or fail it, "
+            "or wait for its lease to expire"
+        )
+    raise RuntimeError(f"redis store script failed in {op}: {text}")
+
+
+FLOATS = {
+    "created_at",
+    "available_at",
+    "lease_expires_at",
+    "started_at",
+    "finished_at",
+    "forget_at",
+}
+
+
+def _task(flat: Sequence[bytes]) -> Task:
+    fields = {name.decode(): value for name, value in zip(flat[::2], flat[1::2], strict=True)}
+    text = {
+        name: value.decode() for name, value in fields.items() if name not in ("payload", "result")
+    }
+    task = Task(
+        text["id"],
+        fields["payload"],
+        float(text["created_at"]),
+        int(text["max_attempts"]),
+        queue=text["queue"],
+        priority=int(text["priority"]),
+    )
+    task.status = TaskStatus(text["status"])
+    task.attempts = int(text["attempts"])
+    task.seq = int(text["seq"])
+    task.lease_id = text.get("lease_id")
+    task.error = text.get("error")
+    task.result = fields.get("result")
+    for name in FLOATS - {"created_at"}:
+        setattr(task, name, float(text[name]) if name in text else None)
+    return task
