@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import RedisServer
 from tornado_queue.app import make_app
 from tornado_queue.config import Settings
 from tornado_queue.storage import MemoryStore, Policy, SqliteStore
 from tornado_queue.storage.redis import RedisStore
+from tornado_queue.testing import RedisServer
 from tornado_queue.workers import WorkerPool
 
 

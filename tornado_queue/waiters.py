@@ -32,8 +32,9 @@ class Waiters:
         self._store = store
         self._io_loop: IOLoop | None = None
         self._parked: dict[str, deque[asyncio.Future[None]]] = {}
+        self._live: dict[str, int] = {}  # parked futures not yet woken, timed out or left
         self._generation: dict[str, int] = {}
-        self._by_owner: dict[object, asyncio.Future[None]] = {}
+        self._by_owner: dict[object, tuple[str, asyncio.Future[None]]] = {}
         self._timer: object | None = None
         self._timer_at = float("inf")
         self.closing = False
@@ -54,10 +55,11 @@ class Waiters:
                 if not future.done():
                     future.cancel()
         self._parked.clear()
+        self._live.clear()
 
     def count(self) -> int:
         """How many consumers are parked right now."""
-        return sum(1 for parked in self._parked.values() for future in parked if not future.done())
+        return sum(self._live.values())
 
     async def wait(
         self, queue: str, timeout: float, seen: int, owner: object, *, front: bool = False
@@ -75,17 +77,17 @@ class Waiters:
         io_loop = self._io_loop = IOLoop.current()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         parked = self._parked.setdefault(queue, deque())
+        self._live[queue] = self._live.get(queue, 0) + 1
         if front:
             parked.appendleft(future)
         else:
             parked.append(future)
-        self._by_owner[owner] = future
+        self._by_owner[owner] = (queue, future)
         self._arm_timer(io_loop)
         try:
             await gen.with_timeout(timedelta(seconds=timeout), future)
         except (TimeoutError, asyncio.CancelledError):
-            future.cancel()
-            self._prune(queue)
+            self._unpark(queue, future)
             return False
         finally:
             self._by_owner.pop(owner, None)
@@ -93,9 +95,9 @@ class Waiters:
 
     def leave(self, owner: object) -> None:
         """Unpark `owner`'s waiter, if it is parked (its client went away)."""
-        future = self._by_owner.pop(owner, None)
-        if future is not None:
-            future.cancel()
+        parked = self._by_owner.pop(owner, None)
+        if parked is not None:
+            self._unpark(*parked)
 
     def rearm(self) -> None:
         """After a request that may have set an earlier deadline (a delayed task, a backoff, a
@@ -119,17 +121,28 @@ class Waiters:
             future = parked.popleft()
             if not future.done():
                 future.set_result(None)
+                self._live[queue] -= 1
                 count -= 1
         if parked is not None and not parked:
             del self._parked[queue]
+            self._live.pop(queue, None)
+
+    def _unpark(self, queue: str, future: asyncio.Future[None]) -> None:
+        """A parked future that will not be woken (timed out, or its client left)."""
+        if future.cancel():
+            self._live[queue] -= 1
+            self._prune(queue)
 
     def _prune(self, queue: str) -> None:
+        """Drop finished futures once they outnumber the live ones: O(1) amortized per waiter,
+        using the live count instead of a walk (thousands of waits may end together)."""
         parked = self._parked.get(queue)
         if parked is None:
             return
-        live = sum(1 for future in parked if not future.done())
+        live = self._live.get(queue, 0)
         if live == 0:
             del self._parked[queue]
+            self._live.pop(queue, None)
         elif len(parked) > STALE_RATIO * live + 16:
             self._parked[queue] = deque(future for future in parked if not future.done())
 

@@ -194,6 +194,13 @@ class ApiHandler(RequestHandler):
             raise Problem(400, f"query parameter '{name}' is given {len(values)} times")
         return values[0] if values else None
 
+    def idempotency_key(self) -> str | None:
+        """The `Idempotency-Key` header, given at most once; 400 if it is repeated."""
+        keys = self.request.headers.get_list("Idempotency-Key")
+        if len(keys) > 1:
+            raise Problem(400, f"the Idempotency-Key header is given {len(keys)} times")
+        return keys[0] if keys else None
+
     def int_argument(self, name: str, default: int, low: int, high: int) -> int:
         """A query argument as a whole number within [low, high]; 400 otherwise."""
         value = self._numeric_argument(name, WHOLE_NUMBER, low, high)

@@ -74,8 +74,7 @@ class TasksHandler(ApiHandler):
     """`POST /tasks`: enqueue a task (idempotent with an `Idempotency-Key` header)."""
 
     async def post(self) -> None:
-        key = self.request.headers.get("Idempotency-Key")
-        new_task = validation.new_task(self.json_body(), idempotency_key=key)
+        new_task = validation.new_task(self.json_body(), idempotency_key=self.idempotency_key())
         outcome: Enqueued = (await self.call_store(self.store.enqueue_many, [new_task]))[0]
         self.set_header("Location", f"/tasks/{outcome.task_id}")
         status = 201 if outcome.created else 200
@@ -89,6 +88,12 @@ class TaskBatchHandler(ApiHandler):
     """`POST /tasks/batch`: enqueue up to 1000 tasks, all or nothing."""
 
     async def post(self) -> None:
+        if "Idempotency-Key" in self.request.headers:
+            raise Problem(
+                400,
+                "the Idempotency-Key header is for POST /tasks; in a batch give each task its "
+                "own 'idempotency_key' field",
+            )
         new_tasks = validation.new_task_batch(self.json_body())
         outcomes = await self.call_store(self.store.enqueue_many, new_tasks)
         created = any(outcome.created for outcome in outcomes)

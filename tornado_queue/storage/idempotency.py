@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .deadlines import DeadlineHeap
@@ -34,10 +35,18 @@ class IdempotencyKeys:
         self._keys[key] = Remembered(task_id, fingerprint, forget_at)
         self._expiry.push(forget_at, key, len(self._keys), self._is_current)
 
-    def forget_due(self, now: float) -> None:
+    def forget_due(self, now: float, keep_until: Callable[[str, float], float | None]) -> None:
+        """Forget keys whose time is up, unless `keep_until(task_id, now)` names a later time: a
+        key lives at least as long as its task, so a retry can never create a duplicate."""
         if self._expiry.due(now):
             for forget_at, key in self._expiry.pop_due(now):
-                if self._is_current(forget_at, key):
+                if not self._is_current(forget_at, key):
+                    continue
+                remembered = self._keys[key]
+                later = keep_until(remembered.task_id, now)
+                if later is not None and later > now:
+                    self.remember(key, remembered.task_id, remembered.fingerprint, later)
+                else:
                     del self._keys[key]
 
     def _is_current(self, forget_at: float, key: str) -> bool:

@@ -167,9 +167,9 @@ class MemoryStore(Store):
                     "or wait for its lease to expire"
                 )
             del self._tasks[task_id]
-            self._count(task.queue, task.status, -1)
             if task.status is TaskStatus.PENDING:
                 self._pending[task.queue].discard(task)
+            self._count(task.queue, task.status, -1)
 
     def reap(self) -> None:
         with self._operation():
@@ -278,7 +278,17 @@ class MemoryStore(Store):
                 if self._is_retention_entry(forget_at, task_id):
                     task = self._tasks.pop(task_id)
                     self._count(task.queue, task.status, -1)
-        self._keys.forget_due(now)
+        self._keys.forget_due(now, self._key_needed_until)
+
+    def _key_needed_until(self, task_id: str, now: float) -> float | None:
+        """How long an idempotency key must outlive its term: until its task is forgotten (a
+        task not finished yet is looked at again one retention period later)."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        if task.forget_at is not None:
+            return task.forget_at
+        return now + self.policy.retention_seconds
 
     def _expire_lease(self, task: Task, op: _Operation) -> None:
         self._end_lease(task)
@@ -373,13 +383,19 @@ class MemoryStore(Store):
     def _move(self, task: Task, status: TaskStatus) -> None:
         """Change a task's state and the per-state counters together."""
         if task.status is not status:
+            self._count(task.queue, status, +1)  # up first, so the queue never looks empty
             self._count(task.queue, task.status, -1)
-            self._count(task.queue, status, +1)
             task.status = status
 
     def _count(self, queue: str, status: TaskStatus, delta: int) -> None:
         self._counts[status] += delta
-        self._queue_counts[queue][status] += delta
+        counts = self._queue_counts[queue]
+        counts[status] += delta
+        if delta < 0 and not any(counts.values()):
+            # A queue is listed while it holds tasks: forgetting empty ones keeps memory and
+            # every walk over the queues bounded by the queues in use.
+            del self._queue_counts[queue]
+            del self._pending[queue]
 
     def _notify_ready(self, ready: dict[str, int]) -> None:
         # Called after the lock is released; the list is replaced, never mutated, so reading

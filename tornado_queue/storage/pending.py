@@ -48,26 +48,32 @@ class PendingQueue:
         """Remove and return the first pending task, or None."""
         while self._order:
             priority = -self._order[0]
-            level = self._levels[priority]
-            if level.live:
+            level = self._levels.get(priority)
+            if level is not None and level.live:
                 return level.pop()
-            # Every entry left in this level is stale: drop it.
+            # A level dropped by `discard`, or one whose entries are all stale.
             heapq.heappop(self._order)
-            del self._levels[priority]
+            if level is not None:
+                del self._levels[priority]
         return None
 
     def discard(self, task: Task) -> None:
-        """Note that a pending task was deleted: its entry is now stale."""
-        self._levels[task.priority].discard()
+        """Note that a pending task was deleted: its entry is now stale, and a level left with
+        no pending task is dropped at once (so views and memory never pay for it)."""
+        level = self._levels[task.priority]
+        level.discard()
+        if not level.live:
+            del self._levels[task.priority]
 
     def in_order(self) -> Iterator[Task]:
         """The pending tasks in dequeue order: O(P log P) to sort the levels, then lazily."""
-        levels = (self._levels[priority] for priority in sorted(self._levels, reverse=True))
-        return chain.from_iterable(level.in_order() for level in levels)
+        priorities = sorted((p for p, level in self._levels.items() if level.live), reverse=True)
+        return chain.from_iterable(self._levels[priority].in_order() for priority in priorities)
 
     def _level(self, priority: int) -> _Level:
         level = self._levels.get(priority)
         if level is None:
+            # A priority dropped earlier may still be in `_order`: `pop` skips the extra entry.
             level = self._levels[priority] = _Level(self._lookup)
             heapq.heappush(self._order, -priority)
         return level
@@ -129,7 +135,7 @@ class _Level:
             self.stale = 0
 
     def in_order(self) -> Iterator[Task]:
-        returned = (self._live(task_id, seq) for seq, task_id in sorted(self._returned))
+        returned = (self._live(task_id, seq) for seq, task_id in _heap_in_order(self._returned))
         fifo = (self._live(task_id) for task_id in self._fifo)
         return (task for task in chain(returned, fifo) if task is not None)
 
@@ -141,3 +147,17 @@ class _Level:
         if seq is not None and task.seq != seq:
             return None
         return task
+
+
+def _heap_in_order(heap: list[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """A heap's entries in ascending order, lazily: the first k cost O(k log k), not a sort of
+    the whole heap (a page of a long list of returned tasks stays cheap)."""
+    if not heap:
+        return
+    frontier = [(heap[0], 0)]
+    while frontier:
+        entry, index = heapq.heappop(frontier)
+        yield entry
+        for child in (2 * index + 1, 2 * index + 2):
+            if child < len(heap):
+                heapq.heappush(frontier, (heap[child], child))

@@ -89,13 +89,24 @@ class RedisStore(Store):
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
         lease = lease_seconds or self.policy.lease_seconds
-        return _task(self._call("heartbeat", task_id, repr(lease), lease_id or "", task_id=task_id))
+        flat = self._call(
+            "heartbeat", task_id, repr(lease), lease_id or "", task_id=task_id, lease_id=lease_id
+        )
+        return _task(flat)
 
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
         flag = "0" if result is None else "1"
-        flat = self._call("complete", task_id, flag, result or b"", lease_id or "", task_id=task_id)
+        flat = self._call(
+            "complete",
+            task_id,
+            flag,
+            result or b"",
+            lease_id or "",
+            task_id=task_id,
+            lease_id=lease_id,
+        )
         return _task(flat)
 
     def fail(
@@ -114,11 +125,13 @@ class RedisStore(Store):
             lease_id or "",
             repr(self.policy.retry_backoff),
             task_id=task_id,
+            lease_id=lease_id,
         )
         return _task(flat)
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
-        return _task(self._call("release", task_id, lease_id or "", task_id=task_id))
+        flat = self._call("release", task_id, lease_id or "", task_id=task_id, lease_id=lease_id)
+        return _task(flat)
 
     def retry(self, task_id: str) -> Task:
         return _task(self._call("retry", task_id, task_id=task_id))
@@ -153,11 +166,13 @@ class RedisStore(Store):
 
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         listing = {}
-        for name, flat in self._call("counts"):
+        # By name, so every server lists (and its workers take) the queues in the same order.
+        for name, flat in sorted(self._call("counts")):
             counts = dict.fromkeys(TaskStatus, 0)
             for status, n in zip(flat[::2], flat[1::2], strict=True):
                 counts[TaskStatus(status.decode())] = int(n)
-            listing[name.decode()] = counts
+            if any(counts.values()):  # a queue is listed while it holds tasks, as in every store
+                listing[name.decode()] = counts
         return listing
 
     def seconds_to_next_deadline(self) -> float | None:
@@ -186,7 +201,9 @@ class RedisStore(Store):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _call(self, op: str, *args: Any, task_id: str | None = None) -> Any:
+    def _call(
+        self, op: str, *args: Any, task_id: str | None = None, lease_id: str | None = None
+    ) -> Any:
         """Run one operation of the script; tell listeners (here and elsewhere) what became
         ready; turn the script's refusals into domain errors."""
         now = repr(self._clock.time())
@@ -201,7 +218,7 @@ class RedisStore(Store):
             self._redis.publish(f"{self._prefix}:ready", f"{self._origin} {queue} {count}")
         if isinstance(result, bytes) and result.startswith(b"!"):
             # A refusal: what was due was still applied (and told), nothing else changed.
-            raise _domain_error(result[1:].decode(), op, task_id or "")
+            raise _domain_error(result[1:].decode(), op, task_id or "", lease_id or "")
         return result
 
     def _on_message(self, message: dict[str, Any]) -> None:
@@ -214,7 +231,7 @@ class RedisStore(Store):
             listener(queue, count)
 
 
-def _domain_error(text: str, op: str, task_id: str) -> QueueError:
+def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError:
     word, _, rest = text.partition(" ")
     if word == "NOTFOUND":
         return TaskNotFound(task_id)
@@ -225,7 +242,7 @@ def _domain_error(text: str, op: str, task_id: str) -> QueueError:
     if word == "LEASELOST":
         action, _, status = rest.partition(" ")
         return LeaseLost(
-            f"cannot {action} task '{task_id}': the lease given was lost "
+            f"cannot {action} task '{task_id}': lease '{lease_id[:64]}' was lost "
             f"(the lease expired or the task moved on; it is {status} now)"
         )
     if word == "TRANSITION":

@@ -260,9 +260,11 @@ class SqliteStore(Store):
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         with self._transaction() as tx:
             listing: dict[str, dict[TaskStatus, int]] = {}
-            for queue, status, n in tx.execute("SELECT queue, status, n FROM counts"):
+            rows = tx.execute("SELECT queue, status, n FROM counts ORDER BY queue")
+            for queue, status, n in rows:
                 listing.setdefault(queue, dict.fromkeys(TaskStatus, 0))[TaskStatus(status)] = n
-            return listing
+            # A queue is listed while it holds tasks, as in every store.
+            return {name: counts for name, counts in listing.items() if any(counts.values())}
 
     def seconds_to_next_deadline(self) -> float | None:
         with self._lock:
@@ -327,6 +329,13 @@ class SqliteStore(Store):
         tx.execute(
             "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND forget_at <= ?",
             (tx.now,),
+        )
+        # A key lives at least as long as its task, so a retry can never create a duplicate:
+        # one whose task still exists is looked at again a retention period later.
+        tx.execute(
+            "UPDATE idempotency SET forget_at = ? WHERE forget_at <= ? "
+            "AND task_id IN (SELECT id FROM tasks)",
+            (tx.now + self.policy.retention_seconds, tx.now),
         )
         tx.execute("DELETE FROM idempotency WHERE forget_at <= ?", (tx.now,))
 

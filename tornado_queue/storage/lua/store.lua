@@ -31,12 +31,20 @@ end
 
 local function count(queue, status, delta)
   redis.call('HINCRBY', k('c', queue), status, delta)
+  if delta < 0 then
+    -- a queue is listed while it holds tasks: forget it once every count is back to zero
+    for _, n in ipairs(redis.call('HVALS', k('c', queue))) do
+      if tonumber(n) ~= 0 then return end
+    end
+    redis.call('DEL', k('c', queue))
+    redis.call('SREM', k('queues'), queue)
+  end
 end
 
 local function move(id, queue, from, to)
   if from ~= to then
+    count(queue, to, 1)  -- up first, so the queue never looks empty
     count(queue, from, -1)
-    count(queue, to, 1)
     redis.call('HSET', k('t', id), 'status', to)
   end
 end
@@ -84,7 +92,12 @@ end
 
 local function remove_task(id)
   local queue, status, priority = unpack(redis.call('HMGET', k('t', id), 'queue', 'status', 'priority'))
-  if status == 'pending' then redis.call('ZREM', k('q', queue, priority), id) end
+  if status == 'pending' then
+    redis.call('ZREM', k('q', queue, priority), id)
+    if redis.call('ZCARD', k('q', queue, priority)) == 0 then
+      redis.call('ZREM', k('prios', queue), priority)
+    end
+  end
   redis.call('ZREM', k('sched'), id)
   redis.call('ZREM', k('ret'), id)
   count(queue, status, -1)
@@ -109,8 +122,14 @@ local function reap(retention)
     remove_task(id)
   end
   for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', num(now))) do
-    redis.call('ZREM', k('idemexp'), key)
-    redis.call('DEL', k('idem', key))
+    local task_id = redis.call('HGET', k('idem', key), 'id')
+    if task_id and redis.call('EXISTS', k('t', task_id)) == 1 then
+      -- a key lives at least as long as its task: look again a retention period later
+      redis.call('ZADD', k('idemexp'), num(now + retention), key)
+    else
+      redis.call('ZREM', k('idemexp'), key)
+      redis.call('DEL', k('idem', key))
+    end
   end
 end
 

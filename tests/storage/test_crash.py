@@ -1,5 +1,5 @@
-"""The SQLite store keeps every acknowledged task across kill -9, in order, and never brings a
-finished task back."""
+"""The durable stores keep every acknowledged task across a kill -9 of the server, in order,
+and never bring a finished task back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import signal
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+
+import pytest
 
 from tests.support import NO_PROXY
 from tornado_queue.testing import ServerProcess
@@ -40,11 +43,19 @@ def produce(url: str, acknowledged: list[str], stop: threading.Event) -> None:
         number += 1
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def backend_flags(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, ...]:
+    if request.param == "sqlite":
+        return ("--backend", "sqlite", "--db", str(tmp_path / "tasks.db"))
+    prefix = "{tq-" + uuid.uuid4().hex + "}"
+    redis_url = request.getfixturevalue("redis_url")
+    return ("--backend", "redis", "--redis-url", redis_url, "--redis-prefix", prefix)
+
+
 def test_every_acknowledged_task_survives_kill_9_once_in_order_and_finished_ones_stay_finished(
-    tmp_path: Path,
+    tmp_path: Path, backend_flags: tuple[str, ...]
 ):
-    db = str(tmp_path / "tasks.db")
-    server = ServerProcess(tmp_path / "first.log", "--backend", "sqlite", "--db", db)
+    server = ServerProcess(tmp_path / "first.log", *backend_flags)
     try:
         # Given some tasks completed, and producers enqueueing as fast as they can
         finished = []
@@ -76,7 +87,7 @@ def test_every_acknowledged_task_survives_kill_9_once_in_order_and_finished_ones
     # Then a server restarted on the same file has every acknowledged task exactly once,
     # pending in the order each producer got its acknowledgements, and the finished ones stay
     # finished
-    with ServerProcess(tmp_path / "second.log", "--backend", "sqlite", "--db", db) as restarted:
+    with ServerProcess(tmp_path / "second.log", *backend_flags) as restarted:
         total = sum(map(len, acknowledged))
         status, pending = call(restarted.url, "GET", "/queue/view?limit=10000")
         assert status == 200
