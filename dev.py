@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -23,7 +24,7 @@ STAMP = VENV / "requirements.sha256"
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
   serve [FLAGS]       run the server (flags as in `python main.py --help`)
-  test [PYTEST ARGS]  run the whole test suite
+  test [PYTEST ARGS]  run the whole test suite (installs redis-server if missing and root)
   lint                ruff check and ruff format --check
   load-smoke [SECS]   start a server and run a bounded headless Locust swarm against it
 """
@@ -42,6 +43,28 @@ def ensure_venv() -> None:
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
     STAMP.write_text(wanted)
+
+
+def ensure_redis_server() -> None:
+    """The Redis store's tests start their own redis-server: install it when it is missing and
+    this machine can (root with apt-get, as on Debian/Ubuntu); otherwise say how."""
+    if shutil.which("redis-server"):
+        return
+    if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("dev.py: installing redis-server (apt-get) for the Redis tests", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "redis-server"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        return
+    sys.exit(
+        "dev.py: the Redis store's tests need redis-server on PATH; install it "
+        "(Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)"
+    )
 
 
 def run(*argv: str) -> int:
@@ -69,6 +92,7 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         replace_with("main.py", *args)
     if command == "test":
+        ensure_redis_server()
         replace_with("-m", "pytest", *args)
     replace_with("load/smoke.py", *args)
     return 1  # not reached: execv does not return
