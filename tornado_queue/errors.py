@@ -35,3 +35,38 @@ class ValidationError(QueueError):
 def _clip(text: str, limit: int = 100) -> str:
     """Keep client-supplied text short when it is echoed back in a message."""
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+# The refusals every store words the same way.
+
+
+def lease_lost(action: str, task_id: str, lease_id: str, status: str) -> LeaseLost:
+    return LeaseLost(
+        f"cannot {action} task '{_clip(task_id)}': lease '{lease_id[:64]}' was lost "
+        f"(the lease expired or the task moved on; it is {status} now)"
+    )
+
+
+def not_processing(action: str, task_id: str, status: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot {action} task '{_clip(task_id)}': it is {status}, not processing"
+    )
+
+
+def not_failed(task_id: str, status: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot retry task '{_clip(task_id)}': it is {status}; only failed tasks can be retried"
+    )
+
+
+def still_processing(task_id: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot delete task '{_clip(task_id)}': it is processing; complete or fail it, "
+        "or wait for its lease to expire"
+    )
+
+
+def key_conflict(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"Idempotency-Key '{key[:64]}' was already used with a different request"
+    )

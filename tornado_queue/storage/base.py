@@ -89,7 +89,6 @@ class Store(ABC):
         fingerprint differs, `IdempotencyConflict` is raised and nothing at all is added.
         """
 
-    @abstractmethod
     def dequeue(
         self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> Task | None:
@@ -101,6 +100,8 @@ class Store(ABC):
         the task goes back to its place at the front of the queue, or to `failed` with error
         "lease expired" if it has used `max_attempts`.
         """
+        tasks = self.dequeue_many(1, lease_seconds, queue)
+        return tasks[0] if tasks else None
 
     @abstractmethod
     def dequeue_many(

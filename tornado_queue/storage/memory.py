@@ -10,7 +10,14 @@ from itertools import islice
 from types import TracebackType
 
 from ..clock import Clock, SystemClock
-from ..errors import IdempotencyConflict, InvalidTransition, LeaseLost, TaskNotFound
+from ..errors import (
+    TaskNotFound,
+    key_conflict,
+    lease_lost,
+    not_failed,
+    not_processing,
+    still_processing,
+)
 from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 from .deadlines import DeadlineHeap
@@ -78,12 +85,6 @@ class MemoryStore(Store):
                 outcomes.append(Enqueued(task.id, task.snapshot(), created=True))
             return outcomes
 
-    def dequeue(
-        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
-    ) -> Task | None:
-        tasks = self.dequeue_many(1, lease_seconds, queue)
-        return tasks[0] if tasks else None
-
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
@@ -149,10 +150,7 @@ class MemoryStore(Store):
         with self._operation() as op:
             task = self._known_task(task_id)
             if task.status is not TaskStatus.FAILED:
-                raise InvalidTransition(
-                    f"cannot retry task '{task_id}': it is {task.status.value}; "
-                    "only failed tasks can be retried"
-                )
+                raise not_failed(task_id, task.status.value)
             task.attempts = 0
             task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
             self._schedule_or_append(task, 0.0, op)
@@ -162,10 +160,7 @@ class MemoryStore(Store):
         with self._operation():
             task = self._known_task(task_id)
             if task.status is TaskStatus.PROCESSING:
-                raise InvalidTransition(
-                    f"cannot delete task '{task_id}': it is processing; complete or fail it, "
-                    "or wait for its lease to expire"
-                )
+                raise still_processing(task_id)
             del self._tasks[task_id]
             if task.status is TaskStatus.PENDING:
                 self._pending[task.queue].discard(task)
@@ -243,9 +238,7 @@ class MemoryStore(Store):
             remembered = self._keys.get(key)
             fingerprint = remembered.fingerprint if remembered else seen.get(key)
             if fingerprint is not None and fingerprint != new_task.fingerprint:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key '{key[:64]}' was already used with a different request"
-                )
+                raise key_conflict(key)
             seen[key] = new_task.fingerprint
             if remembered is not None:
                 replays[key] = (remembered.task_id, self._tasks.get(remembered.task_id))
@@ -370,14 +363,9 @@ class MemoryStore(Store):
         """The live task if it is processing under `lease_id` (when given); raises otherwise."""
         task = self._known_task(task_id)
         if lease_id is not None and task.lease_id != lease_id:
-            raise LeaseLost(
-                f"cannot {action} task '{task_id}': lease '{lease_id[:64]}' was lost "
-                f"(the lease expired or the task moved on; it is {task.status.value} now)"
-            )
+            raise lease_lost(action, task_id, lease_id, task.status.value)
         if task.status is not TaskStatus.PROCESSING:
-            raise InvalidTransition(
-                f"cannot {action} task '{task_id}': it is {task.status.value}, not processing"
-            )
+            raise not_processing(action, task_id, task.status.value)
         return task
 
     def _move(self, task: Task, status: TaskStatus) -> None:

@@ -12,7 +12,15 @@ from typing import Any
 import redis
 
 from ..clock import Clock, SystemClock
-from ..errors import IdempotencyConflict, InvalidTransition, LeaseLost, QueueError, TaskNotFound
+from ..errors import (
+    QueueError,
+    TaskNotFound,
+    key_conflict,
+    lease_lost,
+    not_failed,
+    not_processing,
+    still_processing,
+)
 from ..models import DEFAULT_QUEUE, Enqueued, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 
@@ -71,12 +79,6 @@ class RedisStore(Store):
             Enqueued(task_id.decode(), self.get(task_id.decode()), created=bool(created))
             for task_id, created in outcomes
         ]
-
-    def dequeue(
-        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
-    ) -> Task | None:
-        tasks = self.dequeue_many(1, lease_seconds, queue)
-        return tasks[0] if tasks else None
 
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
@@ -235,30 +237,17 @@ def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError
     word, _, rest = text.partition(" ")
     if word == "NOTFOUND":
         return TaskNotFound(task_id)
+    action, _, status = rest.partition(" ")
     if word == "CONFLICT":
-        return IdempotencyConflict(
-            f"Idempotency-Key '{rest[:64]}' was already used with a different request"
-        )
+        return key_conflict(rest)
     if word == "LEASELOST":
-        action, _, status = rest.partition(" ")
-        return LeaseLost(
-            f"cannot {action} task '{task_id}': lease '{lease_id[:64]}' was lost "
-            f"(the lease expired or the task moved on; it is {status} now)"
-        )
+        return lease_lost(action, task_id, lease_id, status)
     if word == "TRANSITION":
-        action, _, status = rest.partition(" ")
-        return InvalidTransition(
-            f"cannot {action} task '{task_id}': it is {status}, not processing"
-        )
+        return not_processing(action, task_id, status)
     if word == "NOTFAILED":
-        return InvalidTransition(
-            f"cannot retry task '{task_id}': it is {rest}; only failed tasks can be retried"
-        )
+        return not_failed(task_id, rest)
     if word == "PROCESSING":
-        return InvalidTransition(
-            f"cannot delete task '{task_id}': it is processing; complete or fail it, "
-            "or wait for its lease to expire"
-        )
+        return still_processing(task_id)
     raise RuntimeError(f"redis store script failed in {op}: {text}")
 
 

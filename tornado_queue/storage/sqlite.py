@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock
-from ..errors import IdempotencyConflict, InvalidTransition, LeaseLost, TaskNotFound
+from ..errors import (
+    TaskNotFound,
+    key_conflict,
+    lease_lost,
+    not_failed,
+    not_processing,
+    still_processing,
+)
 from ..models import DEFAULT_QUEUE, Enqueued, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 
@@ -133,12 +140,6 @@ class SqliteStore(Store):
                 outcomes.append(Enqueued(task_id, self._get(tx, task_id), created=True))
             return outcomes
 
-    def dequeue(
-        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
-    ) -> Task | None:
-        tasks = self.dequeue_many(1, lease_seconds, queue)
-        return tasks[0] if tasks else None
-
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
@@ -209,10 +210,7 @@ class SqliteStore(Store):
         with self._transaction() as tx:
             task = self._known(tx, task_id)
             if task.status is not TaskStatus.FAILED:
-                raise InvalidTransition(
-                    f"cannot retry task '{task_id}': it is {task.status.value}; "
-                    "only failed tasks can be retried"
-                )
+                raise not_failed(task_id, task.status.value)
             tx.execute(
                 "UPDATE tasks SET attempts = 0, error = NULL, finished_at = NULL, "
                 "forget_at = NULL, result = NULL, started_at = NULL WHERE id = ?",
@@ -225,10 +223,7 @@ class SqliteStore(Store):
         with self._transaction() as tx:
             task = self._known(tx, task_id)
             if task.status is TaskStatus.PROCESSING:
-                raise InvalidTransition(
-                    f"cannot delete task '{task_id}': it is processing; complete or fail it, "
-                    "or wait for its lease to expire"
-                )
+                raise still_processing(task_id)
             tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
     def reap(self) -> None:
@@ -372,9 +367,7 @@ class SqliteStore(Store):
             ).fetchone()
             fingerprint = row[1] if row else seen.get(key)
             if fingerprint is not None and fingerprint != new_task.fingerprint:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key '{key[:64]}' was already used with a different request"
-                )
+                raise key_conflict(key)
             seen[key] = new_task.fingerprint
             if row:
                 replays[key] = row[0]
@@ -438,14 +431,9 @@ class SqliteStore(Store):
     def _leased(self, tx: _Transaction, task_id: str, action: str, lease_id: str | None) -> Task:
         task = self._known(tx, task_id)
         if lease_id is not None and task.lease_id != lease_id:
-            raise LeaseLost(
-                f"cannot {action} task '{task_id}': lease '{lease_id[:64]}' was lost "
-                f"(the lease expired or the task moved on; it is {task.status.value} now)"
-            )
+            raise lease_lost(action, task_id, lease_id, task.status.value)
         if task.status is not TaskStatus.PROCESSING:
-            raise InvalidTransition(
-                f"cannot {action} task '{task_id}': it is {task.status.value}, not processing"
-            )
+            raise not_processing(action, task_id, task.status.value)
         return task
 
     def _counts(self, tx: _Transaction, queue: str | None) -> dict[TaskStatus, int]:
