@@ -8,6 +8,7 @@ from tornado.web import Application
 
 from .config import Settings
 from .handlers.base import NotFoundHandler, RequestTracker
+from .handlers.health import HealthHandler
 from .handlers.queue import QueuesHandler, QueueStatsHandler, QueueViewHandler
 from .handlers.tasks import (
     CompleteBatchHandler,
@@ -21,6 +22,7 @@ from .handlers.tasks import (
     TaskHandler,
     TasksHandler,
 )
+from .logs import log_request
 from .storage import Store
 from .waiters import Waiters
 
@@ -40,7 +42,14 @@ ROUTES: list[tuple[str, type]] = [
     (r"/queue/view", QueueViewHandler),
     (r"/queue/stats", QueueStatsHandler),
     (r"/queues", QueuesHandler),
+    (r"/healthz", HealthHandler),
 ]
+
+
+def route(handler: type, pattern: str) -> type:
+    """The handler, told its route template (for access lines and metrics by route)."""
+    handler.route = pattern.replace("([^/]+)", "{id}")
+    return handler
 
 
 def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
@@ -53,10 +62,11 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
     waiters = Waiters(store)
     handler_args = {"store": store, "config": settings, "tracker": tracker, "waiters": waiters}
     return Application(
-        [(pattern, handler, handler_args) for pattern, handler in ROUTES],
+        [(pattern, route(handler, pattern), handler_args) for pattern, handler in ROUTES],
         default_handler_class=NotFoundHandler,
         default_handler_args=handler_args,
         tracker=tracker,
         waiters=waiters,
+        log_function=log_request,
         **tornado_settings,
     )

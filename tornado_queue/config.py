@@ -17,6 +17,7 @@ from .validation import QUEUE_NAME
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SQLITE_SYNC = ("full", "normal")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Settings:
     retention_seconds: float = 3600.0
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
+    log_format: str = "text"
 
     def policy(self) -> Policy:
         """The delivery rules these settings give a store."""
@@ -188,6 +190,7 @@ OPTIONS = (
         "largest request body accepted; larger ones get 413",
     ),
     Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
+    Option("log_format", _choice(LOG_FORMATS), "text lines, or one JSON object per line"),
 )
 
 

@@ -14,6 +14,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.netutil import bind_sockets
 
+from . import logs
 from .app import make_app
 from .config import Settings
 from .handlers.base import RequestTracker
@@ -36,10 +37,7 @@ gets its JSON 413 on a healthy connection; beyond that Tornado closes the connec
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def url_for(host: str, port: int) -> str:

@@ -19,7 +19,7 @@ from types import TracebackType
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (http://\S+)")
-STOPPED = re.compile(r"stopped cleanly: (.*)")
+STOPPED = re.compile(r"stopped cleanly: ([a-z]+=\d+(?:, [a-z]+=\d+)*)")
 
 
 class ServerProcess:

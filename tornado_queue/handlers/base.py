@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -27,6 +28,8 @@ from ..validation import EMPTY_BODY
 from ..waiters import Waiters
 
 log = logging.getLogger("tornado_queue.http")
+
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 T = TypeVar("T")
 
@@ -108,8 +111,22 @@ class ApiHandler(RequestHandler):
         self._chunks: list[bytes] = []
         self._received = 0
 
+    route = "unknown"
+    """The route template this handler serves (set by `app.route`)."""
+
     def set_default_headers(self) -> None:
+        # Runs again when an error clears the headers, so the id is on every answer.
         self.set_header("Content-Type", "application/json")
+        self.set_header("X-Request-ID", self.request_id)
+
+    @property
+    def request_id(self) -> str:
+        """The client's `X-Request-ID` when it is sensible (1-128 visible ASCII characters),
+        else a fresh one: echoed in the answer and written in the access line."""
+        if not hasattr(self, "_request_id"):
+            given = self.request.headers.get("X-Request-ID", "")
+            self._request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        return self._request_id
 
     def prepare(self) -> None:
         self._tracker.active += 1
@@ -302,6 +319,8 @@ class ApiHandler(RequestHandler):
 
 class NotFoundHandler(ApiHandler):
     """Answers every request for an unknown route with a JSON 404."""
+
+    route = "(no route)"
 
     def prepare(self) -> None:
         self._tracker.active += 1

@@ -1,0 +1,23 @@
+"""`GET /healthz`: is the server up and its store answering?"""
+
+from __future__ import annotations
+
+import logging
+
+from .base import ApiHandler, Problem
+
+log = logging.getLogger("tornado_queue.health")
+
+
+class HealthHandler(ApiHandler):
+    """200 `{"status": "ok"}` when the store answers a cheap read; 503 when it does not."""
+
+    async def get(self) -> None:
+        try:
+            await self.call_store(self.store.stats, "default")
+        except Exception as error:
+            log.warning("health check: the store failed: %r", error)
+            raise Problem(503, f"the store is not answering: {type(error).__name__}") from None
+        self.write_json({"status": "ok"})
+
+    head = get
