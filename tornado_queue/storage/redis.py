@@ -75,9 +75,10 @@ class RedisStore(Store):
                 new_task.fingerprint,
             ]
         outcomes = self._call("enqueue", *args)
+        # Each outcome carries its task, so a batch costs one round trip, not one per task.
         return [
-            Enqueued(task_id.decode(), self.get(task_id.decode()), created=bool(created))
-            for task_id, created in outcomes
+            Enqueued(task_id.decode(), _task(flat) if flat else None, created=bool(created))
+            for task_id, created, flat in outcomes
         ]
 
     def dequeue_many(
@@ -153,23 +154,26 @@ class RedisStore(Store):
     def view(
         self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
     ) -> tuple[list[Task], int]:
-        tasks = [_task(flat) for flat in self._call("view", queue, limit, offset)]
-        return tasks, self.stats(queue)[TaskStatus.PENDING]
+        page, total = self._call("view", queue, limit, offset)
+        return [_task(flat) for flat in page], int(total)
 
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
-        listing = self.queues()
-        if queue is not None:
-            return listing.get(queue) or dict.fromkeys(TaskStatus, 0)
+        if queue is not None:  # one queue's counts only, not every queue's
+            return self._counts(queue).get(queue) or dict.fromkeys(TaskStatus, 0)
         total = dict.fromkeys(TaskStatus, 0)
-        for counts in listing.values():
+        for counts in self.queues().values():
             for status, n in counts.items():
                 total[status] += n
         return total
 
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
+        return self._counts()
+
+    def _counts(self, *queue: str) -> dict[str, dict[TaskStatus, int]]:
+        """Counts of the named queue, or of every queue holding tasks."""
         listing = {}
         # By name, so every server lists (and its workers take) the queues in the same order.
-        for name, flat in sorted(self._call("counts")):
+        for name, flat in sorted(self._call("counts", *queue)):
             counts = dict.fromkeys(TaskStatus, 0)
             for status, n in zip(flat[::2], flat[1::2], strict=True):
                 counts[TaskStatus(status.decode())] = int(n)

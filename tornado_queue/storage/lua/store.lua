@@ -214,7 +214,7 @@ elseif op == 'enqueue' then
     local id, queue, payload, priority, delay, max_attempts, key = unpack(item)
     local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
     if first then
-      table.insert(result, {first, 0})
+      table.insert(result, {first, 0, task(first)})
     else
       redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
         'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
@@ -226,7 +226,7 @@ elseif op == 'enqueue' then
         redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
         redis.call('ZADD', k('idemexp'), num(now + retention), key)
       end
-      table.insert(result, {id, 1})
+      table.insert(result, {id, 1, task(id)})
     end
   end
 
@@ -311,9 +311,9 @@ elseif op == 'get' then
   result = task(ARGV[a])
 
 elseif op == 'view' then
-  -- queue, limit, offset: walk the priorities from the highest
+  -- queue, limit, offset: walk the priorities from the highest; the page and the total
   local queue, limit, offset = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  result = {}
+  local page = {}
   for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
     if limit <= 0 then break end
     local size = redis.call('ZCARD', k('q', queue, priority))
@@ -321,17 +321,19 @@ elseif op == 'view' then
       offset = offset - size
     else
       for _, id in ipairs(redis.call('ZRANGE', k('q', queue, priority), offset, offset + limit - 1)) do
-        table.insert(result, task(id))
+        table.insert(page, task(id))
         limit = limit - 1
       end
       offset = 0
     end
   end
+  result = {page, tonumber(redis.call('HGET', k('c', queue), 'pending') or 0)}
 
 elseif op == 'counts' then
-  -- every queue's counts: name, then its hash
+  -- counts by queue: name, then its hash; of one queue when it is named, else of every queue
+  local queues = ARGV[a] and {ARGV[a]} or redis.call('SMEMBERS', k('queues'))
   result = {}
-  for _, queue in ipairs(redis.call('SMEMBERS', k('queues'))) do
+  for _, queue in ipairs(queues) do
     table.insert(result, {queue, redis.call('HGETALL', k('c', queue))})
   end
 
