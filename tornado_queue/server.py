@@ -7,11 +7,10 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import IOLoop, PeriodicCallback
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from . import logs
@@ -19,6 +18,7 @@ from .app import make_app
 from .config import Settings
 from .handlers.base import RequestTracker
 from .storage import Store, create_store
+from .store_calls import call_store
 from .waiters import Waiters
 from .workers import WorkerPool
 
@@ -86,7 +86,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         queues=settings.worker_queues,
     )
     pool.start()
-    reaper = PeriodicCallback(reap_callback(store), REAP_INTERVAL_MS)
+    reaper = PeriodicCallback(lambda: call_store(store, store.reap), REAP_INTERVAL_MS)
     reaper.start()
     running = Running(server, app.settings["tracker"], app.settings["waiters"], reaper, pool, store)
 
@@ -103,15 +103,6 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     await shutdown.wait()
     await shut_down(running)
     return 0
-
-
-def reap_callback(store: Store) -> Callable[[], object]:
-    """Reaping the memory store takes microseconds, so it runs inline on the IOLoop; a blocking
-    store (SQLite) reaps on the executor, like every other call to it."""
-    if not store.blocking:
-        return store.reap
-    io_loop = IOLoop.current()
-    return lambda: io_loop.run_in_executor(None, store.reap)
 
 
 def install_signal_handlers(shutdown: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from tornado import gen
 from tornado.ioloop import IOLoop
 
 from .storage import Store
+from .store_calls import call_store
 
 STALE_RATIO = 2
 """A queue's parked list is rebuilt once it holds this many times more entries than waiters."""
@@ -162,9 +163,6 @@ class Waiters:
     async def _on_timer(self, io_loop: IOLoop) -> None:
         self._timer, self._timer_at = None, float("inf")
         # Reaping makes due tasks ready, and the store's listener wakes their waiters.
-        if self._store.blocking:
-            await io_loop.run_in_executor(None, self._store.reap)
-        else:
-            self._store.reap()
+        await call_store(self._store, self._store.reap)
         if self._parked:
             self._arm_timer(io_loop)

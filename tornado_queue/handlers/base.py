@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar, TypeVar
 
-from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from .. import codec
@@ -24,6 +23,7 @@ from ..errors import (
 )
 from ..models import Task
 from ..storage import Store
+from ..store_calls import call_store
 from ..validation import EMPTY_BODY
 from ..waiters import Waiters
 
@@ -253,9 +253,7 @@ class ApiHandler(RequestHandler):
         """
         if self._received > self.config.max_body_bytes:
             raise self._too_large()
-        if self.store.blocking:
-            return await IOLoop.current().run_in_executor(None, method, *args)
-        return method(*args)
+        return await call_store(self.store, method, *args)
 
     def write_json(self, document: Any, status: int = 200) -> None:
         """Finish with a JSON document (lists included: `RequestHandler.write` refuses them)."""

@@ -11,7 +11,7 @@ How handlers call it is decided by `blocking`:
 - a store whose calls finish in microseconds without I/O (`MemoryStore`) sets `blocking = False`
   and is called inline on the IOLoop: a thread-pool hop would cost more than the call itself;
 - a store that does I/O (SQLite, Redis) sets `blocking = True` and handlers run its calls in an
-  executor (`ApiHandler.call_store`), so a slow disk or network never stalls other requests.
+  executor (`store_calls.call_store`), so a slow disk or network never stalls other requests.
 
 Return values are snapshots: a `Task` returned by a store is a copy the caller may read freely.
 
