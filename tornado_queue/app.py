@@ -27,8 +27,9 @@ from .storage import Store
 from .waiters import Waiters
 
 # Literal routes come before `/tasks/{id}` so that `/tasks/dequeue` or `/tasks/batch` is never
-# read as an id.
-ROUTES: list[tuple[str, type]] = [
+# read as an id. A route with a third element (static assets) gets those handler arguments
+# instead of the API handlers' ones.
+ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/tasks", TasksHandler),
     (r"/tasks/batch", TaskBatchHandler),
     (r"/tasks/dequeue", DequeueHandler),
@@ -61,8 +62,12 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
     tracker = RequestTracker()
     waiters = Waiters(store)
     handler_args = {"store": store, "config": settings, "tracker": tracker, "waiters": waiters}
+    rules = [
+        (entry[0], route(entry[1], entry[0]), entry[2] if len(entry) == 3 else handler_args)
+        for entry in ROUTES
+    ]
     return Application(
-        [(pattern, route(handler, pattern), handler_args) for pattern, handler in ROUTES],
+        rules,
         default_handler_class=NotFoundHandler,
         default_handler_args=handler_args,
         tracker=tracker,
