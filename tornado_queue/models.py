@@ -21,6 +21,20 @@ class TaskStatus(StrEnum):
 
 
 FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
+LISTED = (TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.FAILED)
+"""The states whose tasks a store can list in order (`Store.view`): the queue itself, the
+tasks being worked on and the dead ones an operator may retry or delete."""
+
+
+class Event(StrEnum):
+    """What a store counts per queue from the start (never going down), for throughput and
+    metrics: tasks created, tasks completed, tasks that became `failed`, leases that ran out
+    (whether the task then went back to its queue or failed)."""
+
+    ENQUEUED = "enqueued"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    LEASE_EXPIRED = "lease_expired"
 
 
 DEFAULT_QUEUE = "default"

@@ -31,7 +31,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import QueueError, TaskNotFound
-from ..models import DEFAULT_QUEUE, Completion, Enqueued, ItemOutcome, NewTask, Task, TaskStatus
+from ..models import (
+    DEFAULT_QUEUE,
+    Completion,
+    Enqueued,
+    Event,
+    ItemOutcome,
+    NewTask,
+    Task,
+    TaskStatus,
+)
 
 ReadyListener = Callable[[str, int], None]
 """Called with a queue name and a count after that many tasks became ready to dequeue there.
@@ -166,10 +175,15 @@ class Store(ABC):
 
     @abstractmethod
     def view(
-        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+        self,
+        limit: int,
+        offset: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        status: TaskStatus = TaskStatus.PENDING,
     ) -> tuple[list[Task], int]:
-        """Up to `limit` pending tasks of `queue` in dequeue order from `offset`, and the
-        queue's pending total."""
+        """Up to `limit` tasks of `queue` in `status` (one of `models.LISTED`) from `offset`,
+        and how many the queue has in that state. Pending tasks come in dequeue order; the
+        others most recent first, by when they entered that state."""
 
     @abstractmethod
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
@@ -179,6 +193,12 @@ class Store(ABC):
     @abstractmethod
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         """Every queue used so far, by name, with its counts."""
+
+    @abstractmethod
+    def totals(self) -> dict[str, dict[Event, int]]:
+        """How many of each `Event` happened in each queue since the store began (every event
+        present, zeros included), also for queues that hold no task any more. Durable stores
+        keep them across restarts."""
 
     @abstractmethod
     def seconds_to_next_deadline(self) -> float | None:

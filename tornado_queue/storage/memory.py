@@ -18,7 +18,7 @@ from ..errors import (
     not_processing,
     still_processing,
 )
-from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, NewTask, Task, TaskStatus
+from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 from .deadlines import DeadlineHeap
 from .idempotency import IdempotencyKeys
@@ -29,6 +29,11 @@ def _zero_counts() -> dict[TaskStatus, int]:
     return dict.fromkeys(TaskStatus, 0)
 
 
+def _no_listings() -> dict[TaskStatus, dict[str, None]]:
+    # Insertion-ordered dicts used as ordered sets: O(1) add and remove, and the newest last.
+    return {TaskStatus.PROCESSING: {}, TaskStatus.FAILED: {}}
+
+
 class MemoryStore(Store):
     """Tasks in process memory; lost on restart, shared only by threads of one process.
 
@@ -37,6 +42,9 @@ class MemoryStore(Store):
     - `_pending`: per queue, its pending tasks in dequeue order (see `PendingQueue`: a deque
       per priority plus a heap of tasks that came back unfinished);
     - `_counts` / `_queue_counts`: tasks per state, overall and per queue, so stats are O(1);
+    - `_listed`: per queue, the ids of its processing and failed tasks in the order they
+      entered that state, so listing them never scans;
+    - `_events`: per queue, the `Event`s counted since start (kept when the queue empties);
     - three `DeadlineHeap`s: leases by expiry, scheduled tasks (delays, retry backoffs) by due
       time, finished tasks by the time they are forgotten; entries are checked against the task
       when they fall due;
@@ -56,6 +64,8 @@ class MemoryStore(Store):
         self._pending: dict[str, PendingQueue] = {}
         self._counts = _zero_counts()
         self._queue_counts: dict[str, dict[TaskStatus, int]] = {}
+        self._listed: dict[str, dict[TaskStatus, dict[str, None]]] = {}
+        self._events: dict[str, dict[Event, int]] = {}
         self._leases = DeadlineHeap()
         self._schedule = DeadlineHeap()
         self._retention = DeadlineHeap()
@@ -119,6 +129,7 @@ class MemoryStore(Store):
             self._end_lease(task)
             task.result = result
             self._finish(task, TaskStatus.COMPLETED, op)
+            self._events[task.queue][Event.COMPLETED] += 1
             return task.snapshot()
 
     def fail(
@@ -164,7 +175,7 @@ class MemoryStore(Store):
             del self._tasks[task_id]
             if task.status is TaskStatus.PENDING:
                 self._pending[task.queue].discard(task)
-            self._count(task.queue, task.status, -1)
+            self._forget(task)
 
     def reap(self) -> None:
         with self._operation():
@@ -178,14 +189,21 @@ class MemoryStore(Store):
             return None if task is None else task.snapshot()
 
     def view(
-        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+        self,
+        limit: int,
+        offset: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        status: TaskStatus = TaskStatus.PENDING,
     ) -> tuple[list[Task], int]:
         with self._operation():
-            pending = self._pending.get(queue)
-            if pending is None:
+            if queue not in self._queue_counts:
                 return [], 0
-            page = islice(pending.in_order(), offset, offset + limit)
-            total = self._queue_counts[queue][TaskStatus.PENDING]
+            if status is TaskStatus.PENDING:
+                ordered = self._pending[queue].in_order()
+            else:
+                ordered = map(self._tasks.__getitem__, reversed(self._listed[queue][status]))
+            page = islice(ordered, offset, offset + limit)
+            total = self._queue_counts[queue][status]
             return [task.snapshot() for task in page], total
 
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
@@ -197,6 +215,10 @@ class MemoryStore(Store):
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         with self._operation():
             return {name: dict(counts) for name, counts in self._queue_counts.items()}
+
+    def totals(self) -> dict[str, dict[Event, int]]:
+        with self._operation():
+            return {name: dict(events) for name, events in self._events.items()}
 
     def seconds_to_next_deadline(self) -> float | None:
         with self._lock:
@@ -250,6 +272,10 @@ class MemoryStore(Store):
         if task.queue not in self._queue_counts:
             self._queue_counts[task.queue] = _zero_counts()
             self._pending[task.queue] = PendingQueue(self._tasks.get)
+            self._listed[task.queue] = _no_listings()
+        if task.queue not in self._events:
+            self._events[task.queue] = dict.fromkeys(Event, 0)
+        self._events[task.queue][Event.ENQUEUED] += 1
         self._count(task.queue, task.status, +1)
         self._schedule_or_append(task, delay, op)
 
@@ -269,8 +295,7 @@ class MemoryStore(Store):
         if self._retention.due(now):
             for forget_at, task_id in self._retention.pop_due(now):
                 if self._is_retention_entry(forget_at, task_id):
-                    task = self._tasks.pop(task_id)
-                    self._count(task.queue, task.status, -1)
+                    self._forget(self._tasks.pop(task_id))
         self._keys.forget_due(now, self._key_needed_until)
 
     def _key_needed_until(self, task_id: str, now: float) -> float | None:
@@ -285,6 +310,7 @@ class MemoryStore(Store):
 
     def _expire_lease(self, task: Task, op: _Operation) -> None:
         self._end_lease(task)
+        self._events[task.queue][Event.LEASE_EXPIRED] += 1
         if task.attempts >= task.max_attempts:
             task.error = "lease expired"
             self._finish(task, TaskStatus.FAILED, op)
@@ -348,6 +374,8 @@ class MemoryStore(Store):
 
     def _finish(self, task: Task, status: TaskStatus, op: _Operation) -> None:
         self._move(task, status)
+        if status is TaskStatus.FAILED:
+            self._events[task.queue][Event.FAILED] += 1
         task.finished_at = op.wall
         task.forget_at = op.now + self.policy.retention_seconds
         finished = self._counts[TaskStatus.COMPLETED] + self._counts[TaskStatus.FAILED]
@@ -369,11 +397,23 @@ class MemoryStore(Store):
         return task
 
     def _move(self, task: Task, status: TaskStatus) -> None:
-        """Change a task's state and the per-state counters together."""
+        """Change a task's state, its listing and the per-state counters together."""
         if task.status is not status:
             self._count(task.queue, status, +1)  # up first, so the queue never looks empty
             self._count(task.queue, task.status, -1)
+            listed = self._listed[task.queue]
+            if task.status in listed:
+                del listed[task.status][task.id]
+            if status in listed:
+                listed[status][task.id] = None
             task.status = status
+
+    def _forget(self, task: Task) -> None:
+        """Account for a task removed from `_tasks` (deleted, or past its retention)."""
+        listed = self._listed[task.queue]
+        if task.status in listed:
+            del listed[task.status][task.id]
+        self._count(task.queue, task.status, -1)
 
     def _count(self, queue: str, status: TaskStatus, delta: int) -> None:
         self._counts[status] += delta
@@ -384,6 +424,7 @@ class MemoryStore(Store):
             # every walk over the queues bounded by the queues in use.
             del self._queue_counts[queue]
             del self._pending[queue]
+            del self._listed[queue]
 
     def _notify_ready(self, ready: dict[str, int]) -> None:
         # Called after the lock is released; the list is replaced, never mutated, so reading

@@ -21,7 +21,7 @@ from ..errors import (
     not_processing,
     still_processing,
 )
-from ..models import DEFAULT_QUEUE, Enqueued, NewTask, Task, TaskStatus
+from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 
 SCRIPT = (Path(__file__).parent / "lua" / "store.lua").read_text()
@@ -152,9 +152,13 @@ class RedisStore(Store):
         return _task(flat) if flat else None
 
     def view(
-        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+        self,
+        limit: int,
+        offset: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        status: TaskStatus = TaskStatus.PENDING,
     ) -> tuple[list[Task], int]:
-        page, total = self._call("view", queue, limit, offset)
+        page, total = self._call("view", queue, limit, offset, status.value)
         return [_task(flat) for flat in page], int(total)
 
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
@@ -168,6 +172,14 @@ class RedisStore(Store):
 
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         return self._counts()
+
+    def totals(self) -> dict[str, dict[Event, int]]:
+        totals: dict[str, dict[Event, int]] = {}
+        for name, flat in self._call("totals", *Event):
+            for queue, n in zip(flat[::2], flat[1::2], strict=True):
+                events = totals.setdefault(queue.decode(), dict.fromkeys(Event, 0))
+                events[Event(name.decode())] = int(n)
+        return totals
 
     def _counts(self, *queue: str) -> dict[str, dict[TaskStatus, int]]:
         """Counts of the named queue, or of every queue holding tasks."""

@@ -20,7 +20,7 @@ from ..errors import (
     not_processing,
     still_processing,
 )
-from ..models import DEFAULT_QUEUE, Enqueued, NewTask, Task, TaskStatus
+from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 
 SCHEMA = """
@@ -41,13 +41,21 @@ CREATE TABLE IF NOT EXISTS tasks (
     result BLOB,
     error TEXT,
     seq INTEGER NOT NULL,
-    forget_at REAL
+    forget_at REAL,
+    moved INTEGER
 );
+"""
+"""`moved` orders the processing and failed tasks by when they entered that state (a value of
+the same sequence as `seq`); databases made before it existed gain the column on open."""
+
+INDEXES = """
 CREATE INDEX IF NOT EXISTS pending_order ON tasks (queue, priority DESC, seq)
     WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS lease_expiry ON tasks (lease_expires_at) WHERE status = 'processing';
 CREATE INDEX IF NOT EXISTS schedule ON tasks (available_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS retention ON tasks (forget_at) WHERE status IN ('completed', 'failed');
+CREATE INDEX IF NOT EXISTS listing ON tasks (queue, status, moved)
+    WHERE status IN ('processing', 'failed');
 CREATE TABLE IF NOT EXISTS counts (
     queue TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -76,6 +84,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (forget_at);
 CREATE TABLE IF NOT EXISTS sequence (id INTEGER PRIMARY KEY CHECK (id = 0), next INTEGER);
 INSERT OR IGNORE INTO sequence VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS events (
+    queue TEXT NOT NULL,
+    event TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (queue, event)
+) WITHOUT ROWID;
 """
 
 COLUMNS = (
@@ -115,6 +129,10 @@ class SqliteStore(Store):
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'normal' else 'FULL'}")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "moved" not in columns:
+            self._db.execute("ALTER TABLE tasks ADD COLUMN moved INTEGER")
+        self._db.executescript(INDEXES)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -156,8 +174,8 @@ class SqliteStore(Store):
             for task_id in ids:
                 tx.execute(
                     "UPDATE tasks SET status = 'processing', attempts = attempts + 1, "
-                    "lease_id = ?, started_at = ?, lease_expires_at = ? WHERE id = ?",
-                    (os.urandom(12).hex(), tx.now, tx.now + lease, task_id),
+                    "lease_id = ?, started_at = ?, lease_expires_at = ?, moved = ? WHERE id = ?",
+                    (os.urandom(12).hex(), tx.now, tx.now + lease, self._next_seq(tx), task_id),
                 )
             return [self._must_get(tx, task_id) for task_id in ids]
 
@@ -176,9 +194,10 @@ class SqliteStore(Store):
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
         with self._transaction() as tx:
-            self._leased(tx, task_id, "complete", lease_id)
+            task = self._leased(tx, task_id, "complete", lease_id)
             tx.execute("UPDATE tasks SET result = ? WHERE id = ?", (result, task_id))
-            self._finish(tx, task_id, TaskStatus.COMPLETED)
+            self._finish(tx, task, TaskStatus.COMPLETED)
+            self._count_event(tx, task.queue, Event.COMPLETED)
             return self._must_get(tx, task_id)
 
     def fail(
@@ -197,7 +216,7 @@ class SqliteStore(Store):
             if retry and task.attempts < task.max_attempts:
                 self._schedule_or_append(tx, task, self.policy.backoff(task.attempts))
             else:
-                self._finish(tx, task_id, TaskStatus.FAILED)
+                self._finish(tx, task, TaskStatus.FAILED)
             return self._must_get(tx, task_id)
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
@@ -237,15 +256,21 @@ class SqliteStore(Store):
             return self._get(tx, task_id)
 
     def view(
-        self, limit: int, offset: int = 0, queue: str = DEFAULT_QUEUE
+        self,
+        limit: int,
+        offset: int = 0,
+        queue: str = DEFAULT_QUEUE,
+        status: TaskStatus = TaskStatus.PENDING,
     ) -> tuple[list[Task], int]:
+        # Each query walks one partial index (pending_order or listing) from its start.
+        order = "priority DESC, seq" if status is TaskStatus.PENDING else "moved DESC"
         with self._transaction() as tx:
             rows = tx.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = 'pending' "
-                "ORDER BY priority DESC, seq LIMIT ? OFFSET ?",
-                (queue, limit, offset),
+                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = ? "
+                f"ORDER BY {order} LIMIT ? OFFSET ?",
+                (queue, status.value, limit, offset),
             ).fetchall()
-            total = self._counts(tx, queue)[TaskStatus.PENDING]
+            total = self._counts(tx, queue)[status]
             return [_task(row) for row in rows], total
 
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
@@ -260,6 +285,13 @@ class SqliteStore(Store):
                 listing.setdefault(queue, dict.fromkeys(TaskStatus, 0))[TaskStatus(status)] = n
             # A queue is listed while it holds tasks, as in every store.
             return {name: counts for name, counts in listing.items() if any(counts.values())}
+
+    def totals(self) -> dict[str, dict[Event, int]]:
+        with self._transaction() as tx:
+            totals: dict[str, dict[Event, int]] = {}
+            for queue, event, n in tx.execute("SELECT queue, event, n FROM events"):
+                totals.setdefault(queue, dict.fromkeys(Event, 0))[Event(event)] = n
+            return totals
 
     def seconds_to_next_deadline(self) -> float | None:
         with self._lock:
@@ -309,9 +341,10 @@ class SqliteStore(Store):
         ).fetchall()
         for task in map(_task, expired):
             self._clear_lease(tx, task.id)
+            self._count_event(tx, task.queue, Event.LEASE_EXPIRED)
             if task.attempts >= task.max_attempts:
                 tx.execute("UPDATE tasks SET error = 'lease expired' WHERE id = ?", (task.id,))
-                self._finish(tx, task.id, TaskStatus.FAILED)
+                self._finish(tx, task, TaskStatus.FAILED)
             else:
                 self._put_back(tx, task)
         due = tx.execute(
@@ -352,6 +385,7 @@ class SqliteStore(Store):
                 self._next_seq(tx),
             ),
         )
+        self._count_event(tx, new_task.queue, Event.ENQUEUED)
         if status is TaskStatus.PENDING:
             tx.became_ready(new_task.queue)
 
@@ -398,11 +432,27 @@ class SqliteStore(Store):
         )
         tx.became_ready(task.queue)
 
-    def _finish(self, tx: _Transaction, task_id: str, status: TaskStatus) -> None:
-        self._clear_lease(tx, task_id)
+    def _finish(self, tx: _Transaction, task: Task, status: TaskStatus) -> None:
+        self._clear_lease(tx, task.id)
+        failed = status is TaskStatus.FAILED
         tx.execute(
-            "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ? WHERE id = ?",
-            (status.value, tx.now, tx.now + self.policy.retention_seconds, task_id),
+            "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ?, moved = ? WHERE id = ?",
+            (
+                status.value,
+                tx.now,
+                tx.now + self.policy.retention_seconds,
+                self._next_seq(tx) if failed else None,  # only failed tasks are listed
+                task.id,
+            ),
+        )
+        if failed:
+            self._count_event(tx, task.queue, Event.FAILED)
+
+    def _count_event(self, tx: _Transaction, queue: str, event: Event) -> None:
+        tx.execute(
+            "INSERT INTO events VALUES (?, ?, 1) "
+            "ON CONFLICT (queue, event) DO UPDATE SET n = n + 1",
+            (queue, event.value),
         )
 
     def _clear_lease(self, tx: _Transaction, task_id: str) -> None:

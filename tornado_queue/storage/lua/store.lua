@@ -41,10 +41,27 @@ local function count(queue, status, delta)
   end
 end
 
+-- processing and failed tasks are listed per queue in a zset scored by when they entered
+-- that state (a counter), so a page of them never scans
+local LISTED = {processing = true, failed = true}
+
+local function list(id, queue, status)
+  if LISTED[status] then redis.call('ZADD', k('s', queue, status), redis.call('INCR', k('moves')), id) end
+end
+
+local function unlist(id, queue, status)
+  if LISTED[status] then redis.call('ZREM', k('s', queue, status), id) end
+end
+
+-- events per queue since the store began: one hash per event, a field per queue
+local function event(queue, name) redis.call('HINCRBY', k('e', name), queue, 1) end
+
 local function move(id, queue, from, to)
   if from ~= to then
     count(queue, to, 1)  -- up first, so the queue never looks empty
     count(queue, from, -1)
+    unlist(id, queue, from)
+    list(id, queue, to)
     redis.call('HSET', k('t', id), 'status', to)
   end
 end
@@ -87,6 +104,7 @@ local function finish(id, status, retention)
   local forget_at = num(now + retention)
   redis.call('HSET', k('t', id), 'finished_at', num(now), 'forget_at', forget_at)
   move(id, queue, from, status)
+  if status == 'failed' then event(queue, 'failed') end
   redis.call('ZADD', k('ret'), forget_at, id)
 end
 
@@ -100,13 +118,16 @@ local function remove_task(id)
   end
   redis.call('ZREM', k('sched'), id)
   redis.call('ZREM', k('ret'), id)
+  unlist(id, queue, status)
   count(queue, status, -1)
   redis.call('DEL', k('t', id))
 end
 
 local function reap(retention)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', num(now))) do
-    local attempts, max_attempts = unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts'))
+    local attempts, max_attempts, queue =
+      unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue'))
+    event(queue, 'lease_expired')
     if tonumber(attempts) >= tonumber(max_attempts) then
       redis.call('HSET', k('t', id), 'error', 'lease expired')
       finish(id, 'failed', retention)
@@ -221,6 +242,7 @@ elseif op == 'enqueue' then
         'created_at', num(now), 'available_at', num(now), 'seq', 0)
       redis.call('SADD', k('queues'), queue)
       count(queue, 'pending', 1)
+      event(queue, 'enqueued')
       schedule_or_append(id, 'pending', delay)
       if key ~= '' then
         redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
@@ -259,6 +281,7 @@ elseif op == 'complete' then
   if refused then return {refused, ready_list()} end
   if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
   finish(id, 'completed', retention)
+  event(field(id, 'queue'), 'completed')
   result = task(id)
 
 elseif op == 'fail' then
@@ -310,8 +333,19 @@ elseif op == 'delete' then
 elseif op == 'get' then
   result = task(ARGV[a])
 
+elseif op == 'view' and ARGV[a + 3] ~= 'pending' then
+  -- queue, limit, offset, status (processing or failed): the most recent first
+  local queue, limit, offset, status = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local page = {}
+  if limit > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', k('s', queue, status), offset, offset + limit - 1, 'REV')) do
+      table.insert(page, task(id))
+    end
+  end
+  result = {page, tonumber(redis.call('HGET', k('c', queue), status) or 0)}
+
 elseif op == 'view' then
-  -- queue, limit, offset: walk the priorities from the highest; the page and the total
+  -- queue, limit, offset, 'pending': walk the priorities from the highest; the page and the total
   local queue, limit, offset = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local page = {}
   for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
@@ -335,6 +369,13 @@ elseif op == 'counts' then
   result = {}
   for _, queue in ipairs(queues) do
     table.insert(result, {queue, redis.call('HGETALL', k('c', queue))})
+  end
+
+elseif op == 'totals' then
+  -- per event: its name, then its hash of queue -> count
+  result = {}
+  for i = a, #ARGV do
+    table.insert(result, {ARGV[i], redis.call('HGETALL', k('e', ARGV[i]))})
   end
 
 elseif op == 'deadline' then
