@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado.web import Application
+from tornado.web import Application, RequestHandler
 
 from .config import Settings
 from .handlers.base import NotFoundHandler, RequestTracker
 from .handlers.health import HealthHandler
-from .handlers.queue import QueuesHandler, QueueStatsHandler, QueueViewHandler
+from .handlers.metrics import MetricsHandler
+from .handlers.queue import (
+    QueuesHandler,
+    QueueStatsHandler,
+    QueueTotalsHandler,
+    QueueViewHandler,
+)
 from .handlers.tasks import (
     CompleteBatchHandler,
     CompleteHandler,
@@ -23,6 +29,7 @@ from .handlers.tasks import (
     TasksHandler,
 )
 from .logs import log_request
+from .metrics import Metrics
 from .storage import Store
 from .waiters import Waiters
 
@@ -42,8 +49,10 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/tasks/([^/]+)/retry", RetryHandler),
     (r"/queue/view", QueueViewHandler),
     (r"/queue/stats", QueueStatsHandler),
+    (r"/queue/totals", QueueTotalsHandler),
     (r"/queues", QueuesHandler),
     (r"/healthz", HealthHandler),
+    (r"/metrics", MetricsHandler),
 ]
 
 
@@ -56,11 +65,18 @@ def route(handler: type, pattern: str) -> type:
 def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
     """Build the Tornado application over `store`.
 
-    `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown, and
-    `app.settings["waiters"]` holds the long-polling consumers.
+    `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown,
+    `app.settings["waiters"]` holds the long-polling consumers and `app.settings["metrics"]`
+    the request latencies.
     """
     tracker = RequestTracker()
     waiters = Waiters(store)
+    metrics = Metrics()
+
+    def log_function(handler: RequestHandler) -> None:
+        metrics.observe(handler)
+        log_request(handler)
+
     handler_args = {"store": store, "config": settings, "tracker": tracker, "waiters": waiters}
     rules = [
         (entry[0], route(entry[1], entry[0]), entry[2] if len(entry) == 3 else handler_args)
@@ -72,6 +88,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
         default_handler_args=handler_args,
         tracker=tracker,
         waiters=waiters,
-        log_function=log_request,
+        metrics=metrics,
+        log_function=log_function,
         **tornado_settings,
     )

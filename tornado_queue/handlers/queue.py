@@ -1,11 +1,13 @@
-"""Queue routes: the pending tasks in order, counts by state, and the list of queues."""
+"""Queue routes: a queue's tasks in order, counts by state, event totals, and the list of
+queues."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import codec
-from ..models import TaskStatus
+from ..models import LISTED, Event, TaskStatus
+from .base import Problem
 from .tasks import ConsumerArguments
 
 VIEW_DEFAULT_LIMIT = 1000
@@ -27,18 +29,30 @@ def counts_document(counts: dict[TaskStatus, int]) -> dict[str, int]:
 
 
 class QueueViewHandler(ConsumerArguments):
-    """`GET /queue/view?queue=&limit=&offset=`: pending tasks in dequeue order, paged;
-    `X-Total-Count` holds the queue's pending total."""
+    """`GET /queue/view?queue=&status=&limit=&offset=`: a queue's tasks in one state, paged
+    (pending in dequeue order, processing and failed most recent first); `X-Total-Count` holds
+    how many the queue has in that state."""
 
     async def get(self) -> None:
         queue = self.queue_argument()
+        status = self.status_argument()
         limit = self.int_argument("limit", VIEW_DEFAULT_LIMIT, 0, VIEW_MAX_LIMIT)
         offset = self.int_argument("offset", 0, 0, VIEW_MAX_OFFSET)
-        tasks, total = await self.call_store(self.store.view, limit, offset, queue)
+        tasks, total = await self.call_store(self.store.view, limit, offset, queue, status)
         self.set_header("X-Total-Count", str(total))
         self.write_json([codec.task_document(task) for task in tasks])
 
     head = get
+
+    def status_argument(self) -> TaskStatus:
+        raw = self.query_argument("status")
+        if raw is None:
+            return TaskStatus.PENDING
+        for status in LISTED:
+            if raw == status.value:
+                return status
+        allowed = ", ".join(status.value for status in LISTED)
+        raise Problem(400, f"query parameter 'status' must be one of {allowed}, got '{raw[:40]}'")
 
 
 class QueueStatsHandler(ConsumerArguments):
@@ -61,5 +75,23 @@ class QueuesHandler(ConsumerArguments):
             {"name": name, **counts_document(counts)} for name, counts in sorted(queues.items())
         ]
         self.write_json(listing)
+
+    head = get
+
+
+class QueueTotalsHandler(ConsumerArguments):
+    """`GET /queue/totals?queue=`: events counted since the store began (tasks enqueued,
+    completed, failed, leases expired), in one queue or summed over all; clients derive rates
+    from two readings."""
+
+    async def get(self) -> None:
+        queue = self.queue_argument() if self.query_argument("queue") is not None else None
+        totals = await self.call_store(self.store.totals)
+        summed = dict.fromkeys(Event, 0)
+        for name, events in totals.items():
+            if queue is None or name == queue:
+                for event, n in events.items():
+                    summed[event] += n
+        self.write_json({event.value: n for event, n in summed.items()})
 
     head = get

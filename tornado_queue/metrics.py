@@ -1,0 +1,108 @@
+"""Prometheus metrics: request latency kept by the app, queue state read from the store at
+scrape time (API.md section 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+from tornado.web import RequestHandler
+
+from .models import Event, TaskStatus
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The classic text format: every Prometheus version (and most other scrapers) reads it."""
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""From half a millisecond (a plain enqueue) up to 30 s (the longest long-poll)."""
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+"""Any other method is labelled "other", so clients cannot create label values at will."""
+
+EVENT_HELP = {
+    Event.ENQUEUED: "Tasks created.",
+    Event.COMPLETED: "Tasks completed.",
+    Event.FAILED: "Tasks that became failed (retries used up, no retry asked, or lease lost).",
+    Event.LEASE_EXPIRED: "Leases that ran out before the task was completed or failed.",
+}
+
+
+class Metrics:
+    """One application's metrics. The latency histogram lives here; the store's counts and
+    event totals are passed in at each scrape (`exposition`), so the numbers are the store's
+    own — the same from every server sharing a Redis store — and a scrape never walks tasks."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._latency = Histogram(
+            "taskqueue_http_request_duration_seconds",
+            "Time from a request's arrival to its answer, by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # labels() takes a lock and builds a key each call; the children are looked up here.
+        self._children: dict[tuple[str, str, int], Histogram] = {}
+
+    def observe(self, handler: RequestHandler) -> None:
+        """Record one finished request (called from the app's `log_function`)."""
+        method = handler.request.method or "other"
+        if method not in KNOWN_METHODS:
+            method = "other"
+        key = (getattr(handler, "route", "unknown"), method, handler.get_status())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._latency.labels(key[0], key[1], str(key[2]))
+        child.observe(handler.request.request_time())
+
+    def exposition(
+        self,
+        counts: dict[str, dict[TaskStatus, int]],
+        totals: dict[str, dict[Event, int]],
+    ) -> bytes:
+        """The text a scrape gets: this process's metrics, then the queues'."""
+        snapshot = CollectorRegistry()
+        snapshot.register(_QueueCollector(counts, totals))
+        return generate_latest(self.registry) + generate_latest(snapshot)
+
+
+class _QueueCollector(Collector):
+    def __init__(
+        self,
+        counts: dict[str, dict[TaskStatus, int]],
+        totals: dict[str, dict[Event, int]],
+    ) -> None:
+        self._counts = counts
+        self._totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        tasks = GaugeMetricFamily(
+            "taskqueue_tasks", "Tasks in each state, per queue.", labels=["queue", "status"]
+        )
+        # A queue that emptied keeps reporting zeros (its totals are still known) rather than
+        # vanishing, so graphs drop to 0 instead of stopping.
+        for queue in sorted(self._counts.keys() | self._totals.keys()):
+            counts = self._counts.get(queue, {})
+            for status in TaskStatus:
+                tasks.add_metric([queue, status.value], counts.get(status, 0))
+        yield tasks
+        for event in Event:
+            family = CounterMetricFamily(
+                f"taskqueue_{event.value}", EVENT_HELP[event], labels=["queue"]
+            )
+            for queue, events in sorted(self._totals.items()):
+                family.add_metric([queue], events[event])
+            yield family
