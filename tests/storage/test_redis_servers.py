@@ -86,6 +86,23 @@ def test_two_servers_share_one_queue_with_each_task_delivered_once_and_exact_sta
         )
         assert stats_a == stats_b
         assert stats_a["completed"] == TASKS and stats_a["pending"] == 0
+        # and the same event totals, whichever server did the work
+        totals_a, totals_b = (
+            call(a.url, "GET", "/queue/totals")[1],
+            call(b.url, "GET", "/queue/totals")[1],
+        )
+        assert totals_a == totals_b
+        assert totals_a["enqueued"] == totals_a["completed"] == TASKS
+        assert scrape_line(a.url, "taskqueue_completed_total") == f"{TASKS}.0"
+        assert scrape_line(b.url, "taskqueue_completed_total") == f"{TASKS}.0"
+
+
+def scrape_line(url: str, name: str) -> str:
+    """The value of the default queue's sample `name` in a server's /metrics."""
+    with NO_PROXY.open(url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    prefix = f'{name}{{queue="default"}} '
+    return next(line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix))
 
 
 def test_a_long_poll_on_one_server_gets_a_task_enqueued_on_the_other_within_milliseconds(
