@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -12,7 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from .. import codec
+from .. import codec, ids
 from ..config import Settings
 from ..errors import (
     IdempotencyConflict,
@@ -125,7 +124,7 @@ class ApiHandler(RequestHandler):
         else a fresh one: echoed in the answer and written in the access line."""
         if not hasattr(self, "_request_id"):
             given = self.request.headers.get("X-Request-ID", "")
-            self._request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+            self._request_id = given if REQUEST_ID.fullmatch(given) else ids.request_id()
         return self._request_id
 
     def prepare(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from typing import Any
 
 import redis
 
+from .. import ids
 from ..clock import Clock, SystemClock
 from ..errors import (
     QueueError,
@@ -65,7 +65,7 @@ class RedisStore(Store):
         args: list[Any] = [len(new_tasks)]
         for new_task in new_tasks:
             args += [
-                str(uuid.uuid4()),
+                ids.task_id(),
                 new_task.queue,
                 new_task.payload,
                 new_task.priority,
@@ -85,7 +85,7 @@ class RedisStore(Store):
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
         lease = lease_seconds or self.policy.lease_seconds
-        lease_ids = [os.urandom(12).hex() for _ in range(count)]
+        lease_ids = [ids.lease_id() for _ in range(count)]
         return [_task(flat) for flat in self._call("dequeue", queue, repr(lease), *lease_ids)]
 
     def heartbeat(

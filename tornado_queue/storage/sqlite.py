@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import ids
 from ..clock import Clock, SystemClock
 from ..errors import (
     TaskNotFound,
@@ -146,7 +145,7 @@ class SqliteStore(Store):
                     first_id = replays[key]
                     outcomes.append(Enqueued(first_id, self._get(tx, first_id), created=False))
                     continue
-                task_id = str(uuid.uuid4())
+                task_id = ids.task_id()
                 self._insert(tx, task_id, new_task)
                 if key is not None:
                     forget_at = tx.now + self.policy.retention_seconds
@@ -163,7 +162,7 @@ class SqliteStore(Store):
     ) -> list[Task]:
         lease = lease_seconds or self.policy.lease_seconds
         with self._transaction() as tx:
-            ids = [
+            chosen = [
                 row[0]
                 for row in tx.execute(
                     "SELECT id FROM tasks WHERE queue = ? AND status = 'pending' "
@@ -171,13 +170,13 @@ class SqliteStore(Store):
                     (queue, count),
                 )
             ]
-            for task_id in ids:
+            for task_id in chosen:
                 tx.execute(
                     "UPDATE tasks SET status = 'processing', attempts = attempts + 1, "
                     "lease_id = ?, started_at = ?, lease_expires_at = ?, moved = ? WHERE id = ?",
-                    (os.urandom(12).hex(), tx.now, tx.now + lease, self._next_seq(tx), task_id),
+                    (ids.lease_id(), tx.now, tx.now + lease, self._next_seq(tx), task_id),
                 )
-            return [self._must_get(tx, task_id) for task_id in ids]
+            return [self._must_get(tx, task_id) for task_id in chosen]
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
