@@ -28,6 +28,10 @@ class IdempotencyKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def first_deadline(self) -> float | None:
+        """When the earliest key may be forgotten (possibly a stale entry), or None."""
+        return self._expiry.first()
+
     def get(self, key: str) -> Remembered | None:
         return self._keys.get(key)
 

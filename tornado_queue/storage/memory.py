@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import math
 import threading
-import uuid
 from collections.abc import Sequence
 from itertools import islice
 from types import TracebackType
 
+from .. import ids
 from ..clock import Clock, SystemClock
 from ..errors import (
     TaskNotFound,
@@ -71,12 +71,20 @@ class MemoryStore(Store):
         self._retention = DeadlineHeap()
         self._keys = IdempotencyKeys()
         self._listeners: list[ReadyListener] = []
+        # No deadline of any heap comes before this: an operation starting earlier has nothing
+        # to reap (one comparison instead of a look at four heaps).
+        self._reap_from = math.inf
 
     # -- commands ---------------------------------------------------------------------------
 
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
         # uuid4s and records are built before taking the lock to keep the critical section short.
         fresh = [self._new_record(new_task) for new_task in new_tasks]
+        if not any(new_task.idempotency_key for new_task in new_tasks):
+            with self._operation() as op:  # the common case: nothing to match
+                for new_task, task in zip(new_tasks, fresh, strict=True):
+                    self._add(task, new_task.delay, op)
+                return [Enqueued(task.id, task.snapshot(), created=True) for task in fresh]
         with self._operation() as op:
             replays = self._match_keys(new_tasks)
             outcomes = []
@@ -91,6 +99,7 @@ class MemoryStore(Store):
                 if key is not None:
                     forget_at = op.now + self.policy.retention_seconds
                     self._keys.remember(key, task.id, new_task.fingerprint, forget_at)
+                    self._due_at(forget_at)
                     replays[key] = (task.id, task)
                 outcomes.append(Enqueued(task.id, task.snapshot(), created=True))
             return outcomes
@@ -239,7 +248,7 @@ class MemoryStore(Store):
     def _new_record(self, new_task: NewTask) -> Task:
         max_attempts = new_task.max_attempts or self.policy.max_attempts
         return Task(
-            str(uuid.uuid4()),
+            ids.task_id(),
             new_task.payload,
             0.0,
             max_attempts,
@@ -282,6 +291,8 @@ class MemoryStore(Store):
     def _reap(self, op: _Operation) -> None:
         """Apply expired leases, due scheduled tasks and retention."""
         now = op.now
+        if now < self._reap_from:
+            return
         if self._leases.due(now):
             for deadline, task_id in self._leases.pop_due(now):
                 if self._is_lease_entry(deadline, task_id):
@@ -297,6 +308,13 @@ class MemoryStore(Store):
                 if self._is_retention_entry(forget_at, task_id):
                     self._forget(self._tasks.pop(task_id))
         self._keys.forget_due(now, self._key_needed_until)
+        heads = [self._leases.first(), self._schedule.first(), self._retention.first()]
+        heads.append(self._keys.first_deadline())
+        self._reap_from = min((head for head in heads if head is not None), default=math.inf)
+
+    def _due_at(self, deadline: float) -> None:
+        """Note a deadline pushed on a heap, so `_reap` looks again when it comes."""
+        self._reap_from = min(self._reap_from, deadline)
 
     def _key_needed_until(self, task_id: str, now: float) -> float | None:
         """How long an idempotency key must outlive its term: until its task is forgotten (a
@@ -320,7 +338,7 @@ class MemoryStore(Store):
     def _grant_lease(self, task: Task, lease: float, op: _Operation) -> None:
         self._move(task, TaskStatus.PROCESSING)
         task.attempts += 1
-        task.lease_id = os.urandom(12).hex()
+        task.lease_id = ids.lease_id()
         task.started_at = op.wall
         task.lease_deadline = op.now + lease
         task.lease_expires_at = op.wall + lease
@@ -330,6 +348,7 @@ class MemoryStore(Store):
         assert task.lease_deadline is not None
         processing = self._counts[TaskStatus.PROCESSING]
         self._leases.push(task.lease_deadline, task.id, processing, self._is_lease_entry)
+        self._due_at(task.lease_deadline)
 
     # Whether a heap entry still stands for its task's current deadline.
     def _is_lease_entry(self, deadline: float, task_id: str) -> bool:
@@ -359,6 +378,7 @@ class MemoryStore(Store):
         self._move(task, TaskStatus.SCHEDULED)
         scheduled = self._counts[TaskStatus.SCHEDULED]
         self._schedule.push(task.due, task.id, scheduled, self._is_scheduled_entry)
+        self._due_at(task.due)
 
     def _append(self, task: Task, op: _Operation) -> None:
         self._move(task, TaskStatus.PENDING)
@@ -380,6 +400,7 @@ class MemoryStore(Store):
         task.forget_at = op.now + self.policy.retention_seconds
         finished = self._counts[TaskStatus.COMPLETED] + self._counts[TaskStatus.FAILED]
         self._retention.push(task.forget_at, task.id, finished, self._is_retention_entry)
+        self._due_at(task.forget_at)
 
     def _known_task(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)
@@ -398,12 +419,18 @@ class MemoryStore(Store):
 
     def _move(self, task: Task, status: TaskStatus) -> None:
         """Change a task's state, its listing and the per-state counters together."""
-        if task.status is not status:
-            self._count(task.queue, status, +1)  # up first, so the queue never looks empty
-            self._count(task.queue, task.status, -1)
+        old = task.status
+        if old is not status:
+            # Spelled out rather than two `_count` calls: this runs several times per task, and
+            # a move never empties a queue (the task stays in it).
+            counts, queue_counts = self._counts, self._queue_counts[task.queue]
+            counts[status] += 1
+            queue_counts[status] += 1
+            counts[old] -= 1
+            queue_counts[old] -= 1
             listed = self._listed[task.queue]
-            if task.status in listed:
-                del listed[task.status][task.id]
+            if old in listed:
+                del listed[old][task.id]
             if status in listed:
                 listed[status][task.id] = None
             task.status = status
@@ -419,7 +446,7 @@ class MemoryStore(Store):
         self._counts[status] += delta
         counts = self._queue_counts[queue]
         counts[status] += delta
-        if delta < 0 and not any(counts.values()):
+        if delta < 0 and not counts[status] and not any(counts.values()):
             # A queue is listed while it holds tasks: forgetting empty ones keeps memory and
             # every walk over the queues bounded by the queues in use.
             del self._queue_counts[queue]
