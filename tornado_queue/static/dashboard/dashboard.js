@@ -413,36 +413,48 @@
     return element;
   }
 
+  // The x axis spans the history the page has, from 1 minute up to 5: a page opened a few
+  // seconds ago shows its first samples across the chart, not squeezed against the right edge.
+  function chartSpanMs(now) {
+    const oldest = samples.length ? now - samples[0].t : 0;
+    return Math.min(HISTORY_MS, Math.max(60000, Math.ceil(oldest / 60000) * 60000));
+  }
+
+  function formatAgo(ms) {
+    return ms >= 60000 ? `−${ms / 60000}m` : `−${ms / 1000}s`;
+  }
+
   function renderChart() {
     const chart = $("#chart");
     const [width, height] = [640, 180];
-    const left = 44;
-    const right = 8;
-    const top = 8;
-    const bottom = 22;
+    const [left, right, top, bottom] = [48, 10, 8, 22];
     const plotWidth = width - left - right;
     const plotHeight = height - top - bottom;
     const now = performance.now();
-    const points = rates().filter((point) => now - point.t <= HISTORY_MS);
+    const span = chartSpanMs(now);
+    const points = rates().filter((point) => now - point.t <= span);
     let peak = 0;
     for (const point of points) {
       for (const name of SERIES) if (point[name] !== null) peak = Math.max(peak, point[name]);
     }
     const yMax = niceCeiling(peak);
-    const x = (t) => left + plotWidth * (1 - (now - t) / HISTORY_MS);
+    const x = (t) => left + plotWidth * (1 - (now - t) / span);
     const y = (value) => top + plotHeight * (1 - value / yMax);
 
     const parts = [];
     for (const fraction of [0, 0.5, 1]) {
       const value = yMax * fraction;
-      parts.push(svg("line", { class: "grid", x1: left, x2: width - right, y1: y(value), y2: y(value) }));
       const label = Number.isInteger(value) ? String(value) : value.toFixed(1);
-      parts.push(svg("text", { class: "axis-label", x: left - 6, y: y(value) + 4, "text-anchor": "end" }, `${label}/s`));
+      parts.push(
+        svg("line", { class: "grid", x1: left, x2: width - right, y1: y(value), y2: y(value) }),
+        svg("text", { class: "axis-label", x: left - 6, y: y(value) + 4, "text-anchor": "end" }, `${label}/s`),
+      );
     }
-    for (let minute = 5; minute >= 0; minute -= 1) {
-      const label = minute === 0 ? "now" : `−${minute}m`;
-      const anchor = minute === 5 ? "start" : minute === 0 ? "end" : "middle";
-      parts.push(svg("text", { class: "axis-label", x: x(now - minute * 60000), y: height - 6, "text-anchor": anchor }, label));
+    const step = span <= 60000 ? 15000 : 60000;
+    for (let ago = span; ago >= 0; ago -= step) {
+      const anchor = ago === span ? "start" : ago === 0 ? "end" : "middle";
+      const label = ago === 0 ? "now" : formatAgo(ago);
+      parts.push(svg("text", { class: "axis-label", x: x(now - ago), y: height - 6, "text-anchor": anchor }, label));
     }
     for (const name of SERIES) {
       let path = "";
