@@ -51,7 +51,7 @@ def page_parts() -> PageParts:
 
 
 def linked_assets() -> list[str]:
-    """The URLs the page loads by itself: scripts and style sheets."""
+    """The URLs the page loads by itself: scripts, style sheets and its icon."""
     parts = page_parts()
     scripts = [attrs["src"] for tag, attrs in parts.tags if tag == "script"]
     sheets = [attrs["href"] for tag, attrs in parts.tags if tag == "link"]
@@ -112,7 +112,11 @@ async def test_assets_are_served_from_the_package_with_their_types(
 async def test_every_asset_the_page_links_is_local_and_served(http_client, base_url):
     assets = linked_assets()
 
-    assert sorted(assets) == ["/dashboard/dashboard.css", "/dashboard/dashboard.js"]
+    assert sorted(assets) == [
+        "/dashboard/dashboard.css",
+        "/dashboard/dashboard.js",
+        "/dashboard/favicon.svg",
+    ]
     for url in assets:
         response = await http_client.fetch(base_url + url)
         assert response.code == 200, url
