@@ -413,20 +413,31 @@
     return element;
   }
 
-  // The x axis spans the history the page has, from 1 minute up to 5: a page opened a few
-  // seconds ago shows its first samples across the chart, not squeezed against the right edge.
+  // The x axis spans the history the page has, from 30 seconds up to 5 minutes: a page opened
+  // a few seconds ago shows its first samples across the chart, not squeezed to the right edge.
   function chartSpanMs(now) {
     const oldest = samples.length ? now - samples[0].t : 0;
-    return Math.min(HISTORY_MS, Math.max(60000, Math.ceil(oldest / 60000) * 60000));
+    return Math.min(HISTORY_MS, Math.max(30000, Math.ceil(oldest / 30000) * 30000));
+  }
+
+  function tickStepMs(span) {
+    if (span <= 30000) return 10000;
+    if (span <= 60000) return 15000;
+    if (span <= 120000) return 30000;
+    return 60000;
   }
 
   function formatAgo(ms) {
-    return ms >= 60000 ? `−${ms / 60000}m` : `−${ms / 1000}s`;
+    if (ms >= 60000 && ms % 60000 === 0) return `−${ms / 60000}m`;
+    return ms >= 60000 ? `−${Math.floor(ms / 60000)}m${(ms % 60000) / 1000}s` : `−${ms / 1000}s`;
   }
 
   function renderChart() {
     const chart = $("#chart");
-    const [width, height] = [640, 180];
+    // Drawn at the chart's own width, so labels keep their size on a narrow window.
+    const width = Math.max(280, Math.round(chart.getBoundingClientRect().width) || 640);
+    const height = 180;
+    chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
     const [left, right, top, bottom] = [48, 10, 8, 22];
     const plotWidth = width - left - right;
     const plotHeight = height - top - bottom;
@@ -450,8 +461,8 @@
         svg("text", { class: "axis-label", x: left - 6, y: y(value) + 4, "text-anchor": "end" }, `${label}/s`),
       );
     }
-    const step = span <= 60000 ? 15000 : 60000;
-    for (let ago = span; ago >= 0; ago -= step) {
+    const step = tickStepMs(span);
+    for (let ago = 0; ago <= span; ago += step) {
       const anchor = ago === span ? "start" : ago === 0 ? "end" : "middle";
       const label = ago === 0 ? "now" : formatAgo(ago);
       parts.push(svg("text", { class: "axis-label", x: x(now - ago), y: height - 6, "text-anchor": anchor }, label));
