@@ -24,7 +24,8 @@ STAMP = VENV / "requirements.sha256"
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
   serve [FLAGS]       run the server (flags as in `python main.py --help`)
-  test [PYTEST ARGS]  run the whole test suite (installs redis-server if missing and root)
+  test [PYTEST ARGS]  run the whole test suite (installs redis-server and chromium
+                      with apt-get when missing and root)
   lint                ruff check and ruff format --check
   load-smoke [SECS]   start a server and run a bounded headless Locust swarm against it
 """
@@ -45,25 +46,38 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
-def ensure_redis_server() -> None:
-    """The Redis store's tests start their own redis-server: install it when it is missing and
-    this machine can (root with apt-get, as on Debian/Ubuntu); otherwise say how."""
-    if shutil.which("redis-server"):
+SYSTEM_PACKAGES = (
+    # (command on PATH, Debian/Ubuntu package, what needs it)
+    ("redis-server", "redis-server", "the Redis store's tests start their own redis-server"),
+    ("chromium", "chromium", "the dashboard's browser tests drive it through Playwright"),
+)
+
+
+def ensure_system_packages() -> None:
+    """Install the programs the tests need that are missing, in one apt-get run, when this
+    machine can (root with apt-get, as on Debian/Ubuntu); otherwise say how."""
+    missing = [
+        (package, why) for command, package, why in SYSTEM_PACKAGES if not shutil.which(command)
+    ]
+    if not missing:
         return
+    packages = [package for package, _ in missing]
     if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("dev.py: installing redis-server (apt-get) for the Redis tests", file=sys.stderr)
+        for package, why in missing:
+            print(f"dev.py: installing {package} (apt-get): {why}", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "redis-server"],
+            ["apt-get", "install", "-y", "-qq", *packages],
             check=True,
             env=env,
             stdout=subprocess.DEVNULL,
         )
         return
+    needs = "; ".join(f"{package} ({why})" for package, why in missing)
     sys.exit(
-        "dev.py: the Redis store's tests need redis-server on PATH; install it "
-        "(Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)"
+        f"dev.py: the tests need {needs}. Install them with "
+        f"`sudo apt-get install {' '.join(packages)}` (Debian/Ubuntu), or run this as root"
     )
 
 
@@ -92,7 +106,7 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         replace_with("main.py", *args)
     if command == "test":
-        ensure_redis_server()
+        ensure_system_packages()
         replace_with("-m", "pytest", *args)
     replace_with("load/smoke.py", *args)
     return 1  # not reached: execv does not return

@@ -8,6 +8,7 @@ from tornado.web import Application, RequestHandler
 
 from .config import Settings
 from .handlers.base import NotFoundHandler, RequestTracker
+from .handlers.dashboard import DASHBOARD_DIR, DashboardAssetHandler, DashboardHandler
 from .handlers.health import HealthHandler
 from .handlers.metrics import MetricsHandler
 from .handlers.queue import (
@@ -53,6 +54,8 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queues", QueuesHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),
+    (r"/", DashboardHandler),
+    (r"/dashboard/(.*)", DashboardAssetHandler, {"path": str(DASHBOARD_DIR)}),
 ]
 
 
