@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from tornado.util import re_unescape
 from tornado.web import Application, RequestHandler
 
 from .config import Settings
 from .handlers.base import NotFoundHandler, RequestTracker
 from .handlers.dashboard import DASHBOARD_DIR, DashboardAssetHandler, DashboardHandler
+from .handlers.docs import (
+    DOCS_STATIC_PATH,
+    SWAGGER_UI_PATH,
+    DocsAssets,
+    DocsHandler,
+    OpenApiHandler,
+    SwaggerUiAssets,
+)
 from .handlers.health import HealthHandler
 from .handlers.metrics import MetricsHandler
 from .handlers.queue import (
@@ -56,12 +65,16 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/metrics", MetricsHandler),
     (r"/", DashboardHandler),
     (r"/dashboard/(.*)", DashboardAssetHandler, {"path": str(DASHBOARD_DIR)}),
+    (r"/openapi\.json", OpenApiHandler),
+    (r"/docs", DocsHandler),
+    (r"/docs/assets/(.*)", SwaggerUiAssets, {"path": str(SWAGGER_UI_PATH)}),
+    (r"/docs/static/(.*)", DocsAssets, {"path": str(DOCS_STATIC_PATH)}),
 ]
 
 
 def route(handler: type, pattern: str) -> type:
     """The handler, told its route template (for access lines and metrics by route)."""
-    handler.route = pattern.replace("([^/]+)", "{id}")
+    handler.route = re_unescape(pattern.replace("([^/]+)", "{id}"))
     return handler
 
 

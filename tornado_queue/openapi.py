@@ -1,0 +1,838 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at `/openapi.json`.
+
+Written by hand from what the handlers and `validation.py` really do; the bounds come from the
+same constants the server checks with, so a limit changed there changes here. Tests keep it
+true: the document validates, its paths and methods equal the route table both ways, and
+schemathesis runs every operation against a real server (`tests/test_schemathesis.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+from . import codec, validation
+from .handlers.queue import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
+from .handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
+from .models import DEFAULT_QUEUE, TaskStatus
+
+Json = dict[str, Any]
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "0.1.0"
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+JSON_MEDIA_TYPE = "application/json"
+PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def ref(kind: str, name: str) -> Json:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def schema_ref(name: str) -> Json:
+    return ref("schemas", name)
+
+
+def nullable(schema: Json) -> Json:
+    """A schema that also allows JSON null (OpenAPI 3.1 spells it as a type list)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# --- Schemas ------------------------------------------------------------------------------------
+
+QUEUE_NAME_PATTERN = "^" + validation.QUEUE_NAME.pattern + "$"
+IDEMPOTENCY_KEY_PATTERN = "^" + validation.IDEMPOTENCY_KEY.pattern + "$"
+TIMESTAMP: Json = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO-8601 in UTC, ending in `Z`.",
+    "examples": ["2026-11-28T05:22:23.719141Z"],
+}
+LEASE_ID: Json = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": validation.MAX_LEASE_ID_CHARS,
+    "description": "The `lease_id` a dequeue returned; a command carrying an older one is "
+    "refused with 409.",
+}
+PRIORITY: Json = {
+    "type": "integer",
+    "minimum": -validation.MAX_PRIORITY,
+    "maximum": validation.MAX_PRIORITY,
+    "description": "Higher is served first; FIFO within a priority. Written without a fraction "
+    "(`5`, not `5.0`).",
+}
+NEW_TASK_PROPERTIES: Json = {
+    "payload": {
+        "type": "object",
+        "description": "Any JSON object, nested at most "
+        f"{codec.MAX_ENCODE_DEPTH} levels deep; stored and returned as given.",
+        "examples": [{"job": "send_email", "to": "user@example.com"}],
+    },
+    "queue": schema_ref("QueueName"),
+    "priority": {**PRIORITY, "default": 0},
+    "delay": {
+        "type": "number",
+        "minimum": 0,
+        "maximum": validation.MAX_DELAY_SECONDS,
+        "default": 0,
+        "description": "Seconds before the task is ready; until then it is `scheduled`.",
+    },
+    "max_attempts": nullable(
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": validation.MAX_ATTEMPTS_LIMIT,
+            "description": "Deliveries before the task is failed for good; null or absent: "
+            "the server's `--max-attempts` (default 3).",
+        }
+    ),
+}
+
+STATS_STATES = ("pending", "processing", "completed", "failed", "scheduled")
+
+
+def counts_schema(description: str, extra: Json | None = None) -> Json:
+    properties: Json = dict(extra or {})
+    properties.update({state: {"type": "integer", "minimum": 0} for state in STATS_STATES})
+    return {
+        "type": "object",
+        "description": description,
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+SCHEMAS: Json = {
+    "QueueName": {
+        "type": "string",
+        "pattern": QUEUE_NAME_PATTERN,
+        "default": DEFAULT_QUEUE,
+        "description": "1 to 64 characters from `A-Z a-z 0-9 _ . -`.",
+        "examples": ["emails"],
+    },
+    "Task": {
+        "type": "object",
+        "description": "A task as the server keeps it.",
+        "required": [
+            "id",
+            "queue",
+            "payload",
+            "status",
+            "priority",
+            "attempts",
+            "max_attempts",
+            "created_at",
+            "available_at",
+            "lease_id",
+            "lease_expires_at",
+            "started_at",
+            "finished_at",
+            "result",
+            "error",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "queue": schema_ref("QueueName"),
+            "payload": {"type": "object"},
+            "status": {
+                "type": "string",
+                "enum": [status.value for status in TaskStatus],
+                "description": "`pending` (ready) → `processing` (leased) → `completed` or "
+                "`failed`; `scheduled` is not ready yet (a delay or a retry backoff).",
+            },
+            "priority": PRIORITY,
+            "attempts": {"type": "integer", "minimum": 0},
+            "max_attempts": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": validation.MAX_ATTEMPTS_LIMIT,
+            },
+            "created_at": TIMESTAMP,
+            "available_at": TIMESTAMP,
+            "lease_id": nullable({"type": "string"}),
+            "lease_expires_at": nullable(TIMESTAMP),
+            "started_at": nullable(TIMESTAMP),
+            "finished_at": nullable(TIMESTAMP),
+            "result": {"description": "Any JSON value given on completion, else null."},
+            "error": nullable({"type": "string"}),
+        },
+    },
+    "ReplayedId": {
+        "type": "object",
+        "description": "An idempotent replay whose task has since been deleted or forgotten.",
+        "required": ["id"],
+        "additionalProperties": False,
+        "properties": {"id": {"type": "string"}},
+    },
+    "NewTask": {
+        "type": "object",
+        "required": ["payload"],
+        "additionalProperties": False,
+        "properties": NEW_TASK_PROPERTIES,
+    },
+    "NewTaskBatch": {
+        "type": "object",
+        "description": "All or nothing: one bad item refuses the batch with a 400 naming "
+        "`tasks[i]`.",
+        "required": ["tasks"],
+        "additionalProperties": False,
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": validation.MAX_BATCH,
+                "items": {
+                    "type": "object",
+                    "required": ["payload"],
+                    "additionalProperties": False,
+                    "properties": {
+                        **NEW_TASK_PROPERTIES,
+                        "idempotency_key": {
+                            "type": "string",
+                            "pattern": IDEMPOTENCY_KEY_PATTERN,
+                            "description": "As the `Idempotency-Key` header of `POST /tasks`, "
+                            "for this item.",
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "TaskIds": {
+        "type": "object",
+        "required": ["ids"],
+        "additionalProperties": False,
+        "properties": {
+            "ids": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": validation.MAX_BATCH,
+                "items": {"type": "string"},
+                "description": "One id per item, in the order given.",
+            }
+        },
+    },
+    "TaskList": {
+        "type": "object",
+        "required": ["tasks"],
+        "additionalProperties": False,
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "maxItems": validation.MAX_BATCH,
+                "items": schema_ref("Task"),
+            }
+        },
+    },
+    "Completion": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "result": {"description": "Any JSON value, stored on the task."},
+            "lease_id": nullable(LEASE_ID),
+        },
+    },
+    "Failure": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "error": nullable({"type": "string", "maxLength": validation.MAX_ERROR_CHARS}),
+            "retry": {
+                "type": "boolean",
+                "default": True,
+                "description": "false: failed for good now, whatever attempts are left.",
+            },
+            "lease_id": nullable(LEASE_ID),
+        },
+    },
+    "Heartbeat": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"lease_id": nullable(LEASE_ID)},
+    },
+    "CompletionBatch": {
+        "type": "object",
+        "required": ["tasks"],
+        "additionalProperties": False,
+        "properties": {
+            "tasks": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": validation.MAX_BATCH,
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string", "minLength": 1},
+                        "lease_id": nullable(LEASE_ID),
+                        "result": {"description": "Any JSON value, stored on the task."},
+                    },
+                },
+            }
+        },
+    },
+    "CompletionResults": {
+        "type": "object",
+        "required": ["results"],
+        "additionalProperties": False,
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "status"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string", "description": "At most 100 characters."},
+                        "status": {
+                            "type": "integer",
+                            "enum": [200, 404, 409],
+                            "description": "As the single `PUT /tasks/{id}/complete` would answer.",
+                        },
+                        "detail": {"type": "string", "description": "Why, when not 200."},
+                    },
+                },
+            }
+        },
+    },
+    "Counts": counts_schema("How many tasks are in each state."),
+    "QueueCounts": counts_schema("One queue and its counts.", {"name": schema_ref("QueueName")}),
+    "Totals": {
+        "type": "object",
+        "description": "Events since the store began.",
+        "required": ["enqueued", "completed", "failed", "lease_expired"],
+        "additionalProperties": False,
+        "properties": {
+            name: {"type": "integer", "minimum": 0}
+            for name in ("enqueued", "completed", "failed", "lease_expired")
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "additionalProperties": False,
+        "properties": {"status": {"const": "ok"}},
+    },
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details; `detail` names what was wrong.",
+        "required": ["type", "title", "status", "detail"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "const": "about:blank"},
+            "title": {"type": "string", "description": "The status's reason phrase."},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string", "minLength": 1},
+        },
+    },
+}
+
+# --- Parameters and headers -----------------------------------------------------------------
+
+
+def query(name: str, schema: Json, description: str) -> Json:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+PARAMETERS: Json = {
+    "TaskId": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+        "description": "A task id (the server makes UUIDs); an unknown or malformed one is 404.",
+    },
+    "Queue": query(
+        "queue",
+        schema_ref("QueueName"),
+        f"The queue; absent means `{DEFAULT_QUEUE}`.",
+    ),
+    "QueueOrAll": query(
+        "queue",
+        {"type": "string", "pattern": QUEUE_NAME_PATTERN},
+        "One queue; absent means the sum over every queue.",
+    ),
+    "Lease": query(
+        "lease",
+        {"type": "number", "minimum": MIN_LEASE_SECONDS, "maximum": MAX_LEASE_SECONDS},
+        "Lease length in seconds, written as digits with an optional fraction (`30`, `2.5`); "
+        "absent means the server's `--lease-seconds` (default 30).",
+    ),
+    "Wait": query(
+        "wait",
+        {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
+        "Long-poll: seconds to wait for a task when none is ready (digits with an optional "
+        "fraction).",
+    ),
+    "LeaseIdQuery": query(
+        "lease_id", LEASE_ID, "The lease being acted on; if the body has one too they must match."
+    ),
+    "Limit": query(
+        "limit",
+        {"type": "integer", "minimum": 0, "maximum": VIEW_MAX_LIMIT, "default": VIEW_DEFAULT_LIMIT},
+        "Page size (plain digits).",
+    ),
+    "Offset": query(
+        "offset",
+        {"type": "integer", "minimum": 0, "maximum": VIEW_MAX_OFFSET, "default": 0},
+        "Tasks to skip (plain digits).",
+    ),
+    "Count": query(
+        "count",
+        {"type": "integer", "minimum": 1, "maximum": validation.MAX_BATCH, "default": 1},
+        "Most tasks to lease (plain digits).",
+    ),
+    "ViewStatus": query(
+        "status",
+        {"type": "string", "enum": ["pending", "processing", "failed"], "default": "pending"},
+        "Which tasks: `pending` in dequeue order, `processing` and `failed` most recent first.",
+    ),
+    "RequestId": {
+        "name": "X-Request-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Echoed in the answer and the access log when it is 1-128 visible ASCII "
+        "characters; otherwise a fresh id is used.",
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+        "description": "The same key with the same body returns the first task (200) and creates "
+        "nothing; with another body, 422. Given at most once.",
+    },
+}
+
+HEADERS: Json = {
+    "X-Request-ID": {
+        "description": "The client's request id, or a fresh one.",
+        "schema": {"type": "string"},
+    },
+    "X-Total-Count": {
+        "description": "How many tasks match, over all pages.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Location": {"description": "The task's URL.", "schema": {"type": "string"}},
+    "Allow": {"description": "The methods this route answers.", "schema": {"type": "string"}},
+}
+
+REQUEST_ID_HEADER = {"X-Request-ID": ref("headers", "X-Request-ID")}
+
+# --- Responses --------------------------------------------------------------------------------
+
+PROBLEMS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "A malformed request: a bad query parameter, body, field or header."),
+    404: ("NotFound", "No such task (or nothing to dequeue)."),
+    405: ("MethodNotAllowed", "The route does not answer this method; see `Allow`."),
+    409: ("Conflict", "The task is not in a state that allows this, or the lease was lost."),
+    413: ("ContentTooLarge", "The body is over `--max-body-bytes` (default 1 MiB)."),
+    415: ("UnsupportedMediaType", "A body declared as other than JSON, or compressed."),
+    422: ("UnprocessableContent", "The Idempotency-Key was used with a different request."),
+    503: ("ServiceUnavailable", "The store is not answering."),
+}
+
+
+def problem_response(status: int) -> Json:
+    description = PROBLEMS[status][1]
+    headers = dict(REQUEST_ID_HEADER)
+    if status == 405:
+        headers["Allow"] = ref("headers", "Allow")
+    schema = {"allOf": [schema_ref("Problem"), {"properties": {"status": {"const": status}}}]}
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
+    }
+
+
+RESPONSES: Json = {PROBLEMS[status][0]: problem_response(status) for status in PROBLEMS}
+
+
+def problems(*statuses: int) -> Json:
+    return {str(status): ref("responses", PROBLEMS[status][0]) for status in statuses}
+
+
+def json_response(description: str, schema: Json, headers: Json | None = None) -> Json:
+    return {
+        "description": description,
+        "headers": {**REQUEST_ID_HEADER, **(headers or {})},
+        "content": {JSON_MEDIA_TYPE: {"schema": schema}},
+    }
+
+
+def json_body(schema_name: str, *, required: bool) -> Json:
+    return {"required": required, "content": {JSON_MEDIA_TYPE: {"schema": schema_ref(schema_name)}}}
+
+
+# A body route also refuses an oversized body (413) and one that is not JSON (415).
+BODY_PROBLEMS = (413, 415)
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    responses: Json,
+    *,
+    parameters: tuple[str, ...] = (),
+    body: Json | None = None,
+    description: str | None = None,
+) -> Json:
+    document: Json = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [tag],
+        "parameters": [ref("parameters", name) for name in (*parameters, "RequestId")],
+        "responses": responses,
+    }
+    if description:
+        document["description"] = description
+    if body is not None:
+        document["requestBody"] = body
+    return document
+
+
+def with_head(get: Json) -> Json:
+    """`GET` and the `HEAD` the same handler answers: same status and headers, no body."""
+    head = copy.deepcopy(get)
+    head["operationId"] = get["operationId"] + "Head"
+    head["summary"] = "Headers of: " + get["summary"]
+    head.pop("description", None)
+    for response in head["responses"].values():
+        response.pop("content", None)
+    return {"get": get, "head": head}
+
+
+def inline_problems(*statuses: int) -> Json:
+    """Problem responses written out (a HEAD answer keeps the headers, loses the body)."""
+    return {str(status): problem_response(status) for status in statuses}
+
+
+TASK = schema_ref("Task")
+LOCATION = {"Location": ref("headers", "Location")}
+
+
+def _paths() -> Json:
+    return {
+        "/tasks": {
+            "post": operation(
+                "enqueueTask",
+                "Enqueue a task",
+                "tasks",
+                {
+                    "201": json_response("Created.", TASK, LOCATION),
+                    "200": json_response(
+                        "An idempotent replay: the first task, nothing created.",
+                        {"oneOf": [TASK, schema_ref("ReplayedId")]},
+                        LOCATION,
+                    ),
+                    **problems(400, *BODY_PROBLEMS, 422),
+                },
+                parameters=("IdempotencyKey",),
+                body=json_body("NewTask", required=True),
+            )
+        },
+        "/tasks/batch": {
+            "post": operation(
+                "enqueueTasks",
+                "Enqueue up to 1000 tasks, all or nothing",
+                "tasks",
+                {
+                    "201": json_response("Created.", schema_ref("TaskIds")),
+                    "200": json_response(
+                        "Every item was an idempotent replay.", schema_ref("TaskIds")
+                    ),
+                    **problems(400, *BODY_PROBLEMS, 422),
+                },
+                body=json_body("NewTaskBatch", required=True),
+                description="The `Idempotency-Key` header is refused here (400): give each item "
+                "its own `idempotency_key`.",
+            )
+        },
+        "/tasks/dequeue": {
+            "post": operation(
+                "dequeueTask",
+                "Lease the next ready task",
+                "consumers",
+                {
+                    "200": json_response("The task, now `processing`.", TASK),
+                    **problems(400, 404, *BODY_PROBLEMS),
+                },
+                parameters=("Queue", "Wait", "Lease"),
+                description="Highest priority first, FIFO within a priority. With `wait`, the "
+                "request is answered the moment a task is ready, else 404 when the wait ends.",
+            )
+        },
+        "/tasks/dequeue/batch": {
+            "post": operation(
+                "dequeueTasks",
+                "Lease up to `count` ready tasks",
+                "consumers",
+                {
+                    "200": json_response(
+                        "The tasks, now `processing`; an empty list when none came in time.",
+                        schema_ref("TaskList"),
+                    ),
+                    **problems(400, *BODY_PROBLEMS),
+                },
+                parameters=("Count", "Queue", "Wait", "Lease"),
+            )
+        },
+        "/tasks/complete/batch": {
+            "post": operation(
+                "completeTasks",
+                "Complete many tasks, each judged on its own",
+                "consumers",
+                {
+                    "200": json_response(
+                        "One result per item, in order.", schema_ref("CompletionResults")
+                    ),
+                    **problems(400, *BODY_PROBLEMS),
+                },
+                body=json_body("CompletionBatch", required=True),
+            )
+        },
+        "/tasks/{id}": {
+            **with_head(
+                operation(
+                    "getTask",
+                    "Read one task",
+                    "tasks",
+                    {"200": json_response("The task.", TASK), **inline_problems(404)},
+                    parameters=("TaskId",),
+                )
+            ),
+            "delete": operation(
+                "deleteTask",
+                "Remove a task that is not processing",
+                "tasks",
+                {
+                    "204": {"description": "Removed.", "headers": REQUEST_ID_HEADER},
+                    **problems(404, 409),
+                },
+                parameters=("TaskId",),
+            ),
+        },
+        "/tasks/{id}/complete": {
+            "put": operation(
+                "completeTask",
+                "Finish a processing task",
+                "consumers",
+                {
+                    "200": json_response("The task, now `completed`.", TASK),
+                    **problems(400, 404, 409, *BODY_PROBLEMS),
+                },
+                parameters=("TaskId", "LeaseIdQuery"),
+                body=json_body("Completion", required=False),
+            )
+        },
+        "/tasks/{id}/fail": {
+            "put": operation(
+                "failTask",
+                "Record a failed attempt",
+                "consumers",
+                {
+                    "200": json_response(
+                        "The task: `scheduled` (or `pending`) for a retry after a backoff, or "
+                        "`failed` when attempts are used up or `retry` is false.",
+                        TASK,
+                    ),
+                    **problems(400, 404, 409, *BODY_PROBLEMS),
+                },
+                parameters=("TaskId", "LeaseIdQuery"),
+                body=json_body("Failure", required=False),
+            )
+        },
+        "/tasks/{id}/heartbeat": {
+            "put": operation(
+                "heartbeatTask",
+                "Extend a processing task's lease from now",
+                "consumers",
+                {
+                    "200": json_response("The task with its new `lease_expires_at`.", TASK),
+                    **problems(400, 404, 409, *BODY_PROBLEMS),
+                },
+                parameters=("TaskId", "Lease", "LeaseIdQuery"),
+                body=json_body("Heartbeat", required=False),
+            )
+        },
+        "/tasks/{id}/retry": {
+            "post": operation(
+                "retryTask",
+                "Put a failed task back in its queue with fresh attempts",
+                "tasks",
+                {
+                    "200": json_response("The task, now `pending`.", TASK),
+                    **problems(404, 409, *BODY_PROBLEMS),
+                },
+                parameters=("TaskId",),
+            )
+        },
+        "/queue/view": with_head(
+            operation(
+                "viewQueue",
+                "List one queue's tasks in a state, paged",
+                "queues",
+                {
+                    "200": json_response(
+                        "The page of tasks.",
+                        {"type": "array", "maxItems": VIEW_MAX_LIMIT, "items": TASK},
+                        {"X-Total-Count": ref("headers", "X-Total-Count")},
+                    ),
+                    **inline_problems(400),
+                },
+                parameters=("Queue", "ViewStatus", "Limit", "Offset"),
+            )
+        ),
+        "/queue/stats": with_head(
+            operation(
+                "queueStats",
+                "Count tasks by state",
+                "queues",
+                {"200": json_response("The counts.", schema_ref("Counts")), **inline_problems(400)},
+                parameters=("QueueOrAll",),
+            )
+        ),
+        "/queue/totals": with_head(
+            operation(
+                "queueTotals",
+                "Count events since the store began",
+                "queues",
+                {
+                    "200": json_response("The totals.", schema_ref("Totals")),
+                    **inline_problems(400),
+                },
+                parameters=("QueueOrAll",),
+            )
+        ),
+        "/queues": with_head(
+            operation(
+                "listQueues",
+                "Every queue that holds tasks, with its counts",
+                "queues",
+                {
+                    "200": json_response(
+                        "The queues by name.",
+                        {"type": "array", "items": schema_ref("QueueCounts")},
+                    )
+                },
+            )
+        ),
+        "/healthz": with_head(
+            operation(
+                "health",
+                "Is the server up and its store answering?",
+                "operations",
+                {
+                    "200": json_response("Healthy.", schema_ref("Health")),
+                    **inline_problems(503),
+                },
+            )
+        ),
+        "/metrics": with_head(
+            operation(
+                "metrics",
+                "Prometheus metrics",
+                "operations",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4.",
+                        "headers": REQUEST_ID_HEADER,
+                        "content": {PROMETHEUS_MEDIA_TYPE: {"schema": {"type": "string"}}},
+                    }
+                },
+            )
+        ),
+        "/openapi.json": with_head(
+            operation(
+                "openapi",
+                "This document",
+                "documentation",
+                {"200": json_response("OpenAPI 3.1.", {"type": "object"})},
+            )
+        ),
+        "/docs": with_head(
+            operation(
+                "docs",
+                "Interactive API documentation (Swagger UI, served locally)",
+                "documentation",
+                {"200": html_response("The documentation page.")},
+            )
+        ),
+        "/": with_head(
+            operation(
+                "dashboard",
+                "The live dashboard page",
+                "operations",
+                {"200": html_response("The dashboard page.")},
+            )
+        ),
+    }
+
+
+def html_response(description: str) -> Json:
+    return {
+        "description": description,
+        "headers": REQUEST_ID_HEADER,
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+
+
+DESCRIPTION = """\
+An HTTP task queue: producers enqueue JSON tasks, consumers lease them, and every task is
+delivered at least once.
+
+Every error is RFC 9457 problem JSON (`application/problem+json`). On every route: a method the
+route does not answer gets 405 with an `Allow` header (GET routes answer HEAD too), an unknown
+path gets 404, a body over `--max-body-bytes` gets 413, and a body declared as anything but JSON
+gets 415 (a body with no `Content-Type` is read as JSON). Numeric query parameters are plain
+digits (`limit`, `offset`, `count`) or digits with an optional fraction (`lease`, `wait`), each
+given at most once.
+"""
+
+
+@cache
+def document() -> Json:
+    """The OpenAPI document, built once."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "tornado_queue",
+            "version": API_VERSION,
+            "description": DESCRIPTION,
+        },
+        "tags": [
+            {"name": "tasks", "description": "Producing and managing tasks."},
+            {"name": "consumers", "description": "Leasing and finishing tasks."},
+            {"name": "queues", "description": "What is in the queues."},
+            {"name": "operations", "description": "Health, metrics and the dashboard."},
+            {"name": "documentation", "description": "This description, and its UI."},
+        ],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "headers": HEADERS,
+            "responses": RESPONSES,
+        },
+    }
+
+
+@cache
+def document_bytes() -> bytes:
+    """The document as JSON, encoded once: every `/openapi.json` answer writes these bytes."""
+    return codec.dumps(document())
