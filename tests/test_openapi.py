@@ -1,0 +1,166 @@
+"""The OpenAPI document: valid 3.1, and the same routes and methods as the route table, both ways.
+
+What each operation answers is checked against a real server by tests/test_schemathesis.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pytest
+from openapi_spec_validator import validate
+from tornado.util import re_unescape
+from tornado.web import RequestHandler, StaticFileHandler
+
+from tornado_queue import openapi, validation
+from tornado_queue.app import ROUTES
+
+HTTP_METHODS = frozenset({"get", "head", "post", "put", "patch", "delete", "options", "trace"})
+
+
+def api_routes() -> dict[str, type]:
+    """Route template → handler, for every route but static files (which are not API)."""
+    return {
+        re_unescape(entry[0].replace("([^/]+)", "{id}")): entry[1]
+        for entry in ROUTES
+        if not issubclass(entry[1], StaticFileHandler)
+    }
+
+
+def implemented_methods(handler: type) -> set[str]:
+    """The methods a handler answers: `ApiHandler.allowed_methods`, or the same rule for a
+    handler that is not an ApiHandler."""
+    if hasattr(handler, "allowed_methods"):
+        return {method.lower() for method in handler.allowed_methods()}
+    return {
+        method.lower()
+        for method in handler.SUPPORTED_METHODS
+        if getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())
+    }
+
+
+def operations() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in openapi.document()["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def resolved(response: dict[str, Any]) -> dict[str, Any]:
+    """A response, or the component response it refers to."""
+    if "$ref" not in response:
+        return response
+    return openapi.document()["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+
+
+def test_the_document_is_valid_openapi_3_1():
+    document = openapi.document()
+
+    validate(document)
+    assert document["openapi"].startswith("3.1.")
+
+
+def test_the_cached_bytes_are_the_document():
+    assert orjson.loads(openapi.document_bytes()) == openapi.document()
+    assert openapi.document_bytes() is openapi.document_bytes()
+
+
+def test_every_api_route_is_documented_with_the_same_template():
+    documented = set(openapi.document()["paths"])
+
+    missing = sorted(set(api_routes()) - documented)
+
+    assert not missing, f"routes missing from the document: {missing}"
+
+
+def test_every_documented_path_is_a_route():
+    routes = set(api_routes())
+
+    extra = sorted(set(openapi.document()["paths"]) - routes)
+
+    assert not extra, f"documented paths that are not routes: {extra}"
+
+
+@pytest.mark.parametrize("template", sorted(api_routes()))
+def test_each_route_documents_exactly_the_methods_its_handler_answers(template):
+    handler = api_routes()[template]
+    item = openapi.document()["paths"][template]
+
+    assert set(item) & HTTP_METHODS == implemented_methods(handler)
+
+
+def test_static_asset_routes_are_left_out():
+    static = [entry[0] for entry in ROUTES if issubclass(entry[1], StaticFileHandler)]
+
+    assert "/docs/assets/(.*)" in static
+    for pattern in static:
+        assert re_unescape(pattern) not in openapi.document()["paths"]
+
+
+def test_operation_ids_are_unique():
+    ids = [operation["operationId"] for _, _, operation in operations()]
+
+    assert len(ids) == len(set(ids))
+
+
+def test_path_parameters_are_declared_where_the_template_has_them():
+    parameters = openapi.document()["components"]["parameters"]
+    for path, method, operation in operations():
+        names = {
+            parameters[each["$ref"].rsplit("/", 1)[1]]["name"]
+            for each in operation["parameters"]
+            if parameters[each["$ref"].rsplit("/", 1)[1]]["in"] == "path"
+        }
+        assert names == set(re.findall(r"\{(\w+)\}", path)), (method, path)
+
+
+def test_every_operation_carries_the_request_id_both_ways():
+    for path, method, operation in operations():
+        assert {"$ref": "#/components/parameters/RequestId"} in operation["parameters"]
+        for status, response in operation["responses"].items():
+            assert "X-Request-ID" in resolved(response)["headers"], (method, path, status)
+
+
+def test_errors_are_problem_json_and_successes_are_not():
+    for path, method, operation in operations():
+        for status, response in operation["responses"].items():
+            media_types = set(resolved(response).get("content", {}))
+            if int(status) >= 400:
+                assert media_types <= {"application/problem+json"}, (method, path, status)
+                assert media_types or method == "head", (method, path, status)
+            else:
+                assert "application/problem+json" not in media_types
+
+
+def test_a_head_operation_answers_as_its_get_without_bodies():
+    paths = openapi.document()["paths"]
+    for path, item in paths.items():
+        if "head" not in item:
+            continue
+        get, head = item["get"], item["head"]
+        assert set(head["responses"]) == set(get["responses"]), path
+        assert head["parameters"] == get["parameters"], path
+        assert all("content" not in response for response in head["responses"].values())
+
+
+def test_request_bodies_refuse_unknown_fields_like_the_server():
+    schemas = openapi.document()["components"]["schemas"]
+    expected = {
+        "NewTask": validation.NEW_TASK_FIELDS,
+        "Completion": validation.COMPLETE_FIELDS,
+        "Failure": validation.FAIL_FIELDS,
+        "Heartbeat": validation.HEARTBEAT_FIELDS,
+        "NewTaskBatch": validation.BATCH_FIELDS,
+        "CompletionBatch": validation.BATCH_FIELDS,
+    }
+    for name, fields in expected.items():
+        assert schemas[name]["additionalProperties"] is False, name
+        assert set(schemas[name]["properties"]) == fields, name
+    batch_item = schemas["NewTaskBatch"]["properties"]["tasks"]["items"]
+    assert set(batch_item["properties"]) == validation.BATCH_ITEM_FIELDS
+    complete_item = schemas["CompletionBatch"]["properties"]["tasks"]["items"]
+    assert set(complete_item["properties"]) == validation.COMPLETE_ITEM_FIELDS
