@@ -15,7 +15,8 @@ from typing import Any
 from . import codec, validation
 from .handlers.queue import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
 from .handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
-from .models import DEFAULT_QUEUE, TaskStatus
+from .metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
+from .models import DEFAULT_QUEUE, LISTED, Event, TaskStatus
 
 Json = dict[str, Any]
 
@@ -24,7 +25,6 @@ API_VERSION = "0.1.0"
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 JSON_MEDIA_TYPE = "application/json"
-PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def ref(kind: str, name: str) -> Json:
@@ -306,12 +306,9 @@ SCHEMAS: Json = {
     "Totals": {
         "type": "object",
         "description": "Events since the store began.",
-        "required": ["enqueued", "completed", "failed", "lease_expired"],
+        "required": [event.value for event in Event],
         "additionalProperties": False,
-        "properties": {
-            name: {"type": "integer", "minimum": 0}
-            for name in ("enqueued", "completed", "failed", "lease_expired")
-        },
+        "properties": {event.value: {"type": "integer", "minimum": 0} for event in Event},
     },
     "Health": {
         "type": "object",
@@ -396,7 +393,11 @@ PARAMETERS: Json = {
     ),
     "ViewStatus": query(
         "status",
-        {"type": "string", "enum": ["pending", "processing", "failed"], "default": "pending"},
+        {
+            "type": "string",
+            "enum": [status.value for status in LISTED],
+            "default": TaskStatus.PENDING.value,
+        },
         "Which tasks: `pending` in dequeue order, `processing` and `failed` most recent first.",
     ),
     "RequestId": {
@@ -423,7 +424,7 @@ HEADERS: Json = {
         "schema": {"type": "string"},
     },
     "X-Total-Count": {
-        "description": "How many tasks match, over all pages.",
+        "description": "How many tasks the queue has in the listed state, over all pages.",
         "schema": {"type": "integer", "minimum": 0},
     },
     "Location": {"description": "The task's URL.", "schema": {"type": "string"}},
