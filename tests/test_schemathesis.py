@@ -7,12 +7,15 @@ Bounded for CI: a fixed seed, few examples per operation, and long-polls capped 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from typing import Any
 
 import hypothesis
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
+from schemathesis.engine import Status, events
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -22,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tornado_queue import openapi
+from tornado_queue.handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
 from tornado_queue.testing import ServerProcess
 
 CHECKS = [
@@ -32,17 +36,18 @@ CHECKS = [
     response_schema_conformance,
     unsupported_method,
 ]
+SEED = 20261128
 MAX_EXAMPLES = 30
+STATEFUL_SCENARIOS = 100
+STATEFUL_STEPS = 10
 MAX_TEST_WAIT = 0.05
 """Seconds a generated long-poll may wait; enough to take the parked path, short enough to keep
 the run bounded."""
 
 CONFIG = schemathesis.Config.from_dict(
     {
-        "seed": 20261128,
+        "seed": SEED,
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-        # Stateful runs need links between operations, which the document does not declare.
-        "phases": {"stateful": {"enabled": False}},
     }
 )
 
@@ -60,15 +65,44 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 schema = schemathesis.openapi.from_dict(openapi.document(), config=CONFIG)
 
 
-def cap_wait(case: schemathesis.Case) -> None:
-    """A valid long-poll lasts at most `MAX_TEST_WAIT`; invalid values are sent as generated."""
-    raw = (case.query or {}).get("wait")
-    try:
-        seconds = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return
-    if seconds > MAX_TEST_WAIT:
-        case.query["wait"] = MAX_TEST_WAIT
+QUERY_NUMBERS = {"lease": (MIN_LEASE_SECONDS, MAX_LEASE_SECONDS), "wait": (0, MAX_WAIT_SECONDS)}
+
+
+def fit_query_numbers(case: schemathesis.Case) -> None:
+    """Valid `lease` and `wait` numbers written as the document says the server reads them.
+
+    Schemathesis writes a float with up to 17 digits or an exponent (`522.5732521619273`,
+    `1e-05`), which the server refuses with a 400 (its format: digits, at most 9 decimals); a
+    valid long-poll is also cut to `MAX_TEST_WAIT` to keep the run bounded. Out-of-range and
+    malformed values (negative cases) are sent as generated.
+    """
+    for name, (low, high) in QUERY_NUMBERS.items():
+        value = (case.query or {}).get(name)
+        if isinstance(value, str):  # coverage cases come as written; cut long waits only
+            try:
+                value = float(value)
+            except ValueError:
+                continue
+            if name == "lease" or not MAX_TEST_WAIT < value <= high:
+                continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not low <= value <= high:
+            continue
+        if name == "wait":
+            value = min(value, MAX_TEST_WAIT)
+        case.query[name] = f"{math.floor(value * 1000) / 1000:.3f}"
+
+
+def make_ready(case: schemathesis.Case) -> None:
+    """Tasks a workflow enqueues are ready at once (a generated delay is mostly months), so
+    that the dequeue after them finds them and the commands meet processing tasks."""
+    bodies = [case.body] if case.operation.path == "/tasks" else []
+    if case.operation.path == "/tasks/batch" and isinstance(case.body, dict):
+        bodies = case.body.get("tasks") if isinstance(case.body.get("tasks"), list) else []
+    for body in bodies:
+        if isinstance(body, dict) and isinstance(body.get("delay"), int | float):
+            body["delay"] = 0
 
 
 @schema.parametrize()
@@ -82,8 +116,61 @@ def cap_wait(case: schemathesis.Case) -> None:
 def test_every_operation_keeps_to_the_document(
     case: schemathesis.Case, server: ServerProcess
 ) -> None:
-    cap_wait(case)
+    fit_query_numbers(case)
     case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=10)
+
+
+def test_workflows_along_the_links_keep_to_the_document(server: ServerProcess) -> None:
+    """Chains of calls along the document's links (enqueue → dequeue → complete, fail,
+    heartbeat → retry, delete), so commands also meet tasks that exist, in every state.
+
+    Run by schemathesis's own engine rather than as a Hypothesis state machine under pytest:
+    the server's state moves on between scenarios, which Hypothesis would call flaky data
+    generation; the engine expects that of a live API."""
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "base-url": server.url,
+            "request-timeout": 10,
+            "generation": {"max-examples": STATEFUL_SCENARIOS, "database": "none"},
+            "phases": {
+                "examples": {"enabled": False},
+                "coverage": {"enabled": False},
+                "fuzzing": {"enabled": False},
+                # Only the document's links: inferred ones dilute the workflows that matter.
+                "stateful": {
+                    "enabled": True,
+                    "max-steps": STATEFUL_STEPS,
+                    "inference": {"algorithms": []},
+                },
+            },
+            "checks": {"enabled": False, **{check.__name__: {"enabled": True} for check in CHECKS}},
+        }
+    )
+    workflows = schemathesis.openapi.from_dict(openapi.document(), config=config)
+
+    @workflows.hook
+    def map_case(context: Any, case: schemathesis.Case) -> schemathesis.Case:
+        fit_query_numbers(case)
+        make_ready(case)
+        return case
+
+    failures: list[str] = []
+    scenarios = 0
+    for event in schemathesis.engine.from_schema(workflows).execute():
+        if isinstance(event, events.ScenarioFinished):
+            scenarios += 1
+            for checks in event.recorder.checks.values():
+                failures += [
+                    f"{check.name}: {check.failure_info.failure.title}"  # type: ignore[union-attr]
+                    for check in checks
+                    if check.status == Status.FAILURE
+                ]
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            failures.append(f"error: {event.info.format()}")
+
+    assert not failures, "\n".join(sorted(set(failures)))
+    assert scenarios > 0
 
 
 def test_the_server_logged_no_exception(server: ServerProcess) -> None:

@@ -364,14 +364,14 @@ PARAMETERS: Json = {
     "Lease": query(
         "lease",
         {"type": "number", "minimum": MIN_LEASE_SECONDS, "maximum": MAX_LEASE_SECONDS},
-        "Lease length in seconds, written as digits with an optional fraction (`30`, `2.5`); "
-        "absent means the server's `--lease-seconds` (default 30).",
+        "Lease length in seconds, written as digits with at most 9 decimals and no exponent "
+        "(`30`, `2.5`; not `1e3`); absent means the server's `--lease-seconds` (default 30).",
     ),
     "Wait": query(
         "wait",
         {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
-        "Long-poll: seconds to wait for a task when none is ready (digits with an optional "
-        "fraction).",
+        "Long-poll: seconds to wait for a task when none is ready, written as digits with at "
+        "most 9 decimals and no exponent (`0`, `2.5`).",
     ),
     "LeaseIdQuery": query(
         "lease_id", LEASE_ID, "The lease being acted on; if the body has one too they must match."
@@ -467,12 +467,43 @@ def problems(*statuses: int) -> Json:
     return {str(status): ref("responses", PROBLEMS[status][0]) for status in statuses}
 
 
-def json_response(description: str, schema: Json, headers: Json | None = None) -> Json:
-    return {
+def json_response(
+    description: str, schema: Json, headers: Json | None = None, links: tuple[str, ...] = ()
+) -> Json:
+    response = {
         "description": description,
         "headers": {**REQUEST_ID_HEADER, **(headers or {})},
         "content": {JSON_MEDIA_TYPE: {"schema": schema}},
     }
+    if links:
+        response["links"] = {name: ref("links", name) for name in links}
+    return response
+
+
+def task_link(operation_id: str, description: str, *, with_lease: bool = False) -> Json:
+    """A link from an answer holding a task to a command on that task (and its lease)."""
+    parameters = {"path.id": "$response.body#/id"}
+    if with_lease:
+        parameters["query.lease_id"] = "$response.body#/lease_id"
+    return {"operationId": operation_id, "parameters": parameters, "description": description}
+
+
+# How the answers lead to the next call: they show the workflow in the docs and let
+# schemathesis's stateful runs chain enqueue → dequeue → complete/fail/heartbeat → retry.
+LINKS: Json = {
+    "GetTask": task_link("getTask", "Read this task."),
+    "DeleteTask": task_link("deleteTask", "Remove this task."),
+    "RetryTask": task_link("retryTask", "Put this task back in its queue (once failed)."),
+    "CompleteLeasedTask": task_link("completeTask", "Finish this lease.", with_lease=True),
+    "FailLeasedTask": task_link("failTask", "Report this lease failed.", with_lease=True),
+    "HeartbeatLeasedTask": task_link("heartbeatTask", "Extend this lease.", with_lease=True),
+    "DequeueFromItsQueue": {
+        "operationId": "dequeueTask",
+        "parameters": {"query.queue": "$response.body#/queue"},
+        "description": "Lease the next ready task of this task's queue.",
+    },
+}
+LEASED_TASK_LINKS = ("CompleteLeasedTask", "FailLeasedTask", "HeartbeatLeasedTask", "GetTask")
 
 
 def json_body(schema_name: str, *, required: bool) -> Json:
@@ -515,6 +546,7 @@ def with_head(get: Json) -> Json:
     head.pop("description", None)
     for response in head["responses"].values():
         response.pop("content", None)
+        response.pop("links", None)
     return {"get": get, "head": head}
 
 
@@ -535,7 +567,12 @@ def _paths() -> Json:
                 "Enqueue a task",
                 "tasks",
                 {
-                    "201": json_response("Created.", TASK, LOCATION),
+                    "201": json_response(
+                        "Created.",
+                        TASK,
+                        LOCATION,
+                        ("GetTask", "DeleteTask", "RetryTask", "DequeueFromItsQueue"),
+                    ),
                     "200": json_response(
                         "An idempotent replay: the first task, nothing created.",
                         {"oneOf": [TASK, schema_ref("ReplayedId")]},
@@ -570,7 +607,9 @@ def _paths() -> Json:
                 "Lease the next ready task",
                 "consumers",
                 {
-                    "200": json_response("The task, now `processing`.", TASK),
+                    "200": json_response(
+                        "The task, now `processing`.", TASK, links=LEASED_TASK_LINKS
+                    ),
                     **problems(400, 404, *BODY_PROBLEMS),
                 },
                 parameters=("Queue", "Wait", "Lease"),
@@ -634,7 +673,9 @@ def _paths() -> Json:
                 "Finish a processing task",
                 "consumers",
                 {
-                    "200": json_response("The task, now `completed`.", TASK),
+                    "200": json_response(
+                        "The task, now `completed`.", TASK, links=("GetTask", "DeleteTask")
+                    ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
                 parameters=("TaskId", "LeaseIdQuery"),
@@ -651,6 +692,7 @@ def _paths() -> Json:
                         "The task: `scheduled` (or `pending`) for a retry after a backoff, or "
                         "`failed` when attempts are used up or `retry` is false.",
                         TASK,
+                        links=("RetryTask", "DeleteTask", "GetTask", "DequeueFromItsQueue"),
                     ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
@@ -664,7 +706,9 @@ def _paths() -> Json:
                 "Extend a processing task's lease from now",
                 "consumers",
                 {
-                    "200": json_response("The task with its new `lease_expires_at`.", TASK),
+                    "200": json_response(
+                        "The task with its new `lease_expires_at`.", TASK, links=LEASED_TASK_LINKS
+                    ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
                 parameters=("TaskId", "Lease", "LeaseIdQuery"),
@@ -677,7 +721,9 @@ def _paths() -> Json:
                 "Put a failed task back in its queue with fresh attempts",
                 "tasks",
                 {
-                    "200": json_response("The task, now `pending`.", TASK),
+                    "200": json_response(
+                        "The task, now `pending`.", TASK, links=("DequeueFromItsQueue",)
+                    ),
                     **problems(404, 409, *BODY_PROBLEMS),
                 },
                 parameters=("TaskId",),
@@ -801,8 +847,8 @@ Every error is RFC 9457 problem JSON (`application/problem+json`). On every rout
 route does not answer gets 405 with an `Allow` header (GET routes answer HEAD too), an unknown
 path gets 404, a body over `--max-body-bytes` gets 413, and a body declared as anything but JSON
 gets 415 (a body with no `Content-Type` is read as JSON). Numeric query parameters are plain
-digits (`limit`, `offset`, `count`) or digits with an optional fraction (`lease`, `wait`), each
-given at most once.
+digits (`limit`, `offset`, `count`) or digits with at most 9 decimals (`lease`, `wait`; no
+exponent), each given at most once.
 """
 
 
@@ -829,6 +875,7 @@ def document() -> Json:
             "parameters": PARAMETERS,
             "headers": HEADERS,
             "responses": RESPONSES,
+            "links": LINKS,
         },
     }
 
