@@ -55,6 +55,7 @@ class DocsHandler(ApiHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(DOCS_PAGE)
 
     head = get
@@ -72,6 +73,8 @@ class StaticFiles(StaticFileHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("X-Request-ID", self.request_id)
+        # A browser must never read a script or style sheet as anything else.
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     @property
     def request_id(self) -> str:
