@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
+import orjson
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.engine import Status, events
+from schemathesis.engine.recorder import CheckFailureInfo
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -59,10 +61,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
 
 
-# Loaded in-process: schemathesis 4.32.5's lazy `from_fixture` loader does not run under
-# pytest 9 (it sets `Node._nodeid`, which pytest 9 removed). That the server serves this very
-# document is tests/test_openapi.py's business.
-schema = schemathesis.openapi.from_dict(openapi.document(), config=CONFIG)
+def served_document() -> dict[str, Any]:
+    """The document as the server serves it, parsed afresh: schemathesis gets its own copy
+    and can never change the cached one other tests read."""
+    return orjson.loads(openapi.document_bytes())
+
+
+# Loaded in-process rather than from the server's URL: schemathesis 4.32.5's lazy
+# `from_fixture` loader does not run under pytest 9 (it sets `Node._nodeid`, which pytest 9
+# removed). tests/handlers/test_docs.py checks that /openapi.json serves these very bytes.
+schema = schemathesis.openapi.from_dict(served_document(), config=CONFIG)
 
 
 QUERY_NUMBERS = {"lease": (MIN_LEASE_SECONDS, MAX_LEASE_SECONDS), "wait": (0, MAX_WAIT_SECONDS)}
@@ -147,7 +155,7 @@ def test_workflows_along_the_links_keep_to_the_document(server: ServerProcess) -
             "checks": {"enabled": False, **{check.__name__: {"enabled": True} for check in CHECKS}},
         }
     )
-    workflows = schemathesis.openapi.from_dict(openapi.document(), config=config)
+    workflows = schemathesis.openapi.from_dict(served_document(), config=config)
 
     @workflows.hook
     def map_case(context: Any, case: schemathesis.Case) -> schemathesis.Case:
@@ -162,15 +170,21 @@ def test_workflows_along_the_links_keep_to_the_document(server: ServerProcess) -
             scenarios += 1
             for checks in event.recorder.checks.values():
                 failures += [
-                    f"{check.name}: {check.failure_info.failure.title}"  # type: ignore[union-attr]
+                    describe(check.failure_info)
                     for check in checks
-                    if check.status == Status.FAILURE
+                    if check.status == Status.FAILURE and check.failure_info is not None
                 ]
         elif isinstance(event, events.NonFatalError | events.FatalError):
             failures.append(f"error: {event.info.format()}")
 
     assert not failures, "\n".join(sorted(set(failures)))
     assert scenarios > 0
+
+
+def describe(info: CheckFailureInfo) -> str:
+    """A failed check: what it found, and the request that shows it."""
+    failure = info.failure
+    return f"{failure.operation}: {failure.title}: {failure.message}\n    {info.code_sample}"
 
 
 def test_the_server_logged_no_exception(server: ServerProcess) -> None:
