@@ -164,3 +164,19 @@ def test_request_bodies_refuse_unknown_fields_like_the_server():
     assert set(batch_item["properties"]) == validation.BATCH_ITEM_FIELDS
     complete_item = schemas["CompletionBatch"]["properties"]["tasks"]["items"]
     assert set(complete_item["properties"]) == validation.COMPLETE_ITEM_FIELDS
+
+
+def test_every_operation_on_the_store_documents_a_503_with_retry_after():
+    document = openapi.document()
+
+    for path, methods in document["paths"].items():
+        for method, operation_document in methods.items():
+            responses = operation_document["responses"]
+            if path in openapi.STORELESS_PATHS:
+                assert "503" not in responses, (method, path)
+                continue
+            assert "503" in responses, (method, path)
+            failure = responses["503"]
+            if "$ref" in failure:
+                failure = document["components"]["responses"][failure["$ref"].rsplit("/", 1)[1]]
+            assert "Retry-After" in failure["headers"], (method, path)

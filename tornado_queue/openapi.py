@@ -364,14 +364,14 @@ PARAMETERS: Json = {
     "Lease": query(
         "lease",
         {"type": "number", "minimum": MIN_LEASE_SECONDS, "maximum": MAX_LEASE_SECONDS},
-        "Lease length in seconds, written as digits with at most 9 decimals and no exponent "
-        "(`30`, `2.5`; not `1e3`); absent means the server's `--lease-seconds` (default 30).",
+        "Lease length in seconds, written in plain ASCII digits with optional decimals and "
+        "exponent (`30`, `2.5`, `1e3`); absent means the server's `--lease-seconds` (default 30).",
     ),
     "Wait": query(
         "wait",
         {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
-        "Long-poll: seconds to wait for a task when none is ready, written as digits with at "
-        "most 9 decimals and no exponent (`0`, `2.5`).",
+        "Long-poll: seconds to wait for a task when none is ready, written in plain ASCII "
+        "digits with optional decimals and exponent (`0`, `2.5`, `1e-05`).",
     ),
     "LeaseIdQuery": query(
         "lease_id", LEASE_ID, "The lease being acted on; if the body has one too they must match."
@@ -443,7 +443,11 @@ PROBLEMS: dict[int, tuple[str, str]] = {
     413: ("ContentTooLarge", "The body is over `--max-body-bytes` (default 1 MiB)."),
     415: ("UnsupportedMediaType", "A body declared as other than JSON, or compressed."),
     422: ("UnprocessableContent", "The Idempotency-Key was used with a different request."),
-    503: ("ServiceUnavailable", "The store is not answering."),
+    503: (
+        "ServiceUnavailable",
+        "The store is not answering (its disk or server fails); nothing was changed. Try again "
+        "after `Retry-After` seconds.",
+    ),
 }
 
 
@@ -452,6 +456,11 @@ def problem_response(status: int) -> Json:
     headers = dict(REQUEST_ID_HEADER)
     if status == 405:
         headers["Allow"] = ref("headers", "Allow")
+    if status == 503:
+        headers["Retry-After"] = {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 0},
+        }
     schema = {"allOf": [schema_ref("Problem"), {"properties": {"status": {"const": status}}}]}
     return {
         "description": description,
@@ -839,6 +848,26 @@ def html_response(description: str) -> Json:
     }
 
 
+STORELESS_PATHS = frozenset({"/openapi.json", "/docs", "/"})
+
+
+def _with_store_failures(paths: Json) -> Json:
+    """Every operation that reads or changes the store may answer 503 with `Retry-After` when
+    the store's disk or server fails (SQLite, Redis); the docs and the dashboard page never do."""
+    for path, methods in paths.items():
+        if path in STORELESS_PATHS:
+            continue
+        for method, operation_document in methods.items():
+            responses = operation_document["responses"]
+            if "503" in responses:
+                continue
+            failure = problem_response(503) if method == "head" else None
+            if failure is not None:
+                failure.pop("content")
+            responses["503"] = failure or ref("responses", PROBLEMS[503][0])
+    return paths
+
+
 DESCRIPTION = """\
 An HTTP task queue: producers enqueue JSON tasks, consumers lease them, and every task is
 delivered at least once.
@@ -847,8 +876,8 @@ Every error is RFC 9457 problem JSON (`application/problem+json`). On every rout
 route does not answer gets 405 with an `Allow` header (GET routes answer HEAD too), an unknown
 path gets 404, a body over `--max-body-bytes` gets 413, and a body declared as anything but JSON
 gets 415 (a body with no `Content-Type` is read as JSON). Numeric query parameters are plain
-digits (`limit`, `offset`, `count`) or digits with at most 9 decimals (`lease`, `wait`; no
-exponent), each given at most once.
+digits (`limit`, `offset`, `count`) or decimal numbers as Python or JavaScript write them
+(`lease`, `wait`: `2.5`, `1e-05`; no sign, no spaces), each given at most once.
 """
 
 
@@ -869,7 +898,7 @@ def document() -> Json:
             {"name": "operations", "description": "Health, metrics and the dashboard."},
             {"name": "documentation", "description": "This description, and its UI."},
         ],
-        "paths": _paths(),
+        "paths": _with_store_failures(_paths()),
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,

@@ -53,10 +53,14 @@ def status_for(error: QueueError) -> int:
 class Problem(HTTPError):
     """An HTTP error answered as RFC 9457 problem details with `detail` as its sentence."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         # "%s" keeps a '%' in client text from breaking Tornado's log formatting.
         super().__init__(status, "%s", detail)
         self.detail = detail
+        self.headers = headers or {}
+
+
+STORE_RETRY_AFTER_SECONDS = 1
 
 
 def _is_json(content_type: str) -> bool:
@@ -75,7 +79,13 @@ class NumberFormat:
 
 # Plain ASCII digits only: int() and float() would also take "1_0", "+5", " 5" or Arabic digits.
 WHOLE_NUMBER = NumberFormat(re.compile(r"[0-9]{1,18}"), "a whole number", int)
-DECIMAL = NumberFormat(re.compile(r"[0-9]{1,18}(\.[0-9]{1,9})?"), "a number like 30 or 2.5", float)
+# Decimals and exponents as Python's repr() and JavaScript's String() write floats ("2.5",
+# "522.5732521619273", "1e-05"); the range check after parsing refuses what is out of bounds.
+DECIMAL = NumberFormat(
+    re.compile(r"[0-9]{1,18}(\.[0-9]{1,17})?([eE][-+]?[0-9]{1,3})?"),
+    "a number like 30 or 2.5",
+    float,
+)
 
 
 class RequestTracker:
@@ -252,7 +262,17 @@ class ApiHandler(RequestHandler):
         """
         if self._received > self.config.max_body_bytes:
             raise self._too_large()
-        return await call_store(self.store, method, *args)
+        try:
+            return await call_store(self.store, method, *args)
+        except self.store.unavailable_errors as error:
+            # The store's disk or server is failing: nothing was changed (each operation is
+            # atomic), so the client may try again; the traceback goes to the log.
+            log.error("the store failed: %r", error, exc_info=error)
+            raise Problem(
+                503,
+                f"the store is not answering ({type(error).__name__}); try again shortly",
+                {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+            ) from None
 
     def write_json(self, document: Any, status: int = 200) -> None:
         """Finish with a JSON document (lists included: `RequestHandler.write` refuses them)."""
@@ -282,6 +302,8 @@ class ApiHandler(RequestHandler):
             detail = str(error)
         elif isinstance(error, Problem):
             detail = error.detail
+            for name, value in error.headers.items():
+                self.set_header(name, value)
         elif status_code == 405 and not self.allowed_methods():
             # Tornado checks non-standard methods (PROPFIND…) before routing reaches a 404.
             status_code = 404

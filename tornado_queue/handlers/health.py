@@ -15,6 +15,8 @@ class HealthHandler(ApiHandler):
     async def get(self) -> None:
         try:
             await self.call_store(self.store.stats, "default")
+        except Problem:
+            raise  # a failure the store names as such: already a 503 with Retry-After
         except Exception as error:
             log.warning("health check: the store failed: %r", error)
             raise Problem(503, f"the store is not answering: {type(error).__name__}") from None

@@ -79,6 +79,9 @@ class Store(ABC):
     """
 
     blocking: ClassVar[bool] = True
+    unavailable_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    """Errors that mean the store's disk or server is failing, not that the caller erred: the
+    API answers them with 503 and Retry-After instead of a 500."""
     policy: Policy
 
     def enqueue(self, new_task: NewTask) -> Task:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,8 @@ from ..errors import (
 from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
 
+log = logging.getLogger("tornado_queue.redis")
+
 SCRIPT = (Path(__file__).parent / "lua" / "store.lua").read_text()
 
 
@@ -40,6 +44,8 @@ class RedisStore(Store):
     """
 
     blocking = True
+    # Redis down, slow, loading its data, or a replica that cannot take writes.
+    unavailable_errors = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
 
     def __init__(
         self,
@@ -58,6 +64,7 @@ class RedisStore(Store):
         self._lock = threading.Lock()
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._subscriber: Any = None  # started with the first listener
+        self._subscriber_failing = False
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -203,7 +210,9 @@ class RedisStore(Store):
             if self._subscriber is None:
                 # Other servers' ready messages matter only once someone here listens.
                 self._pubsub.subscribe(**{f"{self._prefix}:ready": self._on_message})
-                self._subscriber = self._pubsub.run_in_thread(sleep_time=0.05, daemon=True)
+                self._subscriber = self._pubsub.run_in_thread(
+                    sleep_time=0.05, daemon=True, exception_handler=self._on_subscriber_error
+                )
 
     def close(self) -> None:
         if self._subscriber is not None:
@@ -239,7 +248,19 @@ class RedisStore(Store):
             raise _domain_error(result[1:].decode(), op, task_id or "", lease_id or "")
         return result
 
+    def _on_subscriber_error(self, error: BaseException, _pubsub: Any, _thread: Any) -> None:
+        """Redis went away under the subscriber: say so once, then keep trying every second
+        (the next read reconnects and subscribes again) instead of letting the thread die and
+        other servers' wake-ups stop for good. Local consumers still hear of local tasks."""
+        if not self._subscriber_failing:
+            log.warning("lost the ready channel (%r); reconnecting every second", error)
+            self._subscriber_failing = True
+        time.sleep(1.0)
+
     def _on_message(self, message: dict[str, Any]) -> None:
+        if self._subscriber_failing:
+            log.info("ready channel back")
+            self._subscriber_failing = False
         origin, queue, count = message["data"].decode().split(" ")
         if origin != self._origin:
             self._notify(queue, int(count))

@@ -112,6 +112,8 @@ class SqliteStore(Store):
     """
 
     blocking = True
+    # Locked or unreadable database, disk I/O errors, a full disk.
+    unavailable_errors = (sqlite3.OperationalError,)
 
     def __init__(
         self,
