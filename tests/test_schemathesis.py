@@ -79,10 +79,9 @@ QUERY_NUMBERS = {"lease": (MIN_LEASE_SECONDS, MAX_LEASE_SECONDS), "wait": (0, MA
 def fit_query_numbers(case: schemathesis.Case) -> None:
     """Valid `lease` and `wait` numbers written as the document says the server reads them.
 
-    Schemathesis writes a float with up to 17 digits or an exponent (`522.5732521619273`,
-    `1e-05`), which the server refuses with a 400 (its format: digits, at most 9 decimals); a
-    valid long-poll is also cut to `MAX_TEST_WAIT` to keep the run bounded. Out-of-range and
-    malformed values (negative cases) are sent as generated.
+    A valid long-poll is cut to `MAX_TEST_WAIT` to keep the run bounded, and valid numbers are
+    written with 3 decimals. Out-of-range and malformed values (negative cases) are sent as
+    generated.
     """
     for name, (low, high) in QUERY_NUMBERS.items():
         value = (case.query or {}).get(name)

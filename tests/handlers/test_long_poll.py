@@ -153,9 +153,7 @@ async def test_wait_0_answers_at_once_and_wait_30_with_a_task_ready_too(client, 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("route", ["/tasks/dequeue", "/tasks/dequeue/batch"])
-@pytest.mark.parametrize(
-    "wait", ["-1", "31", "30.5", "abc", "1e1", "nan", "inf", "", "0.1234567891"]
-)
+@pytest.mark.parametrize("wait", ["-1", "31", "30.5", "abc", "1e2", "nan", "inf", "", "-0.5", "1e"])
 async def test_a_bad_wait_is_400_and_takes_nothing(client, url, route, wait):
     await create(client, url)
 
