@@ -24,8 +24,8 @@ def parse_json(body: bytes) -> Any:
 
 
 def dumps(document: Any) -> bytes:
-    """Serialize a response document."""
-    return orjson.dumps(document)
+    """Serialize a response document (datetimes in UTC as ISO-8601 with a `Z`)."""
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 
 MAX_ENCODE_DEPTH = 254
@@ -53,8 +53,16 @@ def format_time(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()[:-6] + "Z"
 
 
+def _utc(timestamp: float | None) -> datetime | None:
+    # orjson writes a datetime in C, as `format_time` would (microseconds only when non-zero),
+    # at a fraction of the cost of isoformat() and slicing.
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
 def task_document(task: Task) -> dict[str, Any]:
-    """The wire form of a task (see API.md, "Task")."""
+    """The wire form of a task (see API.md, "Task"), for `dumps`."""
+    created = _utc(task.created_at)
+    available = created if task.available_at == task.created_at else _utc(task.available_at)
     return {
         "id": task.id,
         "queue": task.queue,
@@ -63,12 +71,12 @@ def task_document(task: Task) -> dict[str, Any]:
         "priority": task.priority,
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,
-        "created_at": format_time(task.created_at),
-        "available_at": format_time(task.available_at),
+        "created_at": created,
+        "available_at": available,
         "lease_id": task.lease_id,
-        "lease_expires_at": format_time(task.lease_expires_at),
-        "started_at": format_time(task.started_at),
-        "finished_at": format_time(task.finished_at),
+        "lease_expires_at": _utc(task.lease_expires_at),
+        "started_at": _utc(task.started_at),
+        "finished_at": _utc(task.finished_at),
         "result": None if task.result is None else orjson.Fragment(task.result),
         "error": task.error,
     }

@@ -91,14 +91,21 @@ def new_task(
         key = idempotency_key_value(idempotency_key, "header Idempotency-Key")
     else:
         key = None
+    # Absent fields take their defaults without a check (most tasks name only a payload).
+    queue, priority, delay = DEFAULT_QUEUE, 0, 0.0
+    if "queue" in body:
+        queue = queue_name(body["queue"], _field(what, "queue"))
+    if "priority" in body:
+        label = _field(what, "priority")
+        priority = _bounded_int(body["priority"], label, -MAX_PRIORITY, MAX_PRIORITY)
+    if "delay" in body:
+        delay = _bounded_number(body["delay"], _field(what, "delay"), 0, MAX_DELAY_SECONDS)
     return NewTask(
         payload=codec.encode_json(payload, "payload"),
         max_attempts=max_attempts,
-        queue=queue_name(body.get("queue", DEFAULT_QUEUE), _field(what, "queue")),
-        priority=_bounded_int(
-            body.get("priority", 0), _field(what, "priority"), -MAX_PRIORITY, MAX_PRIORITY
-        ),
-        delay=_bounded_number(body.get("delay", 0), _field(what, "delay"), 0, MAX_DELAY_SECONDS),
+        queue=queue,
+        priority=priority,
+        delay=delay,
         idempotency_key=key,
         fingerprint=_fingerprint(body) if key is not None else b"",
     )
@@ -125,7 +132,7 @@ def completion_batch(document: Any) -> list[Completion]:
         if not isinstance(task_id, str) or not task_id:
             raise ValidationError(f"{_field(what, 'id')} must be a task id string")
         result = codec.encode_json(body["result"], "result") if "result" in body else None
-        completions.append(Completion(task_id[:100], lease_id(body, None), result))
+        completions.append(Completion(task_id, lease_id(body, None), result))
     return completions
 
 
