@@ -8,7 +8,7 @@ size as the real server's (a task with a fresh uuid4 id, `{"ids": [...]}`, `{"ta
 queue, no validation, no state, no request id, no metrics and no access log beyond Tornado's
 default (a `tornado.access` record that nothing is configured to print). Same Tornado, one process,
 the default asyncio loop, default `Application` and `HTTPServer` settings: whatever the real server
-costs above this is the price of being a task queue, which is what `bench/http.py` reports.
+costs above this is the price of being a task queue, which is what `bench/http_bench.py` reports.
 
 Like `main.py` it writes "listening on http://HOST:PORT" to stderr, so `--port 0` can be used.
 """

@@ -3,7 +3,7 @@
 (Not `bench/http.py`: a module of that name in bench/ would shadow the standard library's `http`
 package for every script run from this directory, floor.py and stores.py included.)
 
-    .venv/bin/python bench/http_bench.py [--seconds 5] [--connections 1,16,64]
+    .venv/bin/python bench/http_bench.py [--seconds 3] [--rounds 3] [--connections 1,16,64]
                                    [--workloads enqueue,lifecycle,...] [--server-flags "..."]
     .venv/bin/python bench/http_bench.py --smoke      (about 15 s, for CI: fails only on errors)
 
@@ -13,7 +13,10 @@ backend, default flags: it logs every request as a user's server does; pass `--s
 "--log-level warning"` to see what the access log costs), prefills both through the batch
 endpoint when the workload dequeues, then runs `wrk` on the floor and right after on the server.
 The machine drifts 15-20 % between sessions, so only these back-to-back ratios are worth
-comparing. Fresh processes per run keep one run's queue and heap out of the next.
+comparing. Fresh processes per run keep one run's queue and heap out of the next. The whole
+grid is run `--rounds` times (rounds outermost); the table shows medians, and each ratio is the
+median of the per-round ratios. The defaults (3 s runs, 3 rounds, 5 workloads, 3 connection
+counts, 500 long-polls) take about 7 minutes.
 
 wrk runs with ONE thread (`-t1`): the machine has two cores, and the Python server uses one, so
 wrk gets the other. When `taskset` is there the apps are pinned to CPU 0 and wrk (and this
@@ -56,6 +59,7 @@ import selectors
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -279,51 +283,91 @@ def run_wrk(plan: Plan, workload: Workload, url: str, connections: int) -> dict[
 
 @dataclass
 class Pair:
-    workload: Workload
-    connections: int
+    """One round of one workload at one connection count: a floor run, then a server run."""
+
     floor: dict[str, Any]
     server: dict[str, Any]
     prefill_tasks: int = 0
     server_rss_mib: float | None = None
 
     @property
-    def failed(self) -> bool:
-        return "failure" in self.floor or "failure" in self.server
-
-    def ratio(self) -> float | None:
-        if self.failed or not self.floor["req_per_s"]:
-            return None
-        return self.server["req_per_s"] / self.floor["req_per_s"]
-
-    def p99_ratio(self) -> float | None:
-        if self.failed or not self.floor["latency_us"]["p99"]:
-            return None
-        return self.server["latency_us"]["p99"] / self.floor["latency_us"]["p99"]
-
-    def target(self) -> dict[str, Any] | None:
-        """What issue 7 asks of this row, and whether it was met; None if it asks nothing."""
-        if self.connections != TARGET_CONNECTIONS or self.failed:
-            return None
-        if self.workload.single_task:
-            ratio, p99_ratio = self.ratio(), self.p99_ratio()
-            met = ratio is not None and ratio >= 0.9 and p99_ratio is not None and p99_ratio <= 1.5
-            return {"wanted": "req/s >= 0.9x floor and p99 <= 1.5x floor", "met": met}
-        wanted = self.workload.min_tasks_per_second or 0.0
-        met = self.server["tasks_per_s"] >= wanted
-        return {"wanted": f"tasks/s >= {wanted:,.0f}", "met": met}
+    def failure(self) -> str | None:
+        for kind, result in (("floor", self.floor), ("server", self.server)):
+            if "failure" in result:
+                return f"{kind}: {result['failure']}"
+        return None
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "workload": self.workload.name,
-            "connections": self.connections,
             "prefill_tasks": self.prefill_tasks,
             "floor": self.floor,
             "server": self.server,
-            "ratio": self.ratio(),
-            "p99_ratio": self.p99_ratio(),
             "server_rss_mib_after": self.server_rss_mib,
-            "target": self.target(),
         }
+
+
+@dataclass
+class Row:
+    """A workload at one connection count over every round: medians, and ratios taken within
+    each round (floor and server back to back) before the median, so drift between rounds
+    cancels out."""
+
+    workload: Workload
+    connections: int
+    rounds: list[Pair] = field(default_factory=list)
+
+    @property
+    def failure(self) -> str | None:
+        return next((pair.failure for pair in self.rounds if pair.failure), None)
+
+    def median(self, app: str, *keys: str) -> float:
+        values = []
+        for pair in self.rounds:
+            value: Any = getattr(pair, app)
+            for key in keys:
+                value = value[key]
+            values.append(value)
+        return statistics.median(values)
+
+    def ratio(self) -> float:
+        return statistics.median(
+            pair.server["req_per_s"] / pair.floor["req_per_s"] for pair in self.rounds
+        )
+
+    def p99_ratio(self) -> float:
+        return statistics.median(
+            pair.server["latency_us"]["p99"] / max(pair.floor["latency_us"]["p99"], 1)
+            for pair in self.rounds
+        )
+
+    def target(self) -> dict[str, Any] | None:
+        """What issue 7 asks of this row, and whether it was met; None if it asks nothing."""
+        if self.connections != TARGET_CONNECTIONS or self.failure:
+            return None
+        if self.workload.single_task:
+            met = self.ratio() >= 0.9 and self.p99_ratio() <= 1.5
+            return {"wanted": "req/s >= 0.9x floor and p99 <= 1.5x floor", "met": met}
+        wanted = self.workload.min_tasks_per_second or 0.0
+        met = self.median("server", "tasks_per_s") >= wanted
+        return {"wanted": f"tasks/s >= {wanted:,.0f}", "met": met}
+
+    def as_json(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {"workload": self.workload.name, "connections": self.connections}
+        if self.failure:
+            summary["failure"] = self.failure
+        else:
+            for app in ("floor", "server"):
+                summary[app] = {
+                    "req_per_s": self.median(app, "req_per_s"),
+                    "tasks_per_s": self.median(app, "tasks_per_s"),
+                    "p50_us": self.median(app, "latency_us", "p50"),
+                    "p99_us": self.median(app, "latency_us", "p99"),
+                }
+            summary["ratio"] = self.ratio()
+            summary["p99_ratio"] = self.p99_ratio()
+            summary["target"] = self.target()
+        summary["rounds"] = [pair.as_json() for pair in self.rounds]
+        return summary
 
 
 @dataclass
@@ -335,6 +379,7 @@ class Plan:
     server_flags: list[str]
     pinning: Pinning
     longpoll_iterations: int
+    rounds: int
     prefill_rates: dict[str, float] = field(default_factory=dict)
 
 
@@ -352,7 +397,7 @@ def bench_pair(plan: Plan, scratch: Path, workload: Workload, connections: int) 
             if count:
                 prefill(app.url, count)
             results.append(run_wrk(plan, workload, app.url, connections))
-        pair = Pair(workload, connections, results[0], results[1], count, server.rss_mib())
+        pair = Pair(results[0], results[1], count, server.rss_mib())
     finally:
         floor.stop()
         server.stop()
@@ -486,34 +531,31 @@ def bench_long_poll(plan: Plan, scratch: Path) -> dict[str, Any]:
 # --- report ----------------------------------------------------------------------------------
 
 
-def latencies(result: dict[str, Any]) -> str:
-    """p50 / p99 in milliseconds."""
-    return f"{result['latency_us']['p50'] / 1000:.1f} / {result['latency_us']['p99'] / 1000:.1f}"
-
-
-def table(pairs: list[Pair]) -> str:
+def table(rows: list[Row]) -> str:
     header = (
         f"{'workload':<30} {'conn':>4} {'floor req/s':>11} {'server req/s':>12} {'ratio':>6} "
         f"{'tasks/s':>9} {'floor p50/p99 ms':>16} {'server p50/p99 ms':>17} {'p99 ratio':>9}"
         "  target"
     )
     lines = [header, "-" * len(header)]
-    for pair in pairs:
-        if pair.failed:
-            why = pair.floor.get("failure") or pair.server.get("failure")
-            culprit = "floor" if "failure" in pair.floor else "server"
-            lines.append(
-                f"{pair.workload.title:<30} {pair.connections:>4} FAILED ({culprit}): {why}"
-            )
+    for row in rows:
+        first = f"{row.workload.title:<30} {row.connections:>4}"
+        if row.failure:
+            lines.append(f"{first} FAILED ({row.failure})")
             continue
-        floor, server = pair.floor, pair.server
-        target = pair.target()
+        target = row.target()
         verdict = "" if target is None else ("met" if target["met"] else "NOT met")
+        floor_ms = f"{row.median('floor', 'latency_us', 'p50') / 1000:.1f} / " + (
+            f"{row.median('floor', 'latency_us', 'p99') / 1000:.1f}"
+        )
+        server_ms = f"{row.median('server', 'latency_us', 'p50') / 1000:.1f} / " + (
+            f"{row.median('server', 'latency_us', 'p99') / 1000:.1f}"
+        )
         lines.append(
-            f"{pair.workload.title:<30} {pair.connections:>4} {floor['req_per_s']:>11,.0f} "
-            f"{server['req_per_s']:>12,.0f} {pair.ratio():>6.2f} {server['tasks_per_s']:>9,.0f} "
-            f"{latencies(floor):>16} {latencies(server):>17} "
-            f"{pair.p99_ratio():>9.2f}  {verdict}"
+            f"{first} {row.median('floor', 'req_per_s'):>11,.0f} "
+            f"{row.median('server', 'req_per_s'):>12,.0f} {row.ratio():>6.2f} "
+            f"{row.median('server', 'tasks_per_s'):>9,.0f} {floor_ms:>16} {server_ms:>17} "
+            f"{row.p99_ratio():>9.2f}  {verdict}"
         )
     return "\n".join(lines)
 
@@ -564,7 +606,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=int, default=3, help="duration of each wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="floor/server pairs per row (medians reported)"
+    )
     parser.add_argument("--connections", default="1,16,64", help="comma-separated counts")
     parser.add_argument(
         "--workloads",
@@ -585,11 +630,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.seconds, args.connections, args.long_poll_iterations = 1, "16", 20
+        args.seconds, args.rounds, args.connections, args.long_poll_iterations = 1, 1, "16", 20
         args.workloads = ",".join(WORKLOADS_BY_NAME)
     unknown = set(args.workloads.split(",")) - set(WORKLOADS_BY_NAME)
     if unknown:
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.seconds < 1:
         parser.error("--seconds must be at least 1 (wrk counts whole seconds)")
     return args
@@ -605,20 +652,27 @@ def main(argv: list[str]) -> int:
         server_flags=shlex.split(args.server_flags),
         pinning=Pinning.choose(not args.no_pin),
         longpoll_iterations=args.long_poll_iterations,
+        rounds=args.rounds,
     )
     if plan.pinning.load:
         os.sched_setaffinity(0, {int(plan.pinning.load)})  # the runner is a client too
     started = time.monotonic()
     load_before = os.getloadavg()
-    pairs: list[Pair] = []
+    rows = [Row(w, c) for w in plan.workloads for c in plan.connections]
     with tempfile.TemporaryDirectory(prefix="tq-bench-") as scratch:
-        for workload in plan.workloads:
-            for connections in plan.connections:
-                pair = bench_pair(plan, Path(scratch), workload, connections)
-                pairs.append(pair)
-                print(f"  {workload.name} c={connections}: done", file=sys.stderr, flush=True)
+        # Rounds outermost: a noisy spell (another process, CPU steal) hits one round of many
+        # rows rather than every round of one row.
+        for number in range(plan.rounds):
+            for row in rows:
+                row.rounds.append(bench_pair(plan, Path(scratch), row.workload, row.connections))
+                print(
+                    f"  round {number + 1}/{plan.rounds}: {row.workload.name} "
+                    f"c={row.connections} done",
+                    file=sys.stderr,
+                    flush=True,
+                )
         long_poll = {"skipped": True} if args.no_long_poll else bench_long_poll(plan, Path(scratch))
-    print(table(pairs))
+    print(table(rows))
     if "skipped" not in long_poll:
         print(long_poll_line(long_poll))
     report = {
@@ -626,6 +680,7 @@ def main(argv: list[str]) -> int:
             "date": datetime.now(UTC).isoformat(),
             "smoke": args.smoke,
             "seconds_per_run": plan.seconds,
+            "rounds": plan.rounds,
             "wrk": f"{plan.wrk} -t1 --timeout 10s",
             "server_flags": plan.server_flags,
             "pinning": {"apps_cpu": plan.pinning.app, "wrk_cpu": plan.pinning.load},
@@ -637,16 +692,14 @@ def main(argv: list[str]) -> int:
             "commit": git_commit(),
             "wall_seconds": time.monotonic() - started,
         },
-        "runs": [pair.as_json() for pair in pairs],
+        "rows": [row.as_json() for row in rows],
         "long_poll": long_poll,
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("http-smoke.json" if args.smoke else "http.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
-    failed = [pair for pair in pairs if pair.failed] + (
-        [long_poll] if "failure" in long_poll else []
-    )
+    failed = [row for row in rows if row.failure] + ([long_poll] if "failure" in long_poll else [])
     if failed:
         print(f"bench/http_bench.py: {len(failed)} run(s) FAILED (see above)", file=sys.stderr)
         return 1

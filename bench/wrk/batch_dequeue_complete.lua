@@ -1,6 +1,6 @@
 -- Workload "batch dequeue + batch complete": POST /tasks/dequeue/batch?count=100, then
 -- POST /tasks/complete/batch with every id and lease id it handed out. The queue is prefilled
--- by bench/http.py; an empty list means it ran dry. Only items answered 200 count as tasks.
+-- by bench/http_bench.py; an empty list means it ran dry. Only items answered 200 count as tasks.
 dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
 
 local BATCH = 100

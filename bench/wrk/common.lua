@@ -3,7 +3,7 @@
 -- wrk runs one Lua state per thread: the globals below are per-thread counters that each
 -- workload's response() updates, and done() (which runs in the main state after the run) sums
 -- them over threads with thread:get. done() prints ONE line, "BENCH_JSON {...}", that
--- bench/http.py parses: wrk's own summary has no tasks count and rounds latencies.
+-- bench/http_bench.py parses: wrk's own summary has no tasks count and rounds latencies.
 
 tasks = 0       -- tasks this thread saw enqueued (workloads that only enqueue) or completed
 unexpected = 0  -- responses with another status or shape than the workload expects

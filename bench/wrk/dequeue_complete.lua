@@ -1,5 +1,5 @@
 -- Workload "dequeue + complete": POST /tasks/dequeue, then PUT /tasks/{id}/complete with the
--- lease id it handed out. The queue is prefilled by bench/http.py; a 404 means it ran dry.
+-- lease id it handed out. The queue is prefilled by bench/http_bench.py; a 404 means it ran dry.
 --
 -- Connections share this thread's FIFO of leased tasks: whichever connection is ready next
 -- completes the oldest leased task, else dequeues another.
