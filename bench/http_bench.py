@@ -394,8 +394,12 @@ def bench_pair(plan: Plan, scratch: Path, workload: Workload, connections: int) 
     try:
         results = []
         for app in (floor, server):
-            if count:
-                prefill(app.url, count)
+            try:
+                if count:
+                    prefill(app.url, count)
+            except (OSError, RuntimeError, http.client.HTTPException) as error:
+                results.append({"failure": f"prefill: {type(error).__name__}: {error}"})
+                continue
             results.append(run_wrk(plan, workload, app.url, connections))
         pair = Pair(results[0], results[1], count, server.rss_mib())
     finally:
