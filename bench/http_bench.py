@@ -38,7 +38,8 @@ one sample (raw sockets and `selectors` here, so no HTTP library sits in between
 is timestamped as soon as it is complete). The producer's own 201 is timed too, as the floor
 the wake-up can be compared with.
 
-It prints a table and writes bench/results/http.json (http-smoke.json with --smoke). Targets
+It prints a table and writes bench/results/http.json (http-smoke.json with --smoke, or
+`--output FILE`). Targets
 (from issue 7) are reported, never asserted, and judged at 16 connections: single-task
 workloads >= 0.9x the floor's req/s with a p99 <= 1.5x the floor's, batch enqueue >= 50,000
 tasks/s, batch dequeue + complete >= 25,000 tasks/s, long-poll wake-up p99 <= 5 ms.
@@ -623,6 +624,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--server-flags", default="", help='extra flags for main.py, e.g. "--log-level warning"'
     )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the JSON (default bench/results/http.json, "
+        "http-smoke.json with --smoke); give partial or A/B runs their own file",
+    )
     parser.add_argument("--long-poll-iterations", type=int, default=500)
     parser.add_argument("--no-long-poll", action="store_true", help="skip the wake-up test")
     parser.add_argument("--no-pin", action="store_true", help="do not pin apps and wrk to CPUs")
@@ -699,10 +706,10 @@ def main(argv: list[str]) -> int:
         "rows": [row.as_json() for row in rows],
         "long_poll": long_poll,
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("http-smoke.json" if args.smoke else "http.json")
+    out: Path = args.output or RESULTS / ("http-smoke.json" if args.smoke else "http.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
+    print(f"wrote {out} in {time.monotonic() - started:.0f} s")
     failed = [row for row in rows if row.failure] + ([long_poll] if "failure" in long_poll else [])
     if failed:
         print(f"bench/http_bench.py: {len(failed)} run(s) FAILED (see above)", file=sys.stderr)
