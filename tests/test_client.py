@@ -4,6 +4,7 @@ detail, connection reuse, and retries only where repeating is safe."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -205,6 +206,33 @@ def test_interrupt_ends_a_long_poll_at_once_and_strands_no_task(client, server, 
     assert time.monotonic() - started < 2
     task_id = client.enqueue({"n": 1}, queue=queue)
     assert client.dequeue(queue=queue).id == task_id
+
+
+def test_a_consumer_that_closes_right_after_asking_is_never_handed_a_task(client, server, queue):
+    # Given consumers that each start a long-poll on their kept-alive connection and drop it
+    # at once (the FIN can arrive with the request itself, which Tornado does not report)
+    stranded = 0
+    for _ in range(200):
+        consumer = Client(server.url)
+        consumer.stats()
+        thread = threading.Thread(target=_dequeue_quietly, args=(consumer, queue))
+        thread.start()
+        consumer.interrupt()
+        thread.join()
+        consumer.close()
+
+        # When a task arrives, then it waits for a live consumer instead of going to the dead one
+        task_id = client.enqueue({}, queue=queue)
+        if client.get(task_id).status != "pending":
+            stranded += 1
+        else:
+            client.delete(task_id)
+    assert stranded == 0
+
+
+def _dequeue_quietly(consumer: Client, queue: str) -> None:
+    with contextlib.suppress(ConnectionFailed):
+        consumer.dequeue(queue=queue, wait=5, lease=600)
 
 
 # --- against a stub ----------------------------------------------------------------------
