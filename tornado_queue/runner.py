@@ -287,9 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option(
         "--wait",
-        type=bounded(float, 0, 30),
+        type=bounded(float, 1, 30),  # at least 1: an idle worker must not spin
         default=20.0,
-        help="long-poll seconds per dequeue (default 20)",
+        help="long-poll seconds per dequeue, 1 to 30 (default 20)",
     )
     option(
         "--report-seconds",
