@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
@@ -34,6 +35,13 @@ REAP_INTERVAL_MS = 500
 BODY_DISCARD_ALLOWANCE = 8 << 20
 """Bytes past --max-body-bytes the server still reads (and discards) so an oversized request
 gets its JSON 413 on a healthy connection; beyond that Tornado closes the connection."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python main.py FLAGS` and `python -m tornado_queue serve FLAGS`."""
+    settings = Settings.from_args(argv)
+    configure_logging(settings)
+    return asyncio.run(serve(settings))
 
 
 def configure_logging(settings: Settings) -> None:

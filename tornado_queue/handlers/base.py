@@ -195,6 +195,17 @@ class ApiHandler(RequestHandler):
         self.waiters.leave(self)
         self._untrack()
 
+    def connection_lost(self) -> bool:
+        """Whether the client has gone. Tornado calls `on_connection_close` only for a close
+        that comes after the request was read: a client that sent its request and closed at
+        once (a consumer interrupting its own long-poll) leaves a stream that is already
+        closed, and no callback, so that is checked too."""
+        if self.client_gone:
+            return True
+        stream = getattr(self.request.connection, "stream", None)
+        self.client_gone = stream is not None and stream.closed()
+        return self.client_gone
+
     def _untrack(self) -> None:
         if self._tracked:
             self._tracked = False

@@ -49,14 +49,14 @@ class ConsumerArguments(ApiHandler):
         while True:
             seen = self.waiters.generation(queue)
             taken = await self.call_store(take)
-            if self.client_gone:
+            if self.connection_lost():
                 await self._give_back(taken)
                 return []
             remaining = deadline - io_loop.time()
             if taken or remaining <= 0:
                 return taken
             woke = await self.waiters.wait(queue, remaining, seen, self, front=front)
-            if self.client_gone:
+            if self.connection_lost():
                 if woke:
                     self.waiters.pass_on(queue)
                 return []

@@ -1,0 +1,181 @@
+"""`python -m tornado_queue`: the client commands (tables for people, --json for scripts), tail,
+serve, and the dispatcher's usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client_support import real_server
+from tests.support import wait_until
+from tornado_queue import cli
+from tornado_queue.__main__ import main
+from tornado_queue.client import Client
+from tornado_queue.testing import LISTENING, ROOT, ServerProcess, free_port
+
+DEADLINE = 15.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with real_server(tmp_path_factory.mktemp("cli")) as process:
+        yield process
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with Client(server.url) as client:
+        yield client
+
+
+def run(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run a command in-process against `server`; its exit code and what it printed."""
+    code = main([*args, "--url", server.url])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_enqueue_then_get_in_words_and_in_json(server, capsys):
+    code, out = run(server, capsys, "enqueue", '{"to": "a@example.com"}', "--queue", "cli-get")
+    assert code == 0
+    task_id = re.fullmatch(r"enqueued (\S+) on queue 'cli-get'\n", out).group(1)
+
+    code, out = run(server, capsys, "get", task_id)
+    assert code == 0
+    assert re.search(r"^status +pending$", out, re.MULTILINE)
+    assert re.search(r'^payload +\{"to":"a@example.com"\}$', out, re.MULTILINE)
+
+    code, out = run(server, capsys, "get", task_id, "--json")
+    assert json.loads(out)["id"] == task_id and json.loads(out)["queue"] == "cli-get"
+    code, out = run(server, capsys, "enqueue", "{}", "--priority", "3", "--json")
+    assert list(json.loads(out)) == ["id"]
+
+
+def test_stats_and_queues_print_tables(server, client, capsys):
+    client.enqueue_many([{"n": n} for n in range(3)], queue="cli-tables")
+    client.complete(client.dequeue(queue="cli-tables"))
+
+    code, out = run(server, capsys, "stats", "--queue", "cli-tables")
+    assert code == 0
+    assert out.splitlines() == [
+        "state       tasks",
+        "pending         2",
+        "processing      0",
+        "completed       1",
+        "failed          0",
+        "scheduled       0",
+    ]
+    code, out = run(server, capsys, "queues")
+    header, *rows = out.splitlines()
+    assert header.split() == ["queue", "pending", "processing", "completed", "failed", "scheduled"]
+    assert ["cli-tables", "2", "0", "1", "0", "0"] in [row.split() for row in rows]
+    code, out = run(server, capsys, "queues", "--json")
+    assert {"name": "cli-tables", **client.stats("cli-tables")} in json.loads(out)
+
+
+def test_retry_puts_a_failed_task_back_and_explains_a_refusal(server, client, capsys):
+    task_id = client.enqueue({}, queue="cli-retry")
+    client.fail(client.dequeue(queue="cli-retry"), "boom\nTraceback: ...", retry=False)
+
+    code, out = run(server, capsys, "get", task_id)
+    assert re.search(r"^error +boom$", out, re.MULTILINE) and "error:\n  boom\n  Traceback" in out
+
+    assert run(server, capsys, "retry", task_id) == (
+        0,
+        f"task {task_id} is pending again, attempts reset\n",
+    )
+    code, out = run(server, capsys, "retry", task_id)
+    assert code == 1
+    assert (
+        out.startswith(f"error: cannot retry task '{task_id}': it is pending")
+        and "(HTTP 409)" in out
+    )
+    assert run(server, capsys, "get", "nope") == (1, "error: no task with id 'nope' (HTTP 404)\n")
+
+
+def test_bad_arguments_exit_2_and_an_unreachable_server_exits_1(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["enqueue", "[1, 2]"])
+    assert exited.value.code == 2
+    assert "payload must be a JSON object" in capsys.readouterr().err
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["stats", "--url", url]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot reach {url}")
+    assert main([]) == 2 and "usage: python -m tornado_queue COMMAND" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2 and "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_the_url_and_token_come_from_the_environment(server, client, capsys, monkeypatch):
+    monkeypatch.setenv("TQ_URL", server.url)
+    monkeypatch.setenv("TQ_TOKEN", "t0ken")
+    client.enqueue({}, queue="cli-env")
+    assert main(["stats", "--queue", "cli-env", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 1
+
+
+def spawn(tmp_path: Path, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`python -m tornado_queue ARGS` with stdout and stderr in a file, read as it grows."""
+    output = tmp_path / f"{name}.out"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tornado_queue", *args],
+            cwd=ROOT,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return process, output
+
+
+def test_tail_prints_a_line_per_change_until_ctrl_c(server, client, tmp_path):
+    process, output = spawn(
+        tmp_path, "tail", "tail", "--queue", "cli-tail", "--interval", "0.1", "--url", server.url
+    )
+    try:
+        # Given the first line, the state as it is
+        assert wait_until(lambda: "pending=0" in output.read_text(), DEADLINE), output.read_text()
+
+        # When tasks come and one is done, then lines follow with what changed
+        client.enqueue_many([{"n": 1}, {"n": 2}], queue="cli-tail")
+        assert wait_until(lambda: "+2 enqueued" in output.read_text(), DEADLINE)
+        client.complete(client.dequeue(queue="cli-tail"))
+        assert wait_until(lambda: "+1 completed" in output.read_text(), DEADLINE)
+        last = output.read_text().splitlines()[-1]
+        assert re.fullmatch(
+            r"\d\d:\d\d:\d\d pending=1 processing=0 completed=1 failed=0 scheduled=0"
+            r"  \| \+1 completed, \d+\.\d completed/s",
+            last,
+        ), last
+
+        # And Ctrl-C ends it with exit code 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(DEADLINE) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_serve_is_the_same_server_as_main_py(tmp_path):
+    process, output = spawn(tmp_path, "serve", "serve", "--port", "0", "--workers", "1")
+    try:
+        assert wait_until(lambda: LISTENING.search(output.read_text()), DEADLINE)
+        url = LISTENING.search(output.read_text()).group(1)
+        with Client(url) as client:
+            task_id = client.enqueue({})
+            assert wait_until(lambda: client.get(task_id).status == "completed", DEADLINE)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(DEADLINE) == 0
+        assert "stopped cleanly" in output.read_text()
+    finally:
+        process.kill()
+        process.wait()

@@ -1,0 +1,315 @@
+"""The synchronous client against a real server (and a scripted stub for the answers a real
+server will not give on demand): typed tasks, lease ids passed back, errors with the server's
+detail, connection reuse, and retries only where repeating is safe."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import orjson
+import pytest
+
+from tests.client_support import DROP, Answer, StubServer, real_server
+from tests.support import wait_until
+from tornado_queue.client import (
+    BadRequest,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    LeaseLost,
+    NotFound,
+    ServerError,
+    Task,
+    TaskQueueError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+from tornado_queue.models import TaskStatus
+from tornado_queue.testing import ServerProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with real_server(tmp_path_factory.mktemp("client")) as process:
+        yield process
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with Client(server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def queue(request: pytest.FixtureRequest) -> str:
+    """A queue of this test's own on the shared server."""
+    return request.node.name.replace("[", ".").replace("]", "")[:64]
+
+
+# --- against the real server -------------------------------------------------------------
+
+
+def test_a_task_goes_through_enqueue_dequeue_and_complete_as_typed_objects(client, queue):
+    # Given a task enqueued with options
+    task_id = client.enqueue({"to": "a@example.com"}, queue=queue, priority=3, max_attempts=5)
+
+    # When it is read, dequeued and completed with a result
+    pending = client.get(task_id)
+    leased = client.dequeue(queue=queue, lease=60)
+    done = client.complete(leased, result={"sent": True})
+
+    # Then each step returns a typed Task with the server's fields
+    assert pending == Task.from_document(pending.to_document())
+    assert (pending.status, pending.priority, pending.max_attempts) == ("pending", 3, 5)
+    assert isinstance(pending.created_at, datetime) and pending.created_at.tzinfo is not None
+    assert leased.id == task_id and leased.status is TaskStatus.PROCESSING
+    assert leased.payload == {"to": "a@example.com"} and leased.lease_id
+    assert done.status == "completed" and done.result == {"sent": True}
+
+
+def test_dequeue_gives_none_when_the_queue_stays_empty_and_a_long_poll_gets_a_new_task(
+    client, server, queue
+):
+    assert client.dequeue(queue=queue) is None
+
+    # Given a consumer long-polling the queue
+    def produce() -> None:
+        with Client(server.url) as producer:
+            producer.enqueue({"n": 1}, queue=queue)
+
+    timer = threading.Timer(0.2, produce)
+    timer.start()
+    started = time.monotonic()
+
+    # When a task arrives while it waits, then it gets it at once
+    task = client.dequeue(queue=queue, wait=10)
+    timer.join()
+    assert task is not None and task.payload == {"n": 1}
+    assert time.monotonic() - started < 5
+
+
+def test_complete_after_the_lease_moved_on_raises_lease_lost_with_the_servers_detail(client, queue):
+    client.enqueue({"n": 1}, queue=queue)
+    task = client.dequeue(queue=queue)
+    client.complete(task)
+
+    with pytest.raises(LeaseLost) as raised:
+        client.complete(task)
+    assert raised.value.status == 409
+    assert task.lease_id in raised.value.detail and "was lost" in raised.value.detail
+    with pytest.raises(LeaseLost):
+        client.heartbeat(task)
+
+
+def test_heartbeat_extends_the_lease_and_fail_retries_or_kills_the_task(client, queue):
+    client.enqueue({"n": 1}, queue=queue, max_attempts=2)
+    task = client.dequeue(queue=queue, lease=5)
+
+    extended = client.heartbeat(task, lease=600)
+    assert extended.lease_expires_at > task.lease_expires_at
+
+    failed = client.fail(task, "SMTP timeout", retry=False)
+    assert (failed.status, failed.error) == ("failed", "SMTP timeout")
+
+    # A dead task goes back with retry(); retrying it again is a conflict
+    assert client.retry(task.id).status == "pending"
+    with pytest.raises(Conflict) as raised:
+        client.retry(task.id)
+    assert not isinstance(raised.value, LeaseLost)
+    client.delete(task.id)
+    with pytest.raises(NotFound):
+        client.get(task.id)
+
+
+def test_the_same_idempotency_key_gives_the_same_task(client, queue):
+    first = client.enqueue({"order": 1}, queue=queue, idempotency_key="order-1")
+    again = client.enqueue({"order": 1}, queue=queue, idempotency_key="order-1")
+    other = client.enqueue({"order": 1}, queue=queue)
+
+    assert first == again != other
+    with pytest.raises(BadRequest) as raised:  # the same key with another body: 422
+        client.enqueue({"order": 2}, queue=queue, idempotency_key="order-1")
+    assert raised.value.status == 422 and "order-1" in raised.value.detail
+
+
+def test_batches_stats_totals_and_queues(client, queue):
+    ids = client.enqueue_many([{"n": n} for n in range(5)], queue=queue, priority=1)
+    tasks = client.dequeue_many(3, queue=queue)
+
+    assert [task.id for task in tasks] == ids[:3]
+    assert client.stats(queue) == {
+        "pending": 2,
+        "processing": 3,
+        "completed": 0,
+        "failed": 0,
+        "scheduled": 0,
+    }
+    assert client.totals(queue)["enqueued"] == 5
+    listed = {entry["name"]: entry for entry in client.queues()}
+    assert listed[queue]["pending"] == 2
+    assert client.dequeue_many(10, queue=queue, wait=0.1)[0].id == ids[3]
+
+
+def test_errors_carry_the_status_and_the_servers_sentence(client):
+    with pytest.raises(NotFound) as raised:
+        client.get("no-such-task")
+    assert (raised.value.status, raised.value.detail) == (404, "no task with id 'no-such-task'")
+
+    with pytest.raises(BadRequest) as bad:
+        client.enqueue({"n": 1}, queue="no spaces allowed")
+    assert bad.value.status == 400 and "queue" in bad.value.detail
+
+
+def test_threads_share_one_client_each_on_its_own_connection(client, queue):
+    ids: list[str] = []
+
+    def produce() -> None:
+        ids.extend(client.enqueue({"n": n}, queue=queue) for n in range(20))
+
+    threads = [threading.Thread(target=produce) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(ids)) == 160
+    assert client.stats(queue)["pending"] == 160
+
+
+def test_interrupt_ends_a_long_poll_at_once_and_strands_no_task(client, server, queue):
+    # Given a consumer long-polling an empty queue for 20 s on another thread
+    outcome: list[BaseException | Task | None] = []
+
+    def consume() -> None:
+        try:
+            outcome.append(client.dequeue(queue=queue, wait=20))
+        except ConnectionFailed as exc:
+            outcome.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    assert wait_until(lambda: client._busy)  # the request is under way (or about to be)
+
+    # When it is interrupted
+    started = time.monotonic()
+    client.interrupt()
+    consumer.join(5)
+
+    # Then it ends at once with ConnectionFailed, and a task enqueued next is not lost
+    assert isinstance(outcome[0], ConnectionFailed)
+    assert time.monotonic() - started < 2
+    task_id = client.enqueue({"n": 1}, queue=queue)
+    assert client.dequeue(queue=queue).id == task_id
+
+
+def test_a_consumer_that_closes_right_after_asking_is_never_handed_a_task(client, server, queue):
+    # Given consumers that each start a long-poll on their kept-alive connection and drop it
+    # at once (the FIN can arrive with the request itself, which Tornado does not report)
+    stranded = 0
+    for _ in range(200):
+        consumer = Client(server.url)
+        consumer.stats()
+        thread = threading.Thread(target=_dequeue_quietly, args=(consumer, queue))
+        thread.start()
+        consumer.interrupt()
+        thread.join()
+        consumer.close()
+
+        # When a task arrives, then it waits for a live consumer instead of going to the dead one
+        task_id = client.enqueue({}, queue=queue)
+        if client.get(task_id).status != "pending":
+            stranded += 1
+        else:
+            client.delete(task_id)
+    assert stranded == 0
+
+
+def _dequeue_quietly(consumer: Client, queue: str) -> None:
+    with contextlib.suppress(ConnectionFailed):
+        consumer.dequeue(queue=queue, wait=5, lease=600)
+
+
+# --- against a stub ----------------------------------------------------------------------
+
+
+def problem(status: int, detail: str) -> bytes:
+    return orjson.dumps({"type": "about:blank", "title": "x", "status": status, "detail": detail})
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, BadRequest),
+        (401, Unauthorized),
+        (403, Forbidden),
+        (404, NotFound),
+        (409, Conflict),
+        (413, BadRequest),
+        (415, BadRequest),
+        (422, BadRequest),
+        (429, TooManyRequests),
+        (503, Unavailable),
+        (500, ServerError),
+        (418, TaskQueueError),
+    ],
+)
+def test_each_status_raises_its_own_exception_with_the_detail(status, kind):
+    answer = Answer(status, problem(status, "what was wrong"), {"Retry-After": "7"})
+    with StubServer(answer) as stub, Client(stub.url) as client, pytest.raises(kind) as raised:
+        client.stats()
+    assert type(raised.value) is kind
+    assert (raised.value.status, raised.value.detail) == (status, "what was wrong")
+    if status in (429, 503):
+        assert raised.value.retry_after == 7.0
+
+
+def test_an_error_that_is_not_json_keeps_its_text_as_the_detail():
+    stub = StubServer(Answer(502, b"<html>Bad Gateway</html>"))
+    with stub, Client(stub.url) as client, pytest.raises(ServerError) as raised:
+        client.get("x")
+    assert raised.value.detail == "<html>Bad Gateway</html>"
+
+
+def test_the_token_is_sent_as_a_bearer_header_and_the_connection_is_reused():
+    stats = Answer(200, b'{"pending": 0}')
+    with StubServer(stats) as stub, Client(stub.url, token="s3cret") as client:
+        for _ in range(3):
+            client.stats()
+    assert {seen.headers["authorization"] for seen in stub.seen} == {"Bearer s3cret"}
+    assert len({seen.port for seen in stub.seen}) == 1
+
+
+def test_a_read_is_retried_after_a_dropped_connection():
+    stub = StubServer(DROP, DROP, Answer(200, b'{"pending": 4}'))
+    with stub, Client(stub.url, backoff=0.01) as client:
+        assert client.stats() == {"pending": 4}
+    assert len(stub.seen) == 3
+
+
+def test_an_enqueue_is_retried_with_the_same_idempotency_key():
+    stub = StubServer(DROP, Answer(201, b'{"id": "t1"}'))
+    with stub, Client(stub.url, backoff=0.01) as client:
+        assert client.enqueue({"n": 1}) == "t1"
+    keys = [seen.headers["idempotency-key"] for seen in stub.seen]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert client.enqueue.__doc__ and "Idempotency-Key" in client.enqueue.__doc__
+
+
+def test_a_dequeue_is_never_retried():
+    stub = StubServer(DROP, Answer(200, b'{"tasks": []}'))
+    with stub, Client(stub.url, backoff=0.01) as client, pytest.raises(ConnectionFailed):
+        client.dequeue()
+    assert len(stub.seen) == 1
+
+
+def test_an_unreachable_server_raises_connection_failed_after_the_retries():
+    client = Client(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01)
+    with pytest.raises(ConnectionFailed) as raised:
+        client.get("x")
+    assert raised.value.status is None and "no answer" in raised.value.detail

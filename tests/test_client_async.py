@@ -1,0 +1,73 @@
+"""AsyncClient against a real server: the same calls as Client, awaited on the IOLoop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.client_support import DROP, Answer, StubServer, real_server
+from tornado_queue.client import AsyncClient, ConnectionFailed, LeaseLost, NotFound
+from tornado_queue.testing import ServerProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with real_server(tmp_path_factory.mktemp("async_client")) as process:
+        yield process
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_long_polling_consumer_gets_a_task_enqueued_while_it_waits(server):
+    client = AsyncClient(server.url)
+
+    # Given a consumer waiting on an empty queue
+    waiting = asyncio.ensure_future(client.dequeue(queue="async", wait=10, lease=60))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+
+    # When a producer enqueues, then the consumer gets the task and completes it
+    task_id = await client.enqueue({"n": 1}, queue="async", priority=2)
+    task = await waiting
+    assert task is not None and task.id == task_id and task.lease_id
+    done = await client.complete(task, result=[1, 2])
+    assert (done.status, done.result) == ("completed", [1, 2])
+    assert (await client.stats("async"))["completed"] == 1
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_errors_and_every_other_call_work_awaited(server):
+    client = AsyncClient(server.url, token="t")
+    ids = await client.enqueue_many([{"n": n} for n in range(3)], queue="async-many")
+    tasks = await client.dequeue_many(3, queue="async-many")
+    assert [task.id for task in tasks] == ids
+
+    await client.heartbeat(tasks[0], lease=120)
+    failed = await client.fail(tasks[0], "boom", retry=False)
+    assert (failed.status, failed.error) == ("failed", "boom")
+    assert (await client.retry(tasks[0].id)).status == "pending"
+    await client.complete(tasks[1])
+    with pytest.raises(LeaseLost):
+        await client.complete(tasks[1])
+    await client.delete(tasks[0].id)
+    with pytest.raises(NotFound) as raised:
+        await client.get(tasks[0].id)
+    assert "no task with id" in raised.value.detail
+    assert (await client.totals("async-many"))["enqueued"] == 3
+    assert "async-many" in {entry["name"] for entry in await client.queues()}
+    assert await client.dequeue(queue="async-empty") is None
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_reads_are_retried_and_dequeues_are_not_after_a_dropped_connection():
+    with StubServer(DROP, Answer(200, b'{"pending": 1}')) as stub:
+        assert await AsyncClient(stub.url, backoff=0.01).stats() == {"pending": 1}
+        assert len(stub.seen) == 2
+    with StubServer(DROP, Answer(200, b'{"tasks": []}')) as stub:
+        with pytest.raises(ConnectionFailed):
+            await AsyncClient(stub.url, backoff=0.01).dequeue()
+        assert len(stub.seen) == 1
+    unreachable = AsyncClient(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01)
+    with pytest.raises(ConnectionFailed):
+        await unreachable.get("x")

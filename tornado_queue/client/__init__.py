@@ -1,0 +1,49 @@
+"""Use tornado_queue from Python: `Client` (blocking, thread-safe) and `AsyncClient`
+(coroutines, on Tornado's `AsyncHTTPClient`), the `Task` they return, and their exceptions.
+
+    from tornado_queue.client import Client
+
+    client = Client("http://127.0.0.1:8000")
+    task_id = client.enqueue({"to": "user@example.com"}, queue="emails")
+    task = client.dequeue(queue="emails", wait=10)
+    if task is not None:
+        client.complete(task, result={"sent": True})
+"""
+
+from .asynchronous import AsyncClient
+from .endpoint import DEFAULT_URL
+from .errors import (
+    BadRequest,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    LeaseLost,
+    NotFound,
+    ServerError,
+    TaskQueueError,
+    Throttled,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+from .sync import Client
+from .task import Task
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncClient",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "Forbidden",
+    "LeaseLost",
+    "NotFound",
+    "ServerError",
+    "Task",
+    "TaskQueueError",
+    "Throttled",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unavailable",
+]

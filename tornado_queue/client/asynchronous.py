@@ -1,0 +1,172 @@
+"""`AsyncClient`: the same calls as `Client`, for coroutines, on Tornado's `AsyncHTTPClient`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
+
+from . import calls
+from .calls import Call, Response, TaskRef
+from .endpoint import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    Endpoint,
+    base_headers,
+)
+from .errors import ConnectionFailed
+from .task import Task
+
+T = TypeVar("T")
+NO_ANSWER = 599
+"""The code Tornado's client gives a request that got no HTTP answer (timeout, reset)."""
+
+
+class AsyncClient:
+    """A tornado_queue server, called from coroutines on the running event loop.
+
+    Every method mirrors `Client`'s (same arguments, results, exceptions and retry rules; see
+    its docstrings) and is awaited. Requests go through `AsyncHTTPClient` (pass your own as
+    `http_client`). Tornado's default implementation opens a connection per request and runs
+    at most 10 at once, queueing the rest: give it `max_clients` above the number of
+    concurrent long-polls, or configure `tornado.curl_httpclient.CurlAsyncHTTPClient` (needs
+    pycurl) to keep connections alive.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        http_client: AsyncHTTPClient | None = None,
+    ) -> None:
+        self.endpoint = Endpoint.parse(url)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._headers = base_headers(token)
+        self._http = http_client or AsyncHTTPClient()
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    async def enqueue(
+        self,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        return await self._call(
+            calls.enqueue(
+                payload,
+                idempotency_key,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+            )
+        )
+
+    async def enqueue_many(
+        self,
+        payloads: Iterable[dict[str, Any]],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[str]:
+        return await self._call(
+            calls.enqueue_many(
+                payloads, queue=queue, priority=priority, delay=delay, max_attempts=max_attempts
+            )
+        )
+
+    async def dequeue(
+        self, *, queue: str | None = None, wait: float = 0, lease: float | None = None
+    ) -> Task | None:
+        tasks = await self.dequeue_many(1, queue=queue, wait=wait, lease=lease)
+        return tasks[0] if tasks else None
+
+    async def dequeue_many(
+        self, count: int, *, queue: str | None = None, wait: float = 0, lease: float | None = None
+    ) -> list[Task]:
+        return await self._call(calls.dequeue_many(count, queue, wait, lease))
+
+    async def complete(self, task: TaskRef, result: Any = None) -> Task:
+        return await self._call(calls.complete(task, result))
+
+    async def fail(self, task: TaskRef, error: str | None = None, *, retry: bool = True) -> Task:
+        return await self._call(calls.fail(task, error, retry))
+
+    async def heartbeat(self, task: TaskRef, *, lease: float | None = None) -> Task:
+        return await self._call(calls.heartbeat(task, lease))
+
+    async def get(self, task: TaskRef) -> Task:
+        return await self._call(calls.get(task))
+
+    async def retry(self, task: TaskRef) -> Task:
+        return await self._call(calls.retry(task))
+
+    async def delete(self, task: TaskRef) -> None:
+        await self._call(calls.delete(task))
+
+    async def stats(self, queue: str | None = None) -> dict[str, int]:
+        return await self._call(calls.stats(queue))
+
+    async def totals(self, queue: str | None = None) -> dict[str, int]:
+        return await self._call(calls.totals(queue))
+
+    async def queues(self) -> list[dict[str, Any]]:
+        return await self._call(calls.queues())
+
+    async def _call(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(call)
+            except ConnectionFailed:
+                if not call.retry or attempt >= self.retries:
+                    raise
+                await asyncio.sleep(calls.backoff(attempt, self.backoff))
+                attempt += 1
+                continue
+            return calls.check(call, response)
+
+    async def _send(self, call: Call[Any]) -> Response:
+        request = HTTPRequest(
+            self.url + call.path,
+            method=call.method,
+            headers=self._headers | dict(call.headers),
+            body=call.body if call.method in ("POST", "PUT") else None,
+            connect_timeout=self.timeout,
+            request_timeout=self.timeout + call.wait,
+        )
+        try:
+            reply = await self._http.fetch(request, raise_error=False)
+        except (OSError, StreamClosedError) as exc:
+            raise self._no_answer(call, exc) from exc
+        except HTTPClientError as exc:
+            if exc.code != NO_ANSWER:
+                raise
+            raise self._no_answer(call, exc) from exc
+        if reply.code == NO_ANSWER:  # older Tornado reports some failures this way
+            raise self._no_answer(call, reply.error or "no answer")
+        headers = {name.lower(): value for name, value in reply.headers.get_all()}
+        return Response(reply.code, headers, reply.body or b"")
+
+    def _no_answer(self, call: Call[Any], exc: object) -> ConnectionFailed:
+        return ConnectionFailed(f"{call.method} {self.url}{call.path}: no answer ({exc})")

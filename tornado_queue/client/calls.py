@@ -1,0 +1,240 @@
+"""What each client call sends and how its answer is read, shared by `Client` and
+`AsyncClient` so that the two differ only in how bytes travel.
+
+A `Call` is one HTTP request plus the function that turns a 2xx answer into the call's result;
+`check` turns any other answer into the matching `TaskQueueError`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from .errors import (
+    BY_STATUS,
+    LeaseLost,
+    ServerError,
+    TaskQueueError,
+    TooManyRequests,
+    Unavailable,
+)
+from .task import Task
+
+T = TypeVar("T")
+TaskRef = Task | str
+"""A task, or just its id. Passing the `Task` from dequeue also passes its lease id."""
+
+JSON = "application/json"
+DETAIL_CHARS = 500
+"""How much of a non-JSON error body is kept as `detail` (a proxy's HTML page, say)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request. `retry`: safe to send again after a connection error (the server either
+    never saw it, or seeing it twice changes nothing). `wait`: seconds the server may hold it
+    (long-poll), added to the client's timeout. `fenced`: a 409 means the lease was lost."""
+
+    method: str
+    path: str
+    decode: Callable[[Response], T]
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    retry: bool = True
+    wait: float = 0.0
+    fenced: bool = False
+
+
+def _query(path: str, **params: Any) -> str:
+    given = {name: value for name, value in params.items() if value is not None}
+    return f"{path}?{urlencode(given)}" if given else path
+
+
+def _id(task: TaskRef) -> str:
+    return quote(task.id if isinstance(task, Task) else task, safe="")
+
+
+def _json(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+def _body(response: Response) -> Any:
+    return orjson.loads(response.body)
+
+
+def _task(response: Response) -> Task:
+    return Task.from_document(_body(response))
+
+
+def _nothing(_response: Response) -> None:
+    return None
+
+
+def new_key() -> str:
+    """A fresh idempotency key, so that a retried enqueue cannot create a second task."""
+    return f"tq-{uuid.uuid4().hex}"
+
+
+def _new_task(payload: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    return {"payload": payload} | {name: v for name, v in options.items() if v is not None}
+
+
+# --- producers ---------------------------------------------------------------------------
+
+
+def enqueue(payload: dict[str, Any], key: str | None, **options: Any) -> Call[str]:
+    return Call(
+        "POST",
+        "/tasks",
+        lambda response: _body(response)["id"],
+        _json(_new_task(payload, options)),
+        {"Content-Type": JSON, "Idempotency-Key": key or new_key()},
+    )
+
+
+def enqueue_many(payloads: Iterable[dict[str, Any]], **options: Any) -> Call[list[str]]:
+    # Each item carries its own key (the header is refused on a batch): a retried batch
+    # replays every item instead of creating any twice.
+    items = [_new_task(payload, options) | {"idempotency_key": new_key()} for payload in payloads]
+    return Call(
+        "POST",
+        "/tasks/batch",
+        lambda response: _body(response)["ids"],
+        _json({"tasks": items}),
+        {"Content-Type": JSON},
+    )
+
+
+# --- consumers ---------------------------------------------------------------------------
+
+
+def dequeue_many(
+    count: int, queue: str | None, wait: float, lease: float | None
+) -> Call[list[Task]]:
+    # Never retried: if the answer is lost, the tasks it leased stay leased to nobody until
+    # their leases expire. The batch route is used for single dequeues too, because it answers
+    # an empty queue with 200 and an empty list, leaving 404 to mean a wrong URL.
+    return Call(
+        "POST",
+        _query("/tasks/dequeue/batch", count=count, queue=queue, wait=wait or None, lease=lease),
+        lambda response: [Task.from_document(item) for item in _body(response)["tasks"]],
+        retry=False,
+        wait=wait,
+    )
+
+
+def complete(task: TaskRef, result: Any) -> Call[Task]:
+    return _fenced("complete", task, {"result": result})
+
+
+def fail(task: TaskRef, error: str | None, retry: bool) -> Call[Task]:
+    return _fenced("fail", task, {"error": error, "retry": retry})
+
+
+def heartbeat(task: TaskRef, lease: float | None) -> Call[Task]:
+    return _fenced(_query("heartbeat", lease=lease), task, {})
+
+
+def _fenced(action: str, task: TaskRef, body: dict[str, Any]) -> Call[Task]:
+    # Retrying is safe: with the lease id a repeat is the same change or a refusal, never a
+    # change made on someone else's lease.
+    lease_id = task.lease_id if isinstance(task, Task) else None
+    if lease_id is not None:
+        body = body | {"lease_id": lease_id}
+    return Call(
+        "PUT",
+        f"/tasks/{_id(task)}/{action}",
+        _task,
+        _json(body),
+        {"Content-Type": JSON},
+        fenced=lease_id is not None,
+    )
+
+
+# --- reading and operating ---------------------------------------------------------------
+
+
+def get(task: TaskRef) -> Call[Task]:
+    return Call("GET", f"/tasks/{_id(task)}", _task)
+
+
+def retry(task: TaskRef) -> Call[Task]:
+    # Retrying after a lost answer gives 409 (the task is no longer failed), never a double.
+    return Call("POST", f"/tasks/{_id(task)}/retry", _task)
+
+
+def delete(task: TaskRef) -> Call[None]:
+    return Call("DELETE", f"/tasks/{_id(task)}", _nothing)
+
+
+def stats(queue: str | None) -> Call[dict[str, int]]:
+    return Call("GET", _query("/queue/stats", queue=queue), _body)
+
+
+def totals(queue: str | None) -> Call[dict[str, int]]:
+    return Call("GET", _query("/queue/totals", queue=queue), _body)
+
+
+def queues() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/queues", _body)
+
+
+# --- retries and answers ---------------------------------------------------------------
+
+
+MAX_BACKOFF_SECONDS = 5.0
+
+
+def backoff(attempt: int, base: float) -> float:
+    """Seconds to wait before retry number `attempt` (0, 1, …): doubling, capped."""
+    return min(MAX_BACKOFF_SECONDS, base * 2**attempt)
+
+
+def check(call: Call[T], response: Response) -> T:
+    """The call's result for a 2xx answer; the matching `TaskQueueError` otherwise."""
+    if 200 <= response.status < 300:
+        return call.decode(response)
+    raise error_for(call, response)
+
+
+def error_for(call: Call[Any], response: Response) -> TaskQueueError:
+    status, detail = response.status, _detail(response)
+    if status in (429, 503):
+        kind = TooManyRequests if status == 429 else Unavailable
+        return kind(status, detail, _retry_after(response.headers.get("retry-after")))
+    if status == 409 and call.fenced:
+        return LeaseLost(status, detail)
+    if status >= 500:
+        return ServerError(status, detail)
+    return BY_STATUS.get(status, TaskQueueError)(status, detail)
+
+
+def _detail(response: Response) -> str:
+    try:
+        problem = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        problem = None
+    if isinstance(problem, dict) and isinstance(problem.get("detail"), str):
+        return problem["detail"]
+    text = response.body.decode("utf-8", "replace").strip()[:DETAIL_CHARS]
+    return text or f"HTTP {response.status}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Only the delay-seconds form; an HTTP-date is rare from an API and treated as absent.
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

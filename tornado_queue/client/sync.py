@@ -1,0 +1,274 @@
+"""`Client`: the synchronous client, on the standard library's `http.client`."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import calls
+from .calls import Call, Response, TaskRef
+from .endpoint import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_URL,
+    Endpoint,
+    base_headers,
+)
+from .errors import ConnectionFailed
+from .task import Task
+
+T = TypeVar("T")
+
+
+class Client:
+    """A tornado_queue server, called from ordinary (blocking) code.
+
+    Thread safety: one `Client` may be shared by any number of threads. Each thread gets its
+    own kept-alive connection (a `threading.local`), so calls from different threads never
+    wait for each other; `close()` closes them all.
+
+    Retries: when no answer comes (connection refused, reset, timed out), a call that is safe
+    to repeat is sent again up to `retries` times, `backoff` seconds doubling in between.
+    Safe are GET, DELETE, complete / fail / heartbeat (fenced by the lease id) and enqueue
+    (every enqueue carries an idempotency key). A dequeue is never repeated: see `dequeue`.
+    Errors the server answers with are never retried; they raise a `TaskQueueError` subclass
+    carrying the server's `detail`.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+    ) -> None:
+        self.endpoint = Endpoint.parse(url)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._headers = base_headers(token)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[http.client.HTTPConnection] = set()
+        self._busy: set[http.client.HTTPConnection] = set()
+        self._interrupts = 0
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    # --- producers -----------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Put one task on `queue` (default "default"); return its id.
+
+        Every enqueue is sent with an `Idempotency-Key`: yours, or a fresh one made for this
+        call, so retrying it after a lost answer never creates a second task. Give your own
+        key to make separate calls (a re-run of a job, say) create the task only once.
+        """
+        return self._call(
+            calls.enqueue(
+                payload,
+                idempotency_key,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+            )
+        )
+
+    def enqueue_many(
+        self,
+        payloads: Iterable[dict[str, Any]],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        max_attempts: int | None = None,
+    ) -> list[str]:
+        """Put up to 1000 tasks on `queue` in one request, all or nothing; their ids in order.
+        Each item gets its own idempotency key, so a retried batch creates nothing twice."""
+        return self._call(
+            calls.enqueue_many(
+                payloads, queue=queue, priority=priority, delay=delay, max_attempts=max_attempts
+            )
+        )
+
+    # --- consumers -----------------------------------------------------------------------
+
+    def dequeue(
+        self, *, queue: str | None = None, wait: float = 0, lease: float | None = None
+    ) -> Task | None:
+        """Lease the next task of `queue`, waiting up to `wait` seconds (0-30) for one; None
+        if none came. `lease` is the lease in seconds (default: the server's).
+
+        Never retried: had the server leased a task and the answer been lost, a second
+        request would lease another while the first stays stranded until its lease expires.
+        A `ConnectionFailed` here means: try again later; the worst case is that delay.
+        """
+        tasks = self.dequeue_many(1, queue=queue, wait=wait, lease=lease)
+        return tasks[0] if tasks else None
+
+    def dequeue_many(
+        self, count: int, *, queue: str | None = None, wait: float = 0, lease: float | None = None
+    ) -> list[Task]:
+        """Lease up to `count` (1-1000) tasks, waiting up to `wait` seconds for the first;
+        an empty list if none came. Not retried, as `dequeue`."""
+        return self._call(calls.dequeue_many(count, queue, wait, lease))
+
+    def complete(self, task: TaskRef, result: Any = None) -> Task:
+        """Finish a task with an optional JSON `result`. With the `Task` from dequeue its lease
+        id is sent, and `LeaseLost` says the task is no longer yours."""
+        return self._call(calls.complete(task, result))
+
+    def fail(self, task: TaskRef, error: str | None = None, *, retry: bool = True) -> Task:
+        """Report a failed attempt: retried after the server's backoff while attempts are left
+        (`retry=False`: failed for good). `LeaseLost` as for `complete`."""
+        return self._call(calls.fail(task, error, retry))
+
+    def heartbeat(self, task: TaskRef, *, lease: float | None = None) -> Task:
+        """Extend the task's lease to `lease` seconds from now (default: the server's)."""
+        return self._call(calls.heartbeat(task, lease))
+
+    # --- reading and operating -----------------------------------------------------------
+
+    def get(self, task: TaskRef) -> Task:
+        """One task; `NotFound` if unknown or forgotten."""
+        return self._call(calls.get(task))
+
+    def retry(self, task: TaskRef) -> Task:
+        """Put a failed task back in its queue with fresh attempts; `Conflict` unless failed."""
+        return self._call(calls.retry(task))
+
+    def delete(self, task: TaskRef) -> None:
+        """Remove a task that is not processing; `Conflict` while it is."""
+        self._call(calls.delete(task))
+
+    def stats(self, queue: str | None = None) -> dict[str, int]:
+        """Tasks per state in `queue`, or summed over every queue."""
+        return self._call(calls.stats(queue))
+
+    def totals(self, queue: str | None = None) -> dict[str, int]:
+        """Events counted since the server started: enqueued, completed, failed,
+        lease_expired."""
+        return self._call(calls.totals(queue))
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue: `{"name": ..., "pending": n, "processing": n, ...}`, by name."""
+        return self._call(calls.queues())
+
+    # --- connections ---------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """End the requests in progress on every thread now: each raises `ConnectionFailed`.
+        For stopping a long-polling `dequeue` from another thread (the server gives back any
+        task it leased for a client that has gone)."""
+        with self._lock:
+            self._interrupts += 1
+            busy = list(self._busy)
+        for connection in busy:
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close every thread's connection; a later call opens a new one."""
+        with self._lock:
+            connections = list(self._open)
+            self._open.clear()
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = self._send(call)
+            except ConnectionFailed:
+                if not call.retry or attempt >= self.retries:
+                    raise
+                time.sleep(calls.backoff(attempt, self.backoff))
+                attempt += 1
+                continue
+            return calls.check(call, response)
+
+    def _send(self, call: Call[Any]) -> Response:
+        connection = self._connection()
+        with self._lock:
+            interrupts = self._interrupts
+            self._busy.add(connection)
+        try:
+            if connection.sock is None:
+                connection.connect()
+            if self._interrupts != interrupts:
+                raise ConnectionFailed("interrupted")
+            connection.sock.settimeout(self.timeout + call.wait)
+            connection.request(
+                call.method,
+                self.endpoint.prefix + call.path,
+                body=call.body,
+                headers=self._headers | dict(call.headers),
+            )
+            reply = connection.getresponse()
+            body = reply.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._discard(connection)
+            raise ConnectionFailed(
+                f"{call.method} {self.url}{call.path}: no answer ({type(exc).__name__}: {exc})"
+            ) from exc
+        except ConnectionFailed:
+            self._discard(connection)
+            raise
+        finally:
+            with self._lock:
+                self._busy.discard(connection)
+        headers = {name.lower(): value for name, value in reply.getheaders()}
+        return Response(reply.status, headers, body)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            https = self.endpoint.https
+            kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
+            connection = kind(self.endpoint.host, self.endpoint.port, timeout=self.timeout)
+            self._local.connection = connection
+        with self._lock:
+            self._open.add(connection)  # again after a close(): close() must reach it too
+        return connection
+
+    def _discard(self, connection: http.client.HTTPConnection) -> None:
+        # A broken connection is never reused: the next call opens a fresh one.
+        connection.close()
+        self._local.connection = None
+        with self._lock:
+            self._open.discard(connection)

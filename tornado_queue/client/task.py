@@ -1,0 +1,69 @@
+"""`Task`: a task as the server sent it, typed, with its payload and result parsed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..models import TaskStatus
+
+
+def _time(value: Any) -> datetime | None:
+    # Python 3.11's fromisoformat reads the server's "...Z" timestamps.
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task (see API.md, "Task"). A dequeued task carries its `lease_id`, which the
+    client passes back on complete, fail and heartbeat."""
+
+    id: str
+    queue: str
+    payload: dict[str, Any]
+    status: TaskStatus
+    priority: int = 0
+    attempts: int = 0
+    max_attempts: int = 0
+    created_at: datetime | None = None
+    available_at: datetime | None = None
+    lease_id: str | None = None
+    lease_expires_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: str | None = None
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Task:
+        """Build from the server's JSON; fields a newer server adds are ignored."""
+        return cls(
+            id=document["id"],
+            queue=document["queue"],
+            payload=document["payload"],
+            status=TaskStatus(document["status"]),
+            priority=document.get("priority", 0),
+            attempts=document.get("attempts", 0),
+            max_attempts=document.get("max_attempts", 0),
+            created_at=_time(document.get("created_at")),
+            available_at=_time(document.get("available_at")),
+            lease_id=document.get("lease_id"),
+            lease_expires_at=_time(document.get("lease_expires_at")),
+            started_at=_time(document.get("started_at")),
+            finished_at=_time(document.get("finished_at")),
+            result=document.get("result"),
+            error=document.get("error"),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """The wire form again (timestamps as ISO-8601 with a `Z`), e.g. to print as JSON."""
+        document: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            elif isinstance(value, TaskStatus):
+                value = value.value
+            document[name] = value
+        return document
