@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import pytest
 
+from tornado_queue import logs
 from tornado_queue.config import Settings
 from tornado_queue.logs import JsonFormatter
 
@@ -55,3 +57,28 @@ def test_log_format_is_text_or_json_from_the_flag_or_the_environment(capsys):
         Settings.from_args(["--log-format", "xml"])
     assert exit_info.value.code == 2
     assert "--log-format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JsonFormatter()])
+def test_an_access_line_written_directly_is_the_line_logging_would_write(formatter, monkeypatch):
+    stream = io.StringIO()
+    handler = logs.ServerLogHandler(formatter)
+    handler.setStream(stream)
+    fields = {"method": "POST", "route": "/tasks", "status": 201}
+    fields |= {"duration_ms": 0.52, "request_id": "abc"}
+    message = "201 POST /tasks 0.52ms id=abc"
+    monkeypatch.setattr(logs.time, "time", lambda: 1_790_000_000.25)
+
+    handler.write_access(logging.INFO, message, fields)
+    record = logging.LogRecord("tornado.access", logging.INFO, __file__, 1, message, (), None)
+    record.created, record.msecs = 1_790_000_000.25, 250.0
+    record.__dict__.update(fields)
+    handler.handle(record)
+
+    direct, through_logging = stream.getvalue().splitlines()
+    assert direct == through_logging
+
+
+def test_access_lines_go_through_logging_while_anyone_else_listens():
+    # pytest's own log capture is attached to the root logger during this test.
+    assert logs.ServerLogHandler.sole() is None

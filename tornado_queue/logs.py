@@ -56,9 +56,61 @@ def configure(level: str, log_format: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    formatter = JsonFormatter() if log_format == "json" else TextFormatter()
+    handler = ServerLogHandler(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+class ServerLogHandler(logging.StreamHandler):
+    """The server's one log handler (stderr). It can also write an access line straight to its
+    stream, in exactly the form its formatter gives, without building a `LogRecord`: the
+    logging machinery costs several times the line itself, on every request. `log_request`
+    does so only while this handler is the only place access lines go (no handler or filter of
+    anyone else's, such as a test's log capture); otherwise lines take the logging path."""
+
+    def __init__(self, formatter: TextFormatter) -> None:
+        super().__init__()
+        self.setFormatter(formatter)
+        self._text_formatter = formatter
+        self._json = isinstance(formatter, JsonFormatter)
+
+    @staticmethod
+    def sole() -> ServerLogHandler | None:
+        """The handler, when access lines would reach it and nothing else."""
+        handlers = logging.root.handlers
+        if len(handlers) != 1 or logging.root.filters:
+            return None
+        handler = handlers[0]
+        if not isinstance(handler, ServerLogHandler) or handler.filters:
+            return None
+        if not access_log.propagate or access_log.handlers or access_log.filters:
+            return None
+        return handler
+
+    def write_access(self, level: int, message: str, fields: dict[str, Any]) -> None:
+        # The time as the formatter writes it (see TextFormatter.formatTime).
+        stamp = self._text_formatter.formatTime(_Moment(time.time()))  # type: ignore[arg-type]
+        name = logging.getLevelName(level)
+        if self._json:
+            document = {"time": stamp, "level": name, "logger": access_log.name}
+            document["message"] = message
+            document.update(fields)
+            line = orjson.dumps(document).decode()
+        else:
+            line = f"{stamp} {name} {access_log.name}: {message}"
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + self.terminator)
+            self.flush()
+
+
+class _Moment:
+    """What `TextFormatter.formatTime` reads of a record."""
+
+    __slots__ = ("created", "msecs")
+
+    def __init__(self, now: float) -> None:
+        self.created = now
+        self.msecs = (now - int(now)) * 1000
 
 
 def log_request(handler: RequestHandler) -> None:
@@ -75,6 +127,14 @@ def log_request(handler: RequestHandler) -> None:
         "duration_ms": round(1000.0 * handler.request.request_time(), 2),
         "request_id": getattr(handler, "request_id", None),
     }
+    direct = ServerLogHandler.sole()
+    if direct is not None:
+        message = (
+            f"{status} {fields['method']} {fields['route']} "
+            f"{fields['duration_ms']:.2f}ms id={fields['request_id']}"
+        )
+        direct.write_access(level, message, fields)
+        return
     access_log.log(
         level,
         "%s %s %s %.2fms id=%s",
