@@ -1,4 +1,4 @@
-"""One entry point that sets itself up: `python3 dev.py serve|test|lint|load-smoke [args]`.
+"""One entry point that sets itself up: `python3 dev.py serve|test|lint|load-smoke|bench-smoke`.
 
 It needs only Python 3.11+: on first use it creates `.venv`, installs `requirements.txt` there
 (again whenever that file changes), and runs the command with the venv's interpreter.
@@ -28,6 +28,7 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
                       with apt-get when missing and root)
   lint                ruff check and ruff format --check
   load-smoke [SECS]   start a server and run a bounded headless Locust swarm against it
+  bench-smoke         a few seconds of each benchmark in bench/ (no thresholds; fails on errors)
 """
 
 
@@ -97,12 +98,18 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, args = argv[0], argv[1:]
-    if command not in ("serve", "test", "lint", "load-smoke"):
+    if command not in ("serve", "test", "lint", "load-smoke", "bench-smoke"):
         print(f"dev.py: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     ensure_venv()
     if command == "lint":
         return run("-m", "ruff", "check", ".") or run("-m", "ruff", "format", "--check", ".")
+    if command == "bench-smoke":
+        for script in ("bench/store_ops.py", "bench/scale.py", "bench/http_bench.py"):
+            code = run(script, "--smoke")
+            if code:
+                return code
+        return 0
     if command == "serve":
         replace_with("main.py", *args)
     if command == "test":
