@@ -42,6 +42,10 @@ class Settings:
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
     log_format: str = "text"
+    certfile: str = ""
+    keyfile: str = ""
+    idle_timeout: float = 60.0
+    body_timeout: float = 30.0
 
     def policy(self) -> Policy:
         """The delivery rules these settings give a store."""
@@ -69,6 +73,8 @@ class Settings:
                     values[option.name] = option.parse(environ[option.env])
                 except argparse.ArgumentTypeError as exc:
                     parser.error(f"environment variable {option.env}: {exc}")
+        if bool(values.get("certfile")) != bool(values.get("keyfile")):
+            parser.error("--certfile and --keyfile go together: give both to serve HTTPS")
         return cls(**values)
 
 
@@ -191,6 +197,19 @@ OPTIONS = (
     ),
     Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
     Option("log_format", _choice(LOG_FORMATS), "text lines, or one JSON object per line"),
+    Option("certfile", str, "PEM certificate (chain) to serve HTTPS with; needs --keyfile"),
+    Option("keyfile", str, "PEM private key of --certfile"),
+    Option(
+        "idle_timeout",
+        _bounded(float, 0.1, 3600),
+        "seconds a connection may wait for (the rest of) a request's headers, between requests "
+        "or before the first, before it is closed",
+    ),
+    Option(
+        "body_timeout",
+        _bounded(float, 0.1, 3600),
+        "seconds a client may take to send a request body before the connection is closed",
+    ),
 )
 
 

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,9 +49,20 @@ def configure_logging(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else (host or "0.0.0.0")
-    return f"http://{shown}:{port}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server's TLS context from --certfile/--keyfile, or None for plain HTTP. Raises
+    `ssl.SSLError` or `OSError` when the files cannot be read or do not match."""
+    if not settings.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.certfile, settings.keyfile)
+    return context
 
 
 @dataclass
@@ -76,6 +88,12 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
             redis_url=settings.redis_url,
             redis_prefix=settings.redis_prefix,
         )
+    try:
+        tls = tls_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        lifecycle_log.error("cannot load --certfile/--keyfile: %s", exc)
+        store.close()
+        return 2
     app = make_app(store, settings)
     try:
         sockets = bind_sockets(settings.port, settings.host)
@@ -83,7 +101,15 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         lifecycle_log.error("cannot listen on %s: %s", url_for(settings.host, settings.port), exc)
         store.close()
         return 1
-    server = HTTPServer(app, max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE)
+    server = HTTPServer(
+        app,
+        max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE,
+        ssl_options=tls,
+        # A client that stalls while sending headers (or idles between requests) or a body is
+        # cut off, so slow or hostile clients cannot hold connections and memory for ever.
+        idle_connection_timeout=settings.idle_timeout,
+        body_timeout=settings.body_timeout,
+    )
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     pool = WorkerPool(
@@ -104,7 +130,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     gc.freeze()
     lifecycle_log.info(
         "tornado_queue listening on %s (backend=%s, workers=%d)",
-        url_for(settings.host, port),
+        url_for(settings.host, port, tls is not None),
         settings.backend,
         settings.workers,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r"listening on (https?://\S+)")
 STOPPED = re.compile(r"stopped cleanly: ([a-z]+=\d+(?:, [a-z]+=\d+)*)")
 
 
