@@ -14,6 +14,7 @@ from tornado.web import HTTPError, StaticFileHandler
 
 from .. import codec
 from .base import REQUEST_ID, ApiHandler
+from .html import set_page_headers
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 INDEX = DASHBOARD_DIR / "index.html"
@@ -24,10 +25,8 @@ class DashboardHandler(ApiHandler):
     gets problem JSON, the request id and the access line every other route gets."""
 
     async def get(self) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        # The page names its assets without a version, so always revalidate.
-        self.set_header("Cache-Control", "no-cache")
+        # CSP and friends; no-cache because the page names its assets without a version.
+        set_page_headers(self)
         self.finish(INDEX.read_bytes())
 
     head = get

@@ -16,6 +16,7 @@ from tornado.web import HTTPError, StaticFileHandler
 
 from .. import codec, openapi
 from .base import REQUEST_ID, ApiHandler
+from .html import set_page_headers
 
 DOCS_STATIC_PATH = Path(__file__).resolve().parent.parent / "static" / "docs"
 """Our own files for the page (its start-up script), found next to the package's code."""
@@ -54,8 +55,7 @@ class DocsHandler(ApiHandler):
     """`GET /docs`: the Swagger UI page over `/openapi.json`."""
 
     def get(self) -> None:
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        set_page_headers(self)
         self.finish(DOCS_PAGE)
 
     head = get
