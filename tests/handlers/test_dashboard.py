@@ -135,7 +135,7 @@ async def test_an_unknown_asset_is_a_404_problem_not_an_html_page(http_client, b
 async def test_a_path_out_of_the_asset_directory_is_refused(http_client, base_url):
     response = await request(http_client, base_url, "GET", "/dashboard/%2E%2E/app.py")
 
-    assert_problem(response, 403)
+    assert_problem(response, 404)  # as for any file that is not there: nothing to tell
 
 
 @pytest.mark.gen_test
