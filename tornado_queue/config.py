@@ -40,6 +40,8 @@ class Settings:
     retry_backoff: float = 1.0
     retention_seconds: float = 3600.0
     max_body_bytes: int = 1 << 20
+    max_pending: int = 0
+    max_tasks: int = 0
     log_level: str = "info"
     log_format: str = "text"
     certfile: str = ""
@@ -54,6 +56,8 @@ class Settings:
             max_attempts=self.max_attempts,
             retry_backoff=self.retry_backoff,
             retention_seconds=self.retention_seconds,
+            max_pending=self.max_pending,
+            max_tasks=self.max_tasks,
         )
 
     @classmethod
@@ -194,6 +198,18 @@ OPTIONS = (
         "max_body_bytes",
         _bounded(int, 1, 1 << 30),
         "largest request body accepted; larger ones get 413",
+    ),
+    Option(
+        "max_pending",
+        _bounded(int, 0, 1 << 40),
+        "most tasks waiting (pending or scheduled) in one queue; more get 503 with "
+        "Retry-After (0: no limit)",
+    ),
+    Option(
+        "max_tasks",
+        _bounded(int, 0, 1 << 40),
+        "most tasks held in all states (finished ones until forgotten); more get 503 with "
+        "Retry-After (0: no limit)",
     ),
     Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
     Option("log_format", _choice(LOG_FORMATS), "text lines, or one JSON object per line"),

@@ -28,6 +28,11 @@ class IdempotencyConflict(QueueError):
     """Raised when an idempotency key is reused with a different request."""
 
 
+class QueueFull(QueueError):
+    """Raised when an enqueue would pass `--max-pending` or `--max-tasks`: nothing was added,
+    and the producer should try again later (the answer is 503 with Retry-After)."""
+
+
 class ValidationError(QueueError):
     """Raised when a request's content breaks a rule (a field, a type, a limit)."""
 
@@ -63,6 +68,20 @@ def still_processing(task_id: str) -> InvalidTransition:
     return InvalidTransition(
         f"cannot delete task '{_clip(task_id)}': it is processing; complete or fail it, "
         "or wait for its lease to expire"
+    )
+
+
+def queue_full(queue: str, waiting: int, adding: int, limit: int) -> QueueFull:
+    return QueueFull(
+        f"queue '{queue}' is full: {waiting} tasks waiting (pending or scheduled) and "
+        f"{adding} more would pass --max-pending {limit}; try again later"
+    )
+
+
+def store_full(held: int, adding: int, limit: int) -> QueueFull:
+    return QueueFull(
+        f"the server is full: it holds {held} tasks and {adding} more would pass "
+        f"--max-tasks {limit}; try again later"
     )
 
 

@@ -445,8 +445,9 @@ PROBLEMS: dict[int, tuple[str, str]] = {
     422: ("UnprocessableContent", "The Idempotency-Key was used with a different request."),
     503: (
         "ServiceUnavailable",
-        "The store is not answering (its disk or server fails); nothing was changed. Try again "
-        "after `Retry-After` seconds.",
+        "The store is not answering (its disk or server fails), or an enqueue would pass "
+        "`--max-pending` or `--max-tasks`; nothing was changed. Try again after `Retry-After` "
+        "seconds.",
     ),
 }
 

@@ -17,6 +17,7 @@ from ..errors import (
     IdempotencyConflict,
     InvalidTransition,
     QueueError,
+    QueueFull,
     TaskNotFound,
     ValidationError,
 )
@@ -37,6 +38,7 @@ ERROR_STATUS: dict[type[QueueError], int] = {
     TaskNotFound: 404,
     InvalidTransition: 409,
     IdempotencyConflict: 422,
+    QueueFull: 503,
 }
 
 JSON_MEDIA_TYPES = ("application/json",)
@@ -61,6 +63,8 @@ class Problem(HTTPError):
 
 
 STORE_RETRY_AFTER_SECONDS = 1
+FULL_RETRY_AFTER_SECONDS = 1
+"""A full queue drains as fast as its consumers work: ask producers to come back soon."""
 
 
 def _is_json(content_type: str) -> bool:
@@ -311,6 +315,8 @@ class ApiHandler(RequestHandler):
             status_code = status_for(error)
             self.set_status(status_code)
             detail = str(error)
+            if isinstance(error, QueueFull):
+                self.set_header("Retry-After", str(FULL_RETRY_AFTER_SECONDS))
         elif isinstance(error, Problem):
             detail = error.detail
             for name, value in error.headers.items():

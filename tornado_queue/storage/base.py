@@ -26,11 +26,11 @@ is calling.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import QueueError, TaskNotFound
+from ..errors import QueueError, TaskNotFound, queue_full, store_full
 from ..models import (
     DEFAULT_QUEUE,
     Completion,
@@ -48,6 +48,20 @@ It runs on the thread that made them ready, outside the store's lock, so it must
 thread-safe."""
 
 
+def to_create(new_tasks: Sequence[NewTask], replays: Mapping[str, object]) -> list[NewTask]:
+    """The tasks of a batch that will be created: not replays of a remembered key, nor
+    repeats of a key earlier in the batch."""
+    created, keys = [], set()
+    for new_task in new_tasks:
+        key = new_task.idempotency_key
+        if key is not None:
+            if key in replays or key in keys:
+                continue
+            keys.add(key)
+        created.append(new_task)
+    return created
+
+
 MAX_BACKOFF_SECONDS = 3600.0
 
 
@@ -59,6 +73,32 @@ class Policy:
     max_attempts: int = 3
     retry_backoff: float = 1.0
     retention_seconds: float = 3600.0
+    max_pending: int = 0
+    """Most tasks waiting (pending or scheduled) in one queue; 0 means no limit."""
+    max_tasks: int = 0
+    """Most tasks held in all, any state (finished ones until forgotten); 0 means no limit."""
+
+    def check_room(
+        self,
+        adding: Mapping[str, int],
+        waiting: Callable[[str], int],
+        held: Callable[[], int],
+    ) -> None:
+        """Raise `QueueFull` if creating `adding[queue]` tasks per queue would pass a limit;
+        `waiting(queue)` and `held()` read the store's counters (called only when a limit is
+        set). Every store calls this inside its atomic enqueue, before changing anything."""
+        total = sum(adding.values())
+        if not total:
+            return
+        if self.max_tasks:
+            now_held = held()
+            if now_held + total > self.max_tasks:
+                raise store_full(now_held, total, self.max_tasks)
+        if self.max_pending:
+            for queue, count in adding.items():
+                now_waiting = waiting(queue)
+                if now_waiting + count > self.max_pending:
+                    raise queue_full(queue, now_waiting, count, self.max_pending)
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait before retrying after the `attempts`-th attempt failed."""

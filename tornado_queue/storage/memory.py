@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from itertools import islice
 from types import TracebackType
@@ -19,7 +20,7 @@ from ..errors import (
     still_processing,
 )
 from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import Policy, ReadyListener, Store
+from .base import Policy, ReadyListener, Store, to_create
 from .deadlines import DeadlineHeap
 from .idempotency import IdempotencyKeys
 from .pending import PendingQueue
@@ -80,13 +81,18 @@ class MemoryStore(Store):
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
         # uuid4s and records are built before taking the lock to keep the critical section short.
         fresh = [self._new_record(new_task) for new_task in new_tasks]
+        limited = self.policy.max_pending or self.policy.max_tasks
         if not any(new_task.idempotency_key for new_task in new_tasks):
             with self._operation() as op:  # the common case: nothing to match
+                if limited:
+                    self._check_room(new_tasks)
                 for new_task, task in zip(new_tasks, fresh, strict=True):
                     self._add(task, new_task.delay, op)
                 return [Enqueued(task.id, task.snapshot(), created=True) for task in fresh]
         with self._operation() as op:
             replays = self._match_keys(new_tasks)
+            if limited:
+                self._check_room(to_create(new_tasks, replays))
             outcomes = []
             for new_task, task in zip(new_tasks, fresh, strict=True):
                 key = new_task.idempotency_key
@@ -255,6 +261,14 @@ class MemoryStore(Store):
             queue=new_task.queue,
             priority=new_task.priority,
         )
+
+    def _check_room(self, created: Sequence[NewTask]) -> None:
+        def waiting(queue: str) -> int:
+            counts = self._queue_counts.get(queue)
+            return counts[TaskStatus.PENDING] + counts[TaskStatus.SCHEDULED] if counts else 0
+
+        adding = Counter(new_task.queue for new_task in created)
+        self.policy.check_room(adding, waiting, lambda: sum(self._counts.values()))
 
     def _match_keys(self, new_tasks: Sequence[NewTask]) -> dict[str, tuple[str, Task | None]]:
         """Earlier tasks (id, and the task if it still exists) for the batch's idempotency keys;

@@ -21,7 +21,9 @@ from ..errors import (
     lease_lost,
     not_failed,
     not_processing,
+    queue_full,
     still_processing,
+    store_full,
 )
 from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
@@ -81,6 +83,7 @@ class RedisStore(Store):
                 new_task.idempotency_key or "",
                 new_task.fingerprint,
             ]
+        args += [self.policy.max_pending, self.policy.max_tasks]
         outcomes = self._call("enqueue", *args)
         # Each outcome carries its task, so a batch costs one round trip, not one per task.
         return [
@@ -271,21 +274,27 @@ class RedisStore(Store):
 
 
 def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError:
+    """The domain error for a script's refusal (`!WORD details`)."""
     word, _, rest = text.partition(" ")
-    if word == "NOTFOUND":
-        return TaskNotFound(task_id)
     action, _, status = rest.partition(" ")
-    if word == "CONFLICT":
-        return key_conflict(rest)
-    if word == "LEASELOST":
-        return lease_lost(action, task_id, lease_id, status)
-    if word == "TRANSITION":
-        return not_processing(action, task_id, status)
-    if word == "NOTFAILED":
-        return not_failed(task_id, rest)
-    if word == "PROCESSING":
-        return still_processing(task_id)
-    raise RuntimeError(f"redis store script failed in {op}: {text}")
+    numbers = rest.split(" ")
+    refusals = {
+        "NOTFOUND": lambda: TaskNotFound(task_id),
+        "CONFLICT": lambda: key_conflict(rest),
+        "LEASELOST": lambda: lease_lost(action, task_id, lease_id, status),
+        "TRANSITION": lambda: not_processing(action, task_id, status),
+        "NOTFAILED": lambda: not_failed(task_id, rest),
+        "PROCESSING": lambda: still_processing(task_id),
+        # waiting, adding, limit, queue / held, adding, limit
+        "QUEUEFULL": lambda: queue_full(
+            " ".join(numbers[3:]), int(numbers[0]), int(numbers[1]), int(numbers[2])
+        ),
+        "STOREFULL": lambda: store_full(int(numbers[0]), int(numbers[1]), int(numbers[2])),
+    }
+    make = refusals.get(word)
+    if make is None:
+        raise RuntimeError(f"redis store script failed in {op}: {text}")
+    return make()
 
 
 FLOATS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..errors import (
     still_processing,
 )
 from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import Policy, ReadyListener, Store
+from .base import Policy, ReadyListener, Store, to_create
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -140,6 +141,8 @@ class SqliteStore(Store):
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
         with self._transaction() as tx:
             replays = self._match_keys(tx, new_tasks)
+            if self.policy.max_pending or self.policy.max_tasks:
+                self._check_room(tx, to_create(new_tasks, replays))
             outcomes = []
             for new_task in new_tasks:
                 key = new_task.idempotency_key
@@ -389,6 +392,17 @@ class SqliteStore(Store):
         self._count_event(tx, new_task.queue, Event.ENQUEUED)
         if status is TaskStatus.PENDING:
             tx.became_ready(new_task.queue)
+
+    def _check_room(self, tx: _Transaction, created: Sequence[NewTask]) -> None:
+        def waiting(queue: str) -> int:
+            counts = self._counts(tx, queue)
+            return counts[TaskStatus.PENDING] + counts[TaskStatus.SCHEDULED]
+
+        def held() -> int:
+            return tx.execute("SELECT coalesce(sum(n), 0) FROM counts").fetchone()[0]
+
+        adding = Counter(new_task.queue for new_task in created)
+        self.policy.check_room(adding, waiting, held)
 
     def _match_keys(self, tx: _Transaction, new_tasks: Sequence[NewTask]) -> dict[str, str]:
         seen: dict[str, bytes] = {}

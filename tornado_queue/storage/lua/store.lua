@@ -68,6 +68,15 @@ end
 
 local function field(id, name) return redis.call('HGET', k('t', id), name) end
 
+-- tasks held in all states: the sum of every queue's counts (only read when --max-tasks is set)
+local function held_total()
+  local total = 0
+  for _, queue in ipairs(redis.call('SMEMBERS', k('queues'))) do
+    for _, n in ipairs(redis.call('HVALS', k('c', queue))) do total = total + tonumber(n) end
+  end
+  return total
+end
+
 local function push_pending(id, queue, priority, seq)
   redis.call('ZADD', k('q', queue, priority), seq, id)
   redis.call('ZADD', k('prios', queue), -tonumber(priority), priority)
@@ -220,14 +229,41 @@ elseif op == 'enqueue' then
                     ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]}
   end
   local seen = {}
+  local adding, adding_total, adding_order = {}, 0, {}
   for _, item in ipairs(items) do
     local key, fingerprint = item[7], item[8]
+    local creates = true
     if key ~= '' then
       local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
       if remembered and remembered ~= fingerprint then
         return {'!CONFLICT ' .. key, ready_list()}
       end
+      creates = not remembered
       seen[key] = fingerprint
+    end
+    if creates then
+      local queue = item[2]
+      if not adding[queue] then adding[queue] = 0; table.insert(adding_order, queue) end
+      adding[queue] = adding[queue] + 1
+      adding_total = adding_total + 1
+    end
+  end
+  -- limits (0: none), checked before anything changes, as every store does
+  local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * 8]), tonumber(ARGV[a + 2 + n * 8])
+  if max_tasks > 0 and adding_total > 0 then
+    local held = held_total()
+    if held + adding_total > max_tasks then
+      return {'!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks, ready_list()}
+    end
+  end
+  if max_pending > 0 then
+    for _, queue in ipairs(adding_order) do
+      local pending, scheduled = unpack(redis.call('HMGET', k('c', queue), 'pending', 'scheduled'))
+      local waiting = (tonumber(pending) or 0) + (tonumber(scheduled) or 0)
+      if waiting + adding[queue] > max_pending then
+        return {'!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue,
+                ready_list()}
+      end
     end
   end
   result = {}
