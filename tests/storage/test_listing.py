@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.support import enqueue, new_task
 from tornado_queue.models import Event, NewTask, TaskStatus
 from tornado_queue.storage import Policy, SqliteStore
@@ -219,3 +221,21 @@ def test_sqlite_opens_a_database_made_before_listings_existed(tmp_path: Path, cl
         assert ids(reopened.view(10, status=PROCESSING)) == [task.id]
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("status", [PENDING, PROCESSING, FAILED])
+def test_sqlite_pages_walk_an_index_not_the_table(tmp_path: Path, clock, status):
+    store = SqliteStore(tmp_path / "plan.db", Policy(), clock)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        store.view(10, status=status)
+        [page_query] = [sql for sql in statements if "OFFSET" in sql]
+        plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {page_query}"))
+    finally:
+        store._db.set_trace_callback(None)
+        store.close()
+
+    index = "pending_order" if status is PENDING else "listing"
+    assert f"USING INDEX {index}" in plan
+    assert "TEMP B-TREE" not in plan

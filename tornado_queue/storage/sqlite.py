@@ -133,7 +133,12 @@ class SqliteStore(Store):
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
         if "moved" not in columns:
-            self._db.execute("ALTER TABLE tasks ADD COLUMN moved INTEGER")
+            try:
+                self._db.execute("ALTER TABLE tasks ADD COLUMN moved INTEGER")
+            except sqlite3.OperationalError as error:
+                # Another server opening the same database added it first.
+                if "duplicate column" not in str(error):
+                    raise
         self._db.executescript(INDEXES)
 
     # -- commands ---------------------------------------------------------------------------
@@ -266,13 +271,22 @@ class SqliteStore(Store):
         queue: str = DEFAULT_QUEUE,
         status: TaskStatus = TaskStatus.PENDING,
     ) -> tuple[list[Task], int]:
-        # Each query walks one partial index (pending_order or listing) from its start.
-        order = "priority DESC, seq" if status is TaskStatus.PENDING else "moved DESC"
+        # Each query walks one partial index from its start: SQLite uses a partial index only
+        # when the query repeats the index's own condition, hence the literal status terms.
+        if status is TaskStatus.PENDING:
+            where, order = "status = 'pending'", "priority DESC, seq"
+        else:
+            where, order = "status = ? AND status IN ('processing', 'failed')", "moved DESC"
+        arguments = (
+            (queue, limit, offset)
+            if status is TaskStatus.PENDING
+            else (queue, status.value, limit, offset)
+        )
         with self._transaction() as tx:
             rows = tx.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = ? "
+                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND {where} "
                 f"ORDER BY {order} LIMIT ? OFFSET ?",
-                (queue, status.value, limit, offset),
+                arguments,
             ).fetchall()
             total = self._counts(tx, queue)[status]
             return [_task(row) for row in rows], total
