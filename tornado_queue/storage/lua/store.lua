@@ -374,7 +374,7 @@ elseif op == 'view' and ARGV[a + 3] ~= 'pending' then
   local queue, limit, offset, status = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
   local page = {}
   if limit > 0 then
-    for _, id in ipairs(redis.call('ZRANGE', k('s', queue, status), offset, offset + limit - 1, 'REV')) do
+    for _, id in ipairs(redis.call('ZREVRANGE', k('s', queue, status), offset, offset + limit - 1)) do
       table.insert(page, task(id))
     end
   end
