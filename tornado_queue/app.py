@@ -74,7 +74,8 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
 
 def route(handler: type, pattern: str) -> type:
     """The handler, told its route template (for access lines and metrics by route)."""
-    handler.route = re_unescape(pattern.replace("([^/]+)", "{id}"))
+    template = pattern.replace("([^/]+)", "{id}").replace("(.*)", "{path}")
+    handler.route = re_unescape(template)
     return handler
 
 

@@ -171,3 +171,11 @@ def test_the_script_never_turns_strings_into_html_or_code():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source, sink
     assert "new Function" not in source
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/dashboard/%00", "/dashboard/a%00b.js", "/docs/static/%00"])
+async def test_a_nul_byte_in_an_asset_path_is_a_404_not_a_500(http_client, base_url, path):
+    response = await request(http_client, base_url, "GET", path)
+
+    assert_problem(response, 404)

@@ -44,6 +44,8 @@ class StaticFiles(StaticFileHandler):
         return content_type
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if "\x00" in absolute_path:  # no file has one; os.path would raise ValueError
+            raise HTTPError(404)
         if self.FILES is not None and absolute_path not in {
             str(Path(root) / name) for name in self.FILES
         }:
