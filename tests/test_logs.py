@@ -82,3 +82,16 @@ def test_an_access_line_written_directly_is_the_line_logging_would_write(formatt
 def test_access_lines_go_through_logging_while_anyone_else_listens():
     # pytest's own log capture is attached to the root logger during this test.
     assert logs.ServerLogHandler.sole() is None
+
+
+def test_a_failing_log_stream_never_stops_a_request_from_finishing(capsys):
+    class Broken(io.StringIO):
+        def write(self, _text: str) -> int:
+            raise BrokenPipeError("stderr is gone")
+
+    handler = logs.ServerLogHandler(logs.TextFormatter())
+    handler.setStream(Broken())
+
+    handler.write_access(logging.INFO, "201 POST /tasks 0.52ms id=abc", {})  # does not raise
+
+    assert "BrokenPipeError" in capsys.readouterr().err

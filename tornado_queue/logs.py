@@ -88,19 +88,26 @@ class ServerLogHandler(logging.StreamHandler):
         return handler
 
     def write_access(self, level: int, message: str, fields: dict[str, Any]) -> None:
-        # The time as the formatter writes it (see TextFormatter.formatTime).
-        stamp = self._text_formatter.formatTime(_Moment(time.time()))  # type: ignore[arg-type]
         name = logging.getLevelName(level)
-        if self._json:
-            document = {"time": stamp, "level": name, "logger": access_log.name}
-            document["message"] = message
-            document.update(fields)
-            line = orjson.dumps(document).decode()
-        else:
-            line = f"{stamp} {name} {access_log.name}: {message}"
         with self.lock:  # type: ignore[union-attr]
-            self.stream.write(line + self.terminator)
-            self.flush()
+            try:
+                # The time as the formatter writes it (see TextFormatter.formatTime), under the
+                # lock its one-second cache is also read under.
+                stamp = self._text_formatter.formatTime(_Moment(time.time()))  # type: ignore[arg-type]
+                if self._json:
+                    document = {"time": stamp, "level": name, "logger": access_log.name}
+                    document["message"] = message
+                    document.update(fields)
+                    line = orjson.dumps(document).decode()
+                else:
+                    line = f"{stamp} {name} {access_log.name}: {message}"
+                self.stream.write(line + self.terminator)
+                self.flush()
+            except Exception:
+                # As logging does for a failing stream (a closed pipe, a full disk): the request
+                # must still finish; logging's own error report goes to stderr if it can.
+                record = logging.LogRecord(access_log.name, level, "", 0, message, (), None)
+                self.handleError(record)
 
 
 class _Moment:
