@@ -29,7 +29,9 @@ from tornado_queue.client import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
+    calls,
 )
+from tornado_queue.client.task import Task as ClientTask
 from tornado_queue.models import TaskStatus
 from tornado_queue.testing import ServerProcess, free_port
 
@@ -313,3 +315,14 @@ def test_an_unreachable_server_raises_connection_failed_after_the_retries():
     with pytest.raises(ConnectionFailed) as raised:
         client.get("x")
     assert raised.value.status is None and "no answer" in raised.value.detail
+
+
+def test_only_commands_fenced_by_a_lease_are_sent_again_after_a_lost_answer():
+    leased = ClientTask(id="t1", queue="default", payload={}, status="processing", lease_id="l1")
+    bare = "t1"
+
+    assert calls.fail(leased, "boom", retry=True).retry
+    assert calls.heartbeat(leased, None).retry
+    # Without the lease id, a repeat could fail or extend another consumer's lease.
+    assert not calls.fail(bare, "boom", retry=True).retry
+    assert not calls.heartbeat(bare, None).retry

@@ -335,6 +335,25 @@ def test_a_result_that_is_not_json_fails_the_task_without_a_retry(shared_server,
     assert "not JSON-serialisable" in task.error
 
 
+def test_a_result_the_server_refuses_fails_the_task_once_with_the_reason(
+    shared_server, shared_client
+):
+    # Over the server's --max-body-bytes (1 MiB): running it again would give the same result.
+    client = shared_client
+    task_id = client.enqueue({}, queue="too-big", max_attempts=3)
+    runs: list[int] = []
+
+    def too_big(payload: dict) -> str:
+        runs.append(1)
+        return "x" * (2 << 20)
+
+    run_in_process(shared_server, "too-big", too_big)
+
+    task = client.get(task_id)
+    assert (task.status, task.attempts, len(runs)) == ("failed", 1, 1)
+    assert task.error.startswith("result refused by the server:")
+
+
 def test_an_async_function_is_awaited_and_sees_its_task(shared_server, shared_client):
     async def handler(payload: dict) -> dict:
         await asyncio.sleep(0.01)

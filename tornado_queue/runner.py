@@ -174,9 +174,10 @@ class Slot:
         return outcome
 
     def _report(self, task: Task, outcome: Outcome) -> None:
+        done = outcome.ok
         try:
             if outcome.ok:
-                self.client.complete(task, outcome.result)
+                done = self._complete(task, outcome)
             else:
                 self.client.fail(task, outcome.error, retry=outcome.retry)
                 first_line = outcome.error.partition("\n")[0]
@@ -193,7 +194,21 @@ class Slot:
         except TaskQueueError as exc:
             log.error("task %s: outcome not reported (%s); it will run again", task.id, exc)
             return
-        self.counters.add(outcome.ok)
+        self.counters.add(done)
+
+    def _complete(self, task: Task, outcome: Outcome) -> bool:
+        """Complete `task` with its result; False if the server refused the result."""
+        try:
+            self.client.complete(task, outcome.result)
+            return True
+        except TaskQueueError as exc:
+            if exc.status is None or not 400 <= exc.status < 500 or exc.status == 409:
+                raise
+            # The server refused the result itself (too large, too deep): running the task
+            # again would give the same result, so the attempt fails for good, with the reason.
+            log.error("task %s: the server refused its result (%s)", task.id, exc.detail)
+            self.client.fail(task, f"result refused by the server: {exc.detail}", retry=False)
+            return False
 
 
 class Runner:
@@ -366,11 +381,8 @@ def _install_signal_handlers(runner: Runner) -> None:
         if runner.stopping.is_set():
             log.warning("second %s: exiting now; running tasks' leases will lapse", name)
             os._exit(1)
-        log.info(
-            "%s: taking no more tasks, finishing the %d running (again to quit now)",
-            name,
-            runner.heartbeats.running,
-        )
+        # No lock may be taken here: the main thread could hold it when the signal arrives.
+        log.info("%s: taking no more tasks, finishing those running (again to quit now)", name)
         runner.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

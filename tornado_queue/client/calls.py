@@ -159,6 +159,9 @@ def _fenced(action: str, task: TaskRef, body: dict[str, Any]) -> Call[Task]:
         _task,
         _json(body),
         {"Content-Type": JSON},
+        # Only a fenced command is safe to repeat after a lost answer: unfenced, the repeat
+        # could act on a lease another consumer was given meanwhile.
+        retry=lease_id is not None,
         fenced=lease_id is not None,
     )
 
