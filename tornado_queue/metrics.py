@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from tornado.web import RequestHandler
 
 from .models import Event, TaskStatus
+from .storage.base import RETIRED
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The classic text format: every Prometheus version (and most other scrapers) reads it."""
@@ -94,7 +95,7 @@ class _QueueCollector(Collector):
         )
         # A queue that emptied keeps reporting zeros (its totals are still known) rather than
         # vanishing, so graphs drop to 0 instead of stopping.
-        for queue in sorted(self._counts.keys() | self._totals.keys()):
+        for queue in sorted(self._counts.keys() | self._totals.keys() - {RETIRED}):
             counts = self._counts.get(queue, {})
             for status in TaskStatus:
                 tasks.add_metric([queue, status.value], counts.get(status, 0))
@@ -104,5 +105,6 @@ class _QueueCollector(Collector):
                 f"taskqueue_{event.value}", EVENT_HELP[event], labels=["queue"]
             )
             for queue, events in sorted(self._totals.items()):
-                family.add_metric([queue], events[event])
+                if queue != RETIRED:  # queues that emptied: their series end (a counter reset)
+                    family.add_metric([queue], events[event])
             yield family

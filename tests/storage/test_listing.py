@@ -11,6 +11,7 @@ import pytest
 from tests.support import enqueue, new_task
 from tornado_queue.models import Event, NewTask, TaskStatus
 from tornado_queue.storage import Policy, SqliteStore
+from tornado_queue.storage.base import RETIRED
 
 PROCESSING, FAILED, PENDING = TaskStatus.PROCESSING, TaskStatus.FAILED, TaskStatus.PENDING
 
@@ -177,13 +178,36 @@ def test_an_idempotent_replay_is_not_counted_again(store):
     assert store.totals()["default"] == events(enqueued=5)
 
 
-def test_totals_outlive_the_tasks_of_their_queue(store, clock):
+def test_a_queue_that_empties_folds_its_totals_into_retired(store, clock):
     task = store.enqueue(NewTask(payload=b"{}", queue="short"))
     store.complete(task.id, lease_id=store.dequeue(queue="short").lease_id)
-    clock.advance(3601)  # forgotten: the queue holds nothing and is no longer listed
+    store.enqueue(NewTask(payload=b"{}", queue="kept"))
+    clock.advance(3601)  # forgotten: "short" holds nothing and is no longer listed
 
+    totals = store.totals()
     assert "short" not in store.queues()
-    assert store.totals()["short"] == events(enqueued=1, completed=1)
+    assert set(totals) == {"kept", RETIRED}
+    assert totals[RETIRED] == events(enqueued=1, completed=1)
+    assert totals["kept"] == events(enqueued=1)
+
+
+def test_a_deleted_last_task_retires_its_queue_and_a_new_use_counts_from_zero(store):
+    task = store.enqueue(NewTask(payload=b"{}", queue="once"))
+    store.delete(task.id)
+    store.enqueue(NewTask(payload=b"{}", queue="once"))
+
+    totals = store.totals()
+    assert totals["once"] == events(enqueued=1)
+    assert totals[RETIRED] == events(enqueued=1)
+
+
+def test_many_short_lived_queue_names_leave_bounded_totals(store):
+    for number in range(300):
+        task = store.enqueue(NewTask(payload=b"{}", queue=f"q{number}"))
+        store.delete(task.id)
+
+    assert set(store.totals()) == {RETIRED}
+    assert store.totals()[RETIRED] == events(enqueued=300)
 
 
 def test_sqlite_keeps_totals_and_listings_across_a_restart(tmp_path: Path, clock):

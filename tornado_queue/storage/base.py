@@ -62,6 +62,12 @@ def to_create(new_tasks: Sequence[NewTask], replays: Mapping[str, object]) -> li
     return created
 
 
+RETIRED = ""
+"""The `totals()` entry that holds the events of queues that emptied (not a valid queue name):
+a queue's own totals are dropped when it holds no task any more, so that they stay bounded by
+the queues in use (names are chosen by clients), while the sum over all entries never goes
+down."""
+
 MAX_BACKOFF_SECONDS = 3600.0
 
 
@@ -239,9 +245,10 @@ class Store(ABC):
 
     @abstractmethod
     def totals(self) -> dict[str, dict[Event, int]]:
-        """How many of each `Event` happened in each queue since the store began (every event
-        present, zeros included), also for queues that hold no task any more. Durable stores
-        keep them across restarts."""
+        """How many of each `Event` happened in each queue in use (every event present, zeros
+        included), and under `RETIRED` in all the queues that emptied since the store began.
+        A queue used again after emptying counts from zero. Durable stores keep them across
+        restarts."""
 
     @abstractmethod
     def seconds_to_next_deadline(self) -> float | None:

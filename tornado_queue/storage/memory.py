@@ -20,7 +20,7 @@ from ..errors import (
     still_processing,
 )
 from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import Policy, ReadyListener, Store, to_create
+from .base import RETIRED, Policy, ReadyListener, Store, to_create
 from .deadlines import DeadlineHeap
 from .idempotency import IdempotencyKeys
 from .pending import PendingQueue
@@ -45,7 +45,7 @@ class MemoryStore(Store):
     - `_counts` / `_queue_counts`: tasks per state, overall and per queue, so stats are O(1);
     - `_listed`: per queue, the ids of its processing and failed tasks in the order they
       entered that state, so listing them never scans;
-    - `_events`: per queue, the `Event`s counted since start (kept when the queue empties);
+    - `_events`: per queue in use, the `Event`s counted (folded into `RETIRED` when it empties);
     - three `DeadlineHeap`s: leases by expiry, scheduled tasks (delays, retry backoffs) by due
       time, finished tasks by the time they are forgotten; entries are checked against the task
       when they fall due;
@@ -466,6 +466,9 @@ class MemoryStore(Store):
             del self._queue_counts[queue]
             del self._pending[queue]
             del self._listed[queue]
+            retired = self._events.setdefault(RETIRED, dict.fromkeys(Event, 0))
+            for event, n in self._events.pop(queue).items():
+                retired[event] += n
 
     def _notify_ready(self, ready: dict[str, int]) -> None:
         # Called after the lock is released; the list is replaced, never mutated, so reading

@@ -21,7 +21,7 @@ from ..errors import (
     still_processing,
 )
 from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import Policy, ReadyListener, Store, to_create
+from .base import RETIRED, Policy, ReadyListener, Store, to_create
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -253,6 +253,7 @@ class SqliteStore(Store):
             if task.status is TaskStatus.PROCESSING:
                 raise still_processing(task_id)
             tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+            self._retire_empty_queues(tx)
 
     def reap(self) -> None:
         with self._transaction():
@@ -372,10 +373,12 @@ class SqliteStore(Store):
         ).fetchall()
         for task in map(_task, due):
             self._append(tx, task)
-        tx.execute(
+        forgotten = tx.execute(
             "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND forget_at <= ?",
             (tx.now,),
-        )
+        ).rowcount
+        if forgotten:
+            self._retire_empty_queues(tx)
         # A key lives at least as long as its task, so a retry can never create a duplicate:
         # one whose task still exists is looked at again a retention period later.
         tx.execute(
@@ -476,6 +479,19 @@ class SqliteStore(Store):
         )
         if failed:
             self._count_event(tx, task.queue, Event.FAILED)
+
+    def _retire_empty_queues(self, tx: _Transaction) -> None:
+        """Fold the event totals of queues left without a task into `RETIRED` and drop their
+        rows, so events and counts stay bounded by the queues in use."""
+        empty = tx.execute("SELECT queue FROM counts GROUP BY queue HAVING sum(n) = 0").fetchall()
+        for (queue,) in empty:
+            tx.execute(
+                "INSERT INTO events SELECT ?, event, n FROM events WHERE queue = ? "
+                "ON CONFLICT (queue, event) DO UPDATE SET n = n + excluded.n",
+                (RETIRED, queue),
+            )
+            tx.execute("DELETE FROM events WHERE queue = ?", (queue,))
+            tx.execute("DELETE FROM counts WHERE queue = ?", (queue,))
 
     def _count_event(self, tx: _Transaction, queue: str, event: Event) -> None:
         tx.execute(

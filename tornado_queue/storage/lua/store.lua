@@ -38,6 +38,15 @@ local function count(queue, status, delta)
     end
     redis.call('DEL', k('c', queue))
     redis.call('SREM', k('queues'), queue)
+    -- its event totals join those of every queue that emptied (field ''), so totals stay
+    -- bounded by the queues in use
+    for _, name in ipairs({'enqueued', 'completed', 'failed', 'lease_expired'}) do
+      local n = redis.call('HGET', k('e', name), queue)
+      if n then
+        redis.call('HINCRBY', k('e', name), '', n)
+        redis.call('HDEL', k('e', name), queue)
+      end
+    end
   end
 end
 
