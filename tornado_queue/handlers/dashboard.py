@@ -23,6 +23,8 @@ class DashboardHandler(ApiHandler):
     """`GET /` (and HEAD): the dashboard page. An `ApiHandler`, so that a wrong method still
     gets problem JSON, the request id and the access line every other route gets."""
 
+    roles = None  # the page is static; the JSON it reads needs a token
+
     async def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("X-Content-Type-Options", "nosniff")
