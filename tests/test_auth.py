@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from pathlib import Path
 
 import pytest
+from tornado.util import re_unescape
 
+from tests.handlers.test_auth import PROTECTED
 from tornado_queue import auth
+from tornado_queue.app import ROUTES
 from tornado_queue.auth import Role, TokenError, Tokens, bearer_token
 from tornado_queue.config import Settings
+from tornado_queue.handlers.base import ApiHandler
 
 ADMIN_TOKEN = "admin-token-0123456789"
 PRODUCER_TOKEN = "producer-token-0123456789"
@@ -205,3 +210,22 @@ def test_an_open_api_on_a_non_loopback_host_is_warned_about_once(caplog, host, w
 
     lines = [record for record in caplog.records if "is open to anyone" in record.getMessage()]
     assert len(lines) == (1 if warned else 0)
+
+
+# A new route is admin-only by default; this keeps the HTTP table (and the README's) whole.
+def test_the_http_table_covers_every_protected_route_and_method():
+    tested = {
+        (method, re.sub(r"/tasks/[0-9a-f-]{36}", "/tasks/{id}", path)): set(roles)
+        for method, path, roles in PROTECTED
+    }
+    protected = {
+        (method, re_unescape(pattern.replace("([^/]+)", "{id}"))): {
+            role.value for role in handler.roles_for(method)
+        }
+        for pattern, handler, *_ in ROUTES
+        if issubclass(handler, ApiHandler)
+        for method in handler.allowed_methods()
+        if handler.roles_for(method) is not None
+    }
+
+    assert protected == tested
