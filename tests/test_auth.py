@@ -11,7 +11,7 @@ import pytest
 from tornado.util import re_unescape
 
 from tests.handlers.test_auth import PROTECTED
-from tornado_queue import auth
+from tornado_queue import auth, openapi
 from tornado_queue.app import ROUTES
 from tornado_queue.auth import Role, TokenError, Tokens, bearer_token
 from tornado_queue.config import Settings
@@ -229,3 +229,27 @@ def test_the_http_table_covers_every_protected_route_and_method():
     }
 
     assert protected == tested
+
+
+OPEN_OPERATIONS = {"/healthz", "/docs", "/openapi.json", "/"}
+
+
+def test_the_openapi_document_marks_exactly_the_protected_operations():
+    document = openapi.document()
+
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        **document["components"]["securitySchemes"]["bearerAuth"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path in OPEN_OPERATIONS:
+                assert "security" not in operation, (method, path)
+                assert not {"401", "403"} & set(operation["responses"]), (method, path)
+                continue
+            assert operation["security"] == [{"bearerAuth": []}], (method, path)
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+            assert "Roles: " in operation["description"], (method, path)
+    unauthorized = document["components"]["responses"]["Unauthorized"]
+    assert "WWW-Authenticate" in unauthorized["headers"]
