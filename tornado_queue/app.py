@@ -7,6 +7,7 @@ from typing import Any
 from tornado.util import re_unescape
 from tornado.web import Application, RequestHandler
 
+from .auth import warn_if_open
 from .config import Settings
 from .handlers.base import NotFoundHandler, RequestTracker
 from .handlers.dashboard import DASHBOARD_DIR, DashboardAssetHandler, DashboardHandler
@@ -83,9 +84,12 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
     """Build the Tornado application over `store`.
 
     `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown,
-    `app.settings["waiters"]` holds the long-polling consumers and `app.settings["metrics"]`
-    the request latencies.
+    `app.settings["waiters"]` holds the long-polling consumers, `app.settings["metrics"]`
+    the request latencies and `app.settings["tokens"]` the bearer tokens (empty: auth off).
+    Raises `auth.TokenError` on a bad token or tokens file.
     """
+    tokens = settings.tokens()
+    warn_if_open(tokens, settings.host)
     tracker = RequestTracker()
     waiters = Waiters(store)
     metrics = Metrics()
@@ -106,6 +110,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
         tracker=tracker,
         waiters=waiters,
         metrics=metrics,
+        tokens=tokens,
         log_function=log_function,
         **tornado_settings,
     )

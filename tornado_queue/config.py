@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .auth import TokenError, Tokens, check_token
 from .storage import BACKENDS, Policy
 from .validation import QUEUE_NAME
 
@@ -48,6 +49,13 @@ class Settings:
     keyfile: str = ""
     idle_timeout: float = 60.0
     body_timeout: float = 30.0
+    # Kept out of repr: a Settings printed anywhere must never show a token.
+    auth_token: str = field(default="", repr=False)
+    tokens_file: str = ""
+
+    def tokens(self) -> Tokens:
+        """The configured bearer tokens (empty: auth off); raises `TokenError` on a bad one."""
+        return Tokens.configured(self.auth_token, self.tokens_file)
 
     def policy(self) -> Policy:
         """The delivery rules these settings give a store."""
@@ -79,7 +87,12 @@ class Settings:
                     parser.error(f"environment variable {option.env}: {exc}")
         if bool(values.get("certfile")) != bool(values.get("keyfile")):
             parser.error("--certfile and --keyfile go together: give both to serve HTTPS")
-        return cls(**values)
+        settings = cls(**values)
+        try:
+            settings.tokens()  # a bad tokens file stops the start-up, naming its line
+        except TokenError as exc:
+            parser.error(str(exc))
+        return settings
 
 
 def _bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
@@ -106,6 +119,15 @@ def _queue_list(text: str) -> tuple[str, ...]:
                 f"queue names are 1-64 of A-Z a-z 0-9 _ . -, got {name!r}"
             )
     return names
+
+
+def _token(text: str) -> str:
+    try:
+        check_token(text, "the token")
+    except TokenError as exc:
+        # ArgumentTypeError: argparse then prints this message alone, not the value given.
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _choice(options: Sequence[str]) -> Callable[[str], str]:
@@ -226,6 +248,18 @@ OPTIONS = (
         _bounded(float, 0.1, 3600),
         "seconds a client may take to send a request body before the connection is closed",
     ),
+    Option(
+        "auth_token",
+        _token,
+        "a bearer token with the admin role; with it (or --tokens-file) every data route needs "
+        "'Authorization: Bearer TOKEN'",
+    ),
+    Option(
+        "tokens_file",
+        str,
+        "a file of lines 'ROLE TOKEN' (roles: producer, consumer, admin; # comments); "
+        "read at start-up",
+    ),
 )
 
 
@@ -249,4 +283,4 @@ def build_parser() -> argparse.ArgumentParser:
 def _shown(default: Any) -> str:
     if isinstance(default, tuple):
         return ",".join(default) or "all"
-    return str(default)
+    return str(default) if default != "" else "none"

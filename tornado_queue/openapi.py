@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 from . import codec, validation
+from .auth import describe
 from .handlers.queue import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
 from .handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
 from .metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
@@ -429,6 +430,11 @@ HEADERS: Json = {
     },
     "Location": {"description": "The task's URL.", "schema": {"type": "string"}},
     "Allow": {"description": "The methods this route answers.", "schema": {"type": "string"}},
+    "WWW-Authenticate": {
+        "description": 'The challenge: `Bearer realm="tornado_queue"`, with '
+        '`error="invalid_token"` for an unknown token or `error="insufficient_scope"` on 403.',
+        "schema": {"type": "string"},
+    },
 }
 
 REQUEST_ID_HEADER = {"X-Request-ID": ref("headers", "X-Request-ID")}
@@ -437,6 +443,11 @@ REQUEST_ID_HEADER = {"X-Request-ID": ref("headers", "X-Request-ID")}
 
 PROBLEMS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "A malformed request: a bad query parameter, body, field or header."),
+    401: (
+        "Unauthorized",
+        "Auth is on and the request has no bearer token, or one the server does not know.",
+    ),
+    403: ("Forbidden", "The token's role may not call this operation (see its description)."),
     404: ("NotFound", "No such task (or nothing to dequeue)."),
     405: ("MethodNotAllowed", "The route does not answer this method; see `Allow`."),
     409: ("Conflict", "The task is not in a state that allows this, or the lease was lost."),
@@ -457,6 +468,8 @@ def problem_response(status: int) -> Json:
     headers = dict(REQUEST_ID_HEADER)
     if status == 405:
         headers["Allow"] = ref("headers", "Allow")
+    if status in (401, 403):
+        headers["WWW-Authenticate"] = ref("headers", "WWW-Authenticate")
     if status == 503:
         headers["Retry-After"] = {
             "description": "Seconds to wait before trying again.",
@@ -851,6 +864,49 @@ def html_response(description: str) -> Json:
 
 STORELESS_PATHS = frozenset({"/openapi.json", "/docs", "/"})
 
+SECURITY_SCHEMES: Json = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token given to the server with `--auth-token` (admin) or in "
+        "`--tokens-file` (with its role: producer, consumer or admin). Only when one is "
+        "configured; otherwise every route is open.",
+    }
+}
+
+
+def _with_auth(paths: Json) -> Json:
+    """The roles of each operation, from the handler that serves it (the one place they are
+    set): protected operations get `security`, 401 and 403, and their roles in the text."""
+    # Imported here: the app imports the docs handler, which imports this module.
+    from .app import ROUTES  # noqa: PLC0415
+
+    handlers = {entry[0].replace("([^/]+)", "{id}").replace("\\", ""): entry[1] for entry in ROUTES}
+    for path, methods in paths.items():
+        handler = handlers[path]
+        for method, operation_document in methods.items():
+            roles = handler.roles_for(method.upper())
+            if roles is None:
+                continue
+            operation_document["security"] = [{"bearerAuth": []}]
+            roles_text = describe(roles)
+            note = f"Roles: {roles_text} (when auth is on)."
+            operation_document["description"] = (
+                f"{operation_document['description']}\n\n{note}"
+                if "description" in operation_document
+                else note
+            )
+            operation_document["x-roles"] = roles_text.split(", ")
+            responses = operation_document["responses"]
+            for status in (401, 403):
+                if method == "head":
+                    failure = problem_response(status)
+                    failure.pop("content")
+                    responses[str(status)] = failure
+                else:
+                    responses[str(status)] = ref("responses", PROBLEMS[status][0])
+    return paths
+
 
 def _with_store_failures(paths: Json) -> Json:
     """Every operation that reads or changes the store may answer 503 with `Retry-After` when
@@ -879,6 +935,11 @@ path gets 404, a body over `--max-body-bytes` gets 413, and a body declared as a
 gets 415 (a body with no `Content-Type` is read as JSON). Numeric query parameters are plain
 digits (`limit`, `offset`, `count`) or decimal numbers as Python or JavaScript write them
 (`lease`, `wait`: `2.5`, `1e-05`; no sign, no spaces), each given at most once.
+
+Auth: when the server is given tokens (`--auth-token`, `--tokens-file`), every operation marked
+with `bearerAuth` needs `Authorization: Bearer TOKEN`: 401 (with `WWW-Authenticate: Bearer`)
+without a known token, 403 when the token's role (producer, consumer, admin) may not call it.
+`/healthz`, `/docs`, `/openapi.json` and the dashboard page `/` stay open.
 """
 
 
@@ -899,13 +960,14 @@ def document() -> Json:
             {"name": "operations", "description": "Health, metrics and the dashboard."},
             {"name": "documentation", "description": "This description, and its UI."},
         ],
-        "paths": _with_store_failures(_paths()),
+        "paths": _with_auth(_with_store_failures(_paths())),
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,
             "headers": HEADERS,
             "responses": RESPONSES,
             "links": LINKS,
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

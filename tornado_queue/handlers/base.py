@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from .. import codec, ids
+from ..auth import ADMIN, REALM, Principal, Role, Tokens, bearer_token, describe
 from ..config import Settings
 from ..errors import (
     IdempotencyConflict,
@@ -112,6 +114,14 @@ class ApiHandler(RequestHandler):
     config: Settings
     _allowed: ClassVar[tuple[str, ...]]
 
+    roles: ClassVar[frozenset[Role] | None] = ADMIN
+    """The roles whose tokens may call this route when auth is on; None: open to anyone.
+    Admin only unless a handler says otherwise, so a new route is never open by mistake."""
+    method_roles: ClassVar[Mapping[str, frozenset[Role]]] = MappingProxyType({})
+    """Overrides of `roles` for single methods (DELETE /tasks/{id} is admin only)."""
+    principal: Principal | None = None
+    """Who made this request (None when auth is off or the route is open)."""
+
     def initialize(
         self, store: Store, config: Settings, tracker: RequestTracker, waiters: Waiters
     ) -> None:
@@ -147,6 +157,9 @@ class ApiHandler(RequestHandler):
         if self.request.method not in self.allowed_methods():
             # Before any body check: a wrong method is a 405 whatever the body looks like.
             raise HTTPError(405)
+        # Before the body is looked at or the store touched: a request without the right
+        # token learns nothing but that it needs one.
+        self.authorize()
         limit = self.config.max_body_bytes
         length = self._content_length()
         if length > limit:
@@ -154,6 +167,42 @@ class ApiHandler(RequestHandler):
         has_body = length > 0 or "Transfer-Encoding" in self.request.headers
         if has_body:
             self._check_body_headers()
+
+    @classmethod
+    def roles_for(cls, method: str) -> frozenset[Role] | None:
+        """The roles that may call this route with `method` (HEAD as GET); None: open."""
+        method = "GET" if method == "HEAD" else method
+        return cls.method_roles.get(method, cls.roles)
+
+    def authorize(self) -> None:
+        """The one access check: 401 without a known bearer token, 403 when its role may not
+        call this route. Nothing here ever echoes the token."""
+        tokens: Tokens = self.application.settings["tokens"]
+        allowed = self.roles_for(self.request.method or "GET")
+        if allowed is None or not tokens.enabled:
+            return
+        token = bearer_token(self.request.headers.get("Authorization"))
+        if token is None:
+            raise Problem(
+                401,
+                "this route needs a bearer token: send 'Authorization: Bearer TOKEN'",
+                {"WWW-Authenticate": REALM},
+            )
+        principal = tokens.identify(token)
+        if principal is None:
+            raise Problem(
+                401,
+                "the bearer token is not one this server knows",
+                {"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+            )
+        if principal.role not in allowed:
+            raise Problem(
+                403,
+                f"a {principal.role} token may not {self.request.method} {self.route}; "
+                f"allowed roles: {describe(allowed)}",
+                {"WWW-Authenticate": f'{REALM}, error="insufficient_scope"'},
+            )
+        self.principal = principal
 
     def _check_body_headers(self) -> None:
         content_type = self.request.headers.get("Content-Type")

@@ -19,6 +19,8 @@ class DashboardHandler(ApiHandler):
     """`GET /` (and HEAD): the dashboard page. An `ApiHandler`, so that a wrong method still
     gets problem JSON, the request id and the access line every other route gets."""
 
+    roles = None  # the page is static; the JSON it reads needs a token
+
     async def get(self) -> None:
         # CSP and friends; no-cache because the page names its assets without a version.
         set_page_headers(self)

@@ -42,6 +42,8 @@ DOCS_PAGE = b"""<!DOCTYPE html>
 class OpenApiHandler(ApiHandler):
     """`GET /openapi.json`: the OpenAPI 3.1 document (built once, written as cached bytes)."""
 
+    roles = None
+
     def get(self) -> None:
         self.finish(openapi.document_bytes())
 
@@ -50,6 +52,8 @@ class OpenApiHandler(ApiHandler):
 
 class DocsHandler(ApiHandler):
     """`GET /docs`: the Swagger UI page over `/openapi.json`."""
+
+    roles = None
 
     def get(self) -> None:
         set_page_headers(self)

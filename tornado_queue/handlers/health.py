@@ -12,6 +12,8 @@ log = logging.getLogger("tornado_queue.health")
 class HealthHandler(ApiHandler):
     """200 `{"status": "ok"}` when the store answers a cheap read; 503 when it does not."""
 
+    roles = None  # load balancers and orchestrators probe it without a token
+
     async def get(self) -> None:
         try:
             await self.call_store(self.store.stats, "default")

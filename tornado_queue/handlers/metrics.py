@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from ..auth import ADMIN
 from ..metrics import CONTENT_TYPE, Metrics
 from .base import ApiHandler
 
 
 class MetricsHandler(ApiHandler):
     """Request latency from this process; queue counts and event totals from the store."""
+
+    roles = ADMIN
 
     async def get(self) -> None:
         counts = await self.call_store(self.store.queues)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import codec
+from ..auth import ADMIN
 from ..models import LISTED, Event, TaskStatus
 from .base import Problem
 from .tasks import ConsumerArguments
@@ -33,6 +34,8 @@ class QueueViewHandler(ConsumerArguments):
     (pending in dequeue order, processing and failed most recent first); `X-Total-Count` holds
     how many the queue has in that state."""
 
+    roles = ADMIN
+
     async def get(self) -> None:
         queue = self.queue_argument()
         status = self.status_argument()
@@ -58,6 +61,8 @@ class QueueViewHandler(ConsumerArguments):
 class QueueStatsHandler(ConsumerArguments):
     """`GET /queue/stats?queue=`: how many tasks are in each state, in one queue or in all."""
 
+    roles = ADMIN
+
     async def get(self) -> None:
         queue = self.queue_argument() if self.query_argument("queue") is not None else None
         counts = await self.call_store(self.store.stats, queue)
@@ -68,6 +73,8 @@ class QueueStatsHandler(ConsumerArguments):
 
 class QueuesHandler(ConsumerArguments):
     """`GET /queues`: every queue used so far, by name, with its counts."""
+
+    roles = ADMIN
 
     async def get(self) -> None:
         queues = await self.call_store(self.store.queues)
@@ -83,6 +90,8 @@ class QueueTotalsHandler(ConsumerArguments):
     """`GET /queue/totals?queue=`: events counted since the store began (tasks enqueued,
     completed, failed, leases expired), in one queue or summed over all; clients derive rates
     from two readings."""
+
+    roles = ADMIN
 
     async def get(self) -> None:
         queue = self.queue_argument() if self.query_argument("queue") is not None else None

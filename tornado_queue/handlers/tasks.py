@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MappingProxyType
 
 from tornado.ioloop import IOLoop
 
 from .. import codec, validation
+from ..auth import ADMIN, ANY_ROLE, CONSUMERS, PRODUCERS
 from ..errors import TaskNotFound, ValidationError
 from ..models import DEFAULT_QUEUE, Enqueued, Task
 from .base import ApiHandler, Problem, status_for
@@ -73,6 +75,8 @@ class ConsumerArguments(ApiHandler):
 class TasksHandler(ApiHandler):
     """`POST /tasks`: enqueue a task (idempotent with an `Idempotency-Key` header)."""
 
+    roles = PRODUCERS
+
     async def post(self) -> None:
         new_task = validation.new_task(self.json_body(), idempotency_key=self.idempotency_key())
         outcome: Enqueued = (await self.call_store(self.store.enqueue_many, [new_task]))[0]
@@ -86,6 +90,8 @@ class TasksHandler(ApiHandler):
 
 class TaskBatchHandler(ApiHandler):
     """`POST /tasks/batch`: enqueue up to 1000 tasks, all or nothing."""
+
+    roles = PRODUCERS
 
     async def post(self) -> None:
         if "Idempotency-Key" in self.request.headers:
@@ -103,6 +109,8 @@ class TaskBatchHandler(ApiHandler):
 class DequeueHandler(ConsumerArguments):
     """`POST /tasks/dequeue?queue=&wait=&lease=`: lease the first pending task."""
 
+    roles = CONSUMERS
+
     async def post(self) -> None:
         queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
         self.body_bytes()  # enforce the body limit even though the body is unused
@@ -117,6 +125,8 @@ class DequeueHandler(ConsumerArguments):
 class DequeueBatchHandler(ConsumerArguments):
     """`POST /tasks/dequeue/batch?count=&queue=&wait=&lease=`: lease up to `count` tasks."""
 
+    roles = CONSUMERS
+
     async def post(self) -> None:
         count = self.int_argument("count", 1, 1, MAX_BATCH)
         queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
@@ -129,6 +139,8 @@ class DequeueBatchHandler(ConsumerArguments):
 
 class CompleteBatchHandler(ApiHandler):
     """`POST /tasks/complete/batch`: complete each item on its own."""
+
+    roles = CONSUMERS
 
     async def post(self) -> None:
         completions = validation.completion_batch(self.json_body())
@@ -148,6 +160,10 @@ class CompleteBatchHandler(ApiHandler):
 class TaskHandler(ApiHandler):
     """`GET /tasks/{id}`: one task. `DELETE /tasks/{id}`: remove it (not while processing)."""
 
+    # Any role may read a task by its id (see README, Security model); only an admin deletes.
+    roles = ANY_ROLE
+    method_roles = MappingProxyType({"DELETE": ADMIN})
+
     async def get(self, task_id: str) -> None:
         task: Task | None = await self.call_store(self.store.get, task_id)
         if task is None:
@@ -166,6 +182,8 @@ class TaskHandler(ApiHandler):
 class CompleteHandler(ConsumerArguments):
     """`PUT /tasks/{id}/complete`: finish a processing task, optionally with a result."""
 
+    roles = CONSUMERS
+
     async def put(self, task_id: str) -> None:
         done = validation.completion(self.json_body(), self.query_lease_id(), task_id)
         task = await self.call_store(self.store.complete, task_id, done.result, done.lease_id)
@@ -174,6 +192,8 @@ class CompleteHandler(ConsumerArguments):
 
 class FailHandler(ConsumerArguments):
     """`PUT /tasks/{id}/fail`: record a failed attempt; retried after a backoff or dead."""
+
+    roles = CONSUMERS
 
     async def put(self, task_id: str) -> None:
         failed = validation.failure(self.json_body(), self.query_lease_id())
@@ -186,6 +206,8 @@ class FailHandler(ConsumerArguments):
 class HeartbeatHandler(ConsumerArguments):
     """`PUT /tasks/{id}/heartbeat?lease=S`: extend a processing task's lease from now."""
 
+    roles = CONSUMERS
+
     async def put(self, task_id: str) -> None:
         lease = self.lease_seconds()
         lease_id = validation.heartbeat(self.json_body(), self.query_lease_id())
@@ -195,6 +217,8 @@ class HeartbeatHandler(ConsumerArguments):
 
 class RetryHandler(ApiHandler):
     """`POST /tasks/{id}/retry`: put a failed task back in the queue with fresh attempts."""
+
+    roles = ADMIN
 
     async def post(self, task_id: str) -> None:
         self.body_bytes()

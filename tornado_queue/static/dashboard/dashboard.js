@@ -58,16 +58,84 @@
     return `HTTP ${response.status} ${response.statusText}`.trim();
   }
 
-  // Every request goes through here: the one place to add an Authorization header later.
+  // --- the bearer token --------------------------------------------------------------------
+
+  // Kept in sessionStorage only: it lives as long as this tab, never on disk in localStorage
+  // or a cookie, and it is never written into the page.
+  const TOKEN_KEY = "tornado_queue.token";
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch (_) {
+      return null; // storage disabled: the page works without auth only
+    }
+  }
+
+  function keepToken(token) {
+    try {
+      if (token === null) sessionStorage.removeItem(TOKEN_KEY);
+      else sessionStorage.setItem(TOKEN_KEY, token);
+    } catch (_) {
+      // storage disabled: nothing to keep or forget
+    }
+    $("#forget-token").hidden = storedToken() === null;
+  }
+
+  // True while the form waits for a token: polling stops rather than knock every second.
+  let waitingForToken = false;
+
+  function isAuthError(error) {
+    return error instanceof ApiError && (error.status === 401 || error.status === 403);
+  }
+
+  function askForToken(error) {
+    const reason =
+      error.status === 403
+        ? `This token may not read the queues (${error.detail}). Enter an admin token.`
+        : storedToken() === null
+          ? "The server answered 401: its queues need a bearer token."
+          : "The server refused the saved token. Enter another.";
+    setText($("#token-reason"), reason);
+    const form = $("#token-form");
+    waitingForToken = true;
+    if (form.hidden) {
+      form.hidden = false;
+      $("#token-input").focus();
+    }
+  }
+
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = $("#token-input");
+    const token = input.value.trim();
+    if (!token) return;
+    keepToken(token);
+    input.value = "";
+    $("#token-form").hidden = true;
+    waitingForToken = false;
+    pollSoon();
+  });
+
+  $("#forget-token").addEventListener("click", () => {
+    keepToken(null);
+    showNotice("The token was forgotten.", "ok");
+    pollSoon();
+  });
+
+  // Every request goes through here, with the bearer token when the tab holds one.
   async function api(method, path) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
+    const headers = { Accept: "application/json" };
+    const token = storedToken();
+    if (token !== null) headers.Authorization = `Bearer ${token}`;
     try {
       let response;
       try {
         response = await fetch(path, {
           method,
-          headers: { Accept: "application/json" },
+          headers,
           cache: "no-store",
           signal: controller.signal,
         });
@@ -346,6 +414,7 @@
     } catch (error) {
       const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
       showNotice(`${verb} of task ${task.id} failed: ${why}`, "error");
+      if (isAuthError(error)) askForToken(error);
       button.disabled = false;
     }
   }
@@ -541,6 +610,13 @@
       return;
     }
     status.dataset.state = "down";
+    if (isAuthError(error)) {
+      // The token form says what is wrong; a red banner on top of it would only repeat it.
+      setText($("#connection-text"), "Needs a token");
+      banner.hidden = true;
+      askForToken(error);
+      return;
+    }
     setText($("#connection-text"), "Disconnected");
     if (error instanceof ApiError) {
       banner.textContent = `The server answered ${error.status}: ${error.detail}. Retrying every second…`;
@@ -580,7 +656,7 @@
       polling = false;
       const delay = pollAgain ? 0 : Math.max(0, POLL_MS - (performance.now() - started));
       pollAgain = false;
-      pollTimer = setTimeout(poll, delay);
+      if (!waitingForToken) pollTimer = setTimeout(poll, delay);
     }
   }
 
@@ -594,6 +670,7 @@
     }
   }
 
+  keepToken(storedToken()); // show "Forget token" when the tab already holds one
   setInterval(tick, 1000);
   poll();
 })();
