@@ -41,6 +41,7 @@ from .handlers.tasks import (
 )
 from .logs import log_request
 from .metrics import Metrics
+from .ratelimit import RateLimiter
 from .storage import Store
 from .waiters import Waiters
 
@@ -111,6 +112,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
         waiters=waiters,
         metrics=metrics,
         tokens=tokens,
+        rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
         log_function=log_function,
         **tornado_settings,
     )

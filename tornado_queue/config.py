@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -19,6 +20,7 @@ from .validation import QUEUE_NAME
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SQLITE_SYNC = ("full", "normal")
 LOG_FORMATS = ("text", "json")
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class Settings:
     max_tasks: int = 0
     log_level: str = "info"
     log_format: str = "text"
+    max_waiters: int = 10_000
+    max_header_bytes: int = 65_536
+    rate_limit: float = 0.0
+    cors_origin: str = ""
     certfile: str = ""
     keyfile: str = ""
     idle_timeout: float = 60.0
@@ -127,6 +133,16 @@ def _token(text: str) -> str:
     except TokenError as exc:
         # ArgumentTypeError: argparse then prints this message alone, not the value given.
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _origin(text: str) -> str:
+    """A browser origin: scheme, host and optional port, nothing else."""
+    if not ORIGIN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected one origin like https://app.example.com or http://localhost:3000, "
+            f"got {text!r}"
+        )
     return text
 
 
@@ -235,6 +251,28 @@ OPTIONS = (
     ),
     Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
     Option("log_format", _choice(LOG_FORMATS), "text lines, or one JSON object per line"),
+    Option(
+        "max_waiters",
+        _bounded(int, 0, 1_000_000),
+        "most consumers long-polling at once; one more gets 503 with Retry-After (0: no limit)",
+    ),
+    Option(
+        "max_header_bytes",
+        _bounded(int, 1024, 1 << 20),
+        "largest request line plus headers; larger closes the connection",
+    ),
+    Option(
+        "rate_limit",
+        _bounded(float, 0, 1e6),
+        "requests per second allowed per token (per client address with auth off), in bursts "
+        "of up to a second's worth; more get 429 with Retry-After (0: no limit)",
+    ),
+    Option(
+        "cors_origin",
+        _origin,
+        "the one browser origin (e.g. https://app.example.com) allowed to call the API from "
+        "another site; none by default",
+    ),
     Option("certfile", str, "PEM certificate (chain) to serve HTTPS with; needs --keyfile"),
     Option("keyfile", str, "PEM private key of --certfile"),
     Option(

@@ -454,6 +454,11 @@ PROBLEMS: dict[int, tuple[str, str]] = {
     413: ("ContentTooLarge", "The body is over `--max-body-bytes` (default 1 MiB)."),
     415: ("UnsupportedMediaType", "A body declared as other than JSON, or compressed."),
     422: ("UnprocessableContent", "The Idempotency-Key was used with a different request."),
+    429: (
+        "TooManyRequests",
+        "Over `--rate-limit` for this token (or address, with auth off): nothing was done; try "
+        "again after `Retry-After` seconds.",
+    ),
     503: (
         "ServiceUnavailable",
         "The store is not answering (its disk or server fails), or an enqueue would pass "
@@ -470,7 +475,7 @@ def problem_response(status: int) -> Json:
         headers["Allow"] = ref("headers", "Allow")
     if status in (401, 403):
         headers["WWW-Authenticate"] = ref("headers", "WWW-Authenticate")
-    if status == 503:
+    if status in (429, 503):
         headers["Retry-After"] = {
             "description": "Seconds to wait before trying again.",
             "schema": {"type": "integer", "minimum": 0},
@@ -898,7 +903,7 @@ def _with_auth(paths: Json) -> Json:
             )
             operation_document["x-roles"] = roles_text.split(", ")
             responses = operation_document["responses"]
-            for status in (401, 403):
+            for status in (401, 403, 429):
                 if method == "head":
                     failure = problem_response(status)
                     failure.pop("content")

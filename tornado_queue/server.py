@@ -108,6 +108,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         # A client that stalls while sending headers (or idles between requests) or a body is
         # cut off, so slow or hostile clients cannot hold connections and memory for ever.
         idle_connection_timeout=settings.idle_timeout,
+        max_header_size=settings.max_header_bytes,
         body_timeout=settings.body_timeout,
     )
     server.add_sockets(sockets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ class Problem(HTTPError):
 
 
 STORE_RETRY_AFTER_SECONDS = 1
+CORS_EXPOSED = "X-Request-ID, X-Total-Count, Location, Retry-After"
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
 FULL_RETRY_AFTER_SECONDS = 1
 """A full queue drains as fast as its consumers work: ask producers to come back soon."""
 
@@ -133,6 +136,8 @@ class ApiHandler(RequestHandler):
         self._tracked = False
         self._chunks: list[bytes] = []
         self._received = 0
+        if config.cors_origin:
+            self.set_default_headers()  # now with the config: the CORS headers
 
     route = "unknown"
     """The route template this handler serves (set by `app.route`)."""
@@ -141,6 +146,48 @@ class ApiHandler(RequestHandler):
         # Runs again when an error clears the headers, so the id is on every answer.
         self.set_header("Content-Type", "application/json")
         self.set_header("X-Request-ID", self.request_id)
+        # The first call comes from Tornado's __init__, before `initialize` gives the config;
+        # `initialize` calls this again.
+        config: Settings | None = getattr(self, "config", None)
+        if config is not None and config.cors_origin:
+            self.set_header("Vary", "Origin")
+            if self.request.headers.get("Origin") == config.cors_origin:
+                self.set_header("Access-Control-Allow-Origin", config.cors_origin)
+                self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED)
+
+    def _answer_preflight(self) -> bool:
+        """A CORS preflight (OPTIONS) from the allowed origin for a method this route answers:
+        204 with what the browser may send; False for anything else (then a plain 405)."""
+        origin = self.config.cors_origin
+        wanted = self.request.headers.get("Access-Control-Request-Method")
+        if not origin or self.request.headers.get("Origin") != origin or wanted is None:
+            return False
+        if wanted not in self.allowed_methods():
+            return False
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.set_header("Access-Control-Allow-Methods", ", ".join(self.allowed_methods()))
+        self.set_header("Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS)
+        self.set_header("Access-Control-Max-Age", "600")
+        self.finish()
+        return True
+
+    def _limit_rate(self) -> None:
+        """429 with Retry-After past --rate-limit: per token, or per address with auth off.
+        Open routes (health, docs) are never limited."""
+        limiter = self.application.settings.get("rate_limiter")
+        if limiter is None or self.roles_for(self.request.method or "GET") is None:
+            return
+        key = self.principal.token_id if self.principal else f"ip:{self.request.remote_ip}"
+        wait = limiter.take(key)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            raise Problem(
+                429,
+                f"over the rate limit of {limiter.rate:g} requests per second; "
+                f"try again in {seconds} s",
+                {"Retry-After": str(seconds)},
+            )
 
     @property
     def request_id(self) -> str:
@@ -154,12 +201,15 @@ class ApiHandler(RequestHandler):
     def prepare(self) -> None:
         self._tracker.active += 1
         self._tracked = True
+        if self.request.method == "OPTIONS" and self._answer_preflight():
+            return
         if self.request.method not in self.allowed_methods():
             # Before any body check: a wrong method is a 405 whatever the body looks like.
             raise HTTPError(405)
         # Before the body is looked at or the store touched: a request without the right
         # token learns nothing but that it needs one.
         self.authorize()
+        self._limit_rate()
         limit = self.config.max_body_bytes
         length = self._content_length()
         if length > limit:

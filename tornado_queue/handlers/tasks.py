@@ -57,6 +57,14 @@ class ConsumerArguments(ApiHandler):
             remaining = deadline - io_loop.time()
             if taken or remaining <= 0:
                 return taken
+            limit = self.config.max_waiters
+            if limit and not front and self.waiters.count() >= limit:
+                raise Problem(
+                    503,
+                    f"{limit} consumers are already waiting for tasks (--max-waiters); "
+                    "try again shortly",
+                    {"Retry-After": "1"},
+                )
             woke = await self.waiters.wait(queue, remaining, seen, self, front=front)
             if self.connection_lost():
                 if woke:
