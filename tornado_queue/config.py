@@ -45,6 +45,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_pending: int = 0
     max_tasks: int = 0
+    max_queues: int = 0
     log_level: str = "info"
     log_format: str = "text"
     max_waiters: int = 10_000
@@ -72,6 +73,7 @@ class Settings:
             retention_seconds=self.retention_seconds,
             max_pending=self.max_pending,
             max_tasks=self.max_tasks,
+            max_queues=self.max_queues,
         )
 
     @classmethod
@@ -251,6 +253,12 @@ OPTIONS = (
     ),
     Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
     Option("log_format", _choice(LOG_FORMATS), "text lines, or one JSON object per line"),
+    Option(
+        "max_queues",
+        _bounded(int, 0, 1_000_000),
+        "most queues holding tasks at once; an enqueue that would start one more gets 503 "
+        "(0: no limit)",
+    ),
     Option(
         "max_waiters",
         _bounded(int, 0, 1_000_000),

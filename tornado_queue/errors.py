@@ -85,6 +85,13 @@ def store_full(held: int, adding: int, limit: int) -> QueueFull:
     )
 
 
+def too_many_queues(in_use: int, new: str, limit: int) -> QueueFull:
+    return QueueFull(
+        f"cannot start queue '{new}': {in_use} queues hold tasks and --max-queues is {limit}; "
+        "use an existing queue or try again when one has emptied"
+    )
+
+
 def key_conflict(key: str) -> IdempotencyConflict:
     return IdempotencyConflict(
         f"Idempotency-Key '{key[:64]}' was already used with a different request"

@@ -462,7 +462,8 @@ PROBLEMS: dict[int, tuple[str, str]] = {
     503: (
         "ServiceUnavailable",
         "The store is not answering (its disk or server fails), or an enqueue would pass "
-        "`--max-pending` or `--max-tasks`; nothing was changed. Try again after `Retry-After` "
+        "`--max-pending`, `--max-tasks` or `--max-queues`, or (long-poll) `--max-waiters` "
+        "consumers already wait; nothing was changed. Try again after `Retry-After` "
         "seconds.",
     ),
 }

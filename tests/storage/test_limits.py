@@ -62,3 +62,17 @@ def test_max_tasks_counts_every_state_until_tasks_are_forgotten(store, clock):
     clock.advance(11)  # the completed task is forgotten: room again
     store.enqueue(task("e"))
     assert sum(store.stats().values()) == 4
+
+
+def test_max_queues_refuses_a_new_queue_but_not_one_in_use_nor_a_replay(store, clock):
+    store.policy = Policy(lease_seconds=30, retention_seconds=10, max_queues=2)
+    store.enqueue_many([task("a"), task("b", key="k")])
+
+    with pytest.raises(QueueFull, match="cannot start queue 'c': 2 queues hold tasks"):
+        store.enqueue_many([task("a"), task("c")])
+    store.enqueue(task("a"))
+    assert [outcome.created for outcome in store.enqueue_many([task("b", key="k")])] == [False]
+
+    store.delete(store.view(10, queue="b")[0][0].id)  # "b" empties: room for a new queue
+    store.enqueue(task("c"))
+    assert sorted(store.queues()) == ["a", "c"]

@@ -26,11 +26,11 @@ is calling.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import QueueError, TaskNotFound, queue_full, store_full
+from ..errors import QueueError, TaskNotFound, queue_full, store_full, too_many_queues
 from ..models import (
     DEFAULT_QUEUE,
     Completion,
@@ -83,12 +83,19 @@ class Policy:
     """Most tasks waiting (pending or scheduled) in one queue; 0 means no limit."""
     max_tasks: int = 0
     """Most tasks held in all, any state (finished ones until forgotten); 0 means no limit."""
+    max_queues: int = 0
+    """Most queues holding tasks at once; 0 means no limit."""
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.max_pending or self.max_tasks or self.max_queues)
 
     def check_room(
         self,
         adding: Mapping[str, int],
         waiting: Callable[[str], int],
         held: Callable[[], int],
+        queues_in_use: Callable[[], Collection[str]],
     ) -> None:
         """Raise `QueueFull` if creating `adding[queue]` tasks per queue would pass a limit;
         `waiting(queue)` and `held()` read the store's counters (called only when a limit is
@@ -96,6 +103,11 @@ class Policy:
         total = sum(adding.values())
         if not total:
             return
+        if self.max_queues:
+            in_use = queues_in_use()
+            new = [queue for queue in adding if queue not in in_use]
+            if new and len(in_use) + len(new) > self.max_queues:
+                raise too_many_queues(len(in_use), new[0], self.max_queues)
         if self.max_tasks:
             now_held = held()
             if now_held + total > self.max_tasks:

@@ -81,7 +81,7 @@ class MemoryStore(Store):
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
         # uuid4s and records are built before taking the lock to keep the critical section short.
         fresh = [self._new_record(new_task) for new_task in new_tasks]
-        limited = self.policy.max_pending or self.policy.max_tasks
+        limited = self.policy.limited
         if not any(new_task.idempotency_key for new_task in new_tasks):
             with self._operation() as op:  # the common case: nothing to match
                 if limited:
@@ -268,7 +268,9 @@ class MemoryStore(Store):
             return counts[TaskStatus.PENDING] + counts[TaskStatus.SCHEDULED] if counts else 0
 
         adding = Counter(new_task.queue for new_task in created)
-        self.policy.check_room(adding, waiting, lambda: sum(self._counts.values()))
+        self.policy.check_room(
+            adding, waiting, lambda: sum(self._counts.values()), self._queue_counts.keys
+        )
 
     def _match_keys(self, new_tasks: Sequence[NewTask]) -> dict[str, tuple[str, Task | None]]:
         """Earlier tasks (id, and the task if it still exists) for the batch's idempotency keys;

@@ -24,6 +24,7 @@ from ..errors import (
     queue_full,
     still_processing,
     store_full,
+    too_many_queues,
 )
 from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
 from .base import Policy, ReadyListener, Store
@@ -83,7 +84,7 @@ class RedisStore(Store):
                 new_task.idempotency_key or "",
                 new_task.fingerprint,
             ]
-        args += [self.policy.max_pending, self.policy.max_tasks]
+        args += [self.policy.max_pending, self.policy.max_tasks, self.policy.max_queues]
         outcomes = self._call("enqueue", *args)
         # Each outcome carries its task, so a batch costs one round trip, not one per task.
         return [
@@ -290,6 +291,10 @@ def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError
             " ".join(numbers[3:]), int(numbers[0]), int(numbers[1]), int(numbers[2])
         ),
         "STOREFULL": lambda: store_full(int(numbers[0]), int(numbers[1]), int(numbers[2])),
+        # in use, limit, queue
+        "TOOMANYQUEUES": lambda: too_many_queues(
+            int(numbers[0]), " ".join(numbers[2:]), int(numbers[1])
+        ),
     }
     make = refusals.get(word)
     if make is None:

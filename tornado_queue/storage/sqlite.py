@@ -146,7 +146,7 @@ class SqliteStore(Store):
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
         with self._transaction() as tx:
             replays = self._match_keys(tx, new_tasks)
-            if self.policy.max_pending or self.policy.max_tasks:
+            if self.policy.limited:
                 self._check_room(tx, to_create(new_tasks, replays))
             outcomes = []
             for new_task in new_tasks:
@@ -418,8 +418,12 @@ class SqliteStore(Store):
         def held() -> int:
             return tx.execute("SELECT coalesce(sum(n), 0) FROM counts").fetchone()[0]
 
+        def queues_in_use() -> set[str]:
+            rows = tx.execute("SELECT queue FROM counts GROUP BY queue HAVING sum(n) > 0")
+            return {row[0] for row in rows}
+
         adding = Counter(new_task.queue for new_task in created)
-        self.policy.check_room(adding, waiting, held)
+        self.policy.check_room(adding, waiting, held, queues_in_use)
 
     def _match_keys(self, tx: _Transaction, new_tasks: Sequence[NewTask]) -> dict[str, str]:
         seen: dict[str, bytes] = {}

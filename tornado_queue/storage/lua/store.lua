@@ -259,6 +259,17 @@ elseif op == 'enqueue' then
   end
   -- limits (0: none), checked before anything changes, as every store does
   local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * 8]), tonumber(ARGV[a + 2 + n * 8])
+  local max_queues = tonumber(ARGV[a + 3 + n * 8])
+  if max_queues > 0 and adding_total > 0 then
+    local in_use = redis.call('SCARD', k('queues'))
+    local new = {}
+    for _, queue in ipairs(adding_order) do
+      if redis.call('SISMEMBER', k('queues'), queue) == 0 then table.insert(new, queue) end
+    end
+    if #new > 0 and in_use + #new > max_queues then
+      return {'!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1], ready_list()}
+    end
+  end
   if max_tasks > 0 and adding_total > 0 then
     local held = held_total()
     if held + adding_total > max_tasks then
