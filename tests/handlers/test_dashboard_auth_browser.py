@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.handlers.test_dashboard_browser import browser, page  # noqa: F401 (fixtures)
 from tests.support import NO_PROXY
 from tornado_queue.testing import ServerProcess
 
@@ -64,7 +63,7 @@ def session_token(tab: Page) -> str | None:
 
 
 def test_the_page_asks_for_a_token_on_401_and_works_once_given_one(
-    page: Page,  # noqa: F811
+    page: Page,
     server: ServerProcess,
 ):
     status, task = call(server, "POST", "/tasks", {"payload": {"n": 1}, "queue": "guarded"})
@@ -111,7 +110,7 @@ def test_the_page_asks_for_a_token_on_401_and_works_once_given_one(
 
 
 def test_a_wrong_token_or_a_producer_token_keeps_the_form_up_with_the_reason(
-    page: Page,  # noqa: F811
+    page: Page,
     server: ServerProcess,
 ):
     page.goto(server.url + "/")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,54 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
+from tests.handlers.conftest import WAIT_MS
 from tests.support import NO_PROXY
 from tornado_queue.testing import ROOT, ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = 10_000
-"""Longest wait for the page to show something: ten polls."""
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 XSS = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 
 expect.set_options(timeout=WAIT_MS)
 
 
-def chromium_path() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail(
-            "Chromium is not installed, and the dashboard's browser tests need it: "
-            "`sudo apt-get install chromium` (Debian/Ubuntu), or run `python3 dev.py test` "
-            "as root, which installs it",
-            pytrace=False,
-        )
-    return found
-
-
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("dashboard") / "server.log"
     with ServerProcess(log, "--log-level", "warning") as process:
         yield process
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh context (its own empty profile) per test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 # --- the HTTP API, from the test ----------------------------------------------------------

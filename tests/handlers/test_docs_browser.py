@@ -7,21 +7,19 @@ Chromium missing is a failure with the command to install it, never a skip.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.handlers.conftest import WAIT_MS
 from tests.test_openapi import operations
 from tornado_queue.testing import ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-WAIT_MS = 10_000
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
     # Swagger UI's style sheet draws its icons as data: SVG images; without this they vanish.
@@ -32,40 +30,10 @@ expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "Chromium is not installed, and the docs page's browser tests need it: "
-            "`sudo apt-get install chromium` (Debian/Ubuntu), or run `python3 dev.py test` "
-            "as root, which installs it",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("docs") / "server.log"
     with ServerProcess(log, "--log-level", "warning") as process:
         yield process
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def open_docs(page: Page, server: ServerProcess) -> tuple[list[str], list[str]]:
