@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from tornado.httputil import HTTPMessageDelegate, HTTPServerRequest
 from tornado.util import re_unescape
 from tornado.web import Application, RequestHandler
 
 from .auth import warn_if_open
+from .bodywatch import BodyDeadlines
 from .config import Settings
-from .handlers.base import NotFoundHandler, RequestTracker
+from .handlers.base import ApiHandler, NotFoundHandler, RequestTracker, is_json
 from .handlers.dashboard import DASHBOARD_DIR, DashboardAssetHandler, DashboardHandler
 from .handlers.docs import (
     DOCS_STATIC_PATH,
@@ -81,6 +84,62 @@ def route(handler: type, pattern: str) -> type:
     return handler
 
 
+class QueueApplication(Application):
+    """Routes a request whose body is small and declared up front (`Content-Length` within
+    `--max-body-bytes`, or no body) to a buffered copy of its handler: Tornado then reads the
+    body with the headers, in one step. Only a chunked or oversize body is streamed, which
+    costs about two more IOLoop turns but lets it get a JSON 413 the moment the limit is
+    passed. (Measured: the buffered path serves the common request with fewer instructions;
+    see README, Performance.)"""
+
+    def __init__(self, *args: Any, max_body_bytes: int, body_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_body_bytes = max_body_bytes
+        self.body_deadlines = BodyDeadlines(body_timeout)
+
+    def get_handler_delegate(
+        self,
+        request: HTTPServerRequest,
+        target_class: type[RequestHandler],
+        target_kwargs: dict[str, Any] | None = None,
+        path_args: list[bytes] | None = None,
+        path_kwargs: dict[str, bytes] | None = None,
+    ) -> HTTPMessageDelegate:
+        headers = request.headers
+        watched = issubclass(target_class, ApiHandler)
+        if watched and (
+            "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0"
+        ):
+            self.body_deadlines.expect_body(request)
+        if getattr(target_class, "_stream_request_body", False) and self._fits(request):
+            target_class = buffered(target_class)
+        return super().get_handler_delegate(
+            request, target_class, target_kwargs, path_args, path_kwargs
+        )
+
+    def _fits(self, request: HTTPServerRequest) -> bool:
+        headers = request.headers
+        if "Transfer-Encoding" in headers or "Content-Encoding" in headers:
+            return False
+        content_type = headers.get("Content-Type")
+        if content_type is not None and not is_json(content_type):
+            # Buffered, Tornado would parse a form body itself (and answer a bad one with its
+            # own 400); streamed, the handler refuses any non-JSON body with its 415.
+            return False
+        length = headers.get("Content-Length")
+        if length is None:
+            return True
+        # Anything odd (two lengths, signs, spaces) takes the streamed path, whose checks
+        # answer it with problem JSON.
+        return length.isdigit() and len(length) <= 18 and int(length) <= self._max_body_bytes
+
+
+@cache
+def buffered(handler: type[RequestHandler]) -> type[RequestHandler]:
+    """`handler` with Tornado reading the whole body before it runs (same route, same code)."""
+    return type(handler.__name__, (handler,), {"_stream_request_body": False})
+
+
 def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
     """Build the Tornado application over `store`.
 
@@ -104,8 +163,10 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Appli
         (entry[0], route(entry[1], entry[0]), entry[2] if len(entry) == 3 else handler_args)
         for entry in ROUTES
     ]
-    return Application(
+    return QueueApplication(
         rules,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
         default_handler_class=NotFoundHandler,
         default_handler_args=handler_args,
         tracker=tracker,

@@ -105,11 +105,11 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         app,
         max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE,
         ssl_options=tls,
-        # A client that stalls while sending headers (or idles between requests) or a body is
-        # cut off, so slow or hostile clients cannot hold connections and memory for ever.
+        # A client that stalls while sending headers (or idles between requests) is cut off,
+        # so slow or hostile clients cannot hold connections for ever; a stalled body is the
+        # app's (bodywatch.BodyDeadlines).
         idle_connection_timeout=settings.idle_timeout,
         max_header_size=settings.max_header_bytes,
-        body_timeout=settings.body_timeout,
     )
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]

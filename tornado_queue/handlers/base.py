@@ -72,7 +72,7 @@ FULL_RETRY_AFTER_SECONDS = 1
 """A full queue drains as fast as its consumers work: ask producers to come back soon."""
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type in JSON_MEDIA_TYPES or media_type.endswith("+json")
 
@@ -201,6 +201,8 @@ class ApiHandler(RequestHandler):
     def prepare(self) -> None:
         self._tracker.active += 1
         self._tracked = True
+        if not self._stream_request_body:  # buffered: Tornado has read the whole body
+            self._body_arrived()
         if self.request.method == "OPTIONS" and self._answer_preflight():
             return
         if self.request.method not in self.allowed_methods():
@@ -256,7 +258,7 @@ class ApiHandler(RequestHandler):
 
     def _check_body_headers(self) -> None:
         content_type = self.request.headers.get("Content-Type")
-        if content_type and not _is_json(content_type):
+        if content_type and not is_json(content_type):
             raise Problem(415, f"Content-Type must be application/json, got '{content_type[:100]}'")
         encoding = self.request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
@@ -290,13 +292,21 @@ class ApiHandler(RequestHandler):
 
     def on_finish(self) -> None:
         self._untrack()
+        self._body_arrived()
         self.waiters.rearm()
+
+    def _body_arrived(self) -> None:
+        """The body is in: its connection is no longer watched for a stalled body."""
+        deadlines = getattr(self.application, "body_deadlines", None)
+        if deadlines is not None:
+            deadlines.body_done(self.request)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
         self.client_gone = True
         self.waiters.leave(self)
         self._untrack()
+        self._body_arrived()
 
     def connection_lost(self) -> bool:
         """Whether the client has gone. Tornado calls `on_connection_close` only for a close
@@ -318,7 +328,10 @@ class ApiHandler(RequestHandler):
         """The whole request body; 413 if it went over the limit."""
         if self._received > self.config.max_body_bytes:
             raise self._too_large()
-        return b"".join(self._chunks)
+        self._body_arrived()  # a streamed body is whole once the method reads it
+        # Streamed, the body came in chunks; buffered (see app.QueueApplication), Tornado
+        # kept it whole.
+        return b"".join(self._chunks) if self._chunks else self.request.body
 
     def json_body(self) -> Any:
         """The body parsed as strict JSON, or `EMPTY_BODY` when there is no body."""
