@@ -36,6 +36,13 @@ class BodyDeadlines:
     def body_done(self, request: HTTPServerRequest) -> None:
         self._pending.pop(request, None)
 
+    def arriving(self) -> int:
+        """How many requests are still receiving their body (their handler does not exist
+        yet, so a graceful shutdown must wait for them too); closed connections are dropped."""
+        for request in [request for request in self._pending if _closed(request)]:
+            del self._pending[request]
+        return len(self._pending)
+
     def _sweep(self) -> None:
         now = time.monotonic()
         late = [request for request, deadline in self._pending.items() if deadline <= now]
@@ -49,3 +56,8 @@ class BodyDeadlines:
         if self._sweeper is not None:
             self._sweeper.stop()
         self._pending.clear()
+
+
+def _closed(request: HTTPServerRequest) -> bool:
+    stream = getattr(request.connection, "stream", None)
+    return stream is None or stream.closed()

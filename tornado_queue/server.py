@@ -17,6 +17,7 @@ from tornado.netutil import bind_sockets
 
 from . import logs
 from .app import make_app
+from .bodywatch import BodyDeadlines
 from .config import Settings
 from .handlers.base import RequestTracker
 from .storage import Store, create_store
@@ -71,6 +72,7 @@ class Running:
 
     server: HTTPServer
     tracker: RequestTracker
+    bodies: BodyDeadlines
     waiters: Waiters
     reaper: PeriodicCallback
     pool: WorkerPool
@@ -123,7 +125,15 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     pool.start()
     reaper = PeriodicCallback(lambda: call_store(store, store.reap), REAP_INTERVAL_MS)
     reaper.start()
-    running = Running(server, app.settings["tracker"], app.settings["waiters"], reaper, pool, store)
+    running = Running(
+        server,
+        app.settings["tracker"],
+        app.body_deadlines,
+        app.settings["waiters"],
+        reaper,
+        pool,
+        store,
+    )
 
     shutdown = asyncio.Event()
     install_signal_handlers(shutdown)
@@ -161,7 +171,7 @@ async def shut_down(running: Running) -> None:
     running.server.stop()
     running.reaper.stop()
     running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
-    if not await wait_for_requests(running.tracker, SHUTDOWN_GRACE_SECONDS):
+    if not await wait_for_requests(running.tracker, running.bodies, SHUTDOWN_GRACE_SECONDS):
         log.warning("requests still in progress after %.0fs; closing", SHUTDOWN_GRACE_SECONDS)
     try:
         await asyncio.wait_for(running.server.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
@@ -174,10 +184,15 @@ async def shut_down(running: Running) -> None:
     lifecycle_log.info("stopped cleanly: %s", summary)
 
 
-async def wait_for_requests(tracker: RequestTracker, timeout: float) -> bool:
-    """Wait until no request is in progress; False if some still are after `timeout`."""
+async def wait_for_requests(tracker: RequestTracker, bodies: BodyDeadlines, timeout: float) -> bool:
+    """Wait until no request is in progress (handled, or still receiving its body); False if
+    some still are after `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while tracker.active > 0 and loop.time() < deadline:
+
+    def busy() -> bool:
+        return tracker.active > 0 or bodies.arriving() > 0
+
+    while busy() and loop.time() < deadline:
         await asyncio.sleep(0.01)
-    return tracker.active == 0
+    return not busy()
