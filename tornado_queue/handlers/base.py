@@ -11,6 +11,7 @@ from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from .. import codec, ids
@@ -95,6 +96,13 @@ DECIMAL = NumberFormat(
     "a number like 30 or 2.5",
     float,
 )
+
+
+def request_id_of(request: HTTPServerRequest) -> str:
+    """The request's `X-Request-ID` when it is sensible (1-128 visible ASCII characters), else
+    a fresh one."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if REQUEST_ID.fullmatch(given) else ids.request_id()
 
 
 class RequestTracker:
@@ -194,8 +202,7 @@ class ApiHandler(RequestHandler):
         """The client's `X-Request-ID` when it is sensible (1-128 visible ASCII characters),
         else a fresh one: echoed in the answer and written in the access line."""
         if not hasattr(self, "_request_id"):
-            given = self.request.headers.get("X-Request-ID", "")
-            self._request_id = given if REQUEST_ID.fullmatch(given) else ids.request_id()
+            self._request_id = request_id_of(self.request)
         return self._request_id
 
     def prepare(self) -> None:

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from tornado.web import HTTPError, StaticFileHandler
 
-from .. import codec, ids
-from .base import REQUEST_ID
+from .. import codec
+from .base import request_id_of
 
 
 class StaticFiles(StaticFileHandler):
@@ -33,8 +33,7 @@ class StaticFiles(StaticFileHandler):
     def request_id(self) -> str:
         """As `ApiHandler.request_id`: the client's sensible `X-Request-ID`, or a fresh one."""
         if not hasattr(self, "_request_id"):
-            given = self.request.headers.get("X-Request-ID", "")
-            self._request_id = given if REQUEST_ID.fullmatch(given) else ids.request_id()
+            self._request_id = request_id_of(self.request)
         return self._request_id
 
     def get_content_type(self) -> str:
