@@ -47,6 +47,20 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
+def csp_violations(page: Page) -> list[str]:
+    """The Content Security Policy violations Chromium reports for `page` (the pages carry the
+    server's own policy, handlers/html.py)."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return violations
+
+
+@pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A page in a fresh context; the test fails if the page throws an uncaught error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
