@@ -3,16 +3,13 @@ with its own form, keeps it in sessionStorage only, and works once given one."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support import NO_PROXY
+from tests.handlers.test_dashboard_browser import call as api_call
 from tornado_queue.testing import ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,18 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def call(server: ServerProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    sent = urllib.request.Request(server.url + path, data, headers, method=method)
-    try:
-        with NO_PROXY.open(sent, timeout=10) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read() or b"null")
+    return api_call(server, method, path, body, token=ADMIN)
 
 
 def enter_token(tab: Page, token: str) -> None:

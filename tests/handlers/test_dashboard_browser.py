@@ -45,10 +45,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 # --- the HTTP API, from the test ----------------------------------------------------------
 
 
-def call(server: ServerProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One API request over loopback: (status, parsed JSON body or None)."""
+def call(
+    server: ServerProcess, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
+    """One API request over loopback (with a bearer token if given): (status, parsed JSON
+    body or None)."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} if data is not None else {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     sent = urllib.request.Request(server.url + path, data, headers, method=method)
     try:
         with NO_PROXY.open(sent, timeout=10) as response:
