@@ -3,9 +3,12 @@ threaded tests, small MemoryStore shortcuts and an HTTP opener that bypasses pro
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from tornado_queue.models import NewTask, TaskStatus
 from tornado_queue.storage import MemoryStore
@@ -70,3 +73,17 @@ def expected_stats(**counts: int) -> dict[TaskStatus, int]:
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 """A urllib opener that never goes through an HTTP proxy (tests talk to 127.0.0.1)."""
+
+
+def call(
+    url: str, method: str, path: str, body: object = None, timeout: float = 30
+) -> tuple[int, Any]:
+    """One JSON request to a real server: its status and document, whatever the status."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data else {}
+    request = urllib.request.Request(url + path, data, headers, method=method)
+    try:
+        with NO_PROXY.open(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -58,6 +58,7 @@ def test_snapshot_copies_every_slot():
         "lease_deadline": 106.0,
         "due": 107.0,
         "forget_at": 108.0,
+        "closed_lease": "lease-0",
     }
     assert set(values) == set(Task.__slots__)
     for name, value in values.items():

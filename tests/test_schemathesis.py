@@ -112,6 +112,15 @@ def make_ready(case: schemathesis.Case) -> None:
             body["delay"] = 0
 
 
+def drop_transfer_encoding(case: schemathesis.Case) -> None:
+    """A generated `Transfer-Encoding` header other than `chunked` is refused by Tornado's
+    HTTP/1 parser with a bare 400 before any handler runs (README, Known limits): that is the
+    transport's answer, not the API's, so such a header is not sent."""
+    for name in list(case.headers or {}):
+        if name.lower() == "transfer-encoding":
+            del case.headers[name]
+
+
 @schema.parametrize()
 @hypothesis.settings(
     deadline=None,
@@ -124,6 +133,7 @@ def test_every_operation_keeps_to_the_document(
     case: schemathesis.Case, server: ServerProcess
 ) -> None:
     fit_query_numbers(case)
+    drop_transfer_encoding(case)
     case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=10)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class QueueError(Exception):
     """Root of every error the queue raises on purpose."""
@@ -37,9 +39,36 @@ class ValidationError(QueueError):
     """Raised when a request's content breaks a rule (a field, a type, a limit)."""
 
 
+class StoreFailure(Exception):
+    """The store's disk or server failed: not the caller's fault, and not a `QueueError`
+    (the API answers 503 with Retry-After). `cause` is the store's own error."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
+
+
+class StoreUnavailable(StoreFailure):
+    """The store could not be used, and the operation was not applied: trying again is safe."""
+
+
+class OutcomeUnknown(StoreFailure):
+    """The store failed while the operation was on its way (a Redis reply lost, an SQLite
+    commit that failed): it may have been applied or not."""
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """Client text with its control characters written out (`\\x00`), so that a message
+    shows what was sent instead of an invisible or mangled character."""
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def _clip(text: str, limit: int = 100) -> str:
-    """Keep client-supplied text short when it is echoed back in a message."""
-    return text if len(text) <= limit else text[:limit] + "…"
+    """Keep client-supplied text short and visible when it is echoed back in a message."""
+    return printable(text if len(text) <= limit else text[:limit] + "…")
 
 
 # The refusals every store words the same way.
@@ -47,7 +76,7 @@ def _clip(text: str, limit: int = 100) -> str:
 
 def lease_lost(action: str, task_id: str, lease_id: str, status: str) -> LeaseLost:
     return LeaseLost(
-        f"cannot {action} task '{_clip(task_id)}': lease '{lease_id[:64]}' was lost "
+        f"cannot {action} task '{_clip(task_id)}': lease '{_clip(lease_id, 64)}' was lost "
         f"(the lease expired or the task moved on; it is {status} now)"
     )
 
@@ -94,5 +123,5 @@ def too_many_queues(in_use: int, new: str, limit: int) -> QueueFull:
 
 def key_conflict(key: str) -> IdempotencyConflict:
     return IdempotencyConflict(
-        f"Idempotency-Key '{key[:64]}' was already used with a different request"
+        f"Idempotency-Key '{_clip(key, 64)}' was already used with a different request"
     )

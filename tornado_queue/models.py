@@ -114,6 +114,7 @@ class Task:
         "lease_deadline",
         "due",
         "forget_at",
+        "closed_lease",
     )
 
     def __init__(
@@ -145,6 +146,9 @@ class Task:
         self.lease_deadline: float | None = None
         self.due: float | None = None
         self.forget_at: float | None = None
+        # The lease a fenced complete or fail last ended, so that a consumer repeating that
+        # command (its first answer lost) is answered as the first time, not told it lost it.
+        self.closed_lease: str | None = None
 
     def snapshot(self) -> Task:
         """A copy that callers may read while the store goes on changing the original."""
@@ -169,6 +173,7 @@ class Task:
         copy.lease_deadline = self.lease_deadline
         copy.due = self.due
         copy.forget_at = self.forget_at
+        copy.closed_lease = self.closed_lease
         return copy
 
     def __repr__(self) -> str:

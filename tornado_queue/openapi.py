@@ -14,6 +14,7 @@ from typing import Any
 
 from . import codec, validation
 from .auth import describe
+from .handlers.base import PROBLEM_TYPES
 from .handlers.queue import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
 from .handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
 from .metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
@@ -323,7 +324,14 @@ SCHEMAS: Json = {
         "required": ["type", "title", "status", "detail"],
         "additionalProperties": False,
         "properties": {
-            "type": {"type": "string", "const": "about:blank"},
+            "type": {
+                "type": "string",
+                "enum": ["about:blank", *PROBLEM_TYPES.values()],
+                "description": "`about:blank` (the status says it all), or for a 503: "
+                f"`{PROBLEM_TYPES['store-unavailable']}` (nothing was changed; try again) or "
+                f"`{PROBLEM_TYPES['outcome-unknown']}` (the store failed mid-operation: it "
+                "may have been applied; `detail` says how to retry safely).",
+            },
             "title": {"type": "string", "description": "The status's reason phrase."},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string", "minLength": 1},
@@ -463,8 +471,10 @@ PROBLEMS: dict[int, tuple[str, str]] = {
         "ServiceUnavailable",
         "The store is not answering (its disk or server fails), or an enqueue would pass "
         "`--max-pending`, `--max-tasks` or `--max-queues`, or (long-poll) `--max-waiters` "
-        "consumers already wait; nothing was changed. Try again after `Retry-After` "
-        "seconds.",
+        "consumers already wait: nothing was changed; try again after `Retry-After` seconds. "
+        "Only a problem of type `urn:tornado-queue:problem:outcome-unknown` may have been "
+        "applied (the store failed mid-operation; fenced commands and keyed enqueues are "
+        "re-applied by the server first, so they get it only when the store stays down).",
     ),
 }
 

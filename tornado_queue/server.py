@@ -15,13 +15,12 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from . import logs
+from . import logs, store_calls
 from .app import make_app
 from .bodywatch import BodyDeadlines
 from .config import Settings
 from .handlers.base import RequestTracker
 from .storage import Store, create_store
-from .store_calls import call_store
 from .waiters import Waiters
 from .workers import WorkerPool
 
@@ -123,7 +122,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         queues=settings.worker_queues,
     )
     pool.start()
-    reaper = PeriodicCallback(lambda: call_store(store, store.reap), REAP_INTERVAL_MS)
+    reaper = PeriodicCallback(lambda: store_calls.reap(store), REAP_INTERVAL_MS)
     reaper.start()
     running = Running(
         server,

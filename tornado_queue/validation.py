@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from . import codec
-from .errors import ValidationError
+from .errors import ValidationError, printable
 from .models import DEFAULT_QUEUE, Completion, NewTask
 
 MAX_ATTEMPTS_LIMIT = 1000
@@ -139,7 +139,7 @@ def completion_batch(document: Any) -> list[Completion]:
 def queue_name(value: Any, what: str = "queue") -> str:
     """A queue name: 1 to 64 of A-Z a-z 0-9 _ . -"""
     if not isinstance(value, str) or not QUEUE_NAME.fullmatch(value):
-        shown = value[:80] if isinstance(value, str) else _json_type(value)
+        shown = printable(value[:80]) if isinstance(value, str) else _json_type(value)
         raise ValidationError(
             f"{what} must be 1 to 64 characters from A-Z a-z 0-9 _ . - ; got '{shown}'"
         )

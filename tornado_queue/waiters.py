@@ -9,8 +9,9 @@ from datetime import timedelta
 from tornado import gen
 from tornado.ioloop import IOLoop
 
+from . import store_calls
+from .errors import StoreFailure
 from .storage import Store
-from .store_calls import call_store
 
 STALE_RATIO = 2
 """A queue's parked list is rebuilt once it holds this many times more entries than waiters."""
@@ -149,7 +150,10 @@ class Waiters:
 
     def _arm_timer(self, io_loop: IOLoop) -> None:
         """Make sure a timer fires at the store's next deadline while anyone is parked."""
-        delay = self._store.seconds_to_next_deadline()
+        try:
+            delay = self._store.seconds_to_next_deadline()
+        except StoreFailure:
+            return  # the store is down: the periodic reaper wakes waiters once it is back
         if delay is None:
             return
         at = io_loop.time() + max(delay, 0.0)
@@ -163,6 +167,6 @@ class Waiters:
     async def _on_timer(self, io_loop: IOLoop) -> None:
         self._timer, self._timer_at = None, float("inf")
         # Reaping makes due tasks ready, and the store's listener wakes their waiters.
-        await call_store(self._store, self._store.reap)
+        await store_calls.reap(self._store)
         if self._parked:
             self._arm_timer(io_loop)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .errors import QueueError
+from .errors import QueueError, StoreFailure
 from .models import Task
 from .storage import Store
 
@@ -197,12 +197,19 @@ class WorkerPool:
                 return
             try:
                 task = worker.run_once()
+            except StoreFailure as failure:
+                # The store is down: said once in the outage log; pause and try again. A task
+                # held at that moment is not lost: its lease expires.
+                self.store.outage.failed(failure)
+                self._stopping.wait(IDLE_WAIT_SECONDS)
+                continue
             except Exception:
                 # A bug or a broken store must not silently shrink the pool: log it, pause, go
                 # on. A task held at that moment is not lost: its lease expires.
                 log.exception("worker %s failed; carrying on", threading.current_thread().name)
                 self._stopping.wait(IDLE_WAIT_SECONDS)
                 continue
+            self.store.outage.answered()
             if task is None:
                 self._signal.wait(generation, IDLE_WAIT_SECONDS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tornado.httputil import HTTPHeaders
 
 from tests.handlers.helpers import assert_problem, request
 
@@ -52,3 +53,33 @@ async def test_a_missing_or_unreasonable_request_id_is_replaced_by_a_fresh_one(
     ids = {plain.headers["X-Request-ID"], too_long.headers["X-Request-ID"]}
     assert len(ids) == 2
     assert all(len(each) == 32 and int(each, 16) >= 0 for each in ids)
+
+
+@pytest.mark.gen_test
+async def test_two_request_id_headers_are_replaced_by_a_fresh_one_not_joined(http_client, base_url):
+    headers = HTTPHeaders()
+    headers.add("X-Request-ID", "one")
+    headers.add("X-Request-ID", "two")
+
+    response = await http_client.fetch(base_url + "/queue/stats", headers=headers)
+
+    given = response.headers.get_list("X-Request-ID")
+    assert len(given) == 1
+    assert len(given[0]) == 32 and int(given[0], 16) >= 0
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        ("?lease=1%00", "query parameter 'lease' must be a number like 30 or 2.5, got '1\\x00'"),
+        ("?queue=a%00b", "got 'a\\x00b'"),
+        ("?wait=%1f", "got '\\x1f'"),
+    ],
+)
+async def test_a_control_character_in_a_query_value_is_shown_escaped_in_the_detail(
+    http_client, base_url, query, shown
+):
+    response = await request(http_client, base_url, "POST", f"/tasks/dequeue{query}")
+
+    assert shown in assert_problem(response, 400)["detail"]

@@ -3,31 +3,17 @@ and never bring a finished task back."""
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support import NO_PROXY
+from tests.support import call
 from tornado_queue.testing import ServerProcess
 
 PRODUCERS = 4
-
-
-def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict | list]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if data else {}
-    request = urllib.request.Request(url + path, data, headers, method=method)
-    try:
-        with NO_PROXY.open(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def produce(url: str, acknowledged: list[str], stop: threading.Event) -> None:
@@ -104,3 +90,35 @@ def test_every_acknowledged_task_survives_kill_9_once_in_order_and_finished_ones
         assert stats["completed"] == len(finished)
         # At most one task per producer can have been written without its 201 arriving
         assert total <= stats["pending"] <= total + PRODUCERS
+
+
+def test_a_complete_and_a_fail_repeated_after_a_kill_9_answer_as_the_first_did(
+    tmp_path: Path, backend_flags: tuple[str, ...]
+):
+    # Given one task completed and one failed, each under its lease, then the server killed
+    with ServerProcess(tmp_path / "first.log", *backend_flags) as server:
+        leased = []
+        for number in range(2):
+            call(server.url, "POST", "/tasks", {"payload": {"n": number}})
+            status, task = call(server.url, "POST", "/tasks/dequeue")
+            assert status == 200
+            leased.append(task)
+        done, failed = leased
+        complete = {"result": "first", "lease_id": done["lease_id"]}
+        fail = {"error": "boom", "retry": False, "lease_id": failed["lease_id"]}
+        first_complete = call(server.url, "PUT", f"/tasks/{done['id']}/complete", complete)
+        first_fail = call(server.url, "PUT", f"/tasks/{failed['id']}/fail", fail)
+        server.process.send_signal(signal.SIGKILL)
+
+    # When the same commands come again to a restarted server
+    with ServerProcess(tmp_path / "second.log", *backend_flags) as restarted:
+        complete["result"] = "second"
+        again_complete = call(restarted.url, "PUT", f"/tasks/{done['id']}/complete", complete)
+        again_fail = call(restarted.url, "PUT", f"/tasks/{failed['id']}/fail", fail)
+
+    # Then they are answered as the first time: 200, the first result, one attempt each
+    assert first_complete[0] == first_fail[0] == 200
+    assert again_complete == first_complete
+    assert again_fail == first_fail
+    assert again_complete[1]["result"] == "first"
+    assert again_fail[1]["attempts"] == 1

@@ -48,6 +48,12 @@ class ModelTask:
     error: str | None = None
     result: bytes | None = None
     old_leases: list[str] = field(default_factory=list)
+    closed_lease: str | None = None  # the lease a fenced complete or fail last ended
+
+
+class Repeat(QueueError):
+    """Not raised: the model's word for a complete or fail repeating the one that closed its
+    lease, which must succeed and change nothing."""
 
 
 class Model:
@@ -103,11 +109,18 @@ class Model:
     def processing(self) -> list[str]:
         return [task_id for task_id, task in self.tasks.items() if task.status is PROCESSING]
 
-    def refusal(self, task_id: str, lease_id: str | None) -> type[QueueError] | None:
-        """The error a command on a leased task must raise, or None if it must succeed."""
+    def refusal(
+        self, task_id: str, lease_id: str | None, action: str = ""
+    ) -> type[QueueError] | None:
+        """The error a command on a leased task must raise, None if it must succeed, or
+        `Repeat` if it repeats the complete or fail that closed that lease."""
         task = self.tasks.get(task_id)
         if task is None:
             return TaskNotFound
+        if lease_id is not None and lease_id == task.closed_lease:
+            completed = task.status is COMPLETED
+            if (action == "complete" and completed) or (action == "fail" and not completed):
+                return Repeat
         if lease_id is not None and lease_id != task.lease_id:
             return LeaseLost
         if task.status is not PROCESSING:
@@ -132,14 +145,20 @@ class Model:
     def heartbeat(self, task_id: str, lease: float | None, now: float) -> None:
         self.tasks[task_id].lease_deadline = now + (lease or self.lease)
 
-    def complete(self, task_id: str, result: bytes | None, now: float) -> None:
+    def complete(
+        self, task_id: str, result: bytes | None, now: float, lease_id: str | None
+    ) -> None:
         task = self.tasks[task_id]
+        task.closed_lease = lease_id
         self._drop_lease(task)
         task.result = result
         self._finish(task, COMPLETED, now)
 
-    def fail(self, task_id: str, error: str | None, retry: bool, now: float) -> None:
+    def fail(
+        self, task_id: str, error: str | None, retry: bool, now: float, lease_id: str | None
+    ) -> None:
         task = self.tasks[task_id]
+        task.closed_lease = lease_id
         self._drop_lease(task)
         task.error = error
         if not retry or task.attempts >= task.max_attempts:
@@ -267,7 +286,7 @@ class MemoryStoreMachine(RuleBasedStateMachine):
     def _expect(self, name: str, refusal: type[QueueError] | None, call):
         """Run a store call that the model says must succeed (refusal None) or raise."""
         event(f"{name}: {refusal.__name__ if refusal else 'applied'}")
-        if refusal is None:
+        if refusal is None or refusal is Repeat:
             return call()
         try:
             call()
@@ -328,12 +347,13 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         now = self._catch_up()
         task_id = self._target(which)
         lease_id = self._lease_id(task_id, mode, pick)
-        refusal = self.model.refusal(task_id, lease_id)
+        refusal = self.model.refusal(task_id, lease_id, "complete")
         task = self._expect(
             "complete", refusal, lambda: self.store.complete(task_id, result, lease_id)
         )
         if refusal is None:
-            self.model.complete(task_id, result, now)
+            self.model.complete(task_id, result, now, lease_id)
+        if refusal is None or refusal is Repeat:
             self._matches(task)
         self._check()
 
@@ -350,12 +370,13 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         now = self._catch_up()
         task_id = self._target(which)
         lease_id = self._lease_id(task_id, mode, pick)
-        refusal = self.model.refusal(task_id, lease_id)
+        refusal = self.model.refusal(task_id, lease_id, "fail")
         task = self._expect(
             "fail", refusal, lambda: self.store.fail(task_id, error, retry, lease_id)
         )
         if refusal is None:
-            self.model.fail(task_id, error, retry, now)
+            self.model.fail(task_id, error, retry, now, lease_id)
+        if refusal is None or refusal is Repeat:
             self._matches(task)
         self._check()
 

@@ -6,29 +6,16 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.support import NO_PROXY
+from tests.support import NO_PROXY, call
 from tornado_queue.testing import ServerProcess
 
 TASKS = 300
 CONSUMERS_PER_SERVER = 4
-
-
-def call(url: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if data else {}
-    request = urllib.request.Request(url + path, data, headers, method=method)
-    try:
-        with NO_PROXY.open(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def start_pair(tmp_path: Path, redis_url: str) -> tuple[ServerProcess, ServerProcess]:
@@ -136,3 +123,23 @@ def test_a_long_poll_on_one_server_gets_a_task_enqueued_on_the_other_within_mill
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(body)["id"] == created["id"]
     assert waited < 1.0
+
+
+def test_a_complete_repeated_on_another_server_answers_as_the_first_did(
+    tmp_path: Path, redis_url: str
+):
+    a, b = start_pair(tmp_path, redis_url)
+    with a, b:
+        call(a.url, "POST", "/tasks", {"payload": {"n": 1}})
+        status, task = call(a.url, "POST", "/tasks/dequeue")
+        assert status == 200
+        path = f"/tasks/{task['id']}/complete"
+        first = call(a.url, "PUT", path, {"result": "first", "lease_id": task["lease_id"]})
+
+        # A consumer whose answer was lost tries again through the other server
+        again = call(b.url, "PUT", path, {"result": "second", "lease_id": task["lease_id"]})
+
+        assert first[0] == 200
+        assert again == first
+        assert again[1]["result"] == "first"
+        assert call(b.url, "GET", "/queue/stats")[1]["completed"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -20,10 +21,14 @@ from ..config import Settings
 from ..errors import (
     IdempotencyConflict,
     InvalidTransition,
+    OutcomeUnknown,
     QueueError,
     QueueFull,
+    StoreFailure,
+    StoreUnavailable,
     TaskNotFound,
     ValidationError,
+    printable,
 )
 from ..models import Task
 from ..storage import Store
@@ -56,17 +61,37 @@ def status_for(error: QueueError) -> int:
     return 400
 
 
+PROBLEM_TYPES = {
+    "store-unavailable": "urn:tornado-queue:problem:store-unavailable",
+    "outcome-unknown": "urn:tornado-queue:problem:outcome-unknown",
+}
+"""The problem types a client may act on; every other problem is `about:blank` (its status
+says it all). A 503 of type store-unavailable changed nothing; one of type outcome-unknown
+may have been applied (see README, Reliability)."""
+
+
 class Problem(HTTPError):
     """An HTTP error answered as RFC 9457 problem details with `detail` as its sentence."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        kind: str = "about:blank",
+    ) -> None:
         # "%s" keeps a '%' in client text from breaking Tornado's log formatting.
         super().__init__(status, "%s", detail)
         self.detail = detail
         self.headers = headers or {}
+        self.kind = kind
 
 
 STORE_RETRY_AFTER_SECONDS = 1
+REAPPLY_SECONDS = 5.0
+"""How long a request whose store failed mid-operation keeps re-applying it (when that is
+safe) before it answers "outcome unknown"."""
+REAPPLY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.5)
 CORS_EXPOSED = "X-Request-ID, X-Total-Count, Location, Retry-After"
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
 FULL_RETRY_AFTER_SECONDS = 1
@@ -101,8 +126,11 @@ DECIMAL = NumberFormat(
 def request_id_of(request: HTTPServerRequest) -> str:
     """The request's `X-Request-ID` when it is sensible (1-128 visible ASCII characters), else
     a fresh one."""
-    given = request.headers.get("X-Request-ID", "")
-    return given if REQUEST_ID.fullmatch(given) else ids.request_id()
+    given = request.headers.get_list("X-Request-ID")
+    # Two headers are as unusable as a malformed one (joined they would read "one,two").
+    if len(given) == 1 and REQUEST_ID.fullmatch(given[0]):
+        return given[0]
+    return ids.request_id()
 
 
 class RequestTracker:
@@ -348,11 +376,12 @@ class ApiHandler(RequestHandler):
         return codec.parse_json(body)
 
     def query_argument(self, name: str) -> str | None:
-        """A query argument given at most once; 400 if it is repeated."""
-        values = self.get_query_arguments(name, strip=False)
+        """A query argument given at most once; 400 if it is repeated. Read as sent: Tornado's
+        own accessors turn control characters into spaces, which errors would then misquote."""
+        values = self.request.query_arguments.get(name, [])
         if len(values) > 1:
             raise Problem(400, f"query parameter '{name}' is given {len(values)} times")
-        return values[0] if values else None
+        return self.decode_argument(values[0], name) if values else None
 
     def idempotency_key(self) -> str | None:
         """The `Idempotency-Key` header, given at most once; 400 if it is repeated."""
@@ -380,7 +409,8 @@ class ApiHandler(RequestHandler):
         if raw is None:
             return None
         if not number.pattern.fullmatch(raw):
-            raise Problem(400, f"query parameter '{name}' must be {number.noun}, got '{raw[:40]}'")
+            shown = printable(raw[:40])
+            raise Problem(400, f"query parameter '{name}' must be {number.noun}, got '{shown}'")
         value = number.kind(raw)
         if not low <= value <= high:
             raise Problem(
@@ -388,25 +418,47 @@ class ApiHandler(RequestHandler):
             )
         return value
 
-    async def call_store(self, method: Callable[..., T], *args: Any) -> T:
+    async def call_store(
+        self, method: Callable[..., T], *args: Any, reapply: str | None = None
+    ) -> T:
         """Run a store method inline, or in an executor for a blocking store (see storage.base).
 
         Every route reaches the store through here, so this is also where a request whose body
         was refused mid-stream (already answered 413) stops before it can change anything.
+
+        When the store fails, the answer is honest: 503 store-unavailable when nothing was
+        applied; when the failure came mid-operation, a call that is safe to apply twice
+        (`reapply` says why, e.g. "fenced by its lease id") is applied again until the store
+        answers (at most `REAPPLY_SECONDS`), so its answer is the true one; any other call,
+        or one still failing then, is 503 outcome-unknown. The outage log says it once.
         """
         if self._received > self.config.max_body_bytes:
             raise self._too_large()
         try:
             return await call_store(self.store, method, *args)
-        except self.store.unavailable_errors as error:
-            # The store's disk or server is failing: nothing was changed (each operation is
-            # atomic), so the client may try again; the traceback goes to the log.
-            log.error("the store failed: %r", error, exc_info=error)
-            raise Problem(
-                503,
-                f"the store is not answering ({type(error).__name__}); try again shortly",
-                {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
-            ) from None
+        except StoreUnavailable as failure:
+            raise store_unavailable(failure) from None
+        except OutcomeUnknown as failure:
+            if reapply is None:
+                raise outcome_unknown(failure, method) from None
+            last: StoreFailure = failure
+        return await self._reapply(method, args, last)
+
+    async def _reapply(
+        self, method: Callable[..., T], args: tuple[Any, ...], last: StoreFailure
+    ) -> T:
+        """Apply again a call whose first application may or may not have happened."""
+        deadline = asyncio.get_running_loop().time() + REAPPLY_SECONDS
+        for attempt in range(10_000):
+            pause = REAPPLY_PAUSES[min(attempt, len(REAPPLY_PAUSES) - 1)]
+            if asyncio.get_running_loop().time() + pause > deadline or self.connection_lost():
+                break
+            await asyncio.sleep(pause)
+            try:
+                return await call_store(self.store, method, *args)
+            except StoreFailure as failure:
+                last = failure
+        raise outcome_unknown(last, method) from None
 
     def write_json(self, document: Any, status: int = 200) -> None:
         """Finish with a JSON document (lists included: `RequestHandler.write` refuses them)."""
@@ -430,6 +482,7 @@ class ApiHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error leaves here as `application/problem+json`; never HTML or a traceback."""
         error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        kind = "about:blank"
         if isinstance(error, QueueError):
             status_code = status_for(error)
             self.set_status(status_code)
@@ -438,6 +491,7 @@ class ApiHandler(RequestHandler):
                 self.set_header("Retry-After", str(FULL_RETRY_AFTER_SECONDS))
         elif isinstance(error, Problem):
             detail = error.detail
+            kind = error.kind
             for name, value in error.headers.items():
                 self.set_header(name, value)
         elif status_code == 405 and not self.allowed_methods():
@@ -457,7 +511,7 @@ class ApiHandler(RequestHandler):
             detail = HTTPStatus(status_code).phrase
         self.set_header("Content-Type", "application/problem+json")
         phrase = HTTPStatus(status_code).phrase
-        problem = {"type": "about:blank", "title": phrase, "status": status_code, "detail": detail}
+        problem = {"type": kind, "title": phrase, "status": status_code, "detail": detail}
         self.finish(codec.dumps(problem))
 
     @classmethod
@@ -470,6 +524,42 @@ class ApiHandler(RequestHandler):
                 if getattr(cls, method.lower()) is not getattr(RequestHandler, method.lower())
             )
         return cls._allowed
+
+
+def store_unavailable(failure: StoreFailure) -> Problem:
+    """503 for a store that failed before applying anything: a retry is always safe."""
+    return Problem(
+        503,
+        f"the store is not answering ({failure}); nothing was changed: try again shortly",
+        {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+        PROBLEM_TYPES["store-unavailable"],
+    )
+
+
+def outcome_unknown(failure: StoreFailure, method: Callable[..., Any]) -> Problem:
+    """503 for a store that failed while applying the call: it may have been applied."""
+    name = getattr(getattr(method, "func", method), "__name__", "")  # a partial's too
+    advice = OUTCOME_ADVICE.get(name, "check the state (GET) before trying again")
+    return Problem(
+        503,
+        f"the store stopped answering during the operation ({failure}); it may have been "
+        f"applied or not: {advice}",
+        {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+        PROBLEM_TYPES["outcome-unknown"],
+    )
+
+
+OUTCOME_ADVICE = {
+    "enqueue_many": "send it again with an Idempotency-Key (per item in a batch) so that a "
+    "repeat cannot create a second task",
+    "dequeue_many": "a task leased by it returns to the queue when its lease expires; dequeue "
+    "again",
+    "complete": "send it again with the lease_id: a repeat answers as the first did",
+    "complete_many": "send it again with each item's lease_id: a repeat answers as the first did",
+    "fail": "send it again with the lease_id: a repeat answers as the first did",
+    "heartbeat": "send it again with the lease_id",
+}
+"""What a client should do when a call's outcome is unknown, by store method."""
 
 
 class NotFoundHandler(ApiHandler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import MappingProxyType
 
 from tornado.ioloop import IOLoop
@@ -17,6 +18,14 @@ MIN_LEASE_SECONDS = 1
 MAX_LEASE_SECONDS = 43_200
 MAX_WAIT_SECONDS = 30
 MAX_BATCH = validation.MAX_BATCH
+
+# Why a call may be applied again after the store failed mid-operation (see ApiHandler.call_store).
+KEYED = "every task has an idempotency key: a repeat replays the first"
+FENCED = "fenced by the lease id: a repeat answers as the first did"
+
+
+def fenced(lease_id: str | None) -> str | None:
+    return FENCED if lease_id is not None else None
 
 
 class ConsumerArguments(ApiHandler):
@@ -87,7 +96,9 @@ class TasksHandler(ApiHandler):
 
     async def post(self) -> None:
         new_task = validation.new_task(self.json_body(), idempotency_key=self.idempotency_key())
-        outcome: Enqueued = (await self.call_store(self.store.enqueue_many, [new_task]))[0]
+        keyed = KEYED if new_task.idempotency_key else None
+        enqueued = await self.call_store(self.store.enqueue_many, [new_task], reapply=keyed)
+        outcome: Enqueued = enqueued[0]
         self.set_header("Location", f"/tasks/{outcome.task_id}")
         status = 201 if outcome.created else 200
         if outcome.task is None:  # a replay whose task has since been deleted or forgotten
@@ -109,7 +120,8 @@ class TaskBatchHandler(ApiHandler):
                 "own 'idempotency_key' field",
             )
         new_tasks = validation.new_task_batch(self.json_body())
-        outcomes = await self.call_store(self.store.enqueue_many, new_tasks)
+        keyed = KEYED if all(new_task.idempotency_key for new_task in new_tasks) else None
+        outcomes = await self.call_store(self.store.enqueue_many, new_tasks, reapply=keyed)
         created = any(outcome.created for outcome in outcomes)
         self.write_json({"ids": [outcome.task_id for outcome in outcomes]}, 201 if created else 200)
 
@@ -123,7 +135,7 @@ class DequeueHandler(ConsumerArguments):
         queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
         self.body_bytes()  # enforce the body limit even though the body is unused
         tasks = await self.take_waiting(
-            queue, wait, lambda: self.store.dequeue_many(1, lease, queue)
+            queue, wait, partial(self.store.dequeue_many, 1, lease, queue)
         )
         if not tasks:
             raise Problem(404, f"queue '{queue}' is empty: no pending task to dequeue")
@@ -140,7 +152,7 @@ class DequeueBatchHandler(ConsumerArguments):
         queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
         self.body_bytes()
         tasks = await self.take_waiting(
-            queue, wait, lambda: self.store.dequeue_many(count, lease, queue)
+            queue, wait, partial(self.store.dequeue_many, count, lease, queue)
         )
         self.write_json({"tasks": [codec.task_document(task) for task in tasks]})
 
@@ -152,7 +164,8 @@ class CompleteBatchHandler(ApiHandler):
 
     async def post(self) -> None:
         completions = validation.completion_batch(self.json_body())
-        outcomes = await self.call_store(self.store.complete_many, completions)
+        fenced = FENCED if all(item.lease_id for item in completions) else None
+        outcomes = await self.call_store(self.store.complete_many, completions, reapply=fenced)
         results = []
         for outcome in outcomes:
             if outcome.error is None:
@@ -194,7 +207,9 @@ class CompleteHandler(ConsumerArguments):
 
     async def put(self, task_id: str) -> None:
         done = validation.completion(self.json_body(), self.query_lease_id(), task_id)
-        task = await self.call_store(self.store.complete, task_id, done.result, done.lease_id)
+        task = await self.call_store(
+            self.store.complete, task_id, done.result, done.lease_id, reapply=fenced(done.lease_id)
+        )
         self.write_task(task)
 
 
@@ -206,7 +221,12 @@ class FailHandler(ConsumerArguments):
     async def put(self, task_id: str) -> None:
         failed = validation.failure(self.json_body(), self.query_lease_id())
         task = await self.call_store(
-            self.store.fail, task_id, failed.error, failed.retry, failed.lease_id
+            self.store.fail,
+            task_id,
+            failed.error,
+            failed.retry,
+            failed.lease_id,
+            reapply=fenced(failed.lease_id),
         )
         self.write_task(task)
 
@@ -219,7 +239,9 @@ class HeartbeatHandler(ConsumerArguments):
     async def put(self, task_id: str) -> None:
         lease = self.lease_seconds()
         lease_id = validation.heartbeat(self.json_body(), self.query_lease_id())
-        task = await self.call_store(self.store.heartbeat, task_id, lease, lease_id)
+        task = await self.call_store(
+            self.store.heartbeat, task_id, lease, lease_id, reapply=fenced(lease_id)
+        )
         self.write_task(task)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 from ..errors import QueueError, TaskNotFound, queue_full, store_full, too_many_queues
@@ -41,6 +42,7 @@ from ..models import (
     Task,
     TaskStatus,
 )
+from ..outage import OutageLog
 
 ReadyListener = Callable[[str, int], None]
 """Called with a queue name and a count after that many tasks became ready to dequeue there.
@@ -60,6 +62,21 @@ def to_create(new_tasks: Sequence[NewTask], replays: Mapping[str, object]) -> li
             keys.add(key)
         created.append(new_task)
     return created
+
+
+def repeats_closing(action: str, task: Task, lease_id: str | None) -> bool:
+    """Whether a fenced `complete` or `fail` under `lease_id` repeats the one that already
+    ended that lease, so that it is answered with the task as it is now instead of "lease
+    lost": a consumer whose first answer was lost may simply send it again.
+
+    The task remembers the lease that a fenced complete or fail last closed (`closed_lease`).
+    A complete repeats when that lease completed the task; a fail repeats when that lease
+    failed it (the task is anything but completed: a later completion closes the task again,
+    under its own lease or none)."""
+    if lease_id is None or task.closed_lease != lease_id or task.lease_id == lease_id:
+        return False
+    completed = task.status is TaskStatus.COMPLETED
+    return completed if action == "complete" else action == "fail" and not completed
 
 
 RETIRED = ""
@@ -131,16 +148,24 @@ class Store(ABC):
 
     Commands that act on a leased task (`heartbeat`, `complete`, `fail`, `release`) take an
     optional `lease_id`: when given and not the task's current lease they raise `LeaseLost`,
-    so a consumer whose lease expired cannot finish a task someone else now holds.
+    so a consumer whose lease expired cannot finish a task someone else now holds. A
+    `complete` or `fail` that repeats the one that closed its lease returns the task as it is
+    (see `repeats_closing`), so fenced commands are safe to send again.
     Every command raises `TaskNotFound` for an unknown id and `InvalidTransition` when the
     task's state does not allow it.
+
+    When the store's disk or server fails, a method raises `StoreUnavailable` if nothing was
+    applied, or `OutcomeUnknown` if the failure came while the operation may have been
+    applied; never the backend's own errors.
     """
 
     blocking: ClassVar[bool] = True
-    unavailable_errors: ClassVar[tuple[type[Exception], ...]] = ()
-    """Errors that mean the store's disk or server is failing, not that the caller erred: the
-    API answers them with 503 and Retry-After instead of a 500."""
     policy: Policy
+
+    @cached_property
+    def outage(self) -> OutageLog:
+        """Whether the store is answering, logged once per change (see `store_calls`)."""
+        return OutageLog()
 
     def enqueue(self, new_task: NewTask) -> Task:
         """Add one task (see `enqueue_many`) and return it."""

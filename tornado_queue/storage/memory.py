@@ -20,7 +20,7 @@ from ..errors import (
     still_processing,
 )
 from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import RETIRED, Policy, ReadyListener, Store, to_create
+from .base import RETIRED, Policy, ReadyListener, Store, repeats_closing, to_create
 from .deadlines import DeadlineHeap
 from .idempotency import IdempotencyKeys
 from .pending import PendingQueue
@@ -140,7 +140,11 @@ class MemoryStore(Store):
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
         with self._operation() as op:
+            task = self._known_task(task_id)
+            if repeats_closing("complete", task, lease_id):
+                return task.snapshot()  # the first result stands
             task = self._leased_task(task_id, "complete", lease_id)
+            task.closed_lease = lease_id
             self._end_lease(task)
             task.result = result
             self._finish(task, TaskStatus.COMPLETED, op)
@@ -155,7 +159,11 @@ class MemoryStore(Store):
         lease_id: str | None = None,
     ) -> Task:
         with self._operation() as op:
+            task = self._known_task(task_id)
+            if repeats_closing("fail", task, lease_id):
+                return task.snapshot()  # no second attempt counted, no second backoff
             task = self._leased_task(task_id, "fail", lease_id)
+            task.closed_lease = lease_id
             self._end_lease(task)
             task.error = error
             task.started_at = None

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .. import ids
 from ..clock import Clock, SystemClock
 from ..errors import (
+    OutcomeUnknown,
     QueueError,
+    StoreUnavailable,
     TaskNotFound,
     key_conflict,
     lease_lost,
@@ -33,6 +37,35 @@ log = logging.getLogger("tornado_queue.redis")
 
 SCRIPT = (Path(__file__).parent / "lua" / "store.lua").read_text()
 
+UNCHANGING = frozenset({"get", "view", "counts", "totals", "deadline", "reap"})
+"""Operations that change nothing a client asked for (reads, and reaping, which only applies
+what was due anyway): a failure in the middle of one is a plain outage."""
+
+
+class _NotSent(redis.ConnectionError):
+    """No connection to Redis could be made, so the command was never sent."""
+
+
+class _Pool(redis.ConnectionPool):
+    """A connection pool that tells a failure to connect (nothing sent, nothing applied) from
+    a failure after the command went out (it may have run)."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_connection(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise _NotSent(str(error)) from error
+
+
+NOT_APPLIED = (
+    _NotSent,
+    redis.BusyLoadingError,
+    redis.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+)
+"""Failures that prove the script did not run: no connection, or Redis refused it (loading
+its data, a read-only replica, out of memory)."""
+
 
 class RedisStore(Store):
     """Every operation is one Lua script (`lua/store.lua`): atomic on the Redis server, so
@@ -47,8 +80,6 @@ class RedisStore(Store):
     """
 
     blocking = True
-    # Redis down, slow, loading its data, or a replica that cannot take writes.
-    unavailable_errors = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
 
     def __init__(
         self,
@@ -61,7 +92,10 @@ class RedisStore(Store):
         self._clock = clock or SystemClock()
         self._prefix = prefix
         self._origin = uuid.uuid4().hex
-        self._redis = redis.Redis.from_url(url)
+        # No resends inside redis-py: a script whose reply was lost must not run twice behind
+        # the store's back (a dequeue would lease a second task); the caller decides.
+        pool = _Pool.from_url(url, retry=Retry(NoBackoff(), 0))
+        self._redis = redis.Redis(connection_pool=pool)
         self._script = self._redis.register_script(SCRIPT)
         self._listeners: list[ReadyListener] = []
         self._lock = threading.Lock()
@@ -239,18 +273,34 @@ class RedisStore(Store):
         ready; turn the script's refusals into domain errors."""
         now = repr(self._clock.time())
         retention = repr(self.policy.retention_seconds)
-        result, ready = self._script(keys=[self._prefix], args=[op, now, retention, *args])
+        try:
+            result, ready = self._script(keys=[self._prefix], args=[op, now, retention, *args])
+        except NOT_APPLIED as error:
+            raise StoreUnavailable(error) from error
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if op in UNCHANGING:
+                raise StoreUnavailable(error) from error
+            raise OutcomeUnknown(error) from error
         pairs = [
             (queue.decode(), int(count))
             for queue, count in zip(ready[::2], ready[1::2], strict=True)
         ]
         for queue, count in pairs:
             self._notify(queue, count)
-            self._redis.publish(f"{self._prefix}:ready", f"{self._origin} {queue} {count}")
+            self._publish(queue, count)
         if isinstance(result, bytes) and result.startswith(b"!"):
             # A refusal: what was due was still applied (and told), nothing else changed.
             raise _domain_error(result[1:].decode(), op, task_id or "", lease_id or "")
         return result
+
+    def _publish(self, queue: str, count: int) -> None:
+        """Tell other servers; the operation is applied already, so a Redis that has just
+        gone away costs them only this wake-up (their parked consumers look again when their
+        wait ends), never the caller's answer."""
+        try:
+            self._redis.publish(f"{self._prefix}:ready", f"{self._origin} {queue} {count}")
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            log.debug("could not publish a ready message: %r", error)
 
     def _on_subscriber_error(self, error: BaseException, _pubsub: Any, _thread: Any) -> None:
         """Redis went away under the subscriber: say so once, then keep trying every second
@@ -330,6 +380,7 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.seq = int(text["seq"])
     task.lease_id = text.get("lease_id")
     task.error = text.get("error")
+    task.closed_lease = text.get("closed_lease")
     task.result = fields.get("result")
     for name in FLOATS - {"created_at"}:
         setattr(task, name, float(text[name]) if name in text else None)

@@ -6,13 +6,15 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from .. import ids
 from ..clock import Clock, SystemClock
 from ..errors import (
+    OutcomeUnknown,
+    StoreUnavailable,
     TaskNotFound,
     key_conflict,
     lease_lost,
@@ -21,7 +23,7 @@ from ..errors import (
     still_processing,
 )
 from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import RETIRED, Policy, ReadyListener, Store, to_create
+from .base import RETIRED, Policy, ReadyListener, Store, repeats_closing, to_create
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -42,11 +44,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     error TEXT,
     seq INTEGER NOT NULL,
     forget_at REAL,
-    moved INTEGER
+    moved INTEGER,
+    closed_lease TEXT
 );
 """
 """`moved` orders the processing and failed tasks by when they entered that state (a value of
-the same sequence as `seq`); databases made before it existed gain the column on open."""
+the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the task
+(see `Task.closed_lease`). Databases made before either existed gain the column on open."""
+
+ADDED_COLUMNS = (("moved", "INTEGER"), ("closed_lease", "TEXT"))
 
 INDEXES = """
 CREATE INDEX IF NOT EXISTS pending_order ON tasks (queue, priority DESC, seq)
@@ -94,7 +100,8 @@ CREATE TABLE IF NOT EXISTS events (
 
 COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
-    "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at"
+    "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
+    "closed_lease"
 )
 
 
@@ -113,8 +120,6 @@ class SqliteStore(Store):
     """
 
     blocking = True
-    # Locked or unreadable database, disk I/O errors, a full disk.
-    unavailable_errors = (sqlite3.OperationalError,)
 
     def __init__(
         self,
@@ -132,9 +137,11 @@ class SqliteStore(Store):
         self._db.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'normal' else 'FULL'}")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
-        if "moved" not in columns:
+        for name, kind in ADDED_COLUMNS:
+            if name in columns:
+                continue
             try:
-                self._db.execute("ALTER TABLE tasks ADD COLUMN moved INTEGER")
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
             except sqlite3.OperationalError as error:
                 # Another server opening the same database added it first.
                 if "duplicate column" not in str(error):
@@ -203,7 +210,11 @@ class SqliteStore(Store):
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
         with self._transaction() as tx:
-            task = self._leased(tx, task_id, "complete", lease_id)
+            task = self._known(tx, task_id)
+            if repeats_closing("complete", task, lease_id):
+                return task  # the first result stands
+            _check_lease(task, "complete", lease_id)
+            self._close_lease(tx, task_id, lease_id)
             tx.execute("UPDATE tasks SET result = ? WHERE id = ?", (result, task_id))
             self._finish(tx, task, TaskStatus.COMPLETED)
             self._count_event(tx, task.queue, Event.COMPLETED)
@@ -217,7 +228,11 @@ class SqliteStore(Store):
         lease_id: str | None = None,
     ) -> Task:
         with self._transaction() as tx:
-            task = self._leased(tx, task_id, "fail", lease_id)
+            task = self._known(tx, task_id)
+            if repeats_closing("fail", task, lease_id):
+                return task  # no second attempt counted, no second backoff
+            _check_lease(task, "fail", lease_id)
+            self._close_lease(tx, task_id, lease_id)
             self._clear_lease(tx, task_id)
             tx.execute(
                 "UPDATE tasks SET error = ?, started_at = NULL WHERE id = ?", (error, task_id)
@@ -314,12 +329,15 @@ class SqliteStore(Store):
 
     def seconds_to_next_deadline(self) -> float | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT min(d) FROM ("
-                " SELECT min(lease_expires_at) AS d FROM tasks WHERE status = 'processing'"
-                " UNION ALL"
-                " SELECT min(available_at) FROM tasks WHERE status = 'scheduled')"
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    "SELECT min(d) FROM ("
+                    " SELECT min(lease_expires_at) AS d FROM tasks WHERE status = 'processing'"
+                    " UNION ALL"
+                    " SELECT min(available_at) FROM tasks WHERE status = 'scheduled')"
+                ).fetchone()
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailable(error) from error
         return None if row[0] is None else row[0] - self._clock.time()
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
@@ -335,23 +353,41 @@ class SqliteStore(Store):
     @contextmanager
     def _transaction(self) -> Iterator[_Transaction]:
         """One immediate transaction under the lock, after applying what is due; listeners
-        hear of ready tasks once it has committed (or rolled back)."""
+        hear of ready tasks once it has committed (or rolled back).
+
+        A failing disk or database (locked, unreadable, full, I/O errors) raises
+        `StoreUnavailable` when it fails before the commit (everything is rolled back) and
+        `OutcomeUnknown` when the commit itself fails: it may or may not be on disk."""
         with self._lock:
             # The clock is read under the lock so timestamps agree with the order of operations.
             tx = _Transaction(self._db, self._clock.time())
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailable(error) from error
             try:
                 self._reap(tx)
                 yield tx
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as error:
+                self._rollback()
                 tx.ready.clear()
+                if isinstance(error, sqlite3.OperationalError):
+                    raise StoreUnavailable(error) from error
                 raise
-            else:
+            try:
                 self._db.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                self._rollback()
+                raise OutcomeUnknown(error) from error
         for queue, count in tx.ready.items():
             for listener in self._listeners:
                 listener(queue, count)
+
+    def _rollback(self) -> None:
+        # A failing disk may refuse the rollback too; SQLite then rolls back by itself when
+        # the journal is next read, so the error that matters is the first one.
+        with suppress(sqlite3.OperationalError):
+            self._db.execute("ROLLBACK")
 
     def _reap(self, tx: _Transaction) -> None:
         expired = tx.execute(
@@ -393,7 +429,7 @@ class SqliteStore(Store):
         status = TaskStatus.SCHEDULED if new_task.delay > 0 else TaskStatus.PENDING
         tx.execute(
             f"INSERT INTO tasks ({COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL)",
+            "(?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL, NULL)",
             (
                 task_id,
                 new_task.queue,
@@ -504,6 +540,11 @@ class SqliteStore(Store):
             (queue, event.value),
         )
 
+    def _close_lease(self, tx: _Transaction, task_id: str, lease_id: str | None) -> None:
+        """Remember the lease a fenced complete or fail ends, so that a repeat of it is
+        recognised (None for an unfenced one: its repeat cannot be told from a stray call)."""
+        tx.execute("UPDATE tasks SET closed_lease = ? WHERE id = ?", (lease_id, task_id))
+
     def _clear_lease(self, tx: _Transaction, task_id: str) -> None:
         tx.execute(
             "UPDATE tasks SET lease_id = NULL, lease_expires_at = NULL WHERE id = ?", (task_id,)
@@ -529,10 +570,7 @@ class SqliteStore(Store):
 
     def _leased(self, tx: _Transaction, task_id: str, action: str, lease_id: str | None) -> Task:
         task = self._known(tx, task_id)
-        if lease_id is not None and task.lease_id != lease_id:
-            raise lease_lost(action, task_id, lease_id, task.status.value)
-        if task.status is not TaskStatus.PROCESSING:
-            raise not_processing(action, task_id, task.status.value)
+        _check_lease(task, action, lease_id)
         return task
 
     def _counts(self, tx: _Transaction, queue: str | None) -> dict[TaskStatus, int]:
@@ -563,10 +601,18 @@ class _Transaction:
         self.ready[queue] = self.ready.get(queue, 0) + 1
 
 
+def _check_lease(task: Task, action: str, lease_id: str | None) -> None:
+    """Refuse `action` unless the task is processing under `lease_id` (when given)."""
+    if lease_id is not None and task.lease_id != lease_id:
+        raise lease_lost(action, task.id, lease_id, task.status.value)
+    if task.status is not TaskStatus.PROCESSING:
+        raise not_processing(action, task.id, task.status.value)
+
+
 def _task(row: Sequence[Any]) -> Task:
     (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
-     seq, forget_at) = row  # fmt: skip
+     seq, forget_at, closed_lease) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -579,4 +625,5 @@ def _task(row: Sequence[Any]) -> Task:
     task.error = error
     task.seq = seq
     task.forget_at = forget_at
+    task.closed_lease = closed_lease
     return task

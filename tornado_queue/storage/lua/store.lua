@@ -198,6 +198,27 @@ local function leased(id, action, lease_id)
   return nil
 end
 
+-- a complete or fail that repeats the one that closed its lease (its first reply was lost) is
+-- answered with the task as it is: the field closed_lease holds the lease that last completed or
+-- failed the task
+local function repeats_closing(id, action, lease_id)
+  if lease_id == '' then return false end
+  local status, current, closed =
+    unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id', 'closed_lease'))
+  if not status or closed ~= lease_id or current == lease_id then return false end
+  if action == 'complete' then return status == 'completed' end
+  return status ~= 'completed'
+end
+
+-- only a fenced command is remembered: an unfenced repeat cannot be told from a stray call
+local function close_lease(id, lease_id)
+  if lease_id == '' then
+    redis.call('HDEL', k('t', id), 'closed_lease')
+  else
+    redis.call('HSET', k('t', id), 'closed_lease', lease_id)
+  end
+end
+
 local function schedule_or_append(id, status, delay)
   if delay <= 0 then
     append(id, status)
@@ -333,8 +354,11 @@ elseif op == 'heartbeat' then
 
 elseif op == 'complete' then
   local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  -- the first result stands
+  if repeats_closing(id, 'complete', lease_id) then return {task(id), ready_list()} end
   local refused = leased(id, 'complete', lease_id)
   if refused then return {refused, ready_list()} end
+  close_lease(id, lease_id)
   if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
   finish(id, 'completed', retention)
   event(field(id, 'queue'), 'completed')
@@ -344,8 +368,11 @@ elseif op == 'fail' then
   -- id, has_error, error, retry, lease_id, backoff base
   local id, has_error, message, retry, lease_id, base =
     ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+  -- no second attempt counted, no second backoff
+  if repeats_closing(id, 'fail', lease_id) then return {task(id), ready_list()} end
   local refused = leased(id, 'fail', lease_id)
   if refused then return {refused, ready_list()} end
+  close_lease(id, lease_id)
   clear_lease(id)
   redis.call('HDEL', k('t', id), 'started_at', 'error')
   if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
