@@ -23,6 +23,7 @@ from tornado_queue.client import (
     Forbidden,
     LeaseLost,
     NotFound,
+    OutcomeUnknown,
     ServerError,
     Task,
     TaskQueueError,
@@ -98,8 +99,11 @@ def test_dequeue_gives_none_when_the_queue_stays_empty_and_a_long_poll_gets_a_ne
 
 def test_complete_after_the_lease_moved_on_raises_lease_lost_with_the_servers_detail(client, queue):
     client.enqueue({"n": 1}, queue=queue)
-    task = client.dequeue(queue=queue)
-    client.complete(task)
+    task = client.dequeue(queue=queue, lease=1)
+    assert wait_until(lambda: client.get(task).status != "processing", timeout=10)
+    again = client.dequeue(queue=queue)
+    assert again is not None and again.id == task.id
+    client.complete(again)
 
     with pytest.raises(LeaseLost) as raised:
         client.complete(task)
@@ -107,6 +111,17 @@ def test_complete_after_the_lease_moved_on_raises_lease_lost_with_the_servers_de
     assert task.lease_id in raised.value.detail and "was lost" in raised.value.detail
     with pytest.raises(LeaseLost):
         client.heartbeat(task)
+
+
+def test_a_complete_repeated_with_its_lease_returns_the_task_as_the_first_did(client, queue):
+    client.enqueue({"n": 1}, queue=queue)
+    task = client.dequeue(queue=queue)
+    first = client.complete(task, result={"sent": True})
+
+    again = client.complete(task, result={"sent": False})
+
+    assert again.status == first.status == "completed"
+    assert again.result == {"sent": True}
 
 
 def test_heartbeat_extends_the_lease_and_fail_retries_or_kills_the_task(client, queue):
@@ -240,8 +255,17 @@ def _dequeue_quietly(consumer: Client, queue: str) -> None:
 # --- against a stub ----------------------------------------------------------------------
 
 
-def problem(status: int, detail: str) -> bytes:
-    return orjson.dumps({"type": "about:blank", "title": "x", "status": status, "detail": detail})
+def problem(status: int, detail: str, kind: str = "about:blank") -> bytes:
+    return orjson.dumps({"type": kind, "title": "x", "status": status, "detail": detail})
+
+
+UNAVAILABLE = Answer(
+    503, problem(503, "down", "urn:tornado-queue:problem:store-unavailable"), {"Retry-After": "0"}
+)
+UNKNOWN = Answer(
+    503, problem(503, "maybe", "urn:tornado-queue:problem:outcome-unknown"), {"Retry-After": "0"}
+)
+DONE = b'{"id": "t1", "queue": "default", "payload": {}, "status": "completed"}'
 
 
 @pytest.mark.parametrize(
@@ -263,7 +287,8 @@ def problem(status: int, detail: str) -> bytes:
 )
 def test_each_status_raises_its_own_exception_with_the_detail(status, kind):
     answer = Answer(status, problem(status, "what was wrong"), {"Retry-After": "7"})
-    with StubServer(answer) as stub, Client(stub.url) as client, pytest.raises(kind) as raised:
+    stub = StubServer(answer)
+    with stub, Client(stub.url, retries=0) as client, pytest.raises(kind) as raised:
         client.stats()
     assert type(raised.value) is kind
     assert (raised.value.status, raised.value.detail) == (status, "what was wrong")
@@ -307,6 +332,38 @@ def test_a_dequeue_is_never_retried():
     stub = StubServer(DROP, Answer(200, b'{"tasks": []}'))
     with stub, Client(stub.url, backoff=0.01) as client, pytest.raises(ConnectionFailed):
         client.dequeue()
+    assert len(stub.seen) == 1
+
+
+@pytest.mark.parametrize("first", [UNAVAILABLE, UNKNOWN], ids=["unavailable", "outcome-unknown"])
+def test_a_fenced_complete_is_sent_again_after_a_503(first):
+    leased = ClientTask(id="t1", queue="default", payload={}, status="processing", lease_id="l1")
+    stub = StubServer(first, Answer(200, DONE))
+    with stub, Client(stub.url, backoff=0.01) as client:
+        assert client.complete(leased, result=1).status == "completed"
+    assert [seen.body for seen in stub.seen] == [stub.seen[0].body] * 2
+    assert b'"lease_id":"l1"' in stub.seen[0].body
+
+
+def test_a_dequeue_is_sent_again_after_a_503_saying_nothing_was_applied():
+    stub = StubServer(UNAVAILABLE, Answer(200, b'{"tasks": []}'))
+    with stub, Client(stub.url, backoff=0.01) as client:
+        assert client.dequeue() is None
+    assert len(stub.seen) == 2
+
+
+def test_a_dequeue_whose_outcome_is_unknown_is_not_sent_again():
+    stub = StubServer(UNKNOWN, Answer(200, b'{"tasks": []}'))
+    with stub, Client(stub.url, backoff=0.01) as client, pytest.raises(OutcomeUnknown) as raised:
+        client.dequeue()
+    assert len(stub.seen) == 1
+    assert raised.value.detail == "maybe"
+
+
+def test_an_unfenced_complete_is_not_sent_again_after_a_503_outcome_unknown():
+    stub = StubServer(UNKNOWN, Answer(200, DONE))
+    with stub, Client(stub.url, backoff=0.01) as client, pytest.raises(OutcomeUnknown):
+        client.complete("t1")
     assert len(stub.seen) == 1
 
 

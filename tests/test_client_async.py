@@ -47,9 +47,10 @@ async def test_errors_and_every_other_call_work_awaited(server):
     failed = await client.fail(tasks[0], "boom", retry=False)
     assert (failed.status, failed.error) == ("failed", "boom")
     assert (await client.retry(tasks[0].id)).status == "pending"
-    await client.complete(tasks[1])
+    await client.complete(tasks[1], result=1)
+    assert (await client.complete(tasks[1], result=2)).result == 1, "a repeat answers as before"
     with pytest.raises(LeaseLost):
-        await client.complete(tasks[1])
+        await client.fail(tasks[1], "too late")
     await client.delete(tasks[0].id)
     with pytest.raises(NotFound) as raised:
         await client.get(tasks[0].id)

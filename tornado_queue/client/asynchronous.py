@@ -139,12 +139,15 @@ class AsyncClient:
             try:
                 response = await self._send(call)
             except ConnectionFailed:
-                if not call.retry or attempt >= self.retries:
+                pause = calls.retry_pause(call, None, attempt, self.retries, self.backoff)
+                if pause is None:
                     raise
-                await asyncio.sleep(calls.backoff(attempt, self.backoff))
-                attempt += 1
-                continue
-            return calls.check(call, response)
+            else:
+                pause = calls.retry_pause(call, response, attempt, self.retries, self.backoff)
+                if pause is None:
+                    return calls.check(call, response)
+            await asyncio.sleep(pause)
+            attempt += 1
 
     async def _send(self, call: Call[Any]) -> Response:
         request = HTTPRequest(

@@ -18,6 +18,7 @@ import orjson
 from .errors import (
     BY_STATUS,
     LeaseLost,
+    OutcomeUnknown,
     ServerError,
     TaskQueueError,
     TooManyRequests,
@@ -43,9 +44,10 @@ class Response:
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request. `retry`: safe to send again after a connection error (the server either
-    never saw it, or seeing it twice changes nothing). `wait`: seconds the server may hold it
-    (long-poll), added to the client's timeout. `fenced`: a 409 means the lease was lost."""
+    """One request. `retry`: safe to send again after no answer or a 503 (the server either
+    never applied it, or applying it twice changes nothing). `wait`: seconds the server may
+    hold it (long-poll), added to the client's timeout. `fenced`: a 409 means the lease was
+    lost."""
 
     method: str
     path: str
@@ -198,11 +200,33 @@ def queues() -> Call[list[dict[str, Any]]]:
 
 
 MAX_BACKOFF_SECONDS = 5.0
+STORE_UNAVAILABLE = "urn:tornado-queue:problem:store-unavailable"
+OUTCOME_UNKNOWN = "urn:tornado-queue:problem:outcome-unknown"
 
 
 def backoff(attempt: int, base: float) -> float:
     """Seconds to wait before retry number `attempt` (0, 1, …): doubling, capped."""
     return min(MAX_BACKOFF_SECONDS, base * 2**attempt)
+
+
+def retry_pause(
+    call: Call[Any], response: Response | None, attempt: int, retries: int, base: float
+) -> float | None:
+    """Seconds to wait before sending `call` again, or None to stop here.
+
+    Sent again, up to `retries` times: a call that is safe to repeat (`call.retry`) after no
+    answer (`response` None) or a 503; and any call after a 503 of type store-unavailable,
+    which says nothing was applied. A 503 waits at least its `Retry-After` (capped)."""
+    if attempt >= retries:
+        return None
+    if response is None:
+        return backoff(attempt, base) if call.retry else None
+    if response.status != 503:
+        return None
+    if not call.retry and _problem_type(response) != STORE_UNAVAILABLE:
+        return None
+    after = _retry_after(response.headers.get("retry-after")) or 0.0
+    return max(backoff(attempt, base), min(after, MAX_BACKOFF_SECONDS))
 
 
 def check(call: Call[T], response: Response) -> T:
@@ -216,6 +240,8 @@ def error_for(call: Call[Any], response: Response) -> TaskQueueError:
     status, detail = response.status, _detail(response)
     if status in (429, 503):
         kind = TooManyRequests if status == 429 else Unavailable
+        if status == 503 and _problem_type(response) == OUTCOME_UNKNOWN:
+            kind = OutcomeUnknown
         return kind(status, detail, _retry_after(response.headers.get("retry-after")))
     if status == 409 and call.fenced:
         return LeaseLost(status, detail)
@@ -224,12 +250,22 @@ def error_for(call: Call[Any], response: Response) -> TaskQueueError:
     return BY_STATUS.get(status, TaskQueueError)(status, detail)
 
 
-def _detail(response: Response) -> str:
+def _problem(response: Response) -> dict[str, Any]:
     try:
         problem = orjson.loads(response.body)
     except orjson.JSONDecodeError:
-        problem = None
-    if isinstance(problem, dict) and isinstance(problem.get("detail"), str):
+        return {}
+    return problem if isinstance(problem, dict) else {}
+
+
+def _problem_type(response: Response) -> str | None:
+    kind = _problem(response).get("type")
+    return kind if isinstance(kind, str) else None
+
+
+def _detail(response: Response) -> str:
+    problem = _problem(response)
+    if isinstance(problem.get("detail"), str):
         return problem["detail"]
     text = response.body.decode("utf-8", "replace").strip()[:DETAIL_CHARS]
     return text or f"HTTP {response.status}"

@@ -54,7 +54,13 @@ class TooManyRequests(Throttled):
 
 
 class Unavailable(Throttled):
-    """Raised on 503: the server (or its store) cannot answer now."""
+    """Raised on 503: the server (or its store) cannot answer now; nothing was changed."""
+
+
+class OutcomeUnknown(Unavailable):
+    """Raised on a 503 saying the store failed while applying the call: it may have been
+    applied. Calls that are safe to repeat are sent again before this is raised; for a
+    dequeue, a task it may have leased returns to the queue when its lease expires."""
 
 
 class ServerError(TaskQueueError):

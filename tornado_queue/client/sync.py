@@ -34,12 +34,13 @@ class Client:
     own kept-alive connection (a `threading.local`), so calls from different threads never
     wait for each other; `close()` closes them all.
 
-    Retries: when no answer comes (connection refused, reset, timed out), a call that is safe
-    to repeat is sent again up to `retries` times, `backoff` seconds doubling in between.
-    Safe are GET, DELETE, complete / fail / heartbeat (fenced by the lease id) and enqueue
-    (every enqueue carries an idempotency key). A dequeue is never repeated: see `dequeue`.
-    Errors the server answers with are never retried; they raise a `TaskQueueError` subclass
-    carrying the server's `detail`.
+    Retries: when no answer comes (connection refused, reset, timed out) or the server answers
+    503, a call that is safe to repeat is sent again up to `retries` times, `backoff` seconds
+    doubling in between (at least the 503's Retry-After). Safe are GET, DELETE, complete /
+    fail / heartbeat (fenced by the lease id: a repeat is answered as the first was) and
+    enqueue (every enqueue carries an idempotency key). A dequeue is repeated only after a 503
+    saying nothing was applied (see `dequeue`). Other errors the server answers with are never
+    retried; they raise a `TaskQueueError` subclass carrying the server's `detail`.
     """
 
     def __init__(
@@ -120,9 +121,10 @@ class Client:
         """Lease the next task of `queue`, waiting up to `wait` seconds (0-30) for one; None
         if none came. `lease` is the lease in seconds (default: the server's).
 
-        Never retried: had the server leased a task and the answer been lost, a second
-        request would lease another while the first stays stranded until its lease expires.
-        A `ConnectionFailed` here means: try again later; the worst case is that delay.
+        Not retried when the answer is lost (or the server says the outcome is unknown): had
+        the server leased a task, a second request would lease another while the first stays
+        stranded until its lease expires. A `ConnectionFailed` or `OutcomeUnknown` here means:
+        try again; the worst case is that delay for one task.
         """
         tasks = self.dequeue_many(1, queue=queue, wait=wait, lease=lease)
         return tasks[0] if tasks else None
@@ -215,12 +217,15 @@ class Client:
             try:
                 response = self._send(call)
             except ConnectionFailed:
-                if not call.retry or attempt >= self.retries:
+                pause = calls.retry_pause(call, None, attempt, self.retries, self.backoff)
+                if pause is None:
                     raise
-                time.sleep(calls.backoff(attempt, self.backoff))
-                attempt += 1
-                continue
-            return calls.check(call, response)
+            else:
+                pause = calls.retry_pause(call, response, attempt, self.retries, self.backoff)
+                if pause is None:
+                    return calls.check(call, response)
+            time.sleep(pause)
+            attempt += 1
 
     def _send(self, call: Call[Any]) -> Response:
         connection = self._connection()
