@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on (https?://\S+)")
@@ -27,6 +28,7 @@ class ServerProcess:
 
     def __init__(self, log_path: Path, *flags: str, start_timeout: float = 30.0) -> None:
         self.log_path = log_path
+        self.flags = flags
         self._log_file = log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "main.py", "--port", "0", *flags],
@@ -38,6 +40,23 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one `--port 0` picked, too)."""
+        port = urlsplit(self.url).port
+        assert port is not None  # the start-up line always names one
+        return port
+
+    def restart(self, log_path: Path, timeout: float = 30.0) -> ServerProcess:
+        """Kill this process (SIGKILL, if still running) and start a new one with the same
+        flags on the same port, logging to `log_path`: clients keep their URL."""
+        port = str(self.port)
+        self.kill()
+        # A later --port wins over the --port 0 in front.
+        restarted = ServerProcess(log_path, *self.flags, "--port", port, start_timeout=timeout)
+        restarted.flags = self.flags  # so that restarts do not pile up --port flags
+        return restarted
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send `signum` and wait for the exit; return the exit code."""
@@ -97,32 +116,50 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """`redis-server` in the foreground on a free port, nothing saved to disk."""
+    """`redis-server` in the foreground on a free port, nothing saved to disk.
 
-    def __init__(self, directory: Path) -> None:
+    With `append_only`, every write is in the append-only file (fsynced before Redis answers)
+    under `directory`; `kill()` then `start()` brings back the same data on the same port,
+    as a Redis that crashed and was restarted would.
+    """
+
+    def __init__(
+        self, directory: Path, *, port: int | None = None, append_only: bool = False
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        persistence = ["yes", "--appendfsync", "always"] if append_only else ["no"]
+        self._command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            *persistence,
+            "--dir",
+            str(directory),
+        ]
+        self.process: subprocess.Popen[bytes]
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, after `kill()` or `stop()`) and wait until it answers PING."""
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self._wait_until_ready()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: whatever was not yet in the append-only file is gone."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
 
     def _wait_until_ready(self, timeout: float = 10.0) -> None:
         import redis  # noqa: PLC0415 - only the Redis store needs redis-py

@@ -1,0 +1,833 @@
+"""Chaos checker: producers and consumers work against real server processes while a nemesis
+kills them (or their Redis) with SIGKILL and starts them again; afterwards every promise the
+queue made to its clients is checked.
+
+    python bench/chaos.py [--backend sqlite|redis|both] [--seconds N] [--kills K] [--seed S]
+
+(inside the venv: .venv/bin/python bench/chaos.py). The default run is sized for CI: about
+12 s of chaos and 6 kills per backend. Everything listens on loopback; Redis is a private
+redis-server with `appendfsync always` on a free port, never 6379.
+
+- SQLite: one server on a database file; the nemesis kills it and starts it again on the same
+  port and file.
+- Redis: two servers on one Redis, clients spread over both; the nemesis kills one server or
+  redis-server itself, which restarts on the same port and directory and reloads its AOF.
+
+Producers enqueue tasks, each with its own Idempotency-Key, and repeat the same request after
+a lost answer or a 5xx until a 2xx (then the task is "acknowledged"). Consumers dequeue with a
+short lease, complete with `{"result": {"lease_id": L}, "lease_id": L}` (so a finished task
+names the lease that finished it), or now and then fail with retry first, and repeat the same
+call after a lost answer or a 5xx until any other answer. Once the nemesis stops, producers
+stop and consumers drain the queue; then every acknowledged task is read back. Checks, each
+must be 0:
+
+1. acknowledged enqueues lost: 404, or not completed at the end;
+2. tasks completed with a 200 under two different lease ids;
+3. completed tasks whose consumer never got a 200: the lease named in the result never had
+   its complete answered with 200 (it was applied, but the client was told otherwise);
+4. duplicate deliveries that neither an expired lease nor an acknowledged fail explains;
+5. tasks in the store beyond the acknowledged enqueues and those given up on (one key made two).
+
+The exit status is 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tornado_queue.testing import RedisServer, ServerProcess
+
+OUTCOME_UNKNOWN = "urn:tornado-queue:problem:outcome-unknown"
+EXPIRY_TOLERANCE = 0.005
+"""Seconds a redelivery may start before the previous lease's end and still count as after it:
+times travel rounded to the microsecond, and two servers read their own clocks."""
+
+SERVER_FLAGS = (
+    "--log-level",
+    "warning",
+    # No task may die or be forgotten during a run: a lost one would look like a lost enqueue.
+    "--max-attempts",
+    "1000",
+    "--retention-seconds",
+    "86400",
+    "--retry-backoff",
+    "0.01",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run's shape; the defaults are the CI size."""
+
+    seconds: float = 12.0
+    kills: int = 6
+    producers: int = 4
+    consumers: int = 4
+    lease: float = 2.0
+    fail_fraction: float = 0.1
+    drain_seconds: float = 15.0
+    max_backlog: int = 200
+    request_timeout: float = 3.0
+    max_downtime: float = 0.3
+    seed: int | None = None
+
+
+# --- the wire ------------------------------------------------------------------------------
+
+
+class NoAnswer(Exception):
+    """The request got no HTTP answer: refused, reset, or timed out."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    document: Any
+    problem: str | None
+    """The problem `type` of an error answer, or None."""
+
+
+class Wire:
+    """One thread's kept-alive connections, one per server URL."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._connections: dict[str, http.client.HTTPConnection] = {}
+
+    def send(
+        self,
+        url: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        connection = self._connections.get(url)
+        if connection is None:
+            parts = urlsplit(url)
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, self.timeout)
+            self._connections[url] = connection
+        data = None if body is None else orjson.dumps(body)
+        sent = {"Content-Type": "application/json"} if data is not None else {}
+        try:
+            connection.request(method, path, data, sent | (headers or {}))
+            response = connection.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            # Never reuse a broken connection: the next request opens a fresh one.
+            connection.close()
+            del self._connections[url]
+            raise NoAnswer(f"{method} {url}{path}: {type(error).__name__}: {error}") from error
+        try:
+            document = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            document = None
+        problem = None
+        if response.status >= 400 and isinstance(document, dict):
+            problem = str(document.get("type", "about:blank"))
+        return Reply(response.status, document, problem)
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+
+# --- what the clients saw --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    task_id: str
+    lease_id: str
+    started_at: float
+    lease_expires_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The last answer to a complete or fail on one lease; status None: gave up unanswered."""
+
+    task_id: str
+    lease_id: str
+    action: str
+    status: int | None
+    answers: tuple[str, ...]
+    """Each try's status, "-" for no answer."""
+
+
+@dataclass
+class History:
+    """Everything the clients were told, filled in by their threads."""
+
+    acknowledged: list[str] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+    def saw(self, reply: Reply) -> None:
+        """Count the answers that say the store is struggling, by problem type."""
+        if reply.status == 503:
+            self.count("503")
+            self.count(f"503 {reply.problem}")
+        elif reply.status >= 500:
+            self.count("other 5xx")
+
+
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+class Backlog:
+    """Acknowledged tasks not yet finished: producers wait while there are too many, so the
+    queue never grows past what consumers drain in a moment."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open = 0
+        self._changed = threading.Condition()
+
+    def add(self) -> None:
+        with self._changed:
+            self._open += 1
+
+    def done(self) -> None:
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    def wait_for_room(self, stop: threading.Event) -> None:
+        with self._changed:
+            while self._open >= self.limit and not stop.is_set():
+                self._changed.wait(0.1)
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+class Clients:
+    """Producer and consumer threads over a list of server URLs."""
+
+    def __init__(
+        self, urls: list[str], settings: Settings, history: History, give_up_at: float
+    ) -> None:
+        self.urls = urls
+        self.settings = settings
+        self.history = history
+        self.give_up_at = give_up_at
+        self.stop_producing = threading.Event()
+        self.stop_consuming = threading.Event()
+        self.backlog = Backlog(settings.max_backlog)
+        self.errors: list[str] = []
+        seed = settings.seed or 0
+        self.producers = [
+            self._thread(f"producer-{n}", self._produce, n) for n in range(settings.producers)
+        ]
+        self.consumers = [
+            self._thread(f"consumer-{n}", self._consume, n, random.Random(seed + n))
+            for n in range(settings.consumers)
+        ]
+
+    def _thread(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
+        def guarded() -> None:
+            # A client that breaks would quietly stop working: the run must fail instead.
+            try:
+                target(*args)
+            except Exception as error:
+                self.errors.append(f"{name}: {type(error).__name__}: {error}")
+                self.abandon()
+
+        return threading.Thread(target=guarded, name=name, daemon=True)
+
+    def start(self) -> None:
+        for thread in self.producers + self.consumers:
+            thread.start()
+
+    def abandon(self) -> None:
+        """Stop every client at once: no more retries, no more tasks."""
+        self.give_up_at = 0.0
+        self.stop_producing.set()
+        self.stop_consuming.set()
+
+    def join_producers(self) -> None:
+        self.stop_producing.set()
+        for thread in self.producers:
+            thread.join(max(0.0, self.give_up_at - time.monotonic()) + 5)
+
+    def join_consumers(self) -> None:
+        self.stop_consuming.set()
+        for thread in self.consumers:
+            thread.join(max(0.0, self.give_up_at - time.monotonic()) + 5)
+
+    def _until_answered(
+        self, wire: Wire, home: int, method: str, path: str, *, body: Any, headers: dict[str, str]
+    ) -> tuple[Reply | None, tuple[str, ...]]:
+        """Send one request until it gets an answer other than a 5xx, or the run gives up
+        (None); also each try's status. A lost answer moves to the next server: another one
+        may be up."""
+        server, answers = home, []
+        while True:
+            if answers:
+                self.history.count("retries")
+            try:
+                reply = wire.send(self.urls[server], method, path, body, headers)
+            except NoAnswer:
+                answers.append("-")
+                self.history.count("no answer")
+                server = (server + 1) % len(self.urls)
+            else:
+                answers.append(str(reply.status))
+                self.history.saw(reply)
+                if reply.status < 500:
+                    return reply, tuple(answers)
+            if time.monotonic() >= self.give_up_at:
+                return None, tuple(answers)
+            time.sleep(min(0.2, 0.01 * 2 ** min(len(answers), 5)))
+
+    def _produce(self, number: int) -> None:
+        wire = Wire(self.settings.request_timeout)
+        home = number % len(self.urls)
+        sequence = 0
+        try:
+            while not self.stop_producing.is_set():
+                self.backlog.wait_for_room(self.stop_producing)
+                if self.stop_producing.is_set():
+                    return
+                key = f"chaos-{number}-{sequence}"
+                body = {"payload": {"producer": number, "sequence": sequence}}
+                reply, _ = self._until_answered(
+                    wire, home, "POST", "/tasks", body=body, headers={"Idempotency-Key": key}
+                )
+                sequence += 1
+                if reply is not None and reply.status in (200, 201):
+                    with self.history.lock:
+                        self.history.acknowledged.append(reply.document["id"])
+                    self.backlog.add()
+                elif reply is None:
+                    self.history.count("enqueues given up")
+                else:
+                    self.history.count(f"enqueue answered {reply.status}")
+        finally:
+            wire.close()
+
+    def _consume(self, number: int, rng: random.Random) -> None:
+        wire = Wire(self.settings.request_timeout)
+        server = number % len(self.urls)
+        dequeue = f"/tasks/dequeue?lease={self.settings.lease}&wait=0.5"
+        try:
+            while not self.stop_consuming.is_set():
+                try:
+                    reply = wire.send(self.urls[server], "POST", dequeue)
+                except NoAnswer:
+                    # Not repeated: a lease lost with the answer comes back when it expires.
+                    self.history.count("dequeues unanswered")
+                    server = (server + 1) % len(self.urls)
+                    time.sleep(0.02)
+                    continue
+                self.history.saw(reply)
+                if reply.status == 200:
+                    self._work(wire, server, reply.document, rng)
+                elif reply.status != 404:  # 404: nothing to do within the wait
+                    time.sleep(0.02)
+        finally:
+            wire.close()
+
+    def _work(self, wire: Wire, server: int, task: dict[str, Any], rng: random.Random) -> None:
+        lease_id = task["lease_id"]
+        delivery = Delivery(
+            task["id"], lease_id, _epoch(task["started_at"]), _epoch(task["lease_expires_at"])
+        )
+        with self.history.lock:
+            self.history.deliveries.append(delivery)
+        time.sleep(rng.uniform(0, 0.003))
+        if rng.random() < self.settings.fail_fraction:
+            action, body = "fail", {"error": "chaos", "retry": True, "lease_id": lease_id}
+        else:
+            action, body = "complete", {"result": {"lease_id": lease_id}, "lease_id": lease_id}
+        path = f"/tasks/{task['id']}/{action}"
+        reply, answers = self._until_answered(wire, server, "PUT", path, body=body, headers={})
+        status = None if reply is None else reply.status
+        outcome = Outcome(task["id"], lease_id, action, status, answers)
+        with self.history.lock:
+            self.history.outcomes[lease_id] = outcome
+        if action == "complete":  # whatever the answer, this client is done with the task
+            self.backlog.done()
+
+
+# --- the systems under test --------------------------------------------------------------------
+
+
+class Sqlite:
+    """One server on one database file; a kill takes the server down."""
+
+    kinds = ("server",)
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._logs = 0
+        db = str(directory / "tasks.db")
+        self.server = ServerProcess(self._log(), "--backend", "sqlite", "--db", db, *SERVER_FLAGS)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.server.url]
+
+    def kill(self, kind: str, rng: random.Random) -> Callable[[], None]:
+        """SIGKILL the server (the only `kind`); return what starts it again."""
+        self.server.kill()
+        return self._restart
+
+    def _restart(self) -> None:
+        self.server = self.server.restart(self._log())
+
+    def _log(self) -> Path:
+        self._logs += 1
+        return self.directory / f"server-{self._logs}.log"
+
+    def close(self) -> None:
+        self.server.kill()
+
+
+class Redis:
+    """Two servers on one redis-server that keeps an append-only file; a kill takes down one
+    server, or Redis."""
+
+    kinds = ("redis", "server")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._logs = 0
+        (directory / "redis").mkdir()
+        self.redis = RedisServer(directory / "redis", append_only=True)
+        flags = ("--backend", "redis", "--redis-url", self.redis.url, "--redis-prefix", "{chaos}")
+        self.servers: list[ServerProcess] = []
+        try:
+            for _ in range(2):
+                self.servers.append(ServerProcess(self._log(), *flags, *SERVER_FLAGS))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    def kill(self, kind: str, rng: random.Random) -> Callable[[], None]:
+        """SIGKILL redis-server or a server picked by `rng`; return what starts it again."""
+        if kind == "redis":
+            self.redis.kill()
+            return self.redis.start
+        number = rng.randrange(len(self.servers))
+        self.servers[number].kill()
+
+        def restart() -> None:
+            self.servers[number] = self.servers[number].restart(self._log())
+
+        return restart
+
+    def _log(self) -> Path:
+        self._logs += 1
+        return self.directory / f"server-{self._logs}.log"
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.kill()
+        self.redis.kill()
+
+
+System = Sqlite | Redis
+SYSTEMS: dict[str, type[Sqlite] | type[Redis]] = {"sqlite": Sqlite, "redis": Redis}
+
+
+def wait_until_healthy(urls: list[str], deadline: float) -> None:
+    """Every server answers /healthz with 200 (its store too), or RuntimeError."""
+    wire = Wire(2.0)
+    try:
+        for url in urls:
+            while True:
+                with contextlib.suppress(NoAnswer):
+                    if wire.send(url, "GET", "/healthz").status == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} is not healthy after the chaos")
+                time.sleep(0.05)
+    finally:
+        wire.close()
+
+
+def unfinished(url: str, wire: Wire) -> int | None:
+    """Tasks not yet completed or failed, or None when the server did not answer."""
+    counts = _stats(url, wire)
+    return (
+        None if counts is None else counts["pending"] + counts["scheduled"] + counts["processing"]
+    )
+
+
+def stored_tasks(url: str, deadline: float) -> int:
+    """How many tasks the store holds, in every state."""
+    wire = Wire(2.0)
+    try:
+        while (counts := _stats(url, wire)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer GET /queue/stats")
+            time.sleep(0.05)
+        return sum(counts.values())
+    finally:
+        wire.close()
+
+
+def _stats(url: str, wire: Wire) -> dict[str, int] | None:
+    try:
+        reply = wire.send(url, "GET", "/queue/stats")
+    except NoAnswer:
+        return None
+    return reply.document if reply.status == 200 else None
+
+
+def read_tasks(url: str, ids: list[str], deadline: float) -> dict[str, dict | None]:
+    """Every task by id (None for a 404), read by a few threads."""
+
+    def read(chunk: list[str]) -> dict[str, dict | None]:
+        found: dict[str, dict | None] = {}
+        wire = Wire(2.0)
+        try:
+            for task_id in chunk:
+                while True:
+                    with contextlib.suppress(NoAnswer):
+                        reply = wire.send(url, "GET", f"/tasks/{task_id}")
+                        if reply.status in (200, 404):
+                            found[task_id] = reply.document if reply.status == 200 else None
+                            break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"GET /tasks/{task_id} got no 200 or 404")
+                    time.sleep(0.05)
+        finally:
+            wire.close()
+        return found
+
+    readers = 4
+    with ThreadPoolExecutor(readers) as pool:
+        parts = pool.map(read, [ids[n::readers] for n in range(readers)])
+        return {task_id: task for part in parts for task_id, task in part.items()}
+
+
+# --- the verdict -------------------------------------------------------------------------------
+
+
+CHECKS = {
+    "lost": "acknowledged enqueues lost (404 or not completed)",
+    "completed twice": "tasks completed with 200 under two lease ids",
+    "completed unconfirmed": "completed, but that lease's complete never got a 200",
+    "unexplained redeliveries": "redeliveries before the lease expired, no fail acknowledged",
+    "extra tasks": "tasks stored beyond acknowledged and given-up enqueues",
+}
+
+
+@dataclass
+class Report:
+    """The checks (each must be 0) and the figures of one backend's run."""
+
+    backend: str
+    seed: int
+    checks: dict[str, int]
+    examples: dict[str, list[str]]
+    acknowledged: int
+    completions: int
+    deliveries: int
+    kills: Counter[str]
+    counts: Counter[str]
+    chaos_seconds: float
+    drain_seconds: float
+    drained: bool
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.checks.values())
+
+    def unavailable_by_type(self) -> dict[str, int]:
+        return {
+            name.removeprefix("503 "): n
+            for name, n in sorted(self.counts.items())
+            if name.startswith("503 ")
+        }
+
+    def refused(self) -> int:
+        """Enqueues answered with a 4xx: none is expected."""
+        return sum(n for name, n in self.counts.items() if name.startswith("enqueue answered"))
+
+    def render(self) -> str:
+        kills = ", ".join(f"{kind} {n}" for kind, n in sorted(self.kills.items())) or "none"
+        drain = f"{self.drain_seconds:.1f} s drain" + ("" if self.drained else " (timed out)")
+        lines = [
+            f"{self.backend}: {self.chaos_seconds:.1f} s chaos + {drain}; kills: {kills}; "
+            f"--seed {self.seed}",
+            f"  {'check':<62} {'count':>6} {'must be':>8}",
+        ]
+        for name, text in CHECKS.items():
+            count = self.checks[name]
+            verdict = "ok" if count == 0 else "FAIL"
+            lines.append(f"  {text:<62} {count:>6} {0:>8}  {verdict}")
+            lines += [f"      e.g. {example}" for example in self.examples[name][:3]]
+        finished = self.chaos_seconds + self.drain_seconds
+        unavailable = ", ".join(f"{kind} {n}" for kind, n in self.unavailable_by_type().items())
+        counts = self.counts
+        lines += [
+            f"  acknowledged enqueues {self.acknowledged} "
+            f"({self.acknowledged / self.chaos_seconds:.0f}/s), "
+            f"completions {self.completions} ({self.completions / finished:.0f}/s), "
+            f"deliveries {self.deliveries}",
+            f"  client retries {counts['retries']}, unanswered requests "
+            f"{counts['no answer'] + counts['dequeues unanswered']}, "
+            f"503s {counts['503']} ({unavailable or 'none'}), "
+            f"of them outcome-unknown {counts['503 ' + OUTCOME_UNKNOWN]}",
+            f"  complete/fail answered 409 {counts['409']}, given up "
+            f"{counts['gave up'] + counts['enqueues given up']}, "
+            f"other 5xx {counts['other 5xx']}, enqueues refused {self.refused()}",
+        ]
+        return "\n".join(lines)
+
+
+def judge(
+    history: History, tasks: dict[str, dict | None], stored: int
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Count each check's violations, with examples of each. `stored`: the tasks the store
+    holds at the end, in every state."""
+    examples = {
+        "lost": list(_lost(tasks)),
+        "completed twice": list(_completed_twice(history)),
+        "completed unconfirmed": list(_completed_unconfirmed(history, tasks)),
+        "unexplained redeliveries": list(_unexplained_redeliveries(history)),
+    }
+    checks = {name: len(found) for name, found in examples.items()}
+    # An enqueue given up on may have been applied; beyond those, a task the store holds
+    # and no acknowledged enqueue names was created twice by one Idempotency-Key.
+    explained = len(set(history.acknowledged)) + history.counts["enqueues given up"]
+    checks["extra tasks"] = max(0, stored - explained)
+    examples["extra tasks"] = (
+        [f"{stored} tasks stored, {explained} enqueues acknowledged or given up"]
+        if checks["extra tasks"]
+        else []
+    )
+    return checks, examples
+
+
+def _lost(tasks: dict[str, dict | None]) -> Iterator[str]:
+    for task_id, task in tasks.items():
+        if task is None or task["status"] != "completed":
+            yield f"{task_id}: {'404' if task is None else task['status']}"
+
+
+def _completed_twice(history: History) -> Iterator[str]:
+    confirmed: defaultdict[str, set[str]] = defaultdict(set)
+    for outcome in history.outcomes.values():
+        if outcome.action == "complete" and outcome.status == 200:
+            confirmed[outcome.task_id].add(outcome.lease_id)
+    for task_id, leases in confirmed.items():
+        if len(leases) > 1:
+            yield f"{task_id}: leases {sorted(leases)}"
+
+
+def _completed_unconfirmed(history: History, tasks: dict[str, dict | None]) -> Iterator[str]:
+    for task_id, task in tasks.items():
+        if task is None or task["status"] != "completed":
+            continue
+        result = task.get("result")
+        lease_id = result.get("lease_id") if isinstance(result, dict) else None
+        outcome = history.outcomes.get(lease_id or "")
+        if outcome is None:
+            yield f"{task_id}: completed by lease {lease_id}, which no client completed"
+        elif outcome.action != "complete" or outcome.status != 200:
+            yield (
+                f"{task_id}: completed by lease {lease_id}, whose {outcome.action} was "
+                f"answered {_answers(outcome)}"
+            )
+
+
+def _answers(outcome: Outcome) -> str:
+    """The answers to each try, "-" for none: `-, 409`."""
+    return ", ".join(outcome.answers) + ("" if outcome.status else " (gave up)")
+
+
+def _unexplained_redeliveries(history: History) -> Iterator[str]:
+    by_task: defaultdict[str, list[Delivery]] = defaultdict(list)
+    for delivery in history.deliveries:
+        by_task[delivery.task_id].append(delivery)
+    for task_id, deliveries in by_task.items():
+        deliveries.sort(key=lambda delivery: delivery.started_at)
+        for first, second in pairwise(deliveries):
+            outcome = history.outcomes.get(first.lease_id)
+            failed = outcome is not None and outcome.action == "fail" and outcome.status == 200
+            if failed or second.started_at >= first.lease_expires_at - EXPIRY_TOLERANCE:
+                continue
+            told = "nothing" if outcome is None else f"{outcome.action} {_answers(outcome)}"
+            early = first.lease_expires_at - second.started_at
+            yield (
+                f"{task_id}: lease {second.lease_id} started {early:.3f} s before lease "
+                f"{first.lease_id} expired (whose client got {told})"
+            )
+
+
+# --- one run -----------------------------------------------------------------------------------
+
+
+def kill_plan(kinds: tuple[str, ...], kills: int, rng: random.Random) -> list[str]:
+    """What each kill takes down: alternating between the kinds, from a random first one, so
+    that even a short run kills each kind."""
+    first = rng.randrange(len(kinds))
+    return [kinds[(first + n) % len(kinds)] for n in range(kills)]
+
+
+def run(backend: str, settings: Settings, directory: Path) -> Report:
+    """Start `backend`'s processes in `directory`, run the chaos, drain, read back, judge."""
+    if settings.seed is None:  # one drawn here, so that the report can name it
+        settings = replace(settings, seed=random.randrange(2**32))
+    system = SYSTEMS[backend](directory)
+    try:
+        return _run(system, backend, settings, random.Random(settings.seed))
+    finally:
+        system.close()
+
+
+def _run(system: System, backend: str, settings: Settings, rng: random.Random) -> Report:
+    history = History()
+    started = time.monotonic()
+    chaos_ends = started + settings.seconds
+    give_up_at = chaos_ends + settings.drain_seconds
+    clients = Clients(system.urls, settings, history, give_up_at)
+    clients.start()
+    kills: Counter[str] = Counter()
+    try:
+        interval = settings.seconds / (settings.kills + 1)
+        for number, kind in enumerate(kill_plan(system.kinds, settings.kills, rng)):
+            # Evenly spread, jittered by a quarter interval, never before the clients warm up.
+            at = started + interval * (number + 1 + rng.uniform(-0.25, 0.25))
+            time.sleep(max(0.0, at - time.monotonic()))
+            restart = system.kill(kind, rng)
+            time.sleep(rng.uniform(0, settings.max_downtime))
+            restart()
+            kills[kind] += 1
+        time.sleep(max(0.0, chaos_ends - time.monotonic()))
+        chaos_seconds = time.monotonic() - started
+        wait_until_healthy(system.urls, time.monotonic() + 30)
+        clients.join_producers()
+
+        drain_started = time.monotonic()
+        drained = False
+        wire = Wire(settings.request_timeout)
+        try:
+            while time.monotonic() < give_up_at:
+                if unfinished(system.urls[0], wire) == 0:
+                    drained = True
+                    break
+                time.sleep(0.05)
+        finally:
+            wire.close()
+        drain_seconds = time.monotonic() - drain_started
+    except BaseException:
+        clients.abandon()
+        raise
+    finally:
+        clients.join_consumers()
+    if clients.errors:
+        raise RuntimeError("clients broke: " + "; ".join(clients.errors))
+
+    tasks = read_tasks(system.urls[0], history.acknowledged, time.monotonic() + 60)
+    stored = stored_tasks(system.urls[0], time.monotonic() + 10)
+    checks, examples = judge(history, tasks, stored)
+    counts = history.counts.copy()
+    for outcome in history.outcomes.values():
+        if outcome.status == 409:
+            counts["409"] += 1
+        elif outcome.status is None:
+            counts["gave up"] += 1
+    completions = sum(1 for task in tasks.values() if task and task["status"] == "completed")
+    return Report(
+        backend=backend,
+        seed=settings.seed or 0,
+        checks=checks,
+        examples=examples,
+        acknowledged=len(history.acknowledged),
+        completions=completions,
+        deliveries=len(history.deliveries),
+        kills=kills,
+        counts=counts,
+        chaos_seconds=chaos_seconds,
+        drain_seconds=drain_seconds,
+        drained=drained,
+    )
+
+
+@contextlib.contextmanager
+def scratch(keep: Path | None) -> Iterator[Path]:
+    """`keep` (the logs and data stay there), or a temporary directory removed afterwards."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="tq-chaos-") as directory:
+        yield Path(directory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "redis", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=Settings.seconds, help="chaos phase")
+    parser.add_argument("--kills", type=int, default=Settings.kills, help="kills per backend")
+    parser.add_argument("--producers", type=int, default=Settings.producers)
+    parser.add_argument("--consumers", type=int, default=Settings.consumers)
+    parser.add_argument("--lease", type=float, default=Settings.lease, help="lease seconds")
+    parser.add_argument("--fail-fraction", type=float, default=Settings.fail_fraction)
+    parser.add_argument("--drain-seconds", type=float, default=Settings.drain_seconds)
+    parser.add_argument("--max-backlog", type=int, default=Settings.max_backlog)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="keep logs and data here")
+    args = parser.parse_args(argv)
+    settings = Settings(
+        seconds=args.seconds,
+        kills=args.kills,
+        producers=args.producers,
+        consumers=args.consumers,
+        lease=args.lease,
+        fail_fraction=args.fail_fraction,
+        drain_seconds=args.drain_seconds,
+        max_backlog=args.max_backlog,
+        seed=args.seed,
+    )
+    backends = ["sqlite", "redis"] if args.backend == "both" else [args.backend]
+    ok = True
+    for backend in backends:
+        with scratch(args.keep and args.keep / backend) as directory:
+            report = run(backend, settings, directory)
+        print(report.render(), flush=True)
+        ok = ok and report.ok
+    print("all checks passed" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Jepsen-style: while producers and consumers work, SIGKILLs of the server (and, for Redis, of
+redis-server) never lose an acknowledged task, complete one twice, leave a consumer told
+"no" about a completion that happened, or hand a task out again before its lease ends.
+
+The checker itself is bench/chaos.py; this runs its CI-sized form on each durable backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tornado_queue.testing import INSTALL_HINT, ROOT
+
+
+def load_checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_chaos", ROOT / "bench" / "chaos.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+chaos = load_checker()
+SETTINGS = chaos.Settings(seconds=12, kills=6)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_kill_9_loses_no_acknowledged_task_and_finishes_none_twice(backend: str, tmp_path: Path):
+    if backend == "redis" and shutil.which("redis-server") is None:
+        pytest.fail(INSTALL_HINT)
+
+    report = chaos.run(backend, SETTINGS, tmp_path)
+
+    print(report.render())  # the table and figures, shown with -s or on failure
+    assert report.checks == dict.fromkeys(chaos.CHECKS, 0), report.render()
+    assert report.drained, report.render()
+    assert report.acknowledged > 0
+    assert report.completions > 0
+    assert report.kills.total() == SETTINGS.kills
+    if backend == "redis":
+        assert set(report.kills) == {"redis", "server"}
