@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tornado_queue.server import main
+from tornado_queue.server.serve import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tornado_queue.app import make_app
 from tornado_queue.config import Settings
+from tornado_queue.server.app import make_app
+from tornado_queue.server.simulation import SimulatedWorkers
 from tornado_queue.storage import MemoryStore, Policy, SqliteStore
 from tornado_queue.storage.redis import RedisStore
 from tornado_queue.testing import RedisServer
-from tornado_queue.workers import WorkerPool
 
 
 class FakeClock:
@@ -107,7 +107,7 @@ def memory_store(clock: FakeClock, policy: Policy) -> MemoryStore:
 @pytest.fixture
 def pools():
     """Pools made by a test; any still running at the end are stopped so threads never leak."""
-    made: list[WorkerPool] = []
+    made: list[SimulatedWorkers] = []
     yield made
     for pool in made:
         pool.stop(timeout=5)

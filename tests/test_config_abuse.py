@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tornado_queue.config import Settings
+from tornado_queue.storage import Policy
 
 
 def test_defaults_keep_the_api_same_origin_unlimited_in_rate_and_bounded_in_waiters():
@@ -24,7 +25,7 @@ def test_flags_and_variables_set_them():
 
     assert (settings.rate_limit, settings.cors_origin) == (50, "https://app.example.com:8443")
     assert (settings.max_waiters, settings.max_pending, settings.max_tasks) == (3, 100, 1000)
-    assert settings.policy().max_pending == 100
+    assert Policy.of(settings).max_pending == 100
 
 
 @pytest.mark.parametrize(

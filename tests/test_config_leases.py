@@ -140,30 +140,30 @@ def test_settings_policy_maps_the_delivery_settings_onto_the_store_policy():
         environ={},
     )
 
-    assert settings.policy() == Policy(
+    assert Policy.of(settings) == Policy(
         lease_seconds=45.0, max_attempts=9, retry_backoff=0.5, retention_seconds=120.0
     )
 
 
 def test_settings_policy_of_the_defaults_is_the_default_policy():
-    assert Settings.from_args([], environ={}).policy() == Policy()
+    assert Policy.of(Settings.from_args([], environ={})) == Policy()
 
 
 def test_settings_policy_takes_values_from_the_environment_too():
     environ = {"TQ_LEASE_SECONDS": "5", "TQ_MAX_ATTEMPTS": "1", "TQ_RETRY_BACKOFF": "0"}
 
-    policy = Settings.from_args([], environ=environ).policy()
+    policy = Policy.of(Settings.from_args([], environ=environ))
 
     assert (policy.lease_seconds, policy.max_attempts, policy.retry_backoff) == (5.0, 1, 0.0)
     assert policy.backoff(1) == 0.0
 
 
 def test_the_policy_backoff_doubles_from_the_configured_base_and_is_capped_at_an_hour():
-    policy = Settings.from_args(["--retry-backoff", "3"], environ={}).policy()
+    policy = Policy.of(Settings.from_args(["--retry-backoff", "3"], environ={}))
 
     assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [3.0, 6.0, 12.0, 24.0]
     assert policy.backoff(20) == 3600.0
-    assert Settings.from_args(["--retry-backoff", "3600"], environ={}).policy().backoff(5) == 3600
+    assert Policy.of(Settings.from_args(["--retry-backoff", "3600"], environ={})).backoff(5) == 3600
 
 
 def test_main_help_lists_every_delivery_flag_with_its_variable():

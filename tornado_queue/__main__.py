@@ -1,41 +1,10 @@
-"""`python -m tornado_queue COMMAND [ARGS]`: the server, the worker runner and the client
-commands in one entry point."""
+"""`python -m tornado_queue COMMAND [ARGS]`: see `tornado_queue.cli`."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
-from . import cli, runner, server
-
-USAGE = """usage: python -m tornado_queue COMMAND [ARGS...]   (COMMAND --help for its arguments)
-
-  serve [FLAGS]                 run the server (the same as python main.py FLAGS)
-  worker MODULE:FUNCTION        run FUNCTION on every task of a queue
-  enqueue PAYLOAD               put a task on a queue
-  get ID                        show one task
-  stats                         tasks per state
-  queues                        every queue with its counts
-  retry ID                      put a failed task back in its queue
-  tail                          follow the counts live, a line per change
-"""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(USAGE, end="", file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
-    command, rest = args[0], args[1:]
-    if command == "serve":
-        return server.main(rest)
-    if command == "worker":
-        return runner.main(rest)
-    if command in cli.COMMANDS:
-        return cli.main(args)
-    print(f"{USAGE}\nerror: unknown command {command!r}", file=sys.stderr)
-    return 2
-
+from tornado_queue.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from .errors import ValidationError
-from .models import Task
+from tornado_queue.errors import ValidationError
+from tornado_queue.models import Task
 
 
 def parse_json(body: bytes) -> Any:

@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .auth import TokenError, Tokens, check_token
-from .storage import BACKENDS, Policy
-from .validation import QUEUE_NAME
+from tornado_queue.arguments import bounded, choice, queue_list
+from tornado_queue.errors import TokenError
+from tornado_queue.limits import MAX_ATTEMPTS, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
+from tornado_queue.validation import check_token
 
+BACKENDS = ("memory", "sqlite", "redis")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SQLITE_SYNC = ("full", "normal")
 LOG_FORMATS = ("text", "json")
@@ -60,22 +62,6 @@ class Settings:
     auth_token: str = field(default="", repr=False)
     tokens_file: str = ""
 
-    def tokens(self) -> Tokens:
-        """The configured bearer tokens (empty: auth off); raises `TokenError` on a bad one."""
-        return Tokens.configured(self.auth_token, self.tokens_file)
-
-    def policy(self) -> Policy:
-        """The delivery rules these settings give a store."""
-        return Policy(
-            lease_seconds=self.lease_seconds,
-            max_attempts=self.max_attempts,
-            retry_backoff=self.retry_backoff,
-            retention_seconds=self.retention_seconds,
-            max_pending=self.max_pending,
-            max_tasks=self.max_tasks,
-            max_queues=self.max_queues,
-        )
-
     @classmethod
     def from_args(
         cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
@@ -95,38 +81,7 @@ class Settings:
                     parser.error(f"environment variable {option.env}: {exc}")
         if bool(values.get("certfile")) != bool(values.get("keyfile")):
             parser.error("--certfile and --keyfile go together: give both to serve HTTPS")
-        settings = cls(**values)
-        try:
-            settings.tokens()  # a bad tokens file stops the start-up, naming its line
-        except TokenError as exc:
-            parser.error(str(exc))
-        return settings
-
-
-def _bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
-    noun = "an integer" if kind is int else "a number"
-    bounds = f"{low} to {high}" if kind is int else f"{low:g} to {high:g}"
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not low <= value <= high:  # also refuses NaN
-            raise argparse.ArgumentTypeError(f"must be from {bounds}, got {text}")
-        return value
-
-    return parse
-
-
-def _queue_list(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    for name in names:
-        if not QUEUE_NAME.fullmatch(name):
-            raise argparse.ArgumentTypeError(
-                f"queue names are 1-64 of A-Z a-z 0-9 _ . -, got {name!r}"
-            )
-    return names
+        return cls(**values)
 
 
 def _token(text: str) -> str:
@@ -146,15 +101,6 @@ def _origin(text: str) -> str:
             f"got {text!r}"
         )
     return text
-
-
-def _choice(options: Sequence[str]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in options:
-            raise argparse.ArgumentTypeError(f"must be one of {', '.join(options)}, got {text!r}")
-        return text
-
-    return parse
 
 
 @dataclass(frozen=True)
@@ -182,8 +128,8 @@ SETTINGS_DEFAULTS = {field.name: field.default for field in fields(Settings)}
 
 OPTIONS = (
     Option("host", str, "address to listen on"),
-    Option("port", _bounded(int, 0, 65_535), "port to listen on (0 picks a free one)"),
-    Option("backend", _choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
+    Option("port", bounded(int, 0, 65_535), "port to listen on (0 picks a free one)"),
+    Option("backend", choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
     Option("db", str, "the SQLite database file, with --backend sqlite"),
     Option("redis_url", str, "the Redis server, with --backend redis"),
     Option(
@@ -194,84 +140,84 @@ OPTIONS = (
     ),
     Option(
         "sqlite_sync",
-        _choice(SQLITE_SYNC),
+        choice(SQLITE_SYNC),
         "SQLite durability: full (every 2xx on disk) or normal (faster; a power cut may lose "
         "the last tasks, a crash never does)",
     ),
-    Option("workers", _bounded(int, 0, 256), "background worker threads that process tasks"),
+    Option("workers", bounded(int, 0, 256), "background worker threads that process tasks"),
     Option(
         "work_seconds",
-        _bounded(float, 0, 3600),
+        bounded(float, 0, 3600),
         "simulated work per task for --workers (each run varies by ±50%%)",
     ),
     Option(
         "worker_queues",
-        _queue_list,
+        queue_list,
         "comma-separated queues the workers consume (default: all queues)",
     ),
     Option(
         "fail_rate",
-        _bounded(float, 0, 1),
+        bounded(float, 0, 1),
         "probability that a worker's simulated task fails (and is retried or dies)",
     ),
     Option(
         "lease_seconds",
-        _bounded(float, 1, 43200),
+        bounded(float, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
         "how long a dequeued task stays leased before it is handed out again",
     ),
     Option(
         "max_attempts",
-        _bounded(int, 1, 1000),
+        bounded(int, 1, MAX_ATTEMPTS),
         "deliveries a task gets before it is failed for good (per task: max_attempts)",
     ),
     Option(
         "retry_backoff",
-        _bounded(float, 0, 3600),
+        bounded(float, 0, 3600),
         "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
     ),
     Option(
         "retention_seconds",
-        _bounded(float, 0, 10 * 365 * 86400),
+        bounded(float, 0, 10 * 365 * 86400),
         "how long completed and failed tasks are kept before they are forgotten",
     ),
     Option(
         "max_body_bytes",
-        _bounded(int, 1, 1 << 30),
+        bounded(int, 1, 1 << 30),
         "largest request body accepted; larger ones get 413",
     ),
     Option(
         "max_pending",
-        _bounded(int, 0, 1 << 40),
+        bounded(int, 0, 1 << 40),
         "most tasks waiting (pending or scheduled) in one queue; more get 503 with "
         "Retry-After (0: no limit)",
     ),
     Option(
         "max_tasks",
-        _bounded(int, 0, 1 << 40),
+        bounded(int, 0, 1 << 40),
         "most tasks held in all states (finished ones until forgotten); more get 503 with "
         "Retry-After (0: no limit)",
     ),
-    Option("log_level", _choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
-    Option("log_format", _choice(LOG_FORMATS), "text lines, or one JSON object per line"),
+    Option("log_level", choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
+    Option("log_format", choice(LOG_FORMATS), "text lines, or one JSON object per line"),
     Option(
         "max_queues",
-        _bounded(int, 0, 1_000_000),
+        bounded(int, 0, 1_000_000),
         "most queues holding tasks at once; an enqueue that would start one more gets 503 "
         "(0: no limit)",
     ),
     Option(
         "max_waiters",
-        _bounded(int, 0, 1_000_000),
+        bounded(int, 0, 1_000_000),
         "most consumers long-polling at once; one more gets 503 with Retry-After (0: no limit)",
     ),
     Option(
         "max_header_bytes",
-        _bounded(int, 1024, 1 << 20),
+        bounded(int, 1024, 1 << 20),
         "largest request line plus headers; larger closes the connection",
     ),
     Option(
         "rate_limit",
-        _bounded(float, 0, 1e6),
+        bounded(float, 0, 1e6),
         "requests per second allowed per token (per client address with auth off), in bursts "
         "of up to a second's worth; more get 429 with Retry-After (0: no limit)",
     ),
@@ -285,13 +231,13 @@ OPTIONS = (
     Option("keyfile", str, "PEM private key of --certfile"),
     Option(
         "idle_timeout",
-        _bounded(float, 0.1, 3600),
+        bounded(float, 0.1, 3600),
         "seconds a connection may wait for (the rest of) a request's headers, between requests "
         "or before the first, before it is closed",
     ),
     Option(
         "body_timeout",
-        _bounded(float, 0.1, 3600),
+        bounded(float, 0.1, 3600),
         "seconds a client may take to send a request body before the connection is closed",
     ),
     Option(

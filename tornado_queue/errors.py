@@ -39,6 +39,10 @@ class ValidationError(QueueError):
     """Raised when a request's content breaks a rule (a field, a type, a limit)."""
 
 
+class TokenError(ValueError):
+    """A configured token or tokens file is unusable; the message never holds the token."""
+
+
 class StoreFailure(Exception):
     """The store's disk or server failed: not the caller's fault, and not a `QueueError`
     (the API answers 503 with Retry-After). `cause` is the store's own error."""

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .errors import QueueError
+    from tornado_queue.errors import QueueError
 
 
 class TaskStatus(StrEnum):

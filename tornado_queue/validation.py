@@ -9,18 +9,24 @@ from typing import Any
 
 import orjson
 
-from . import codec
-from .errors import ValidationError, printable
-from .models import DEFAULT_QUEUE, Completion, NewTask
+from tornado_queue import codec
+from tornado_queue.errors import TokenError, ValidationError, printable
+from tornado_queue.limits import (
+    MAX_ATTEMPTS,
+    MAX_BATCH,
+    MAX_DELAY_SECONDS,
+    MAX_ERROR_CHARS,
+    MAX_KEY_CHARS,
+    MAX_LEASE_ID_CHARS,
+    MAX_PRIORITY,
+    MAX_TOKEN_CHARS,
+    MIN_TOKEN_CHARS,
+)
+from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask
 
-MAX_ATTEMPTS_LIMIT = 1000
-MAX_ERROR_CHARS = 10_000
-MAX_LEASE_ID_CHARS = 64
-MAX_BATCH = 1000
-MAX_KEY_CHARS = 255
-MAX_PRIORITY = 2**31 - 1
-MAX_DELAY_SECONDS = 365 * 86400
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
+TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_CHARS}}}")
 
 EMPTY_BODY: Any = object()
@@ -82,9 +88,7 @@ def new_task(
         )
     max_attempts = body.get("max_attempts")
     if max_attempts is not None:
-        max_attempts = _bounded_int(
-            max_attempts, _field(what, "max_attempts"), 1, MAX_ATTEMPTS_LIMIT
-        )
+        max_attempts = _bounded_int(max_attempts, _field(what, "max_attempts"), 1, MAX_ATTEMPTS)
     if "idempotency_key" in body:
         key = idempotency_key_value(body["idempotency_key"], _field(what, "idempotency_key"))
     elif idempotency_key is not None:
@@ -243,3 +247,18 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
+
+
+def check_token(token: str, where: str) -> None:
+    """A bearer token the server can be given (`--auth-token`, a tokens file line); raises
+    `TokenError` naming `where`, never the token."""
+    if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
+        raise TokenError(
+            f"{where}: a token must be {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} characters, "
+            f"this one has {len(token)}"
+        )
+    if not TOKEN.fullmatch(token):
+        raise TokenError(
+            f"{where}: a token may hold only A-Z a-z 0-9 - . _ ~ + / (and = at the end), "
+            "as a bearer token must"
+        )

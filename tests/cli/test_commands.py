@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.client_support import real_server
+from tests.client.support import real_server
 from tests.support import wait_until
-from tornado_queue import cli
-from tornado_queue.__main__ import main
+from tornado_queue.cli import commands as cli
+from tornado_queue.cli import main
 from tornado_queue.client import Client
 from tornado_queue.testing import LISTENING, ROOT, ServerProcess, free_port
 
@@ -110,7 +110,7 @@ def test_bad_arguments_exit_2_and_an_unreachable_server_exits_1(capsys):
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["stats", "--url", url]) == 1
     assert capsys.readouterr().err.startswith(f"error: cannot reach {url}")
-    assert main([]) == 2 and "usage: python -m tornado_queue COMMAND" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: tornado-queue COMMAND" in capsys.readouterr().err
     assert main(["frobnicate"]) == 2 and "unknown command 'frobnicate'" in capsys.readouterr().err
 
 

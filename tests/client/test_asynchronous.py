@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.client_support import DROP, Answer, StubServer, real_server
+from tests.client.support import DROP, Answer, StubServer, real_server
 from tornado_queue.client import AsyncClient, ConnectionFailed, LeaseLost, NotFound
 from tornado_queue.testing import ServerProcess, free_port
 

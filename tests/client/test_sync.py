@@ -13,7 +13,7 @@ from datetime import datetime
 import orjson
 import pytest
 
-from tests.client_support import DROP, Answer, StubServer, real_server
+from tests.client.support import DROP, Answer, StubServer, real_server
 from tests.support import wait_until
 from tornado_queue.client import (
     BadRequest,

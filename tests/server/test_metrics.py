@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tornado_queue.metrics import Metrics
 from tornado_queue.models import Event, TaskStatus
+from tornado_queue.server.metrics import Metrics
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple], float]:

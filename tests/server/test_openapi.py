@@ -1,6 +1,6 @@
 """The OpenAPI document: valid 3.1, and the same routes and methods as the route table, both ways.
 
-What each operation answers is checked against a real server by tests/test_schemathesis.py.
+What each operation answers is checked against a real server by tests/server/test_schemathesis.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from openapi_spec_validator import validate
 from tornado.util import re_unescape
 from tornado.web import RequestHandler, StaticFileHandler
 
-from tornado_queue import openapi, validation
-from tornado_queue.app import ROUTES
+from tornado_queue import validation
+from tornado_queue.server import openapi
+from tornado_queue.server.app import ROUTES
 
 HTTP_METHODS = frozenset({"get", "head", "post", "put", "patch", "delete", "options", "trace"})
 
@@ -44,7 +45,7 @@ def implemented_methods(handler: type) -> set[str]:
 def operations() -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (path, method, operation)
-        for path, item in openapi.document()["paths"].items()
+        for path, item in openapi.document(ROUTES)["paths"].items()
         for method, operation in item.items()
         if method in HTTP_METHODS
     ]
@@ -54,23 +55,22 @@ def resolved(response: dict[str, Any]) -> dict[str, Any]:
     """A response, or the component response it refers to."""
     if "$ref" not in response:
         return response
-    return openapi.document()["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    return openapi.document(ROUTES)["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
 
 
 def test_the_document_is_valid_openapi_3_1():
-    document = openapi.document()
+    document = openapi.document(ROUTES)
 
     validate(document)
     assert document["openapi"].startswith("3.1.")
 
 
 def test_the_cached_bytes_are_the_document():
-    assert orjson.loads(openapi.document_bytes()) == openapi.document()
-    assert openapi.document_bytes() is openapi.document_bytes()
+    assert orjson.loads(openapi.document_bytes(ROUTES)) == openapi.document(ROUTES)
 
 
 def test_every_api_route_is_documented_with_the_same_template():
-    documented = set(openapi.document()["paths"])
+    documented = set(openapi.document(ROUTES)["paths"])
 
     missing = sorted(set(api_routes()) - documented)
 
@@ -80,7 +80,7 @@ def test_every_api_route_is_documented_with_the_same_template():
 def test_every_documented_path_is_a_route():
     routes = set(api_routes())
 
-    extra = sorted(set(openapi.document()["paths"]) - routes)
+    extra = sorted(set(openapi.document(ROUTES)["paths"]) - routes)
 
     assert not extra, f"documented paths that are not routes: {extra}"
 
@@ -88,7 +88,7 @@ def test_every_documented_path_is_a_route():
 @pytest.mark.parametrize("template", sorted(api_routes()))
 def test_each_route_documents_exactly_the_methods_its_handler_answers(template):
     handler = api_routes()[template]
-    item = openapi.document()["paths"][template]
+    item = openapi.document(ROUTES)["paths"][template]
 
     assert set(item) & HTTP_METHODS == implemented_methods(handler)
 
@@ -98,7 +98,7 @@ def test_static_asset_routes_are_left_out():
 
     assert "/docs/assets/(.*)" in static
     for pattern in static:
-        assert re_unescape(pattern) not in openapi.document()["paths"]
+        assert re_unescape(pattern) not in openapi.document(ROUTES)["paths"]
 
 
 def test_operation_ids_are_unique():
@@ -108,7 +108,7 @@ def test_operation_ids_are_unique():
 
 
 def test_path_parameters_are_declared_where_the_template_has_them():
-    parameters = openapi.document()["components"]["parameters"]
+    parameters = openapi.document(ROUTES)["components"]["parameters"]
     for path, method, operation in operations():
         names = {
             parameters[each["$ref"].rsplit("/", 1)[1]]["name"]
@@ -137,7 +137,7 @@ def test_errors_are_problem_json_and_successes_are_not():
 
 
 def test_a_head_operation_answers_as_its_get_without_bodies():
-    paths = openapi.document()["paths"]
+    paths = openapi.document(ROUTES)["paths"]
     for path, item in paths.items():
         if "head" not in item:
             continue
@@ -148,7 +148,7 @@ def test_a_head_operation_answers_as_its_get_without_bodies():
 
 
 def test_request_bodies_refuse_unknown_fields_like_the_server():
-    schemas = openapi.document()["components"]["schemas"]
+    schemas = openapi.document(ROUTES)["components"]["schemas"]
     expected = {
         "NewTask": validation.NEW_TASK_FIELDS,
         "Completion": validation.COMPLETE_FIELDS,
@@ -167,7 +167,7 @@ def test_request_bodies_refuse_unknown_fields_like_the_server():
 
 
 def test_every_operation_on_the_store_documents_a_503_with_retry_after():
-    document = openapi.document()
+    document = openapi.document(ROUTES)
 
     for path, methods in document["paths"].items():
         for method, operation_document in methods.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tornado_queue.ratelimit import RateLimiter
+from tornado_queue.server.ratelimit import RateLimiter
 
 
 class Clock:

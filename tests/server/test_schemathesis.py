@@ -26,8 +26,13 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from tornado_queue import openapi
-from tornado_queue.handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
+from tornado_queue.limits import (
+    MAX_LEASE_SECONDS,
+    MAX_WAIT_SECONDS,
+    MIN_LEASE_SECONDS,
+)
+from tornado_queue.server import openapi
+from tornado_queue.server.app import ROUTES
 from tornado_queue.testing import ServerProcess
 
 CHECKS = [
@@ -64,12 +69,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def served_document() -> dict[str, Any]:
     """The document as the server serves it, parsed afresh: schemathesis gets its own copy
     and can never change the cached one other tests read."""
-    return orjson.loads(openapi.document_bytes())
+    return orjson.loads(openapi.document_bytes(ROUTES))
 
 
 # Loaded in-process rather than from the server's URL: schemathesis 4.32.5's lazy
 # `from_fixture` loader does not run under pytest 9 (it sets `Node._nodeid`, which pytest 9
-# removed). tests/handlers/test_docs.py checks that /openapi.json serves these very bytes.
+# removed). tests/server/handlers/test_docs.py checks that /openapi.json serves these very bytes.
 schema = schemathesis.openapi.from_dict(served_document(), config=CONFIG)
 
 

@@ -2,7 +2,7 @@
 still keeps to the document, and `ignored_auth` checks that each operation marked with
 `bearerAuth` really refuses a request without it or with a wrong one.
 
-Smaller than tests/test_schemathesis.py (which runs with auth off): a few examples per
+Smaller than tests/server/test_schemathesis.py (which runs with auth off): a few examples per
 operation, no stateful workflows.
 """
 
@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from tests.test_schemathesis import CHECKS, SEED, fit_query_numbers, served_document
+from tests.server.test_schemathesis import CHECKS, SEED, fit_query_numbers, served_document
 from tornado_queue.testing import ServerProcess
 
 TOKEN = "schemathesis-admin-token-0123456789"

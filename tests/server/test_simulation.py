@@ -1,4 +1,5 @@
-"""Worker, WorkSignal and WorkerPool: deterministic single steps, wake-ups and clean shutdown."""
+"""The `--workers` simulation (SimulatedWorker, WorkSignal, SimulatedWorkers): deterministic
+single steps, wake-ups and clean shutdown."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from collections.abc import Callable
 import pytest
 
 from tests.support import DEADLINE_SECONDS, enqueue, wait_until
-from tornado_queue import workers
 from tornado_queue.models import DEFAULT_QUEUE, TaskStatus
+from tornado_queue.server import simulation as workers
+from tornado_queue.server.simulation import SimulatedWorker, SimulatedWorkers, WorkSignal
 from tornado_queue.storage import MemoryStore
-from tornado_queue.workers import Worker, WorkerPool, WorkSignal
 
 
 class CountingStore(MemoryStore):
@@ -43,8 +44,8 @@ class CountingStore(MemoryStore):
         super().add_ready_listener(listener)
 
 
-def started_pool(pools: list[WorkerPool], store: MemoryStore, **kwargs) -> WorkerPool:
-    pool = WorkerPool(store, **kwargs)
+def started_pool(pools: list[SimulatedWorkers], store: MemoryStore, **kwargs) -> SimulatedWorkers:
+    pool = SimulatedWorkers(store, **kwargs)
     pools.append(pool)
     pool.start()
     return pool
@@ -56,12 +57,12 @@ def new_threads_during(action: Callable[[], None]) -> set[threading.Thread]:
     return set(threading.enumerate()) - before
 
 
-# --- Worker.run_once -------------------------------------------------------------------------
+# --- SimulatedWorker.run_once --------------------------------------------------------------------
 
 
 def test_run_once_takes_one_task_and_completes_it(store):
     first, second = enqueue(store, 2)
-    worker = Worker(store, work_seconds=0, stopping=threading.Event())
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event())
 
     task = worker.run_once()
 
@@ -77,7 +78,7 @@ def test_run_once_takes_one_task_and_completes_it(store):
 
 
 def test_run_once_on_an_empty_queue_returns_none_and_does_nothing(store):
-    worker = Worker(store, work_seconds=0, stopping=threading.Event())
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event())
 
     assert worker.run_once() is None
     assert worker.done == 0
@@ -89,7 +90,7 @@ def test_run_once_when_already_stopping_releases_the_task_back_to_pending(store)
     [task_id] = enqueue(store)
     stopping = threading.Event()
     stopping.set()
-    worker = Worker(store, work_seconds=0, stopping=stopping)
+    worker = SimulatedWorker(store, work_seconds=0, stopping=stopping)
 
     # When a worker still takes a task
     task = worker.run_once()
@@ -106,7 +107,7 @@ def test_run_once_interrupted_while_working_releases_the_task(store):
     # Given a worker busy with a long task
     [task_id] = enqueue(store)
     stopping = threading.Event()
-    worker = Worker(store, work_seconds=30, stopping=stopping)
+    worker = SimulatedWorker(store, work_seconds=30, stopping=stopping)
     result = []
     thread = threading.Thread(target=lambda: result.append(worker.run_once()), daemon=True)
     thread.start()
@@ -139,7 +140,7 @@ def test_a_worker_whose_task_was_completed_by_someone_else_logs_a_warning(
             store.complete(task_id)
             return stopping_meanwhile
 
-    worker = Worker(store, work_seconds=0, stopping=SomeoneElseCompletes())
+    worker = SimulatedWorker(store, work_seconds=0, stopping=SomeoneElseCompletes())
 
     with caplog.at_level(logging.WARNING, logger="tornado_queue.workers"):
         task = worker.run_once()
@@ -155,7 +156,7 @@ def test_a_worker_whose_task_was_completed_by_someone_else_logs_a_warning(
 
 
 def test_work_time_varies_around_work_seconds_by_half_either_way(store):
-    worker = Worker(store, work_seconds=2.0, stopping=threading.Event())
+    worker = SimulatedWorker(store, work_seconds=2.0, stopping=threading.Event())
 
     times = [worker._work_time() for _ in range(500)]
 
@@ -164,7 +165,7 @@ def test_work_time_varies_around_work_seconds_by_half_either_way(store):
     assert max(times) > 2.5
 
 
-# --- WorkSignal ------------------------------------------------------------------------------
+# --- WorkSignal ----------------------------------------------------------------------------------
 
 
 def test_wait_returns_at_once_when_a_notify_came_after_the_generation_was_read():
@@ -249,14 +250,14 @@ def test_wake_all_wakes_every_waiting_thread():
         thread.join(DEADLINE_SECONDS)
 
 
-# --- WorkerPool ------------------------------------------------------------------------------
+# --- SimulatedWorkers ----------------------------------------------------------------------------
 
 
 def test_a_pool_completes_every_task_exactly_once_then_stops_quickly(pools):
     # Given 500 tasks, half of them queued before the pool starts
     store = MemoryStore()
     ids = enqueue(store, 250)
-    pool = WorkerPool(store, count=4, work_seconds=0)
+    pool = SimulatedWorkers(store, count=4, work_seconds=0)
     pools.append(pool)
     threads = new_threads_during(pool.start)
     ids += enqueue(store, 250)
@@ -281,7 +282,7 @@ def test_a_pool_completes_every_task_exactly_once_then_stops_quickly(pools):
 def test_a_pool_of_zero_workers_starts_and_stops_without_doing_anything(pools):
     store = CountingStore()
     ids = enqueue(store, 3)
-    pool = WorkerPool(store, count=0, work_seconds=0)
+    pool = SimulatedWorkers(store, count=0, work_seconds=0)
     pools.append(pool)
 
     threads = new_threads_during(pool.start)
@@ -301,7 +302,7 @@ def test_stopping_a_pool_mid_task_returns_quickly_and_leaves_the_tasks_pending(p
     # Given three workers each busy with a 30-second task, and two tasks still queued
     store = MemoryStore()
     ids = enqueue(store, 5)
-    pool = WorkerPool(store, count=3, work_seconds=30)
+    pool = SimulatedWorkers(store, count=3, work_seconds=30)
     pools.append(pool)
     threads = new_threads_during(pool.start)
     assert wait_until(lambda: store.stats()[TaskStatus.PROCESSING] == 3)
@@ -382,7 +383,7 @@ def test_stop_wakes_an_idle_worker_even_if_it_reads_the_generation_during_stop(p
             super().wake_all()
             woken.set()
 
-    pool = WorkerPool(store, count=1, work_seconds=0, report_seconds=60)
+    pool = SimulatedWorkers(store, count=1, work_seconds=0, report_seconds=60)
     pool._signal = InterleavingSignal()
     pools.append(pool)
     threads = new_threads_during(pool.start)
@@ -439,7 +440,7 @@ def test_a_worker_survives_an_unexpected_store_error_logs_it_and_keeps_working(
     store = FailingOnceStore()
 
     with caplog.at_level(logging.ERROR, logger="tornado_queue.workers"):
-        pool = WorkerPool(store, count=1, work_seconds=0, report_seconds=3600)
+        pool = SimulatedWorkers(store, count=1, work_seconds=0, report_seconds=3600)
         pools.append(pool)
         threads = new_threads_during(pool.start)
         assert store.raised.wait(DEADLINE_SECONDS)
@@ -462,8 +463,8 @@ def test_a_worker_survives_an_unexpected_store_error_logs_it_and_keeps_working(
     assert "broke down once" in str(record.exc_info[1])
 
 
-class ObservedPool(WorkerPool):
-    """A WorkerPool that counts the reporter's rounds (each reads `done` once) for tests to
+class ObservedPool(SimulatedWorkers):
+    """A SimulatedWorkers that counts the reporter's rounds (each reads `done` once) for tests to
     wait on, instead of sleeping for some multiple of `report_seconds`."""
 
     def __init__(self, *args, **kwargs) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from tests.support import DEADLINE_SECONDS, enqueue, wait_until
 from tornado_queue.models import TaskStatus
+from tornado_queue.server.simulation import SimulatedWorker, SimulatedWorkers
 from tornado_queue.storage import MemoryStore, Policy
-from tornado_queue.workers import Worker, WorkerPool
 
 
 class ExactWork(random.Random):
@@ -51,13 +51,13 @@ class Meanwhile(threading.Event):
         return False
 
 
-# --- --fail-rate -----------------------------------------------------------------------------
+# --- --fail-rate ---------------------------------------------------------------------------------
 
 
 def test_a_worker_with_fail_rate_1_fails_every_task_through_the_store(store):
     # The conftest policy has a 1 s retry backoff: a failed attempt waits as scheduled
     first, second = enqueue(store, 2)
-    worker = Worker(store, work_seconds=0, stopping=threading.Event(), fail_rate=1.0)
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event(), fail_rate=1.0)
 
     assert worker.run_once().id == first
     assert worker.run_once().id == second
@@ -75,7 +75,7 @@ def test_a_worker_with_fail_rate_1_fails_every_task_through_the_store(store):
 
 def test_failed_simulated_work_is_retried_until_max_attempts_then_dead(store, clock):
     [task_id] = enqueue(store)
-    worker = Worker(store, work_seconds=0, stopping=threading.Event(), fail_rate=1.0)
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event(), fail_rate=1.0)
 
     for attempt in (1, 2, 3):
         assert worker.run_once().id == task_id
@@ -92,7 +92,7 @@ def test_failed_simulated_work_is_retried_until_max_attempts_then_dead(store, cl
 def test_with_no_backoff_a_simulated_failure_goes_straight_back_to_pending(clock):
     store = MemoryStore(Policy(retry_backoff=0), clock)
     [task_id] = enqueue(store)
-    worker = Worker(store, work_seconds=0, stopping=threading.Event(), fail_rate=1.0)
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event(), fail_rate=1.0)
 
     worker.run_once()
 
@@ -104,7 +104,7 @@ def test_with_no_backoff_a_simulated_failure_goes_straight_back_to_pending(clock
 
 def test_a_worker_with_fail_rate_0_completes_every_task(store):
     ids = enqueue(store, 5)
-    worker = Worker(store, work_seconds=0, stopping=threading.Event(), fail_rate=0.0)
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event(), fail_rate=0.0)
 
     while worker.run_once() is not None:
         pass
@@ -118,7 +118,7 @@ def test_a_worker_with_fail_rate_0_completes_every_task(store):
 def test_a_fail_rate_of_one_half_fails_about_half_the_attempts(clock):
     store = MemoryStore(Policy(max_attempts=1), clock)
     enqueue(store, 400)
-    worker = Worker(
+    worker = SimulatedWorker(
         store, work_seconds=0, stopping=threading.Event(), fail_rate=0.5, rng=random.Random(7)
     )
 
@@ -131,7 +131,7 @@ def test_a_fail_rate_of_one_half_fails_about_half_the_attempts(clock):
     assert 140 < worker.failed < 260
 
 
-# --- heartbeats --------------------------------------------------------------------------------
+# --- heartbeats ----------------------------------------------------------------------------------
 
 
 def test_a_worker_whose_work_outlasts_the_lease_heartbeats_and_keeps_the_task():
@@ -139,7 +139,7 @@ def test_a_worker_whose_work_outlasts_the_lease_heartbeats_and_keeps_the_task():
     # run out halfway through and the task would be handed to someone else
     store = HeartbeatCountingStore(Policy(lease_seconds=0.45))
     [task_id] = enqueue(store)
-    worker = Worker(store, work_seconds=0.9, stopping=threading.Event(), rng=ExactWork())
+    worker = SimulatedWorker(store, work_seconds=0.9, stopping=threading.Event(), rng=ExactWork())
     thread = threading.Thread(target=worker.run_once, daemon=True)
 
     # When the worker runs while another consumer keeps trying to take the task
@@ -168,7 +168,7 @@ def test_a_worker_whose_work_outlasts_the_lease_heartbeats_and_keeps_the_task():
 def test_a_worker_whose_work_is_short_does_not_heartbeat():
     store = HeartbeatCountingStore(Policy(lease_seconds=30))
     enqueue(store)
-    worker = Worker(store, work_seconds=0, stopping=threading.Event())
+    worker = SimulatedWorker(store, work_seconds=0, stopping=threading.Event())
 
     worker.run_once()
 
@@ -176,7 +176,7 @@ def test_a_worker_whose_work_is_short_does_not_heartbeat():
     assert worker.done == 1
 
 
-# --- lost leases -------------------------------------------------------------------------------
+# --- lost leases ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fail_rate", [0.0, 1.0], ids=["completing", "failing"])
@@ -190,7 +190,7 @@ def test_a_worker_whose_lease_expired_and_went_to_another_consumer_logs_and_move
         clock.advance(store.policy.lease_seconds)
         other.append(store.dequeue())
 
-    worker = Worker(
+    worker = SimulatedWorker(
         store,
         work_seconds=0,
         stopping=Meanwhile(lease_expires_and_someone_else_takes_it),
@@ -228,7 +228,7 @@ def test_a_worker_whose_lease_was_lost_before_its_heartbeat_logs_and_moves_on(st
         clock.advance(store.policy.lease_seconds)
         other.append(store.dequeue())
 
-    worker = Worker(
+    worker = SimulatedWorker(
         store,
         work_seconds=20,
         stopping=Meanwhile(lease_expires_and_someone_else_takes_it),
@@ -254,7 +254,7 @@ def test_a_worker_whose_task_was_completed_by_another_consumer_does_not_complete
     store, caplog
 ):
     [task_id] = enqueue(store)
-    worker = Worker(
+    worker = SimulatedWorker(
         store,
         work_seconds=0,
         stopping=Meanwhile(lambda: store.complete(task_id, result=b'"by http"')),
@@ -277,7 +277,7 @@ def test_a_pool_with_fail_rate_one_half_finishes_every_task_completed_or_failed(
     # Given 300 tasks, 3 attempts each, retried at once, and workers that fail half the time
     store = MemoryStore(Policy(max_attempts=3, retry_backoff=0))
     ids = enqueue(store, 300)
-    pool = WorkerPool(store, count=4, work_seconds=0, fail_rate=0.5)
+    pool = SimulatedWorkers(store, count=4, work_seconds=0, fail_rate=0.5)
     pools.append(pool)
     pool.start()
 

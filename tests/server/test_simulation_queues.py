@@ -14,9 +14,9 @@ import pytest
 from tests.support import NO_PROXY, wait_until
 from tornado_queue.config import Settings
 from tornado_queue.models import NewTask, TaskStatus
+from tornado_queue.server.simulation import SimulatedWorker, SimulatedWorkers
 from tornado_queue.storage import MemoryStore
 from tornado_queue.testing import ServerProcess
-from tornado_queue.workers import Worker, WorkerPool
 
 
 def put(store: MemoryStore, queue: str, count: int = 1) -> list[str]:
@@ -24,11 +24,11 @@ def put(store: MemoryStore, queue: str, count: int = 1) -> list[str]:
     return [outcome.task_id for outcome in store.enqueue_many([new] * count)]
 
 
-def worker(store: MemoryStore, *queues: str) -> Worker:
-    return Worker(store, work_seconds=0, stopping=threading.Event(), queues=queues)
+def worker(store: MemoryStore, *queues: str) -> SimulatedWorker:
+    return SimulatedWorker(store, work_seconds=0, stopping=threading.Event(), queues=queues)
 
 
-# --- Worker ----------------------------------------------------------------------------------
+# --- SimulatedWorker -----------------------------------------------------------------------------
 
 
 def test_a_worker_with_queues_takes_only_from_them(store):
@@ -88,12 +88,12 @@ def test_a_worker_with_queues_skips_an_empty_one(store):
     assert consumer.run_once() is None
 
 
-# --- WorkerPool ------------------------------------------------------------------------------
+# --- SimulatedWorkers ----------------------------------------------------------------------------
 
 
 def test_a_pool_with_queues_completes_theirs_and_leaves_the_rest_pending(store, pools):
     [in_c] = put(store, "c")
-    pool = WorkerPool(store, 2, work_seconds=0, queues=("a", "b"))
+    pool = SimulatedWorkers(store, 2, work_seconds=0, queues=("a", "b"))
     pools.append(pool)
     pool.start()
     put(store, "a", 5)
@@ -111,7 +111,7 @@ def test_a_pool_without_queues_serves_a_quiet_queue_while_a_busy_one_is_full(poo
     store = MemoryStore()
     put(store, "busy", 200)
     [quiet] = put(store, "quiet")
-    pool = WorkerPool(store, 1, work_seconds=0.01)
+    pool = SimulatedWorkers(store, 1, work_seconds=0.01)
     pools.append(pool)
     pool.start()
 
@@ -121,7 +121,7 @@ def test_a_pool_without_queues_serves_a_quiet_queue_while_a_busy_one_is_full(poo
     assert done_when_quiet_served <= 3
 
 
-# --- --worker-queues / TQ_WORKER_QUEUES ------------------------------------------------------
+# --- --worker-queues / TQ_WORKER_QUEUES ----------------------------------------------------------
 
 
 def test_worker_queues_default_to_all():

@@ -20,11 +20,11 @@ from tornado.ioloop import IOLoop
 from tornado.tcpclient import TCPClient
 from tornado.testing import bind_unused_port
 
-from tornado_queue.app import make_app
 from tornado_queue.config import Settings
 from tornado_queue.models import DEFAULT_QUEUE, NewTask, TaskStatus
+from tornado_queue.server.app import make_app
+from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import MemoryStore, Policy
-from tornado_queue.waiters import Waiters
 
 OWN_STORE = True  # this module builds its own store (see pytest_generate_tests in conftest)
 
@@ -299,14 +299,14 @@ async def test_a_client_that_leaves_while_its_dequeue_runs_is_not_left_holding_t
     await stream.write(
         b"POST /tasks/dequeue?wait=5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     )
-    await until(lambda: app.settings["waiters"].count() == 1)
+    await until(lambda: app.services.waiters.count() == 1)
     store.hold = "before"  # the woken waiter's look is held until its client has gone
 
     created = await fetch(client, url, "/tasks", b'{"payload": {}}')
     assert created.code == 201
     await until(store.arrived.is_set)
     stream.close()
-    await until(lambda: app.settings["tracker"].active == 0)  # the server saw it go
+    await until(lambda: app.services.tracker.active == 0)  # the server saw it go
     store.opened.set()
     await until(store.returned.is_set)
 

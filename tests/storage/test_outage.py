@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from tornado_queue.errors import OutcomeUnknown, StoreUnavailable
-from tornado_queue.outage import OutageLog
+from tornado_queue.storage.outage import OutageLog
 
 
 def test_an_outage_is_one_warning_with_its_cause_and_one_line_with_its_count(caplog):

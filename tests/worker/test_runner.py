@@ -18,20 +18,20 @@ from typing import Any
 
 import pytest
 
-from tests.client_support import real_server
+from tests.client.support import real_server
 from tests.support import wait_until
 from tornado_queue.client import Client
-from tornado_queue.execution import error_text, load_function
-from tornado_queue.runner import Runner, WorkerConfig, current_task
 from tornado_queue.testing import ROOT, ServerProcess
 from tornado_queue.validation import MAX_ERROR_CHARS
+from tornado_queue.worker.execution import error_text, load_function
+from tornado_queue.worker.runner import Runner, WorkerConfig, current_task
 
 TASKS_MODULE = """
 import os
 import time
 from pathlib import Path
 
-from tornado_queue.runner import current_task
+from tornado_queue.worker.runner import current_task
 
 EVENTS = Path(os.environ["TQ_TEST_EVENTS"])
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import orjson
 
-from .cli_args import add_server_arguments, bounded, queue_name
-from .client import Client, ConnectionFailed, Task, TaskQueueError
+from tornado_queue.arguments import bounded, queue_name
+from tornado_queue.client import Client, ConnectionFailed, Task, TaskQueueError
+from tornado_queue.client.arguments import add_server_arguments
+from tornado_queue.limits import MAX_ATTEMPTS, MAX_DELAY_SECONDS
 
 STATES = ("pending", "processing", "completed", "failed", "scheduled")
 EVENTS = ("enqueued", "completed", "failed", "lease_expired")
@@ -190,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("payload", help="the payload, a JSON object ('-' reads it from stdin)")
     add.add_argument("--queue", type=queue_name)
     add.add_argument("--priority", type=int, help="higher first (default 0)")
-    add.add_argument("--delay", type=bounded(float, 0, 365 * 86400), help="seconds to wait")
-    add.add_argument("--max-attempts", type=bounded(int, 1, 1000))
+    add.add_argument("--delay", type=bounded(float, 0, MAX_DELAY_SECONDS), help="seconds to wait")
+    add.add_argument("--max-attempts", type=bounded(int, 1, MAX_ATTEMPTS))
     add.add_argument("--key", help="idempotency key: the same key gives the same task")
 
     for name, summary in (("get", "show one task"), ("retry", "put a failed task back")):

@@ -10,9 +10,9 @@
         client.complete(task, result={"sent": True})
 """
 
-from .asynchronous import AsyncClient
-from .endpoint import DEFAULT_URL
-from .errors import (
+from tornado_queue.client.asynchronous import AsyncClient
+from tornado_queue.client.endpoint import DEFAULT_URL
+from tornado_queue.client.errors import (
     BadRequest,
     Conflict,
     ConnectionFailed,
@@ -27,8 +27,8 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .sync import Client
-from .task import Task
+from tornado_queue.client.sync import Client
+from tornado_queue.client.task import Task
 
 __all__ = [
     "DEFAULT_URL",

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 
-from . import calls
-from .calls import Call, Response, TaskRef
-from .endpoint import (
+from tornado_queue.client import calls
+from tornado_queue.client.calls import Call, Response, TaskRef
+from tornado_queue.client.endpoint import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -19,8 +19,8 @@ from .endpoint import (
     Endpoint,
     base_headers,
 )
-from .errors import ConnectionFailed
-from .task import Task
+from tornado_queue.client.errors import ConnectionFailed
+from tornado_queue.client.task import Task
 
 T = TypeVar("T")
 NO_ANSWER = 599

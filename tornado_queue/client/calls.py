@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from .errors import (
+from tornado_queue.client.errors import (
     BY_STATUS,
     LeaseLost,
     OutcomeUnknown,
@@ -24,7 +24,7 @@ from .errors import (
     TooManyRequests,
     Unavailable,
 )
-from .task import Task
+from tornado_queue.client.task import Task
 
 T = TypeVar("T")
 TaskRef = Task | str

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import calls
-from .calls import Call, Response, TaskRef
-from .endpoint import (
+from tornado_queue.client import calls
+from tornado_queue.client.calls import Call, Response, TaskRef
+from tornado_queue.client.endpoint import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -21,8 +21,8 @@ from .endpoint import (
     Endpoint,
     base_headers,
 )
-from .errors import ConnectionFailed
-from .task import Task
+from tornado_queue.client.errors import ConnectionFailed
+from tornado_queue.client.task import Task
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..models import TaskStatus
+from tornado_queue.models import TaskStatus
 
 
 def _time(value: Any) -> datetime | None:

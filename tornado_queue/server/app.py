@@ -9,12 +9,18 @@ from tornado.httputil import HTTPMessageDelegate, HTTPServerRequest
 from tornado.util import re_unescape
 from tornado.web import Application, RequestHandler
 
-from .auth import warn_if_open
-from .bodywatch import BodyDeadlines
-from .config import Settings
-from .handlers.base import ApiHandler, NotFoundHandler, RequestTracker, is_json
-from .handlers.dashboard import DASHBOARD_DIR, DashboardAssetHandler, DashboardHandler
-from .handlers.docs import (
+from tornado_queue.config import Settings
+from tornado_queue.logs import log_request
+from tornado_queue.server import openapi
+from tornado_queue.server.auth import Tokens, warn_if_open
+from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.handlers.base import ApiHandler, NotFoundHandler, is_json
+from tornado_queue.server.handlers.dashboard import (
+    DASHBOARD_DIR,
+    DashboardAssetHandler,
+    DashboardHandler,
+)
+from tornado_queue.server.handlers.docs import (
     DOCS_STATIC_PATH,
     SWAGGER_UI_PATH,
     DocsAssets,
@@ -22,15 +28,15 @@ from .handlers.docs import (
     OpenApiHandler,
     SwaggerUiAssets,
 )
-from .handlers.health import HealthHandler
-from .handlers.metrics import MetricsHandler
-from .handlers.queue import (
+from tornado_queue.server.handlers.health import HealthHandler
+from tornado_queue.server.handlers.metrics import MetricsHandler
+from tornado_queue.server.handlers.queue import (
     QueuesHandler,
     QueueStatsHandler,
     QueueTotalsHandler,
     QueueViewHandler,
 )
-from .handlers.tasks import (
+from tornado_queue.server.handlers.tasks import (
     CompleteBatchHandler,
     CompleteHandler,
     DequeueBatchHandler,
@@ -42,11 +48,11 @@ from .handlers.tasks import (
     TaskHandler,
     TasksHandler,
 )
-from .logs import log_request
-from .metrics import Metrics
-from .ratelimit import RateLimiter
-from .storage import Store
-from .waiters import Waiters
+from tornado_queue.server.metrics import Metrics
+from tornado_queue.server.ratelimit import RateLimiter
+from tornado_queue.server.services import RequestTracker, Services
+from tornado_queue.server.waiters import Waiters
+from tornado_queue.storage import Store
 
 # Literal routes come before `/tasks/{id}` so that `/tasks/dequeue` or `/tasks/batch` is never
 # read as an id. A route with a third element (static assets) gets those handler arguments
@@ -92,10 +98,11 @@ class QueueApplication(Application):
     passed. (Measured: the buffered path serves the common request with fewer instructions;
     see README, Performance.)"""
 
-    def __init__(self, *args: Any, max_body_bytes: int, body_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, services: Services, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._max_body_bytes = max_body_bytes
-        self.body_deadlines = BodyDeadlines(body_timeout)
+        self.services = services
+        self._max_body_bytes = services.config.max_body_bytes
+        self.body_deadlines = services.body_deadlines
 
     def get_handler_delegate(
         self,
@@ -140,40 +147,40 @@ def buffered(handler: type[RequestHandler]) -> type[RequestHandler]:
     return type(handler.__name__, (handler,), {"_stream_request_body": False})
 
 
-def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Application:
-    """Build the Tornado application over `store`.
+def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> QueueApplication:
+    """Build the Tornado application over `store`; `app.services` holds what its handlers
+    share (the request tracker and waiters a graceful shutdown needs among them).
 
-    `app.settings["tracker"]` counts the requests in progress, for a graceful shutdown,
-    `app.settings["waiters"]` holds the long-polling consumers, `app.settings["metrics"]`
-    the request latencies and `app.settings["tokens"]` the bearer tokens (empty: auth off).
     Raises `auth.TokenError` on a bad token or tokens file.
     """
-    tokens = settings.tokens()
+    tokens = Tokens.configured(settings.auth_token, settings.tokens_file)
     warn_if_open(tokens, settings.host)
-    tracker = RequestTracker()
-    waiters = Waiters(store)
-    metrics = Metrics()
+    services = Services(
+        store=store,
+        config=settings,
+        tokens=tokens,
+        tracker=RequestTracker(),
+        waiters=Waiters(store),
+        metrics=Metrics(),
+        body_deadlines=BodyDeadlines(settings.body_timeout),
+        rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
+        openapi_document=openapi.document_bytes(ROUTES),
+    )
 
     def log_function(handler: RequestHandler) -> None:
-        metrics.observe(handler)
+        services.metrics.observe(handler)
         log_request(handler)
 
-    handler_args = {"store": store, "config": settings, "tracker": tracker, "waiters": waiters}
+    handler_args = {"services": services}
     rules = [
         (entry[0], route(entry[1], entry[0]), entry[2] if len(entry) == 3 else handler_args)
         for entry in ROUTES
     ]
     return QueueApplication(
         rules,
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout=settings.body_timeout,
+        services=services,
         default_handler_class=NotFoundHandler,
         default_handler_args=handler_args,
-        tracker=tracker,
-        waiters=waiters,
-        metrics=metrics,
-        tokens=tokens,
-        rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
         log_function=log_function,
         **tornado_settings,
     )

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from tornado_queue.errors import TokenError
+from tornado_queue.validation import check_token
+
+__all__ = ["TokenError", "Tokens", "check_token"]
+
 log = logging.getLogger("tornado_queue.lifecycle")
 
 
@@ -31,16 +36,8 @@ PRODUCERS = frozenset({Role.PRODUCER, Role.ADMIN})
 CONSUMERS = frozenset({Role.CONSUMER, Role.ADMIN})
 ANY_ROLE = frozenset(Role)
 
-MIN_TOKEN_CHARS = 16
-MAX_TOKEN_CHARS = 512
-# RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
-TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)")
 REALM = 'Bearer realm="tornado_queue"'
-
-
-class TokenError(ValueError):
-    """A configured token or tokens file is unusable; the message never holds the token."""
 
 
 def digest(token: str) -> bytes:
@@ -50,19 +47,6 @@ def digest(token: str) -> bytes:
 def token_id(token_digest: bytes) -> str:
     """A short, non-secret name for a token (for messages): 8 hex digits of its digest."""
     return token_digest.hex()[:8]
-
-
-def check_token(token: str, where: str) -> None:
-    if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
-        raise TokenError(
-            f"{where}: a token must be {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} characters, "
-            f"this one has {len(token)}"
-        )
-    if not TOKEN.fullmatch(token):
-        raise TokenError(
-            f"{where}: a token may hold only A-Z a-z 0-9 - . _ ~ + / (and = at the end), "
-            "as a bearer token must"
-        )
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from tornado.web import RequestHandler
 
-from .models import Event, TaskStatus
-from .storage.base import RETIRED
+from tornado_queue.models import Event, TaskStatus
+from tornado_queue.storage.base import RETIRED
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The classic text format: every Prometheus version (and most other scrapers) reads it."""

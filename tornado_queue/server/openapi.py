@@ -3,24 +3,32 @@
 Written by hand from what the handlers and `validation.py` really do; the bounds come from the
 same constants the server checks with, so a limit changed there changes here. Tests keep it
 true: the document validates, its paths and methods equal the route table both ways, and
-schemathesis runs every operation against a real server (`tests/test_schemathesis.py`).
+schemathesis runs every operation against a real server (`tests/server/test_schemathesis.py`).
 """
 
 from __future__ import annotations
 
 import copy
-from functools import cache
+from collections.abc import Sequence
 from typing import Any
 
-from . import codec, validation
-from .auth import describe
-from .handlers.base import PROBLEM_TYPES
-from .handlers.queue import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
-from .handlers.tasks import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
-from .metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
-from .models import DEFAULT_QUEUE, LISTED, Event, TaskStatus
+from tornado_queue import codec, limits, validation
+from tornado_queue.limits import (
+    MAX_LEASE_SECONDS,
+    MAX_WAIT_SECONDS,
+    MIN_LEASE_SECONDS,
+    VIEW_DEFAULT_LIMIT,
+    VIEW_MAX_LIMIT,
+    VIEW_MAX_OFFSET,
+)
+from tornado_queue.models import DEFAULT_QUEUE, LISTED, Event, TaskStatus
+from tornado_queue.server.auth import describe
+from tornado_queue.server.handlers.base import PROBLEM_TYPES
+from tornado_queue.server.metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
 
 Json = dict[str, Any]
+Routes = Sequence[tuple[Any, ...]]
+"""A route table: (pattern, handler class[, handler arguments]), as `app.ROUTES`."""
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"
@@ -55,14 +63,14 @@ TIMESTAMP: Json = {
 LEASE_ID: Json = {
     "type": "string",
     "minLength": 1,
-    "maxLength": validation.MAX_LEASE_ID_CHARS,
+    "maxLength": limits.MAX_LEASE_ID_CHARS,
     "description": "The `lease_id` a dequeue returned; a command carrying an older one is "
     "refused with 409.",
 }
 PRIORITY: Json = {
     "type": "integer",
-    "minimum": -validation.MAX_PRIORITY,
-    "maximum": validation.MAX_PRIORITY,
+    "minimum": -limits.MAX_PRIORITY,
+    "maximum": limits.MAX_PRIORITY,
     "description": "Higher is served first; FIFO within a priority. Written without a fraction "
     "(`5`, not `5.0`).",
 }
@@ -78,7 +86,7 @@ NEW_TASK_PROPERTIES: Json = {
     "delay": {
         "type": "number",
         "minimum": 0,
-        "maximum": validation.MAX_DELAY_SECONDS,
+        "maximum": limits.MAX_DELAY_SECONDS,
         "default": 0,
         "description": "Seconds before the task is ready; until then it is `scheduled`.",
     },
@@ -86,7 +94,7 @@ NEW_TASK_PROPERTIES: Json = {
         {
             "type": "integer",
             "minimum": 1,
-            "maximum": validation.MAX_ATTEMPTS_LIMIT,
+            "maximum": limits.MAX_ATTEMPTS,
             "description": "Deliveries before the task is failed for good; null or absent: "
             "the server's `--max-attempts` (default 3).",
         }
@@ -152,7 +160,7 @@ SCHEMAS: Json = {
             "max_attempts": {
                 "type": "integer",
                 "minimum": 1,
-                "maximum": validation.MAX_ATTEMPTS_LIMIT,
+                "maximum": limits.MAX_ATTEMPTS,
             },
             "created_at": TIMESTAMP,
             "available_at": TIMESTAMP,
@@ -187,7 +195,7 @@ SCHEMAS: Json = {
             "tasks": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": validation.MAX_BATCH,
+                "maxItems": limits.MAX_BATCH,
                 "items": {
                     "type": "object",
                     "required": ["payload"],
@@ -213,7 +221,7 @@ SCHEMAS: Json = {
             "ids": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": validation.MAX_BATCH,
+                "maxItems": limits.MAX_BATCH,
                 "items": {"type": "string"},
                 "description": "One id per item, in the order given.",
             }
@@ -226,7 +234,7 @@ SCHEMAS: Json = {
         "properties": {
             "tasks": {
                 "type": "array",
-                "maxItems": validation.MAX_BATCH,
+                "maxItems": limits.MAX_BATCH,
                 "items": schema_ref("Task"),
             }
         },
@@ -243,7 +251,7 @@ SCHEMAS: Json = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "error": nullable({"type": "string", "maxLength": validation.MAX_ERROR_CHARS}),
+            "error": nullable({"type": "string", "maxLength": limits.MAX_ERROR_CHARS}),
             "retry": {
                 "type": "boolean",
                 "default": True,
@@ -265,7 +273,7 @@ SCHEMAS: Json = {
             "tasks": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": validation.MAX_BATCH,
+                "maxItems": limits.MAX_BATCH,
                 "items": {
                     "type": "object",
                     "required": ["id"],
@@ -397,7 +405,7 @@ PARAMETERS: Json = {
     ),
     "Count": query(
         "count",
-        {"type": "integer", "minimum": 1, "maximum": validation.MAX_BATCH, "default": 1},
+        {"type": "integer", "minimum": 1, "maximum": limits.MAX_BATCH, "default": 1},
         "Most tasks to lease (plain digits).",
     ),
     "ViewStatus": query(
@@ -891,13 +899,10 @@ SECURITY_SCHEMES: Json = {
 }
 
 
-def _with_auth(paths: Json) -> Json:
+def _with_auth(paths: Json, routes: Routes) -> Json:
     """The roles of each operation, from the handler that serves it (the one place they are
     set): protected operations get `security`, 401 and 403, and their roles in the text."""
-    # Imported here: the app imports the docs handler, which imports this module.
-    from .app import ROUTES  # noqa: PLC0415
-
-    handlers = {entry[0].replace("([^/]+)", "{id}").replace("\\", ""): entry[1] for entry in ROUTES}
+    handlers = {entry[0].replace("([^/]+)", "{id}").replace("\\", ""): entry[1] for entry in routes}
     for path, methods in paths.items():
         handler = handlers[path]
         for method, operation_document in methods.items():
@@ -959,9 +964,8 @@ without a known token, 403 when the token's role (producer, consumer, admin) may
 """
 
 
-@cache
-def document() -> Json:
-    """The OpenAPI document, built once."""
+def document(routes: Routes) -> Json:
+    """The OpenAPI document of the app serving `routes` (its route table: pattern, handler)."""
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -976,7 +980,7 @@ def document() -> Json:
             {"name": "operations", "description": "Health, metrics and the dashboard."},
             {"name": "documentation", "description": "This description, and its UI."},
         ],
-        "paths": _with_auth(_with_store_failures(_paths())),
+        "paths": _with_auth(_with_store_failures(_paths()), routes),
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,
@@ -988,7 +992,7 @@ def document() -> Json:
     }
 
 
-@cache
-def document_bytes() -> bytes:
-    """The document as JSON, encoded once: every `/openapi.json` answer writes these bytes."""
-    return codec.dumps(document())
+def document_bytes(routes: Routes) -> bytes:
+    """The document as JSON: the app encodes it once, and every `/openapi.json` answer writes
+    these bytes."""
+    return codec.dumps(document(routes))

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import ssl
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,14 +16,17 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
-from . import logs, store_calls
-from .app import make_app
-from .bodywatch import BodyDeadlines
-from .config import Settings
-from .handlers.base import RequestTracker
-from .storage import Store, create_store
-from .waiters import Waiters
-from .workers import WorkerPool
+from tornado_queue import logs
+from tornado_queue.config import Settings
+from tornado_queue.errors import TokenError
+from tornado_queue.server import store_calls
+from tornado_queue.server.app import make_app
+from tornado_queue.server.auth import Tokens
+from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.services import RequestTracker
+from tornado_queue.server.simulation import SimulatedWorkers
+from tornado_queue.server.waiters import Waiters
+from tornado_queue.storage import Policy, Store, create_store
 
 log = logging.getLogger("tornado_queue")
 # Start-up and shutdown lines are shown at every --log-level: with --port 0 the start-up line
@@ -41,6 +45,11 @@ gets its JSON 413 on a healthy connection; beyond that Tornado closes the connec
 def main(argv: Sequence[str] | None = None) -> int:
     """`python main.py FLAGS` and `python -m tornado_queue serve FLAGS`."""
     settings = Settings.from_args(argv)
+    try:
+        Tokens.configured(settings.auth_token, settings.tokens_file)
+    except TokenError as exc:  # a bad tokens file stops the start-up, naming its line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings)
     return asyncio.run(serve(settings))
 
@@ -74,7 +83,7 @@ class Running:
     bodies: BodyDeadlines
     waiters: Waiters
     reaper: PeriodicCallback
-    pool: WorkerPool
+    pool: SimulatedWorkers
     store: Store
 
 
@@ -83,7 +92,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     if store is None:
         store = create_store(
             settings.backend,
-            settings.policy(),
+            Policy.of(settings),
             db=settings.db,
             sync=settings.sqlite_sync,
             redis_url=settings.redis_url,
@@ -114,7 +123,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     )
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
-    pool = WorkerPool(
+    pool = SimulatedWorkers(
         store,
         settings.workers,
         settings.work_seconds,
@@ -124,14 +133,9 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     pool.start()
     reaper = PeriodicCallback(lambda: store_calls.reap(store), REAP_INTERVAL_MS)
     reaper.start()
+    services = app.services
     running = Running(
-        server,
-        app.settings["tracker"],
-        app.body_deadlines,
-        app.settings["waiters"],
-        reaper,
-        pool,
-        store,
+        server, services.tracker, services.body_deadlines, services.waiters, reaper, pool, store
     )
 
     shutdown = asyncio.Event()

@@ -1,4 +1,8 @@
-"""Background worker threads that dequeue, simulate work and complete tasks through the store."""
+"""The `--workers N` simulation: threads inside the server that dequeue, pretend to work
+(`--work-seconds`, failing at `--fail-rate`) and complete tasks straight through the store, so
+that a demo or a load test shows consumers at work concurrently with HTTP clients. Real
+consumers are separate processes: the worker runner (`tornado_queue.worker`) or any HTTP
+client."""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .errors import QueueError, StoreFailure
-from .models import Task
-from .storage import Store
+from tornado_queue.errors import QueueError, StoreFailure
+from tornado_queue.models import Task
+from tornado_queue.storage import Store
 
 log = logging.getLogger("tornado_queue.workers")
 
@@ -50,7 +54,7 @@ class WorkSignal:
                 self._condition.wait(timeout)
 
 
-class Worker:
+class SimulatedWorker:
     """One simulated consumer. `run_once` does a single dequeue-work-finish step."""
 
     def __init__(
@@ -130,7 +134,7 @@ class Worker:
             self.done += 1
 
 
-class WorkerPool:
+class SimulatedWorkers:
     """N worker threads plus a reporter that logs progress every `report_seconds`."""
 
     def __init__(
@@ -150,7 +154,7 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._signal = WorkSignal()
         self.workers = [
-            Worker(store, work_seconds, self._stopping, fail_rate, queues=queues)
+            SimulatedWorker(store, work_seconds, self._stopping, fail_rate, queues=queues)
             for _ in range(count)
         ]
         self._threads: list[threading.Thread] = []
@@ -188,7 +192,7 @@ class WorkerPool:
             log.error("worker threads still running after %.1fs: %s", timeout, ", ".join(alive))
         return not alive
 
-    def _loop(self, worker: Worker) -> None:
+    def _loop(self, worker: SimulatedWorker) -> None:
         while True:
             # Read the generation before checking the flag: stop() sets the flag, then wakes, so
             # a worker never sleeps through a stop that happened after it looked.

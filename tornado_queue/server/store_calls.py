@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from tornado.ioloop import IOLoop
 
-from .errors import StoreFailure
-from .storage import Store
+from tornado_queue.errors import StoreFailure
+from tornado_queue.storage import Store
 
 T = TypeVar("T")
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 from tornado import gen
 from tornado.ioloop import IOLoop
 
-from . import store_calls
-from .errors import StoreFailure
-from .storage import Store
+from tornado_queue.errors import StoreFailure
+from tornado_queue.server import store_calls
+from tornado_queue.storage import Store
 
 STALE_RATIO = 2
 """A queue's parked list is rebuilt once it holds this many times more entries than waiters."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .base import Policy, Store
-from .memory import MemoryStore
-from .sqlite import SqliteStore
-
-BACKENDS = ("memory", "sqlite", "redis")
+from tornado_queue.config import BACKENDS
+from tornado_queue.storage.base import Policy, Store
+from tornado_queue.storage.memory import MemoryStore
+from tornado_queue.storage.sqlite import SqliteStore
 
 
 def create_store(
@@ -25,7 +24,7 @@ def create_store(
         return SqliteStore(db, policy, sync=sync)
     if backend == "redis":
         # Imported here so the memory and SQLite stores never need redis-py loaded.
-        from .redis import RedisStore  # noqa: PLC0415
+        from tornado_queue.storage.redis import RedisStore  # noqa: PLC0415
 
         return RedisStore(redis_url, policy, prefix=redis_prefix)
     raise ValueError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")

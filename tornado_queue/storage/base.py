@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
-from ..errors import QueueError, TaskNotFound, queue_full, store_full, too_many_queues
-from ..models import (
+from tornado_queue.config import Settings
+from tornado_queue.errors import QueueError, TaskNotFound, queue_full, store_full, too_many_queues
+from tornado_queue.models import (
     DEFAULT_QUEUE,
     Completion,
     Enqueued,
@@ -42,7 +43,7 @@ from ..models import (
     Task,
     TaskStatus,
 )
-from ..outage import OutageLog
+from tornado_queue.storage.outage import OutageLog
 
 ReadyListener = Callable[[str, int], None]
 """Called with a queue name and a count after that many tasks became ready to dequeue there.
@@ -102,6 +103,19 @@ class Policy:
     """Most tasks held in all, any state (finished ones until forgotten); 0 means no limit."""
     max_queues: int = 0
     """Most queues holding tasks at once; 0 means no limit."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        """The delivery rules the server's settings give a store."""
+        return cls(
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            retry_backoff=settings.retry_backoff,
+            retention_seconds=settings.retention_seconds,
+            max_pending=settings.max_pending,
+            max_tasks=settings.max_tasks,
+            max_queues=settings.max_queues,
+        )
 
     @property
     def limited(self) -> bool:

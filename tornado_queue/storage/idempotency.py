@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .deadlines import DeadlineHeap
+from tornado_queue.storage.deadlines import DeadlineHeap
 
 
 @dataclass(slots=True)

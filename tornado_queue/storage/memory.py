@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from itertools import islice
 from types import TracebackType
 
-from .. import ids
-from ..clock import Clock, SystemClock
-from ..errors import (
+from tornado_queue import ids
+from tornado_queue.clock import Clock, SystemClock
+from tornado_queue.errors import (
     TaskNotFound,
     key_conflict,
     lease_lost,
@@ -19,11 +19,18 @@ from ..errors import (
     not_processing,
     still_processing,
 )
-from ..models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import RETIRED, Policy, ReadyListener, Store, repeats_closing, to_create
-from .deadlines import DeadlineHeap
-from .idempotency import IdempotencyKeys
-from .pending import PendingQueue
+from tornado_queue.models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
+from tornado_queue.storage.base import (
+    RETIRED,
+    Policy,
+    ReadyListener,
+    Store,
+    repeats_closing,
+    to_create,
+)
+from tornado_queue.storage.deadlines import DeadlineHeap
+from tornado_queue.storage.idempotency import IdempotencyKeys
+from tornado_queue.storage.pending import PendingQueue
 
 
 def _zero_counts() -> dict[TaskStatus, int]:

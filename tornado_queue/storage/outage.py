@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from .errors import StoreFailure
+from tornado_queue.errors import StoreFailure
 
 log = logging.getLogger("tornado_queue.store")
 

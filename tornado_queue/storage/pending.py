@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import chain
 
-from ..models import Task, TaskStatus
+from tornado_queue.models import Task, TaskStatus
 
 COMPACT_AFTER = 1024
 """Deleted entries a priority level tolerates before it may be rebuilt without them."""

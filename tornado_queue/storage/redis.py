@@ -14,9 +14,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import ids
-from ..clock import Clock, SystemClock
-from ..errors import (
+from tornado_queue import ids
+from tornado_queue.clock import Clock, SystemClock
+from tornado_queue.errors import (
     OutcomeUnknown,
     QueueError,
     StoreUnavailable,
@@ -30,8 +30,8 @@ from ..errors import (
     store_full,
     too_many_queues,
 )
-from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import Policy, ReadyListener, Store
+from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
+from tornado_queue.storage.base import Policy, ReadyListener, Store
 
 log = logging.getLogger("tornado_queue.redis")
 

@@ -10,9 +10,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from .. import ids
-from ..clock import Clock, SystemClock
-from ..errors import (
+from tornado_queue import ids
+from tornado_queue.clock import Clock, SystemClock
+from tornado_queue.errors import (
     OutcomeUnknown,
     StoreUnavailable,
     TaskNotFound,
@@ -22,8 +22,15 @@ from ..errors import (
     not_processing,
     still_processing,
 )
-from ..models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
-from .base import RETIRED, Policy, ReadyListener, Store, repeats_closing, to_create
+from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
+from tornado_queue.storage.base import (
+    RETIRED,
+    Policy,
+    ReadyListener,
+    Store,
+    repeats_closing,
+    to_create,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from .client import Task
-from .validation import MAX_ERROR_CHARS
+from tornado_queue.client import Task
+from tornado_queue.validation import MAX_ERROR_CHARS
 
 TaskFunction = Callable[[dict[str, Any]], Any]
 

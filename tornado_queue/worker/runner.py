@@ -25,11 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from . import execution, logs
-from .cli_args import add_server_arguments, bounded, queue_name
-from .client import Client, ConnectionFailed, LeaseLost, Task, TaskQueueError
-from .client.endpoint import DEFAULT_URL
-from .execution import Outcome, TaskFunction, current_task
+from tornado_queue import logs
+from tornado_queue.arguments import bounded, queue_name
+from tornado_queue.client import Client, ConnectionFailed, LeaseLost, Task, TaskQueueError
+from tornado_queue.client.arguments import add_server_arguments
+from tornado_queue.client.endpoint import DEFAULT_URL
+from tornado_queue.limits import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
+from tornado_queue.worker import execution
+from tornado_queue.worker.execution import Outcome, TaskFunction, current_task
 
 __all__ = ["Runner", "WorkerConfig", "current_task", "main"]
 
@@ -296,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option(
         "--lease",
-        type=bounded(float, 1, 43200),
+        type=bounded(float, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
         default=30.0,
         help="lease per task in seconds, renewed every third of it (default 30)",
     )
     option(
         "--wait",
-        type=bounded(float, 1, 30),  # at least 1: an idle worker must not spin
+        type=bounded(float, 1, MAX_WAIT_SECONDS),  # at least 1: an idle worker must not spin
         default=20.0,
         help="long-poll seconds per dequeue, 1 to 30 (default 20)",
     )

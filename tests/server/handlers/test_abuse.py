@@ -8,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from tests.handlers.helpers import assert_json, assert_problem, request
-from tornado_queue.app import make_app
+from tests.server.handlers.helpers import assert_json, assert_problem, request
+from tornado_queue.server.app import make_app
 from tornado_queue.storage import MemoryStore
 
 OWN_STORE = True  # limits live in the handler layer: one memory store, one call mode
@@ -64,7 +64,7 @@ async def test_a_limited_enqueue_adds_nothing_and_health_is_never_limited(
 @pytest.mark.gen_test
 @pytest.mark.parametrize("app", [{"max_waiters": 2}], indirect=True)
 async def test_one_long_poll_past_max_waiters_gets_503_at_once(http_client, base_url, app):
-    waiters = app.settings["waiters"]
+    waiters = app.services.waiters
     parked = [
         asyncio.ensure_future(
             request(http_client, base_url, "POST", "/tasks/dequeue?wait=5", request_timeout=10)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.handlers.helpers import assert_json, assert_problem, request
+from tests.server.handlers.helpers import assert_json, assert_problem, request
 from tornado_queue.config import Settings
 from tornado_queue.models import TaskStatus
 from tornado_queue.storage import MemoryStore

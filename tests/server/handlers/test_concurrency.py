@@ -29,7 +29,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from tests.conftest import STORE_CALLS
-from tests.handlers.helpers import (
+from tests.server.handlers.helpers import (
     assert_json,
     assert_problem,
     assert_task_document,
@@ -37,11 +37,11 @@ from tests.handlers.helpers import (
     stats,
 )
 from tests.support import NO_PROXY
-from tornado_queue.app import make_app
 from tornado_queue.config import Settings
 from tornado_queue.models import NewTask
+from tornado_queue.server.app import make_app
+from tornado_queue.server.simulation import SimulatedWorkers
 from tornado_queue.storage import MemoryStore
-from tornado_queue.workers import WorkerPool
 
 RACERS = 4
 """Store calls a `StartingGate` releases together: fewer than the threads of the smallest
@@ -362,7 +362,7 @@ def test_threaded_clients_and_worker_threads_complete_every_task_exactly_once(
     log = CompletionLog(store)
     monkeypatch.setattr(store, "complete", log.complete)
     app = make_app(store, Settings(max_body_bytes=64 * 1024))
-    pool = WorkerPool(store, count=4, work_seconds=0, report_seconds=3600)
+    pool = SimulatedWorkers(store, count=4, work_seconds=0, report_seconds=3600)
     barrier = threading.Barrier(threads)
     http_completed: list[str] = []
     http_completed_lock = threading.Lock()

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.handlers.helpers import assert_problem, request
-from tornado_queue.handlers.dashboard import DASHBOARD_DIR, INDEX
+from tests.server.handlers.helpers import assert_problem, request
+from tornado_queue.server.handlers.dashboard import DASHBOARD_DIR, INDEX
 from tornado_queue.storage import MemoryStore
 
 OWN_STORE = True

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.handlers.test_dashboard_browser import call as api_call
+from tests.server.handlers.test_dashboard_browser import call as api_call
 from tornado_queue.testing import ServerProcess
 
 pytestmark = pytest.mark.timeout(90)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.handlers.conftest import WAIT_MS
+from tests.server.handlers.conftest import WAIT_MS
 from tests.support import NO_PROXY
 from tornado_queue.testing import ROOT, ServerProcess, free_port
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.handlers.conftest import WAIT_MS
-from tests.test_openapi import operations
+from tests.server.handlers.conftest import WAIT_MS
+from tests.server.test_openapi import operations
 from tornado_queue.testing import ServerProcess
 
 pytestmark = pytest.mark.timeout(90)

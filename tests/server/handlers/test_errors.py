@@ -8,7 +8,7 @@ import logging
 import orjson
 import pytest
 
-from tests.handlers.helpers import (
+from tests.server.handlers.helpers import (
     assert_json,
     assert_problem,
     at,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.handlers.helpers import (
+from tests.server.handlers.helpers import (
     assert_json,
     assert_problem,
     assert_task_document,

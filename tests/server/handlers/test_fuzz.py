@@ -60,12 +60,12 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.util import re_unescape
 
-from tests.handlers.helpers import assert_not_html, check_problem_document
+from tests.server.handlers.helpers import assert_not_html, check_problem_document
 from tornado_queue import codec
-from tornado_queue.app import ROUTES, make_app
 from tornado_queue.config import Settings
-from tornado_queue.handlers.base import ApiHandler
 from tornado_queue.models import LISTED, NewTask
+from tornado_queue.server.app import ROUTES, make_app
+from tornado_queue.server.handlers.base import ApiHandler
 from tornado_queue.storage import MemoryStore, Policy
 from tornado_queue.validation import (
     BATCH_FIELDS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tornado.httputil import HTTPHeaders
 
-from tests.handlers.helpers import assert_problem, request
+from tests.server.handlers.helpers import assert_problem, request
 
 
 @pytest.mark.gen_test

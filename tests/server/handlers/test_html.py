@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tornado_queue.handlers.html import PAGE_HEADERS
+from tornado_queue.server.handlers.html import PAGE_HEADERS
 from tornado_queue.storage import MemoryStore
 
 OWN_STORE = True  # the pages never touch a store: one memory store, one call mode

@@ -7,7 +7,7 @@ import json
 import pytest
 from tornado.httputil import HTTPHeaders
 
-from tests.handlers.helpers import assert_problem
+from tests.server.handlers.helpers import assert_problem
 
 
 @pytest.mark.gen_test

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.handlers.helpers import assert_json, assert_problem, request, stats
+from tests.server.handlers.helpers import assert_json, assert_problem, request, stats
 from tornado_queue.storage import Policy
 
 

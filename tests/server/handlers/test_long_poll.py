@@ -18,10 +18,16 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.ioloop import IOLoop
 from tornado.tcpclient import TCPClient
 
-from tests.handlers.helpers import assert_json, assert_problem, parse_timestamp, request, stats
+from tests.server.handlers.helpers import (
+    assert_json,
+    assert_problem,
+    parse_timestamp,
+    request,
+    stats,
+)
 from tornado_queue.models import NewTask
+from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import MemoryStore
-from tornado_queue.waiters import Waiters
 
 ZERO = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0}
 FAST = 0.5  # a wake-up, measured end to end over loopback HTTP, must come well within this
@@ -40,7 +46,7 @@ def store(request, policy):
 
 @pytest.fixture
 def waiters(app) -> Waiters:
-    return app.settings["waiters"]
+    return app.services.waiters
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.handlers.helpers import assert_json, dequeue, enqueue, request
+from tests.server.handlers.helpers import assert_json, dequeue, enqueue, request
 
 
 async def scrape(http_client, base_url) -> dict[tuple[str, tuple], float]:

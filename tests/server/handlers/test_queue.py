@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.handlers.helpers import (
+from tests.server.handlers.helpers import (
     STATS_KEYS,
     assert_json,
     assert_problem,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.handlers.helpers import assert_json, assert_problem, dequeue, enqueue, request
+from tests.server.handlers.helpers import assert_json, assert_problem, dequeue, enqueue, request
 from tornado_queue.models import NewTask
 
 TOTAL_KEYS = {"enqueued", "completed", "failed", "lease_expired"}

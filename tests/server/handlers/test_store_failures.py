@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.handlers.helpers import assert_json, assert_problem, request
-from tornado_queue.handlers import base
+from tests.server.handlers.helpers import assert_json, assert_problem, request
+from tornado_queue.server.handlers import base
 from tornado_queue.storage import SqliteStore
 from tornado_queue.storage.redis import RedisStore
 from tornado_queue.testing import RedisServer

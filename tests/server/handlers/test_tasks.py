@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.handlers.helpers import (
+from tests.server.handlers.helpers import (
     assert_json,
     assert_problem,
     assert_task_document,

@@ -15,10 +15,9 @@ from typing import Any, ClassVar, TypeVar
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from .. import codec, ids
-from ..auth import ADMIN, REALM, Principal, Role, Tokens, bearer_token, describe
-from ..config import Settings
-from ..errors import (
+from tornado_queue import codec, ids
+from tornado_queue.config import Settings
+from tornado_queue.errors import (
     IdempotencyConflict,
     InvalidTransition,
     OutcomeUnknown,
@@ -30,11 +29,12 @@ from ..errors import (
     ValidationError,
     printable,
 )
-from ..models import Task
-from ..storage import Store
-from ..store_calls import call_store
-from ..validation import EMPTY_BODY
-from ..waiters import Waiters
+from tornado_queue.models import Task
+from tornado_queue.server.auth import ADMIN, REALM, Principal, Role, bearer_token, describe
+from tornado_queue.server.services import Services
+from tornado_queue.server.store_calls import call_store
+from tornado_queue.storage import Store
+from tornado_queue.validation import EMPTY_BODY
 
 log = logging.getLogger("tornado_queue.http")
 
@@ -133,13 +133,6 @@ def request_id_of(request: HTTPServerRequest) -> str:
     return ids.request_id()
 
 
-class RequestTracker:
-    """Counts requests in progress, so a shutdown can wait for them to finish."""
-
-    def __init__(self) -> None:
-        self.active = 0
-
-
 @stream_request_body
 class ApiHandler(RequestHandler):
     """Base of every API handler.
@@ -161,18 +154,18 @@ class ApiHandler(RequestHandler):
     principal: Principal | None = None
     """Who made this request (None when auth is off or the route is open)."""
 
-    def initialize(
-        self, store: Store, config: Settings, tracker: RequestTracker, waiters: Waiters
-    ) -> None:
-        self.store = store
-        self.config = config
-        self.waiters = waiters
-        self._tracker = tracker
+    def initialize(self, services: Services) -> None:
+        self.services = services
+        # The parts used on every request, one attribute away.
+        self.store = services.store
+        self.config = services.config
+        self.waiters = services.waiters
+        self._tracker = services.tracker
         self.client_gone = False
         self._tracked = False
         self._chunks: list[bytes] = []
         self._received = 0
-        if config.cors_origin:
+        if self.config.cors_origin:
             self.set_default_headers()  # now with the config: the CORS headers
 
     route = "unknown"
@@ -211,7 +204,7 @@ class ApiHandler(RequestHandler):
     def _limit_rate(self) -> None:
         """429 with Retry-After past --rate-limit: per token, or per address with auth off.
         Open routes (health, docs) are never limited."""
-        limiter = self.application.settings.get("rate_limiter")
+        limiter = self.services.rate_limiter
         if limiter is None or self.roles_for(self.request.method or "GET") is None:
             return
         key = self.principal.token_id if self.principal else f"ip:{self.request.remote_ip}"
@@ -264,7 +257,7 @@ class ApiHandler(RequestHandler):
     def authorize(self) -> None:
         """The one access check: 401 without a known bearer token, 403 when its role may not
         call this route. Nothing here ever echoes the token."""
-        tokens: Tokens = self.application.settings["tokens"]
+        tokens = self.services.tokens
         allowed = self.roles_for(self.request.method or "GET")
         if allowed is None or not tokens.enabled:
             return
@@ -332,9 +325,7 @@ class ApiHandler(RequestHandler):
 
     def _body_arrived(self) -> None:
         """The body is in: its connection is no longer watched for a stalled body."""
-        deadlines = getattr(self.application, "body_deadlines", None)
-        if deadlines is not None:
-            deadlines.body_done(self.request)
+        self.services.body_deadlines.body_done(self.request)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()

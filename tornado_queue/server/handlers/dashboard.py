@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import ApiHandler
-from .html import set_page_headers
-from .static import StaticFiles
+from tornado_queue.server.handlers.base import ApiHandler
+from tornado_queue.server.handlers.html import set_page_headers
+from tornado_queue.server.handlers.static import StaticFiles
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 INDEX = DASHBOARD_DIR / "index.html"

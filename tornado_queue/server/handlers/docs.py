@@ -10,10 +10,9 @@ from pathlib import Path
 
 import swagger_ui_bundle
 
-from .. import openapi
-from .base import ApiHandler
-from .html import set_page_headers
-from .static import StaticFiles
+from tornado_queue.server.handlers.base import ApiHandler
+from tornado_queue.server.handlers.html import set_page_headers
+from tornado_queue.server.handlers.static import StaticFiles
 
 DOCS_STATIC_PATH = Path(__file__).resolve().parent.parent / "static" / "docs"
 """Our own files for the page (its start-up script), found next to the package's code."""
@@ -45,7 +44,7 @@ class OpenApiHandler(ApiHandler):
     roles = None
 
     def get(self) -> None:
-        self.finish(openapi.document_bytes())
+        self.finish(self.services.openapi_document)
 
     head = get
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .base import ApiHandler, Problem
+from tornado_queue.server.handlers.base import ApiHandler, Problem
 
 log = logging.getLogger("tornado_queue.health")
 

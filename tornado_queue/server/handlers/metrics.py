@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..auth import ADMIN
-from ..metrics import CONTENT_TYPE, Metrics
-from .base import ApiHandler
+from tornado_queue.server.auth import ADMIN
+from tornado_queue.server.handlers.base import ApiHandler
+from tornado_queue.server.metrics import CONTENT_TYPE
 
 
 class MetricsHandler(ApiHandler):
@@ -15,8 +15,7 @@ class MetricsHandler(ApiHandler):
     async def get(self) -> None:
         counts = await self.call_store(self.store.queues)
         totals = await self.call_store(self.store.totals)
-        metrics: Metrics = self.application.settings["metrics"]
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(metrics.exposition(counts, totals))
+        self.finish(self.services.metrics.exposition(counts, totals))
 
     head = get

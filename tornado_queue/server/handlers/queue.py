@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import codec
-from ..auth import ADMIN
-from ..models import LISTED, Event, TaskStatus
-from .base import Problem
-from .tasks import ConsumerArguments
+from tornado_queue import codec
+from tornado_queue.limits import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
+from tornado_queue.models import LISTED, Event, TaskStatus
+from tornado_queue.server.auth import ADMIN
+from tornado_queue.server.handlers.base import Problem
+from tornado_queue.server.handlers.tasks import ConsumerArguments
 
-VIEW_DEFAULT_LIMIT = 1000
-VIEW_MAX_LIMIT = 10_000
-VIEW_MAX_OFFSET = 100_000
 """Paging walks the pending tasks from the head (about 30 ns a task, under the store lock), so
 the deepest page is bounded: at most a few milliseconds of lock time for any request."""
 STATS_ORDER = (

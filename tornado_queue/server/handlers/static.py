@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from tornado.web import HTTPError, StaticFileHandler
 
-from .. import codec
-from .base import request_id_of
+from tornado_queue import codec
+from tornado_queue.server.handlers.base import request_id_of
 
 
 class StaticFiles(StaticFileHandler):

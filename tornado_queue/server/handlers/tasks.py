@@ -8,16 +8,12 @@ from types import MappingProxyType
 
 from tornado.ioloop import IOLoop
 
-from .. import codec, validation
-from ..auth import ADMIN, ANY_ROLE, CONSUMERS, PRODUCERS
-from ..errors import TaskNotFound, ValidationError
-from ..models import DEFAULT_QUEUE, Enqueued, Task
-from .base import ApiHandler, Problem, status_for
-
-MIN_LEASE_SECONDS = 1
-MAX_LEASE_SECONDS = 43_200
-MAX_WAIT_SECONDS = 30
-MAX_BATCH = validation.MAX_BATCH
+from tornado_queue import codec, validation
+from tornado_queue.errors import TaskNotFound, ValidationError
+from tornado_queue.limits import MAX_BATCH, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
+from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Task
+from tornado_queue.server.auth import ADMIN, ANY_ROLE, CONSUMERS, PRODUCERS
+from tornado_queue.server.handlers.base import ApiHandler, Problem, status_for
 
 # Why a call may be applied again after the store failed mid-operation (see ApiHandler.call_store).
 KEYED = "every task has an idempotency key: a repeat replays the first"

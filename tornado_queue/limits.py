@@ -1,0 +1,25 @@
+"""The bounds of the API, in one place: the handlers and validation check them, the OpenAPI
+document, the server's flags, the worker runner and the command line state them."""
+
+from __future__ import annotations
+
+MIN_LEASE_SECONDS = 1
+MAX_LEASE_SECONDS = 43_200
+"""A lease (`?lease=`, `--lease-seconds`, the worker's `--lease`): one second to twelve hours."""
+MAX_WAIT_SECONDS = 30
+"""The longest long-poll (`?wait=`)."""
+VIEW_DEFAULT_LIMIT = 1000
+VIEW_MAX_LIMIT = 10_000
+VIEW_MAX_OFFSET = 100_000
+"""`GET /queue/view` paging: walking to an offset costs time in proportion to it."""
+MAX_BATCH = 1000
+"""Items in one batch enqueue, dequeue or complete."""
+MAX_ATTEMPTS = 1000
+"""The highest `max_attempts` of a task (and `--max-attempts`)."""
+MAX_ERROR_CHARS = 10_000
+MAX_LEASE_ID_CHARS = 64
+MAX_KEY_CHARS = 255
+MAX_PRIORITY = 2**31 - 1
+MAX_DELAY_SECONDS = 365 * 86400
+MIN_TOKEN_CHARS = 16
+MAX_TOKEN_CHARS = 512

@@ -1,0 +1,42 @@
+"""What every handler works with, made once by `make_app` and handed to each handler as one
+typed object (instead of string keys in the application's settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tornado_queue.config import Settings
+from tornado_queue.server.auth import Tokens
+from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.metrics import Metrics
+from tornado_queue.server.ratelimit import RateLimiter
+from tornado_queue.server.waiters import Waiters
+from tornado_queue.storage import Store
+
+
+class RequestTracker:
+    """Counts requests in progress, so a shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.active = 0
+
+
+@dataclass(frozen=True)
+class Services:
+    """The server's parts a request may use."""
+
+    store: Store
+    config: Settings
+    tokens: Tokens
+    """The bearer tokens; empty when auth is off."""
+    tracker: RequestTracker
+    waiters: Waiters
+    """The long-polling consumers."""
+    metrics: Metrics
+    """Request latencies, and the exposition of /metrics."""
+    body_deadlines: BodyDeadlines
+    """Requests whose body is still arriving, cut off when they stall."""
+    rate_limiter: RateLimiter | None
+    """Per token (or address) request rates; None without --rate-limit."""
+    openapi_document: bytes
+    """`/openapi.json`, encoded once."""
