@@ -233,8 +233,8 @@ def test_the_http_table_covers_every_protected_route_and_method():
 OPEN_OPERATIONS = {"/healthz", "/docs", "/openapi.json", "/"}
 
 
-def test_the_openapi_document_marks_exactly_the_protected_operations():
-    document = openapi.document(ROUTES)
+def test_with_auth_on_the_openapi_document_marks_exactly_the_protected_operations():
+    document = openapi.document(ROUTES, auth=True)
 
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
         **document["components"]["securitySchemes"]["bearerAuth"],
@@ -250,5 +250,6 @@ def test_the_openapi_document_marks_exactly_the_protected_operations():
             assert operation["security"] == [{"bearerAuth": []}], (method, path)
             assert {"401", "403"} <= set(operation["responses"]), (method, path)
             assert "Roles: " in operation["description"], (method, path)
+            assert operation["x-roles"], (method, path)
     unauthorized = document["components"]["responses"]["Unauthorized"]
     assert "WWW-Authenticate" in unauthorized["headers"]

@@ -66,10 +66,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         yield process
 
 
-def served_document() -> dict[str, Any]:
-    """The document as the server serves it, parsed afresh: schemathesis gets its own copy
-    and can never change the cached one other tests read."""
-    return orjson.loads(openapi.document_bytes(ROUTES))
+def served_document(*, auth: bool = False) -> dict[str, Any]:
+    """The document as a server with (`auth`) or without tokens serves it, parsed afresh:
+    schemathesis gets its own copy and can never change the cached one other tests read."""
+    return orjson.loads(openapi.document_bytes(ROUTES, auth=auth))
 
 
 # Loaded in-process rather than from the server's URL: schemathesis 4.32.5's lazy

@@ -27,7 +27,7 @@ CONFIG = schemathesis.Config.from_dict(
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
     }
 )
-schema = schemathesis.openapi.from_dict(served_document(), config=CONFIG)
+schema = schemathesis.openapi.from_dict(served_document(auth=True), config=CONFIG)
 
 
 @pytest.fixture(scope="module")

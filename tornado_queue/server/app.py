@@ -164,7 +164,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
         metrics=Metrics(),
         body_deadlines=BodyDeadlines(settings.body_timeout),
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
-        openapi_document=openapi.document_bytes(ROUTES),
+        openapi_document=openapi.document_bytes(ROUTES, auth=tokens.enabled),
     )
 
     def log_function(handler: RequestHandler) -> None:

@@ -499,19 +499,31 @@ def problem_response(status: int) -> Json:
             "description": "Seconds to wait before trying again.",
             "schema": {"type": "integer", "minimum": 0},
         }
-    schema = {"allOf": [schema_ref("Problem"), {"properties": {"status": {"const": status}}}]}
+    # A plain reference, so client generators read every error as one Problem type; the
+    # response's own status code already says which status the body carries.
     return {
         "description": description,
         "headers": headers,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema_ref("Problem")}},
     }
+
+
+def head_problem(status: int) -> Json:
+    """A problem response to HEAD: the same headers, no body (so written out, not a `$ref`)."""
+    response = problem_response(status)
+    del response["content"]
+    return response
 
 
 RESPONSES: Json = {PROBLEMS[status][0]: problem_response(status) for status in PROBLEMS}
 
 
+def problem_ref(status: int) -> Json:
+    return ref("responses", PROBLEMS[status][0])
+
+
 def problems(*statuses: int) -> Json:
-    return {str(status): ref("responses", PROBLEMS[status][0]) for status in statuses}
+    return {str(status): problem_ref(status) for status in statuses}
 
 
 def json_response(
@@ -591,15 +603,13 @@ def with_head(get: Json) -> Json:
     head["operationId"] = get["operationId"] + "Head"
     head["summary"] = "Headers of: " + get["summary"]
     head.pop("description", None)
-    for response in head["responses"].values():
+    for status, response in list(head["responses"].items()):
+        if "$ref" in response:  # a shared problem response has a body; HEAD gets the headers
+            head["responses"][status] = head_problem(int(status))
+            continue
         response.pop("content", None)
         response.pop("links", None)
     return {"get": get, "head": head}
-
-
-def inline_problems(*statuses: int) -> Json:
-    """Problem responses written out (a HEAD answer keeps the headers, loses the body)."""
-    return {str(status): problem_response(status) for status in statuses}
 
 
 TASK = schema_ref("Task")
@@ -699,7 +709,7 @@ def _paths() -> Json:
                     "getTask",
                     "Read one task",
                     "tasks",
-                    {"200": json_response("The task.", TASK), **inline_problems(404)},
+                    {"200": json_response("The task.", TASK), **problems(404)},
                     parameters=("TaskId",),
                 )
             ),
@@ -787,7 +797,7 @@ def _paths() -> Json:
                         {"type": "array", "maxItems": VIEW_MAX_LIMIT, "items": TASK},
                         {"X-Total-Count": ref("headers", "X-Total-Count")},
                     ),
-                    **inline_problems(400),
+                    **problems(400),
                 },
                 parameters=("Queue", "ViewStatus", "Limit", "Offset"),
             )
@@ -797,7 +807,7 @@ def _paths() -> Json:
                 "queueStats",
                 "Count tasks by state",
                 "queues",
-                {"200": json_response("The counts.", schema_ref("Counts")), **inline_problems(400)},
+                {"200": json_response("The counts.", schema_ref("Counts")), **problems(400)},
                 parameters=("QueueOrAll",),
             )
         ),
@@ -808,7 +818,7 @@ def _paths() -> Json:
                 "queues",
                 {
                     "200": json_response("The totals.", schema_ref("Totals")),
-                    **inline_problems(400),
+                    **problems(400),
                 },
                 parameters=("QueueOrAll",),
             )
@@ -833,7 +843,7 @@ def _paths() -> Json:
                 "operations",
                 {
                     "200": json_response("Healthy.", schema_ref("Health")),
-                    **inline_problems(503),
+                    **problems(503),
                 },
             )
         ),
@@ -893,39 +903,39 @@ SECURITY_SCHEMES: Json = {
         "type": "http",
         "scheme": "bearer",
         "description": "A token given to the server with `--auth-token` (admin) or in "
-        "`--tokens-file` (with its role: producer, consumer or admin). Only when one is "
-        "configured; otherwise every route is open.",
+        "`--tokens-file` (with its role: producer, consumer or admin).",
     }
 }
 
 
-def _with_auth(paths: Json, routes: Routes) -> Json:
+def _with_auth(paths: Json, routes: Routes, *, auth: bool) -> Json:
     """The roles of each operation, from the handler that serves it (the one place they are
-    set): protected operations get `security`, 401 and 403, and their roles in the text."""
+    set). A protected operation may answer 429 (the rate limit counts only those); with auth
+    on it also gets `security`, 401 and 403, and its roles in the text."""
     handlers = {entry[0].replace("([^/]+)", "{id}").replace("\\", ""): entry[1] for entry in routes}
+    statuses = (401, 403, 429) if auth else (429,)
     for path, methods in paths.items():
         handler = handlers[path]
         for method, operation_document in methods.items():
             roles = handler.roles_for(method.upper())
             if roles is None:
                 continue
+            responses = operation_document["responses"]
+            for status in statuses:
+                responses[str(status)] = (
+                    head_problem(status) if method == "head" else problem_ref(status)
+                )
+            if not auth:
+                continue
             operation_document["security"] = [{"bearerAuth": []}]
             roles_text = describe(roles)
-            note = f"Roles: {roles_text} (when auth is on)."
+            note = f"Roles: {roles_text}."
             operation_document["description"] = (
                 f"{operation_document['description']}\n\n{note}"
                 if "description" in operation_document
                 else note
             )
             operation_document["x-roles"] = roles_text.split(", ")
-            responses = operation_document["responses"]
-            for status in (401, 403, 429):
-                if method == "head":
-                    failure = problem_response(status)
-                    failure.pop("content")
-                    responses[str(status)] = failure
-                else:
-                    responses[str(status)] = ref("responses", PROBLEMS[status][0])
     return paths
 
 
@@ -937,12 +947,8 @@ def _with_store_failures(paths: Json) -> Json:
             continue
         for method, operation_document in methods.items():
             responses = operation_document["responses"]
-            if "503" in responses:
-                continue
-            failure = problem_response(503) if method == "head" else None
-            if failure is not None:
-                failure.pop("content")
-            responses["503"] = failure or ref("responses", PROBLEMS[503][0])
+            if "503" not in responses:
+                responses["503"] = head_problem(503) if method == "head" else problem_ref(503)
     return paths
 
 
@@ -956,22 +962,52 @@ path gets 404, a body over `--max-body-bytes` gets 413, and a body declared as a
 gets 415 (a body with no `Content-Type` is read as JSON). Numeric query parameters are plain
 digits (`limit`, `offset`, `count`) or decimal numbers as Python or JavaScript write them
 (`lease`, `wait`: `2.5`, `1e-05`; no sign, no spaces), each given at most once.
-
-Auth: when the server is given tokens (`--auth-token`, `--tokens-file`), every operation marked
-with `bearerAuth` needs `Authorization: Bearer TOKEN`: 401 (with `WWW-Authenticate: Bearer`)
-without a known token, 403 when the token's role (producer, consumer, admin) may not call it.
-`/healthz`, `/docs`, `/openapi.json` and the dashboard page `/` stay open.
 """
 
+AUTH_ON = """
+Auth is on: every operation marked with `bearerAuth` needs `Authorization: Bearer TOKEN`: 401
+(with `WWW-Authenticate: Bearer`) without a known token, 403 when the token's role (producer,
+consumer, admin) may not call it. `/healthz`, `/docs`, `/openapi.json` and the dashboard page `/`
+stay open.
+"""
 
-def document(routes: Routes) -> Json:
-    """The OpenAPI document of the app serving `routes` (its route table: pattern, handler)."""
+AUTH_OFF = """
+Auth is off: this server was given no tokens (`--auth-token`, `--tokens-file`), so every route
+is open and none answers 401 or 403.
+"""
+
+AUTH_STATUSES = frozenset({401, 403})
+
+
+def document(routes: Routes, *, auth: bool = True) -> Json:
+    """The OpenAPI document of the app serving `routes` (its route table: pattern, handler).
+
+    `auth` says whether the server has tokens: without, no operation requires one, and the
+    401 and 403 answers and the security scheme are left out."""
+    components: Json = {
+        "schemas": SCHEMAS,
+        "parameters": PARAMETERS,
+        "headers": HEADERS,
+        "responses": RESPONSES,
+        "links": LINKS,
+        "securitySchemes": SECURITY_SCHEMES,
+    }
+    if not auth:
+        components["headers"] = {
+            name: header for name, header in HEADERS.items() if name != "WWW-Authenticate"
+        }
+        components["responses"] = {
+            PROBLEMS[status][0]: RESPONSES[PROBLEMS[status][0]]
+            for status in PROBLEMS
+            if status not in AUTH_STATUSES
+        }
+        del components["securitySchemes"]
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "tornado_queue",
             "version": API_VERSION,
-            "description": DESCRIPTION,
+            "description": DESCRIPTION + (AUTH_ON if auth else AUTH_OFF),
         },
         "tags": [
             {"name": "tasks", "description": "Producing and managing tasks."},
@@ -980,19 +1016,12 @@ def document(routes: Routes) -> Json:
             {"name": "operations", "description": "Health, metrics and the dashboard."},
             {"name": "documentation", "description": "This description, and its UI."},
         ],
-        "paths": _with_auth(_with_store_failures(_paths()), routes),
-        "components": {
-            "schemas": SCHEMAS,
-            "parameters": PARAMETERS,
-            "headers": HEADERS,
-            "responses": RESPONSES,
-            "links": LINKS,
-            "securitySchemes": SECURITY_SCHEMES,
-        },
+        "paths": _with_auth(_with_store_failures(_paths()), routes, auth=auth),
+        "components": components,
     }
 
 
-def document_bytes(routes: Routes) -> bytes:
+def document_bytes(routes: Routes, *, auth: bool = True) -> bytes:
     """The document as JSON: the app encodes it once, and every `/openapi.json` answer writes
     these bytes."""
-    return codec.dumps(document(routes))
+    return codec.dumps(document(routes, auth=auth))
