@@ -12,7 +12,7 @@ the same JSON parsing and response shapes, no queue) and a fresh server (`main.p
 backend, default flags: it logs every request as a user's server does; pass `--server-flags
 "--log-level warning"` to see what the access log costs), prefills both through the batch
 endpoint when the workload dequeues, then runs `wrk` on the floor and right after on the server.
-The machine drifts 15-20 % between sessions, so only these back-to-back ratios are worth
+The machine drifts 15-20 % between runs, so only these back-to-back ratios are worth
 comparing. Fresh processes per run keep one run's queue and heap out of the next. The whole
 grid is run `--rounds` times (rounds outermost); the table shows medians, and each ratio is the
 median of the per-round ratios. The defaults (3 s runs, 3 rounds, 5 workloads, 3 connection
@@ -40,7 +40,7 @@ the wake-up can be compared with.
 
 It prints a table and writes bench/results/http.json (http-smoke.json with --smoke, or
 `--output FILE`). Targets
-(from issue 7) are reported, never asserted, and judged at 16 connections: single-task
+are reported, never asserted, and judged at 16 connections: single-task
 workloads >= 0.9x the floor's req/s with a p99 <= 1.5x the floor's, batch enqueue >= 50,000
 tasks/s, batch dequeue + complete >= 25,000 tasks/s, long-poll wake-up p99 <= 5 ms.
 Exit status 1 only when a run failed: a wrk error, a non-2xx or unexpected answer, a dequeue
@@ -342,7 +342,7 @@ class Row:
         )
 
     def target(self) -> dict[str, Any] | None:
-        """What issue 7 asks of this row, and whether it was met; None if it asks nothing."""
+        """What the targets ask of this row, and whether it was met; None if it asks nothing."""
         if self.connections != TARGET_CONNECTIONS or self.failure:
             return None
         if self.workload.single_task:

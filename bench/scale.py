@@ -7,7 +7,7 @@ Each size runs in a fresh child process (so RSS is that size's alone): it fills 
 `size` pending tasks whose payload is {"job": "send_email", "to": "user@example.com"} (a
 distinct bytes object per task, as tasks arriving over HTTP have), reports RSS and bytes per
 task over the empty store's RSS, then times `stats()` and `dequeue()` (median and p99 of
-single calls, in µs). Results go to bench/results/scale.json. Targets (issue 7): 1M pending
+single calls, in µs). Results go to bench/results/scale.json. Targets: 1M pending
 tasks in <= 500 MB RSS; stats and dequeue latency at 1M within 1.2x of at 1k.
 """
 

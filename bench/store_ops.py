@@ -7,7 +7,7 @@ operations per second single-threaded and with 4 threads contending for the stor
 the 4-thread / 1-thread ratio (CPython runs one thread at a time, so the ratio shows what the
 lock and thread switches cost, not parallel speed-up). Dequeue and complete runs are given
 enough tasks beforehand; times are CPU-independent wall clock over the run. Results go to
-bench/results/store_ops.json. Target (issue 7): >= 100,000 full lifecycles/s single-threaded.
+bench/results/store_ops.json. Target: >= 100,000 full lifecycles/s single-threaded.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def _utc(timestamp: float | None) -> datetime | None:
 
 
 def task_document(task: Task) -> dict[str, Any]:
-    """The wire form of a task (see API.md, "Task"), for `dumps`."""
+    """The wire form of a task (see docs/api.md, The task), for `dumps`."""
     created = _utc(task.created_at)
     available = created if task.available_at == task.created_at else _utc(task.available_at)
     return {

@@ -211,7 +211,7 @@ def test_an_open_api_on_a_non_loopback_host_is_warned_about_once(caplog, host, w
     assert len(lines) == (1 if warned else 0)
 
 
-# A new route is admin-only by default; this keeps the HTTP table (and the README's) whole.
+# A new route is admin-only by default; this keeps the HTTP table (and docs/security.md's) whole.
 def test_the_http_table_covers_every_protected_route_and_method():
     tested = {
         (method, re.sub(r"/tasks/[0-9a-f-]{36}", "/tasks/{id}", path)): set(roles)

@@ -119,8 +119,8 @@ def make_ready(case: schemathesis.Case) -> None:
 
 def drop_transfer_encoding(case: schemathesis.Case) -> None:
     """A generated `Transfer-Encoding` header other than `chunked` is refused by Tornado's
-    HTTP/1 parser with a bare 400 before any handler runs (README, Known limits): that is the
-    transport's answer, not the API's, so such a header is not sent."""
+    HTTP/1 parser with a bare 400 before any handler runs (docs/operations.md, Known limits):
+    that is the transport's answer, not the API's, so such a header is not sent."""
     for name in list(case.headers or {}):
         if name.lower() == "transfer-encoding":
             del case.headers[name]

@@ -1,4 +1,4 @@
-"""MemoryStore at-least-once delivery (API.md section 2): leases, heartbeats, fencing, fail and
+"""MemoryStore at-least-once delivery (docs/reliability.md): leases, heartbeats, fencing, fail and
 retry with backoff, results, retry and delete, retention, stats and ready listeners.
 
 Every rule runs on the injected FakeClock (`clock.advance`), so nothing here sleeps.

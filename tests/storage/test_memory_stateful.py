@@ -1,6 +1,6 @@
 """MemoryStore against a reference model, driven by Hypothesis with random steps.
 
-The model below is written from the rules in API.md section 2, not from the store's code: a dict
+The model below is written from the rules in docs/reliability.md, not from the store's code: a dict
 of tasks, each with a state, its attempts, a place in the queue, a lease and a few deadlines. It
 is slow and obvious on purpose. After every step the store must agree with it on the counts, the
 pending order and every task; a command must succeed or fail exactly when the model says.

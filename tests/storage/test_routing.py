@@ -1,4 +1,4 @@
-"""MemoryStore routing and scheduling (API.md section 3): named queues, priorities, delays,
+"""MemoryStore routing and scheduling (docs/api.md): named queues, priorities, delays,
 batches and idempotency keys.
 
 Time is the `clock` fixture (lease 30 s, max_attempts 3, retry backoff 1 s, retention 3600 s):

@@ -16,7 +16,7 @@ def _time(value: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class Task:
-    """One task (see API.md, "Task"). A dequeued task carries its `lease_id`, which the
+    """One task (see docs/api.md, The task). A dequeued task carries its `lease_id`, which the
     client passes back on complete, fail and heartbeat."""
 
     id: str

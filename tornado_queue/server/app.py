@@ -96,7 +96,7 @@ class QueueApplication(Application):
     body with the headers, in one step. Only a chunked or oversize body is streamed, which
     costs about two more IOLoop turns but lets it get a JSON 413 the moment the limit is
     passed. (Measured: the buffered path serves the common request with fewer instructions;
-    see README, Performance.)"""
+    see docs/performance.md.)"""
 
     def __init__(self, *args: Any, services: Services, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

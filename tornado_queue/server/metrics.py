@@ -1,5 +1,5 @@
 """Prometheus metrics: request latency kept by the app, queue state read from the store at
-scrape time (API.md section 4)."""
+scrape time (docs/operations.md, Metrics)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ UNKNOWN_TOKEN = "someone-elses-token-0123456789"
 ID = "00000000-0000-4000-8000-000000000000"
 ALL = frozenset(TOKENS)
 
-# Method, path, and the roles that may call it: the README's "Security model" table.
+# Method, path, and the roles that may call it: the route x role table of docs/security.md.
 PROTECTED = [
     ("POST", "/tasks", {"producer", "admin"}),
     ("POST", "/tasks/batch", {"producer", "admin"}),

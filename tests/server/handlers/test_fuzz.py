@@ -1,4 +1,4 @@
-"""Fuzzing the HTTP API (issue 8, item 6): Hypothesis-made request bodies, query strings, headers,
+"""Fuzzing the HTTP API : Hypothesis-made request bodies, query strings, headers,
 methods and paths against the app in-process, over real loopback HTTP.
 
 Properties checked on every answer:

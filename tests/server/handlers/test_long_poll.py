@@ -1,4 +1,4 @@
-"""Long-poll over real HTTP (API.md section 3): `?wait=` parks a consumer on the IOLoop until a
+"""Long-poll over real HTTP (docs/api.md): `?wait=` parks a consumer on the IOLoop until a
 task is ready in its queue, FIFO among waiters, and drops a client that goes away.
 
 The store here runs on the real clock, so that delays and wake-ups are measured as a client sees

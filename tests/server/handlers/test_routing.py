@@ -1,4 +1,4 @@
-"""Routing and scheduling over HTTP (API.md section 3): queue, priority, delay and max_attempts
+"""Routing and scheduling over HTTP (docs/api.md): queue, priority, delay and max_attempts
 on POST /tasks; ?queue= on the consumer and queue routes; GET /queues; Idempotency-Key; batches;
 view paging. Time is the `clock` fixture; the long-poll `wait` is in test_long_poll.py.
 """

@@ -177,7 +177,7 @@ class CompleteBatchHandler(ApiHandler):
 class TaskHandler(ApiHandler):
     """`GET /tasks/{id}`: one task. `DELETE /tasks/{id}`: remove it (not while processing)."""
 
-    # Any role may read a task by its id (see README, Security model); only an admin deletes.
+    # Any role may read a task by its id (see docs/security.md); only an admin deletes.
     roles = ANY_ROLE
     method_roles = MappingProxyType({"DELETE": ADMIN})
 
