@@ -144,18 +144,33 @@ def test_help_mentions_every_flag_with_its_environment_variable(capsys):
         Settings.from_args(["--help"], environ={})
 
     assert caught.value.code == 0
-    help_text = " ".join(capsys.readouterr().out.split())
-    options = help_text.split("options:", 1)[1]
-    flags = [case[0] for case in CASES]
-    positions = [options.index(f" {flag} ") for flag in flags]
-    assert positions == sorted(positions)
-    # Each flag's own help entry (up to the next flag) names its variable.
-    for (flag, env, *_), start, end in zip(
-        CASES, positions, [*positions[1:], len(options)], strict=True
-    ):
-        entry = options[start:end]
-        assert re.search(rf"\benv {env}\b", entry), f"{flag} help does not name {env}: {entry}"
-    assert "TQ_<NAME>" in help_text
+    out = capsys.readouterr().out
+    entries = {flag: entry for flag, (_, entry) in help_entries(out).items()}
+    # Each flag's own help entry names its variable.
+    for flag, env, *_ in CASES:
+        assert re.search(rf"\benv {env}\b", entries[flag]), f"{flag} help does not name {env}"
+    assert "TQ_<NAME>" in " ".join(out.split())
+
+
+def help_entries(out: str) -> dict[str, tuple[str, str]]:
+    """Each flag of a --help text: the section it is listed in, and its entry's text (the
+    flag's line and the indented lines under it, whitespace collapsed)."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    section, current = "", None
+    for line in out.splitlines():
+        started = re.match(r"  (--[a-z-]+)", line)
+        if started:
+            current = [line]
+            entries[started[1]] = (section, current)
+        elif current is not None and line.startswith(" " * 3):
+            current.append(line)
+        else:
+            current = None
+            if re.fullmatch(r"\S.*:", line):
+                section = line[:-1]
+    return {
+        flag: (group, " ".join(" ".join(lines).split())) for flag, (group, lines) in entries.items()
+    }
 
 
 def test_settings_are_frozen():

@@ -10,8 +10,8 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, NoReturn
 
 from tornado_queue.arguments import bounded, choice, queue_list
 from tornado_queue.errors import TokenError
@@ -64,11 +64,15 @@ class Settings:
 
     @classmethod
     def from_args(
-        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+        cls,
+        argv: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        prog: str = "python main.py",
     ) -> Settings:
-        """Parse flags and `TQ_*` variables; exits with status 2 and a message on a bad value."""
+        """Parse flags and `TQ_*` variables; exits with status 2 and a message on a bad value.
+        `prog` is how the server was started, as usage and errors name it."""
         environ = os.environ if environ is None else environ
-        parser = build_parser()
+        parser = build_parser(prog)
         given = vars(parser.parse_args(argv))
         values: dict[str, Any] = {}
         for option in OPTIONS:
@@ -103,13 +107,23 @@ def _origin(text: str) -> str:
     return text
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser that reports a bad argument in one line that points at --help,
+    instead of printing the whole usage block first (the error is what the reader needs)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 @dataclass(frozen=True)
 class Option:
-    """One setting: its name (a `Settings` field), how to parse it and its help text."""
+    """One setting: its name (a `Settings` field), how to parse it, its help text and the
+    `GROUPS` title it is listed under in --help."""
 
     name: str
     parse: Callable[[str], Any]
     help: str
+    group: str = ""
 
     @property
     def flag(self) -> str:
@@ -126,150 +140,198 @@ class Option:
 
 SETTINGS_DEFAULTS = {field.name: field.default for field in fields(Settings)}
 
+GROUPS = {
+    "server": "where the server listens",
+    "store": "where tasks are kept",
+    "leases and retries": "how long a consumer holds a task, and what happens when it fails",
+    "limits": "bounds on what clients may send and hold, so one cannot starve the rest",
+    "security": "who may call the API, from which site, and over HTTPS",
+    "logging": "what the server logs, and how",
+    "simulation": "demo worker threads inside the server (--workers), for trying it out",
+}
+"""The --help sections, in order: each option's `group` is one of these titles."""
+
+
+def grouped(group: str, *options: Option) -> tuple[Option, ...]:
+    return tuple(replace(option, group=group) for option in options)
+
+
 OPTIONS = (
-    Option("host", str, "address to listen on"),
-    Option("port", bounded(int, 0, 65_535), "port to listen on (0 picks a free one)"),
-    Option("backend", choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
-    Option("db", str, "the SQLite database file, with --backend sqlite"),
-    Option("redis_url", str, "the Redis server, with --backend redis"),
-    Option(
-        "redis_prefix",
-        str,
-        "prefix of every Redis key (a Cluster hash tag keeps them in one slot); servers sharing "
-        "a queue use the same one",
+    *grouped(
+        "server",
+        Option("host", str, "address to listen on"),
+        Option("port", bounded(int, 0, 65_535), "port to listen on; 0 picks a free one"),
     ),
-    Option(
-        "sqlite_sync",
-        choice(SQLITE_SYNC),
-        "SQLite durability: full (every 2xx on disk) or normal (faster; a power cut may lose "
-        "the last tasks, a crash never does)",
+    *grouped(
+        "store",
+        Option("backend", choice(BACKENDS), f"where tasks are kept: {', '.join(BACKENDS)}"),
+        Option("db", str, "the SQLite database file, with --backend sqlite"),
+        Option(
+            "sqlite_sync",
+            choice(SQLITE_SYNC),
+            "SQLite durability: full (every 2xx on disk) or normal (faster; a power cut may "
+            "lose the last tasks, a crash never does)",
+        ),
+        Option("redis_url", str, "the Redis server (5.0 or later), with --backend redis"),
+        Option(
+            "redis_prefix",
+            str,
+            "prefix of every Redis key (a Cluster hash tag keeps them in one slot); servers "
+            "sharing a queue use the same one",
+        ),
     ),
-    Option("workers", bounded(int, 0, 256), "background worker threads that process tasks"),
-    Option(
-        "work_seconds",
-        bounded(float, 0, 3600),
-        "simulated work per task for --workers (each run varies by ±50%%)",
+    *grouped(
+        "leases and retries",
+        Option(
+            "lease_seconds",
+            bounded(float, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
+            "how long a dequeued task stays leased before it is handed out again",
+        ),
+        Option(
+            "max_attempts",
+            bounded(int, 1, MAX_ATTEMPTS),
+            "deliveries a task gets before it is failed for good (per task: max_attempts)",
+        ),
+        Option(
+            "retry_backoff",
+            bounded(float, 0, 3600),
+            "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
+        ),
+        Option(
+            "retention_seconds",
+            bounded(float, 0, 10 * 365 * 86400),
+            "how long completed and failed tasks are kept before they are forgotten",
+        ),
     ),
-    Option(
-        "worker_queues",
-        queue_list,
-        "comma-separated queues the workers consume (default: all queues)",
+    *grouped(
+        "limits",
+        Option(
+            "max_body_bytes",
+            bounded(int, 1, 1 << 30),
+            "largest request body accepted; larger ones get 413",
+        ),
+        Option(
+            "max_pending",
+            bounded(int, 0, 1 << 40),
+            "most tasks waiting (pending or scheduled) in one queue; more get 503 with "
+            "Retry-After (0: no limit)",
+        ),
+        Option(
+            "max_tasks",
+            bounded(int, 0, 1 << 40),
+            "most tasks held in all states (finished ones until forgotten); more get 503 with "
+            "Retry-After (0: no limit)",
+        ),
+        Option(
+            "max_queues",
+            bounded(int, 0, 1_000_000),
+            "most queues holding tasks at once; an enqueue that would start one more gets 503 "
+            "(0: no limit)",
+        ),
+        Option(
+            "max_waiters",
+            bounded(int, 0, 1_000_000),
+            "most consumers long-polling at once; one more gets 503 with Retry-After (0: no limit)",
+        ),
+        Option(
+            "max_header_bytes",
+            bounded(int, 1024, 1 << 20),
+            "largest request line plus headers; larger closes the connection",
+        ),
+        Option(
+            "rate_limit",
+            bounded(float, 0, 1e6),
+            "requests per second allowed per token (per client address with auth off), in "
+            "bursts of up to a second's worth; more get 429 with Retry-After (0: no limit)",
+        ),
+        Option(
+            "idle_timeout",
+            bounded(float, 0.1, 3600),
+            "seconds a connection may wait for (the rest of) a request's headers, between "
+            "requests or before the first, before it is closed",
+        ),
+        Option(
+            "body_timeout",
+            bounded(float, 0.1, 3600),
+            "seconds a client may take to send a request body before the connection is closed",
+        ),
     ),
-    Option(
-        "fail_rate",
-        bounded(float, 0, 1),
-        "probability that a worker's simulated task fails (and is retried or dies)",
+    *grouped(
+        "security",
+        Option(
+            "auth_token",
+            _token,
+            "a bearer token with the admin role; with it (or --tokens-file) every data route "
+            "needs 'Authorization: Bearer TOKEN'",
+        ),
+        Option(
+            "tokens_file",
+            str,
+            "a file of lines 'ROLE TOKEN' (roles: producer, consumer, admin; # comments); "
+            "read at start-up",
+        ),
+        Option("certfile", str, "PEM certificate (chain) to serve HTTPS with; needs --keyfile"),
+        Option("keyfile", str, "PEM private key of --certfile"),
+        Option(
+            "cors_origin",
+            _origin,
+            "the one browser origin (e.g. https://app.example.com) allowed to call the API "
+            "from another site; none by default",
+        ),
     ),
-    Option(
-        "lease_seconds",
-        bounded(float, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
-        "how long a dequeued task stays leased before it is handed out again",
+    *grouped(
+        "logging",
+        Option("log_level", choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
+        Option("log_format", choice(LOG_FORMATS), "text lines, or one JSON object per line"),
     ),
-    Option(
-        "max_attempts",
-        bounded(int, 1, MAX_ATTEMPTS),
-        "deliveries a task gets before it is failed for good (per task: max_attempts)",
-    ),
-    Option(
-        "retry_backoff",
-        bounded(float, 0, 3600),
-        "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
-    ),
-    Option(
-        "retention_seconds",
-        bounded(float, 0, 10 * 365 * 86400),
-        "how long completed and failed tasks are kept before they are forgotten",
-    ),
-    Option(
-        "max_body_bytes",
-        bounded(int, 1, 1 << 30),
-        "largest request body accepted; larger ones get 413",
-    ),
-    Option(
-        "max_pending",
-        bounded(int, 0, 1 << 40),
-        "most tasks waiting (pending or scheduled) in one queue; more get 503 with "
-        "Retry-After (0: no limit)",
-    ),
-    Option(
-        "max_tasks",
-        bounded(int, 0, 1 << 40),
-        "most tasks held in all states (finished ones until forgotten); more get 503 with "
-        "Retry-After (0: no limit)",
-    ),
-    Option("log_level", choice(LOG_LEVELS), f"log verbosity: {', '.join(LOG_LEVELS)}"),
-    Option("log_format", choice(LOG_FORMATS), "text lines, or one JSON object per line"),
-    Option(
-        "max_queues",
-        bounded(int, 0, 1_000_000),
-        "most queues holding tasks at once; an enqueue that would start one more gets 503 "
-        "(0: no limit)",
-    ),
-    Option(
-        "max_waiters",
-        bounded(int, 0, 1_000_000),
-        "most consumers long-polling at once; one more gets 503 with Retry-After (0: no limit)",
-    ),
-    Option(
-        "max_header_bytes",
-        bounded(int, 1024, 1 << 20),
-        "largest request line plus headers; larger closes the connection",
-    ),
-    Option(
-        "rate_limit",
-        bounded(float, 0, 1e6),
-        "requests per second allowed per token (per client address with auth off), in bursts "
-        "of up to a second's worth; more get 429 with Retry-After (0: no limit)",
-    ),
-    Option(
-        "cors_origin",
-        _origin,
-        "the one browser origin (e.g. https://app.example.com) allowed to call the API from "
-        "another site; none by default",
-    ),
-    Option("certfile", str, "PEM certificate (chain) to serve HTTPS with; needs --keyfile"),
-    Option("keyfile", str, "PEM private key of --certfile"),
-    Option(
-        "idle_timeout",
-        bounded(float, 0.1, 3600),
-        "seconds a connection may wait for (the rest of) a request's headers, between requests "
-        "or before the first, before it is closed",
-    ),
-    Option(
-        "body_timeout",
-        bounded(float, 0.1, 3600),
-        "seconds a client may take to send a request body before the connection is closed",
-    ),
-    Option(
-        "auth_token",
-        _token,
-        "a bearer token with the admin role; with it (or --tokens-file) every data route needs "
-        "'Authorization: Bearer TOKEN'",
-    ),
-    Option(
-        "tokens_file",
-        str,
-        "a file of lines 'ROLE TOKEN' (roles: producer, consumer, admin; # comments); "
-        "read at start-up",
+    *grouped(
+        "simulation",
+        Option("workers", bounded(int, 0, 256), "background worker threads that process tasks"),
+        Option(
+            "work_seconds",
+            bounded(float, 0, 3600),
+            "simulated work per task for --workers (each run varies by ±50%%)",
+        ),
+        Option(
+            "worker_queues",
+            queue_list,
+            "comma-separated queues the workers consume (default: all queues)",
+        ),
+        Option(
+            "fail_rate",
+            bounded(float, 0, 1),
+            "probability that a worker's simulated task fails (and is retried or dies)",
+        ),
     ),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python main.py",
+def build_parser(prog: str = "python main.py") -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=prog,
         description="tornado_queue: an HTTP task queue server. Every flag can also be set "
         "with an environment variable TQ_<NAME> (e.g. TQ_PORT=9000); a flag wins over it.",
     )
+    sections = {
+        title: parser.add_argument_group(title, description)
+        for title, description in GROUPS.items()
+    }
     for option in OPTIONS:
-        parser.add_argument(
+        sections[option.group].add_argument(
             option.flag,
             dest=option.name,
             type=option.parse,
             metavar=option.name.split("_")[-1].upper(),
-            help=f"{option.help} (env {option.env}, default {_shown(option.default)})",
+            help=f"{option.help} ({_details(option)})",
         )
     return parser
+
+
+def _details(option: Option) -> str:
+    """What --help shows after an option's text: its range, default and variable."""
+    bounds = getattr(option.parse, "bounds", None)  # set by arguments.bounded
+    parts = [bounds] if bounds else []
+    return "; ".join([*parts, f"default {_shown(option.default)}", f"env {option.env}"])
 
 
 def _shown(default: Any) -> str:

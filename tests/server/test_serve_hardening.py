@@ -164,4 +164,6 @@ def test_an_unreadable_certificate_stops_the_server_with_status_2(tmp_path: Path
     )
 
     assert finished.returncode == 2
-    assert "cannot load --certfile/--keyfile" in finished.stderr
+    assert finished.stderr.startswith("error: cannot load --certfile/--keyfile: ")
+    assert len(finished.stderr.splitlines()) == 1
+    assert "Traceback" not in finished.stderr

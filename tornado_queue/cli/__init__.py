@@ -31,10 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "serve":
-        return serve.main(rest)
+        return serve.main(rest, prog="tornado-queue serve")
     if command == "worker":
         return runner.main(rest)
     if command in commands.COMMANDS:
         return commands.main(args)
-    print(f"{USAGE}\nerror: unknown command {command!r}", file=sys.stderr)
+    known = ", ".join(["serve", "worker", *commands.COMMANDS])
+    print(
+        f"tornado-queue: error: unknown command {command!r}; commands: {known} (see --help)",
+        file=sys.stderr,
+    )
     return 2

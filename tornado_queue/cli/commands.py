@@ -19,6 +19,7 @@ import orjson
 from tornado_queue.arguments import bounded, queue_name
 from tornado_queue.client import Client, ConnectionFailed, Task, TaskQueueError
 from tornado_queue.client.arguments import add_server_arguments
+from tornado_queue.config import OneLineParser
 from tornado_queue.limits import MAX_ATTEMPTS, MAX_DELAY_SECONDS
 
 STATES = ("pending", "processing", "completed", "failed", "scheduled")
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_server_arguments(common)
     common.add_argument("--json", action="store_true", help="print the server's JSON")
-    parser = argparse.ArgumentParser(prog="python -m tornado_queue")
+    parser = OneLineParser(prog="tornado-queue")
     commands = parser.add_subparsers(dest="command", required=True)
 
     add = commands.add_parser("enqueue", parents=[common], help="put a task on a queue")

@@ -6,7 +6,9 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
+import sqlite3
 import ssl
 import sys
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from tornado.netutil import bind_sockets
 
 from tornado_queue import logs
 from tornado_queue.config import Settings
-from tornado_queue.errors import TokenError
+from tornado_queue.errors import StoreUnavailable, TokenError
 from tornado_queue.server import store_calls
 from tornado_queue.server.app import make_app
 from tornado_queue.server.auth import Tokens
@@ -42,16 +44,29 @@ BODY_DISCARD_ALLOWANCE = 8 << 20
 gets its JSON 413 on a healthy connection; beyond that Tornado closes the connection."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python main.py FLAGS` and `python -m tornado_queue serve FLAGS`."""
-    settings = Settings.from_args(argv)
+class StartupError(Exception):
+    """A setting the server cannot start with: the message names the flag and the cause, in
+    one line; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python main.py") -> int:
+    """`python main.py FLAGS` and `tornado-queue serve FLAGS` (`prog` names which)."""
+    settings = Settings.from_args(argv, prog=prog)
     try:
         Tokens.configured(settings.auth_token, settings.tokens_file)
     except TokenError as exc:  # a bad tokens file stops the start-up, naming its line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
-    return asyncio.run(serve(settings))
+    try:
+        return asyncio.run(serve(settings))
+    except StartupError as exc:  # the reader needs the cause, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 def configure_logging(settings: Settings) -> None:
@@ -63,6 +78,11 @@ def url_for(host: str, port: int, tls: bool = False) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites with forward secrecy (ECDHE) and an AEAD cipher: no CBC, no RSA key exchange.
+TLS 1.3's suites are all of that kind and are not affected by this list."""
+
+
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The server's TLS context from --certfile/--keyfile, or None for plain HTTP. Raises
     `ssl.SSLError` or `OSError` when the files cannot be read or do not match."""
@@ -70,8 +90,63 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
     context.load_cert_chain(settings.certfile, settings.keyfile)
     return context
+
+
+def load_tls(settings: Settings) -> ssl.SSLContext | None:
+    """`tls_context`, or `StartupError` when the certificate or key is unusable."""
+    try:
+        return tls_context(settings)
+    except OSError as exc:  # ssl.SSLError is one
+        raise StartupError(f"cannot load --certfile/--keyfile: {exc}", 2) from None
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings choose, checked ready to serve; `StartupError` naming the flag
+    and the cause when it cannot start."""
+    try:
+        store = create_store(
+            settings.backend,
+            Policy.of(settings),
+            db=settings.db,
+            sync=settings.sqlite_sync,
+            redis_url=settings.redis_url,
+            redis_prefix=settings.redis_prefix,
+        )
+    except (sqlite3.Error, OSError, ValueError) as exc:  # a bad path, file or URL
+        raise StartupError(store_problem(settings, exc), 1) from None
+    try:
+        store.check()
+    except StoreUnavailable as exc:
+        store.close()
+        raise StartupError(store_problem(settings, exc.cause, writing=True), 1) from None
+    return store
+
+
+def store_problem(settings: Settings, cause: BaseException, writing: bool = False) -> str:
+    """One line: the flag that chose the store, its value, and why the store cannot start
+    (`writing`: it opened, but its check could not write)."""
+    if settings.backend == "sqlite":
+        # Opening writes the schema, so a read-only file fails there already.
+        writing = writing or getattr(cause, "sqlite_errorname", "").startswith("SQLITE_READONLY")
+        doing = "write to" if writing else "open"
+        return f"--db {settings.db}: cannot {doing} the SQLite database ({cause})"
+    if isinstance(cause, RuntimeError):  # reachable but unfit: the text says why
+        reason = str(cause)
+    elif isinstance(cause, ValueError):
+        reason = f"not a Redis URL ({cause})"
+    else:
+        reason = f"cannot reach Redis ({cause})"
+    return f"--redis-url {redacted(settings.redis_url)}: {reason}"
+
+
+def redacted(url: str) -> str:
+    """The URL with its password (redis://user:PASSWORD@host, ?password=) starred out, for
+    printing."""
+    url = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 @dataclass
@@ -88,29 +163,19 @@ class Running:
 
 
 async def serve(settings: Settings, store: Store | None = None) -> int:
-    """Serve until a shutdown signal; return the process exit code."""
+    """Serve until a shutdown signal; return the process exit code. Raises `StartupError`
+    when a setting keeps the server from starting."""
+    tls = load_tls(settings)  # first: a bad certificate leaves no store to close
     if store is None:
-        store = create_store(
-            settings.backend,
-            Policy.of(settings),
-            db=settings.db,
-            sync=settings.sqlite_sync,
-            redis_url=settings.redis_url,
-            redis_prefix=settings.redis_prefix,
-        )
-    try:
-        tls = tls_context(settings)
-    except (OSError, ssl.SSLError) as exc:
-        lifecycle_log.error("cannot load --certfile/--keyfile: %s", exc)
-        store.close()
-        return 2
-    app = make_app(store, settings)
+        store = open_store(settings)
     try:
         sockets = bind_sockets(settings.port, settings.host)
     except OSError as exc:
-        lifecycle_log.error("cannot listen on %s: %s", url_for(settings.host, settings.port), exc)
         store.close()
-        return 1
+        where = url_for(settings.host, settings.port)
+        raise StartupError(f"--host/--port: cannot listen on {where} ({exc})", 1) from None
+    # After the bind: a server that cannot listen prints its one line and nothing else.
+    app = make_app(store, settings)
     server = HTTPServer(
         app,
         max_body_size=settings.max_body_bytes + BODY_DISCARD_ALLOWANCE,

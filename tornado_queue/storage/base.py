@@ -91,7 +91,7 @@ MAX_BACKOFF_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class Policy:
-    """The delivery rules a store applies (see API.md section 2)."""
+    """The delivery rules a store applies (see docs/reliability.md)."""
 
     lease_seconds: float = 30.0
     max_attempts: int = 3
@@ -313,6 +313,11 @@ class Store(ABC):
     @abstractmethod
     def add_ready_listener(self, listener: ReadyListener) -> None:
         """Call `listener(queue, n)` whenever n tasks become ready to dequeue in `queue`."""
+
+    def check(self) -> None:  # noqa: B027 - optional hook, a store in memory is always ready
+        """Make sure the store can serve, before the server takes its first request: raise
+        `StoreUnavailable` (its `cause` says why) when it cannot, so that a wrong path or URL
+        stops the start-up instead of failing every request."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing to release
         """Release what the store holds (files, connections). The store is unusable afterwards."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ from tornado_queue.storage.base import Policy, ReadyListener, Store
 log = logging.getLogger("tornado_queue.redis")
 
 SCRIPT = (Path(__file__).parent / "lua" / "store.lua").read_text()
+
+MIN_REDIS_VERSION = (5, 0)
+"""The script pops tasks with ZPOPMIN, which came in Redis 5.0."""
 
 UNCHANGING = frozenset({"get", "view", "counts", "totals", "deadline", "reap"})
 """Operations that change nothing a client asked for (reads, and reaping, which only applies
@@ -252,6 +256,15 @@ class RedisStore(Store):
                     sleep_time=0.05, daemon=True, exception_handler=self._on_subscriber_error
                 )
 
+    def check(self) -> None:
+        """Ask Redis for its version: a URL that cannot be reached, or a Redis too old for
+        the script, is refused at start-up (the pool connects lazily, at the first request)."""
+        try:
+            info = self._redis.info("server")
+        except redis.RedisError as error:
+            raise StoreUnavailable(error) from error
+        check_version(info)
+
     def close(self) -> None:
         if self._subscriber is not None:
             self._subscriber.stop()
@@ -322,6 +335,17 @@ class RedisStore(Store):
     def _notify(self, queue: str, count: int) -> None:
         for listener in self._listeners:
             listener(queue, count)
+
+
+def check_version(info: Mapping[str, Any]) -> None:
+    """Raise `StoreUnavailable` when the server's `INFO server` answer shows a Redis older than
+    `MIN_REDIS_VERSION`; a version it cannot read (a Redis-compatible server) is let through."""
+    version = str(info.get("redis_version", ""))
+    numbers = re.match(r"(\d+)\.(\d+)", version)
+    if numbers and (int(numbers[1]), int(numbers[2])) < MIN_REDIS_VERSION:
+        needed = ".".join(map(str, MIN_REDIS_VERSION))
+        reason = f"Redis {version} is too old: {needed} or later is needed (for ZPOPMIN)"
+        raise StoreUnavailable(RuntimeError(reason))
 
 
 def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError:

@@ -351,6 +351,20 @@ class SqliteStore(Store):
         with self._lock:
             self._listeners = [*self._listeners, listener]
 
+    def check(self) -> None:
+        """Update a row and roll it back: a database SQLite can open but not write (read-only,
+        or locked by another process for good) is refused now, not at the first enqueue.
+        Taking the write lock alone is not enough: a read-only connection gets it too."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("UPDATE sequence SET next = next WHERE id = 0")
+            except sqlite3.Error as error:
+                raise StoreUnavailable(error) from error
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

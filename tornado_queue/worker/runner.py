@@ -30,6 +30,7 @@ from tornado_queue.arguments import bounded, queue_name
 from tornado_queue.client import Client, ConnectionFailed, LeaseLost, Task, TaskQueueError
 from tornado_queue.client.arguments import add_server_arguments
 from tornado_queue.client.endpoint import DEFAULT_URL
+from tornado_queue.config import OneLineParser
 from tornado_queue.limits import MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
 from tornado_queue.worker import execution
 from tornado_queue.worker.execution import Outcome, TaskFunction, current_task
@@ -280,8 +281,8 @@ class Runner:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tornado_queue worker",
+    parser = OneLineParser(
+        prog="tornado-queue worker",
         description="Run FUNCTION (MODULE:FUNCTION, importable from the current directory) on "
         "every task of a queue: it receives the payload dict, its return value (JSON) becomes "
         "the result, an exception fails the attempt. Ctrl-C or SIGTERM: finish running tasks "

@@ -1,0 +1,81 @@
+"""The entry point's usage names every command there is, and every command line refuses a bad
+argument in one line that points at --help."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tornado_queue.cli import USAGE, commands, main
+from tornado_queue.testing import ROOT, free_port
+
+
+def usage_commands() -> list[str]:
+    return re.findall(r"^  ([a-z]+)\b", USAGE, flags=re.MULTILINE)
+
+
+def test_usage_lists_every_command_once():
+    listed = usage_commands()
+
+    assert sorted(listed) == sorted(["serve", "worker", *commands.COMMANDS])
+    assert len(listed) == len(set(listed))
+
+
+def test_every_command_in_the_usage_is_dispatched(capsys):
+    for command in usage_commands():
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0, command
+        assert "usage:" in capsys.readouterr().out, command
+
+
+def test_an_unknown_command_is_one_line_naming_the_commands(capsys):
+    assert main(["frobnicate"]) == 2
+
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("tornado-queue: error: unknown command 'frobnicate'; commands: serve, ")
+    assert err.rstrip().endswith("(see --help)")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["worker", "app:run", "--concurrency", "0"],
+            "tornado-queue worker: error: argument --concurrency: must be from 1 to 256",
+        ),
+        (
+            ["worker"],
+            "tornado-queue worker: error: the following arguments are required: function",
+        ),
+        (
+            ["enqueue", "{}", "--delay", "-1"],
+            "tornado-queue enqueue: error: argument --delay:",
+        ),
+        (["stats", "--frobnicate"], "tornado-queue: error: unrecognized arguments"),
+        (["enqueue", "[1]"], "tornado-queue: error: payload must be a JSON object"),
+        (["serve", "--port", "70000"], "tornado-queue serve: error: argument --port: must be from"),
+    ],
+    ids=["worker range", "worker missing", "enqueue range", "unknown flag", "payload", "serve"],
+)
+def test_a_bad_argument_is_one_line_with_status_2(args, expected):
+    finished = subprocess.run(
+        [sys.executable, "-m", "tornado_queue", *args, "--url", f"http://127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert finished.returncode == 2
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert lines[0].startswith(expected)
+    assert lines[0].endswith("(see --help)")
+    assert "Traceback" not in finished.stderr
