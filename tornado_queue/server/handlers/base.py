@@ -67,7 +67,7 @@ PROBLEM_TYPES = {
 }
 """The problem types a client may act on; every other problem is `about:blank` (its status
 says it all). A 503 of type store-unavailable changed nothing; one of type outcome-unknown
-may have been applied (see README, Reliability)."""
+may have been applied (see docs/reliability.md)."""
 
 
 class Problem(HTTPError):
@@ -96,6 +96,10 @@ CORS_EXPOSED = "X-Request-ID, X-Total-Count, Location, Retry-After"
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
 FULL_RETRY_AFTER_SECONDS = 1
 """A full queue drains as fast as its consumers work: ask producers to come back soon."""
+SERVER_NAME = "tornado_queue"
+"""The `Server` header: no version, so the answers tell a scanner nothing to look up."""
+HSTS = "max-age=31536000"
+"""Over HTTPS: browsers keep to HTTPS for this server for a year."""
 
 
 def is_json(content_type: str) -> bool:
@@ -121,6 +125,14 @@ DECIMAL = NumberFormat(
     "a number like 30 or 2.5",
     float,
 )
+
+
+def set_transport_headers(handler: RequestHandler) -> None:
+    """Headers every answer carries, API, error, page or file alike (Tornado's `clear()`,
+    which every error runs, would otherwise put back `Server: TornadoServer/<version>`)."""
+    handler.set_header("Server", SERVER_NAME)
+    if handler.request.protocol == "https":
+        handler.set_header("Strict-Transport-Security", HSTS)
 
 
 def request_id_of(request: HTTPServerRequest) -> str:
@@ -173,6 +185,7 @@ class ApiHandler(RequestHandler):
 
     def set_default_headers(self) -> None:
         # Runs again when an error clears the headers, so the id is on every answer.
+        set_transport_headers(self)
         self.set_header("Content-Type", "application/json")
         self.set_header("X-Request-ID", self.request_id)
         # The first call comes from Tornado's __init__, before `initialize` gives the config;

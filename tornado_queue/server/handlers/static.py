@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from tornado.web import HTTPError, StaticFileHandler
 
 from tornado_queue import codec
-from tornado_queue.server.handlers.base import request_id_of
+from tornado_queue.server.handlers.base import request_id_of, set_transport_headers
 
 
 class StaticFiles(StaticFileHandler):
@@ -25,6 +25,7 @@ class StaticFiles(StaticFileHandler):
     """The only files served, by path under the root; None serves the whole root."""
 
     def set_default_headers(self) -> None:
+        set_transport_headers(self)
         self.set_header("X-Request-ID", self.request_id)
         # A browser must never read a script or style sheet as anything else.
         self.set_header("X-Content-Type-Options", "nosniff")
