@@ -5,15 +5,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
-    OutcomeUnknown,
     StoreUnavailable,
     TaskNotFound,
     key_conflict,
@@ -31,6 +29,9 @@ from tornado_queue.storage.base import (
     repeats_closing,
     to_create,
 )
+from tornado_queue.storage.group_commit import GroupWriter
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -122,8 +123,14 @@ class SqliteStore(Store):
     Deadlines (leases, delays, backoffs, retention) are wall-clock times stored with the task,
     so they carry on across restarts: after a restart, leases that ran out meanwhile expire at
     the first operation. Counts per queue and state are kept by triggers in the same
-    transaction, so stats never scan. One connection, guarded by a lock: handlers call this
-    store in an executor (`blocking = True`), never on the IOLoop.
+    transaction, so stats never scan.
+
+    Group commit: one writer thread owns the connection and runs every operation queued
+    while it was busy in one transaction, each in its own savepoint, then commits once (one
+    fsync for the group) and only then answers each caller (see `group_commit`). Each group
+    first applies what is due at its own clock reading; each operation's timestamps come
+    from the clock read for it. Callers block until answered: handlers call this store in an
+    executor (`blocking = True`), never on the IOLoop.
     """
 
     blocking = True
@@ -154,15 +161,21 @@ class SqliteStore(Store):
                 if "duplicate column" not in str(error):
                     raise
         self._db.executescript(INDEXES)
+        # The writer holds the lock for each whole group; `check` and `close` take it too.
+        self._writer = GroupWriter(lambda: self._db, self._lock, self._open_group)
 
     # -- commands ---------------------------------------------------------------------------
 
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> list[Enqueued]:
             replays = self._match_keys(tx, new_tasks)
             if self.policy.limited:
                 self._check_room(tx, to_create(new_tasks, replays))
             outcomes = []
+            # One read and one write of the sequence and of each queue's total for the whole
+            # batch, instead of one per task: the same values, fewer statements.
+            seq = tx.execute("SELECT next FROM sequence WHERE id = 0").fetchone()[0]
+            enqueued: Counter[str] = Counter()
             for new_task in new_tasks:
                 key = new_task.idempotency_key
                 if key is not None and key in replays:
@@ -170,7 +183,9 @@ class SqliteStore(Store):
                     outcomes.append(Enqueued(first_id, self._get(tx, first_id), created=False))
                     continue
                 task_id = ids.task_id()
-                self._insert(tx, task_id, new_task)
+                task = self._insert(tx, task_id, new_task, seq)
+                seq += 1
+                enqueued[new_task.queue] += 1
                 if key is not None:
                     forget_at = tx.now + self.policy.retention_seconds
                     tx.execute(
@@ -178,14 +193,20 @@ class SqliteStore(Store):
                         (key, task_id, new_task.fingerprint, forget_at),
                     )
                     replays[key] = task_id
-                outcomes.append(Enqueued(task_id, self._get(tx, task_id), created=True))
+                outcomes.append(Enqueued(task_id, task, created=True))
+            tx.execute("UPDATE sequence SET next = ? WHERE id = 0", (seq,))
+            for queue, count in enqueued.items():
+                self._count_event(tx, queue, Event.ENQUEUED, count)
             return outcomes
+
+        return self._run(apply)
 
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
         lease = lease_seconds or self.policy.lease_seconds
-        with self._transaction() as tx:
+
+        def apply(tx: _Transaction) -> list[Task]:
             chosen = [
                 row[0]
                 for row in tx.execute(
@@ -202,21 +223,26 @@ class SqliteStore(Store):
                 )
             return [self._must_get(tx, task_id) for task_id in chosen]
 
+        return self._run(apply)
+
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
         lease = lease_seconds or self.policy.lease_seconds
-        with self._transaction() as tx:
+
+        def apply(tx: _Transaction) -> Task:
             self._leased(tx, task_id, "heartbeat", lease_id)
             tx.execute(
                 "UPDATE tasks SET lease_expires_at = ? WHERE id = ?", (tx.now + lease, task_id)
             )
             return self._must_get(tx, task_id)
 
+        return self._run(apply)
+
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> Task:
             task = self._known(tx, task_id)
             if repeats_closing("complete", task, lease_id):
                 return task  # the first result stands
@@ -227,6 +253,8 @@ class SqliteStore(Store):
             self._count_event(tx, task.queue, Event.COMPLETED)
             return self._must_get(tx, task_id)
 
+        return self._run(apply)
+
     def fail(
         self,
         task_id: str,
@@ -234,7 +262,7 @@ class SqliteStore(Store):
         retry: bool = True,
         lease_id: str | None = None,
     ) -> Task:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> Task:
             task = self._known(tx, task_id)
             if repeats_closing("fail", task, lease_id):
                 return task  # no second attempt counted, no second backoff
@@ -250,14 +278,18 @@ class SqliteStore(Store):
                 self._finish(tx, task, TaskStatus.FAILED)
             return self._must_get(tx, task_id)
 
+        return self._run(apply)
+
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> Task:
             task = self._leased(tx, task_id, "release", lease_id)
             self._put_back(tx, task)
             return self._must_get(tx, task_id)
 
+        return self._run(apply)
+
     def retry(self, task_id: str) -> Task:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> Task:
             task = self._known(tx, task_id)
             if task.status is not TaskStatus.FAILED:
                 raise not_failed(task_id, task.status.value)
@@ -269,23 +301,25 @@ class SqliteStore(Store):
             self._schedule_or_append(tx, task, 0.0)
             return self._must_get(tx, task_id)
 
+        return self._run(apply)
+
     def delete(self, task_id: str) -> None:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> None:
             task = self._known(tx, task_id)
             if task.status is TaskStatus.PROCESSING:
                 raise still_processing(task_id)
             tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
             self._retire_empty_queues(tx)
 
+        self._run(apply)
+
     def reap(self) -> None:
-        with self._transaction():
-            pass
+        self._run(lambda _tx: None)  # every group starts by reaping
 
     # -- reads ------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
-        with self._transaction() as tx:
-            return self._get(tx, task_id)
+        return self._run(lambda tx: self._get(tx, task_id))
 
     def view(
         self,
@@ -305,7 +339,8 @@ class SqliteStore(Store):
             if status is TaskStatus.PENDING
             else (queue, status.value, limit, offset)
         )
-        with self._transaction() as tx:
+
+        def apply(tx: _Transaction) -> tuple[list[Task], int]:
             rows = tx.execute(
                 f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND {where} "
                 f"ORDER BY {order} LIMIT ? OFFSET ?",
@@ -314,12 +349,13 @@ class SqliteStore(Store):
             total = self._counts(tx, queue)[status]
             return [_task(row) for row in rows], total
 
+        return self._run(apply)
+
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
-        with self._transaction() as tx:
-            return self._counts(tx, queue)
+        return self._run(lambda tx: self._counts(tx, queue))
 
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> dict[str, dict[TaskStatus, int]]:
             listing: dict[str, dict[TaskStatus, int]] = {}
             rows = tx.execute("SELECT queue, status, n FROM counts ORDER BY queue")
             for queue, status, n in rows:
@@ -327,25 +363,27 @@ class SqliteStore(Store):
             # A queue is listed while it holds tasks, as in every store.
             return {name: counts for name, counts in listing.items() if any(counts.values())}
 
+        return self._run(apply)
+
     def totals(self) -> dict[str, dict[Event, int]]:
-        with self._transaction() as tx:
+        def apply(tx: _Transaction) -> dict[str, dict[Event, int]]:
             totals: dict[str, dict[Event, int]] = {}
             for queue, event, n in tx.execute("SELECT queue, event, n FROM events"):
                 totals.setdefault(queue, dict.fromkeys(Event, 0))[Event(event)] = n
             return totals
 
+        return self._run(apply)
+
     def seconds_to_next_deadline(self) -> float | None:
-        with self._lock:
-            try:
-                row = self._db.execute(
-                    "SELECT min(d) FROM ("
-                    " SELECT min(lease_expires_at) AS d FROM tasks WHERE status = 'processing'"
-                    " UNION ALL"
-                    " SELECT min(available_at) FROM tasks WHERE status = 'scheduled')"
-                ).fetchone()
-            except sqlite3.OperationalError as error:
-                raise StoreUnavailable(error) from error
-        return None if row[0] is None else row[0] - self._clock.time()
+        deadline = self._run(
+            lambda tx: tx.execute(
+                "SELECT min(d) FROM ("
+                " SELECT min(lease_expires_at) AS d FROM tasks WHERE status = 'processing'"
+                " UNION ALL"
+                " SELECT min(available_at) FROM tasks WHERE status = 'scheduled')"
+            ).fetchone()[0]
+        )
+        return None if deadline is None else deadline - self._clock.time()
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         with self._lock:
@@ -366,49 +404,56 @@ class SqliteStore(Store):
                     self._db.execute("ROLLBACK")
 
     def close(self) -> None:
+        self._writer.close()
         with self._lock:
             self._db.close()
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed since the store opened (each one fsync with sync=full)."""
+        return self._writer.commits
+
     # -- internals ----------------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[_Transaction]:
-        """One immediate transaction under the lock, after applying what is due; listeners
-        hear of ready tasks once it has committed (or rolled back).
+    def _run(self, apply: Callable[[_Transaction], T]) -> T:
+        """Run `apply` in the writer's next group and wait until that group has committed;
+        then listeners hear of the tasks it made ready.
 
         A failing disk or database (locked, unreadable, full, I/O errors) raises
-        `StoreUnavailable` when it fails before the commit (everything is rolled back) and
-        `OutcomeUnknown` when the commit itself fails: it may or may not be on disk."""
-        with self._lock:
-            # The clock is read under the lock so timestamps agree with the order of operations.
+        `StoreUnavailable` when it fails before the commit (the group's transaction is rolled
+        back) and `OutcomeUnknown` when the commit itself fails: it may or may not be on disk.
+        Any other exception `apply` raises undoes its own changes only (see `group_commit`)."""
+        tx: _Transaction | None = None
+
+        def work() -> T:
+            nonlocal tx
+            # The clock is read in the writer, so timestamps follow the order of operations.
             tx = _Transaction(self._db, self._clock.time())
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise StoreUnavailable(error) from error
-            try:
-                self._reap(tx)
-                yield tx
-            except BaseException as error:
-                self._rollback()
-                tx.ready.clear()
-                if isinstance(error, sqlite3.OperationalError):
-                    raise StoreUnavailable(error) from error
-                raise
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as error:
-                self._rollback()
-                raise OutcomeUnknown(error) from error
-        for queue, count in tx.ready.items():
+            return apply(tx)
+
+        operation = self._writer.run(work)
+        # What the group's reaping made ready is committed even when this operation failed.
+        ready: dict[str, int] = operation.opened or {}
+        if operation.error is None and tx is not None:
+            for queue, count in tx.ready.items():
+                ready[queue] = ready.get(queue, 0) + count
+        self._notify(ready)
+        if operation.error is not None:
+            raise operation.error
+        return operation.result  # type: ignore[return-value]
+
+    def _open_group(self) -> dict[str, int]:
+        """Each group's first step, with the group's own clock reading: apply what is due.
+        Returns the tasks that became ready, for the group's first caller to announce."""
+        tx = _Transaction(self._db, self._clock.time())
+        self._reap(tx)
+        return tx.ready
+
+    def _notify(self, ready: dict[str, int]) -> None:
+        # On the caller's thread, never the writer's: a listener may call the store.
+        for queue, count in ready.items():
             for listener in self._listeners:
                 listener(queue, count)
-
-    def _rollback(self) -> None:
-        # A failing disk may refuse the rollback too; SQLite then rolls back by itself when
-        # the journal is next read, so the error that matters is the first one.
-        with suppress(sqlite3.OperationalError):
-            self._db.execute("ROLLBACK")
 
     def _reap(self, tx: _Transaction) -> None:
         expired = tx.execute(
@@ -445,27 +490,20 @@ class SqliteStore(Store):
         )
         tx.execute("DELETE FROM idempotency WHERE forget_at <= ?", (tx.now,))
 
-    def _insert(self, tx: _Transaction, task_id: str, new_task: NewTask) -> None:
-        max_attempts = new_task.max_attempts or self.policy.max_attempts
+    def _insert(self, tx: _Transaction, task_id: str, new_task: NewTask, seq: int) -> Task:
+        """Write a new task and return it, built from the very row written (with the types
+        SQLite gives back), so that it need not be read again."""
         status = TaskStatus.SCHEDULED if new_task.delay > 0 else TaskStatus.PENDING
-        tx.execute(
-            f"INSERT INTO tasks ({COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, 0, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, ?, NULL, NULL)",
-            (
-                task_id,
-                new_task.queue,
-                new_task.payload,
-                status.value,
-                new_task.priority,
-                max_attempts,
-                tx.now,
-                tx.now + new_task.delay,
-                self._next_seq(tx),
-            ),
+        row = (
+            *(task_id, new_task.queue, bytes(new_task.payload), status.value),
+            *(int(new_task.priority), 0, int(new_task.max_attempts or self.policy.max_attempts)),
+            *(float(tx.now), float(tx.now + new_task.delay)),
+            *(None, None, None, None, None, None, seq, None, None),
         )
-        self._count_event(tx, new_task.queue, Event.ENQUEUED)
+        tx.execute(f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * len(row))})", row)
         if status is TaskStatus.PENDING:
             tx.became_ready(new_task.queue)
+        return _task(row)
 
     def _check_room(self, tx: _Transaction, created: Sequence[NewTask]) -> None:
         def waiting(queue: str) -> int:
@@ -554,11 +592,11 @@ class SqliteStore(Store):
             tx.execute("DELETE FROM events WHERE queue = ?", (queue,))
             tx.execute("DELETE FROM counts WHERE queue = ?", (queue,))
 
-    def _count_event(self, tx: _Transaction, queue: str, event: Event) -> None:
+    def _count_event(self, tx: _Transaction, queue: str, event: Event, count: int = 1) -> None:
         tx.execute(
-            "INSERT INTO events VALUES (?, ?, 1) "
-            "ON CONFLICT (queue, event) DO UPDATE SET n = n + 1",
-            (queue, event.value),
+            "INSERT INTO events VALUES (?, ?, ?) "
+            "ON CONFLICT (queue, event) DO UPDATE SET n = n + excluded.n",
+            (queue, event.value, count),
         )
 
     def _close_lease(self, tx: _Transaction, task_id: str, lease_id: str | None) -> None:
