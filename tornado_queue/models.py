@@ -85,6 +85,9 @@ class ItemOutcome:
     error: QueueError | None = None
 
 
+_new_object = object.__new__  # `Task.__new__` without looking it up on the class each time
+
+
 class Task:
     """One task as a store keeps it.
 
@@ -153,7 +156,7 @@ class Task:
     def snapshot(self) -> Task:
         """A copy that callers may read while the store goes on changing the original."""
         # Spelled out: about 4x faster than a loop over __slots__ with getattr/setattr.
-        copy = Task.__new__(Task)
+        copy = _new_object(Task)
         copy.id = self.id
         copy.queue = self.queue
         copy.payload = self.payload

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
+from heapq import heappush
 
 COMPACT_SLACK = 1024
 """Stale entries tolerated beyond the live ones before the heap is rebuilt without them."""
@@ -19,6 +20,8 @@ class DeadlineHeap:
     live entries once it holds more than twice the live count plus a slack: O(1) amortized.
     """
 
+    __slots__ = ("_heap",)
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
 
@@ -33,8 +36,9 @@ class DeadlineHeap:
         is_live: Callable[[float, str], bool],
     ) -> None:
         """Add an entry; `live_count` and `is_live` say which entries still matter."""
-        heapq.heappush(self._heap, (deadline, task_id))
-        if len(self._heap) > 2 * live_count + COMPACT_SLACK:
+        heap = self._heap
+        heappush(heap, (deadline, task_id))
+        if len(heap) > 2 * live_count + COMPACT_SLACK:
             self._heap = [entry for entry in self._heap if is_live(*entry)]
             heapq.heapify(self._heap)
 

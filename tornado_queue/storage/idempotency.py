@@ -21,6 +21,8 @@ class IdempotencyKeys:
     Not thread-safe by itself: the owning store calls it under its lock.
     """
 
+    __slots__ = ("_expiry", "_keys")
+
     def __init__(self) -> None:
         self._keys: dict[str, Remembered] = {}
         self._expiry = DeadlineHeap()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from itertools import islice
@@ -32,6 +33,19 @@ from tornado_queue.storage.deadlines import DeadlineHeap
 from tornado_queue.storage.idempotency import IdempotencyKeys
 from tornado_queue.storage.pending import PendingQueue
 
+# Globals read instead of enum class attributes on the hot paths (a class attribute of an enum
+# costs several times a global read).
+_PENDING = TaskStatus.PENDING
+_PROCESSING = TaskStatus.PROCESSING
+_COMPLETED = TaskStatus.COMPLETED
+_FAILED = TaskStatus.FAILED
+_ENQUEUED = Event.ENQUEUED
+_COMPLETED_EVENT = Event.COMPLETED
+_task_id = ids.task_id
+_lease_id = ids.lease_id
+_new_object = object.__new__
+_init_task = Task.__init__
+
 
 def _zero_counts() -> dict[TaskStatus, int]:
     return dict.fromkeys(TaskStatus, 0)
@@ -57,9 +71,11 @@ class MemoryStore(Store):
       time, finished tasks by the time they are forgotten; entries are checked against the task
       when they fall due;
     - `_keys`: recent idempotency keys.
-    Every operation runs as an `_Operation`: it holds the lock, reads the clocks, first applies
-    what is due (`_reap`), and tells ready listeners afterwards, even if it raised. Callers only
-    ever get snapshots.
+    Every operation holds the lock, reads the clocks, first applies what is due (`_reap`), and
+    tells ready listeners afterwards, even if it raised: an `_Operation` does that. The hot ones
+    (a single enqueue, dequeue, complete) spell it out instead, with one try/finally: a
+    context manager object costs them more than their own work. Callers only ever get
+    snapshots.
     """
 
     blocking = False
@@ -67,6 +83,11 @@ class MemoryStore(Store):
     def __init__(self, policy: Policy | None = None, clock: Clock | None = None) -> None:
         self.policy = policy or Policy()
         self._clock = clock or SystemClock()
+        if type(self._clock) is SystemClock:
+            # The functions themselves: one Python frame less per read, two reads per operation.
+            self._time, self._monotonic = time.time, time.monotonic
+        else:
+            self._time, self._monotonic = self._clock.time, self._clock.monotonic
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
         self._pending: dict[str, PendingQueue] = {}
@@ -83,12 +104,29 @@ class MemoryStore(Store):
         # to reap (one comparison instead of a look at four heaps).
         self._reap_from = math.inf
 
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        # What the hot paths need, read once here instead of through the policy every time.
+        self._policy = policy
+        self._limited = policy.limited
+        self._lease_seconds = policy.lease_seconds
+        self._max_attempts = policy.max_attempts
+        self._retention_seconds = policy.retention_seconds
+
     # -- commands ---------------------------------------------------------------------------
 
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
+        if len(new_tasks) == 1 and not self._limited:
+            new_task = new_tasks[0]
+            if not new_task.idempotency_key and new_task.delay <= 0:
+                return [self._enqueue_one(new_task)]
         # uuid4s and records are built before taking the lock to keep the critical section short.
         fresh = [self._new_record(new_task) for new_task in new_tasks]
-        limited = self.policy.limited
+        limited = self._limited
         if not any(new_task.idempotency_key for new_task in new_tasks):
             with self._operation() as op:  # the common case: nothing to match
                 if limited:
@@ -110,32 +148,109 @@ class MemoryStore(Store):
                     continue
                 self._add(task, new_task.delay, op)
                 if key is not None:
-                    forget_at = op.now + self.policy.retention_seconds
+                    forget_at = op.now + self._retention_seconds
                     self._keys.remember(key, task.id, new_task.fingerprint, forget_at)
                     self._due_at(forget_at)
                     replays[key] = (task.id, task)
                 outcomes.append(Enqueued(task.id, task.snapshot(), created=True))
             return outcomes
 
+    def _enqueue_one(self, new_task: NewTask) -> Enqueued:
+        """`enqueue_many` of one task with no key, no delay and no limits: the common case."""
+        # Allocated and initialised apart: a class call with keywords builds a dict for them.
+        task = _new_object(Task)
+        _init_task(
+            task,
+            _task_id(),
+            new_task.payload,
+            0.0,
+            new_task.max_attempts or self._max_attempts,
+            queue=new_task.queue,
+            priority=new_task.priority,
+        )
+        queue = task.queue
+        ready = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            wall = self._time()
+            now = self._monotonic()
+            if now >= self._reap_from:
+                ready = self._reap_now(now, wall)
+            # `_add` spelled out for a task that goes straight to its queue's tail.
+            task.created_at = task.available_at = wall
+            self._tasks[task.id] = task
+            pending = self._pending.get(queue)
+            if pending is None:
+                pending = self._open_queue(queue)
+            self._events[queue][_ENQUEUED] += 1
+            self._counts[_PENDING] += 1
+            self._queue_counts[queue][_PENDING] += 1
+            pending.append(task)
+            copy = task.snapshot()
+            if ready is not None:  # told together with what reaping made ready
+                ready[queue] = ready.get(queue, 0) + 1
+        finally:
+            lock.release()
+            if ready:
+                self._notify_ready(ready)
+        if ready is None:
+            for listener in self._listeners:
+                listener(queue, 1)
+        return Enqueued(task.id, copy, created=True)
+
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
-        lease = lease_seconds or self.policy.lease_seconds
-        with self._operation() as op:
+        lease = lease_seconds or self._lease_seconds
+        taken: list[Task] = []
+        ready = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            wall = self._time()
+            now = self._monotonic()
+            if now >= self._reap_from:
+                ready = self._reap_now(now, wall)
             pending = self._pending.get(queue)
-            taken: list[Task] = []
-            while pending is not None and len(taken) < count:
+            if pending is None:
+                return taken
+            # Leasing spelled out (`_move` to processing, `_push_lease`), with what every task
+            # of the batch shares read once: this runs for every task handed out.
+            counts, queue_counts = self._counts, self._queue_counts[queue]
+            processing = self._listed[queue][_PROCESSING]
+            leases, is_lease_entry = self._leases, self._is_lease_entry
+            deadline, expires_at = now + lease, wall + lease
+            while len(taken) < count:
                 task = pending.pop()
                 if task is None:
                     break
-                self._grant_lease(task, lease, op)
+                task_id = task.id
+                counts[_PENDING] -= 1
+                counts[_PROCESSING] += 1
+                queue_counts[_PENDING] -= 1
+                queue_counts[_PROCESSING] += 1
+                processing[task_id] = None
+                task.status = _PROCESSING
+                task.attempts += 1
+                task.lease_id = _lease_id()
+                task.started_at = wall
+                task.lease_deadline = deadline
+                task.lease_expires_at = expires_at
+                leases.push(deadline, task_id, counts[_PROCESSING], is_lease_entry)
                 taken.append(task.snapshot())
+            if taken:
+                self._reap_from = min(self._reap_from, deadline)
             return taken
+        finally:
+            lock.release()
+            if ready:
+                self._notify_ready(ready)
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
-        lease = lease_seconds or self.policy.lease_seconds
+        lease = lease_seconds or self._lease_seconds
         with self._operation() as op:
             task = self._leased_task(task_id, "heartbeat", lease_id)
             task.lease_deadline = op.now + lease
@@ -146,17 +261,45 @@ class MemoryStore(Store):
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
-        with self._operation() as op:
-            task = self._known_task(task_id)
-            if repeats_closing("complete", task, lease_id):
-                return task.snapshot()  # the first result stands
-            task = self._leased_task(task_id, "complete", lease_id)
+        ready = None
+        lock = self._lock
+        lock.acquire()
+        try:
+            wall = self._time()
+            now = self._monotonic()
+            if now >= self._reap_from:
+                ready = self._reap_now(now, wall)
+            task = self._tasks.get(task_id)
+            if task is None:
+                raise TaskNotFound(task_id)
+            if task.lease_id != lease_id or task.status is not _PROCESSING:
+                # Not under the task's current lease: a repeat, unfenced, or refused.
+                if repeats_closing("complete", task, lease_id):
+                    return task.snapshot()  # the first result stands
+                task = self._leased_task(task_id, "complete", lease_id)
             task.closed_lease = lease_id
-            self._end_lease(task)
+            task.lease_id = task.lease_deadline = task.lease_expires_at = None  # `_end_lease`
             task.result = result
-            self._finish(task, TaskStatus.COMPLETED, op)
-            self._events[task.queue][Event.COMPLETED] += 1
+            # `_finish` and `_move` spelled out for a processing task that completes.
+            queue = task.queue
+            counts, queue_counts = self._counts, self._queue_counts[queue]
+            counts[_PROCESSING] -= 1
+            counts[_COMPLETED] += 1
+            queue_counts[_PROCESSING] -= 1
+            queue_counts[_COMPLETED] += 1
+            del self._listed[queue][_PROCESSING][task_id]
+            task.status = _COMPLETED
+            task.finished_at = wall
+            task.forget_at = forget_at = now + self._retention_seconds
+            finished = counts[_COMPLETED] + counts[_FAILED]
+            self._retention.push(forget_at, task_id, finished, self._is_retention_entry)
+            self._reap_from = min(self._reap_from, forget_at)
+            self._events[queue][_COMPLETED_EVENT] += 1
             return task.snapshot()
+        finally:
+            lock.release()
+            if ready:
+                self._notify_ready(ready)
 
     def fail(
         self,
@@ -177,7 +320,7 @@ class MemoryStore(Store):
             if retry and task.attempts < task.max_attempts:
                 self._schedule_or_append(task, self.policy.backoff(task.attempts), op)
             else:
-                self._finish(task, TaskStatus.FAILED, op)
+                self._finish(task, TaskStatus.FAILED, op.now, op.wall)
             return task.snapshot()
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
@@ -253,7 +396,7 @@ class MemoryStore(Store):
     def seconds_to_next_deadline(self) -> float | None:
         with self._lock:
             deadlines = [heap.first() for heap in (self._leases, self._schedule)]
-            now = self._clock.monotonic()
+            now = self._monotonic()
         known = [deadline for deadline in deadlines if deadline is not None]
         return min(known) - now if known else None
 
@@ -267,9 +410,9 @@ class MemoryStore(Store):
     # -- internals: every method below runs with the lock held -------------------------------
 
     def _new_record(self, new_task: NewTask) -> Task:
-        max_attempts = new_task.max_attempts or self.policy.max_attempts
+        max_attempts = new_task.max_attempts or self._max_attempts
         return Task(
-            ids.task_id(),
+            _task_id(),
             new_task.payload,
             0.0,
             max_attempts,
@@ -310,14 +453,26 @@ class MemoryStore(Store):
         task.created_at = task.available_at = op.wall
         self._tasks[task.id] = task
         if task.queue not in self._queue_counts:
-            self._queue_counts[task.queue] = _zero_counts()
-            self._pending[task.queue] = PendingQueue(self._tasks.get)
-            self._listed[task.queue] = _no_listings()
-        if task.queue not in self._events:
-            self._events[task.queue] = dict.fromkeys(Event, 0)
+            self._open_queue(task.queue)
         self._events[task.queue][Event.ENQUEUED] += 1
         self._count(task.queue, task.status, +1)
         self._schedule_or_append(task, delay, op)
+
+    def _open_queue(self, queue: str) -> PendingQueue:
+        """Start keeping a queue that holds no task yet."""
+        self._queue_counts[queue] = _zero_counts()
+        pending = self._pending[queue] = PendingQueue(self._tasks.get)
+        self._listed[queue] = _no_listings()
+        if queue not in self._events:
+            self._events[queue] = dict.fromkeys(Event, 0)
+        return pending
+
+    def _reap_now(self, now: float, wall: float) -> dict[str, int]:
+        """`_reap` for an operation that read the clocks itself: what it made ready, by queue."""
+        op = _Operation(self)
+        op.now, op.wall = now, wall
+        self._reap(op)
+        return op.ready
 
     def _reap(self, op: _Operation) -> None:
         """Apply expired leases, due scheduled tasks and retention."""
@@ -355,25 +510,16 @@ class MemoryStore(Store):
             return None
         if task.forget_at is not None:
             return task.forget_at
-        return now + self.policy.retention_seconds
+        return now + self._retention_seconds
 
     def _expire_lease(self, task: Task, op: _Operation) -> None:
         self._end_lease(task)
         self._events[task.queue][Event.LEASE_EXPIRED] += 1
         if task.attempts >= task.max_attempts:
             task.error = "lease expired"
-            self._finish(task, TaskStatus.FAILED, op)
+            self._finish(task, TaskStatus.FAILED, op.now, op.wall)
         else:
             self._put_back(task, op)
-
-    def _grant_lease(self, task: Task, lease: float, op: _Operation) -> None:
-        self._move(task, TaskStatus.PROCESSING)
-        task.attempts += 1
-        task.lease_id = ids.lease_id()
-        task.started_at = op.wall
-        task.lease_deadline = op.now + lease
-        task.lease_expires_at = op.wall + lease
-        self._push_lease(task)
 
     def _push_lease(self, task: Task) -> None:
         assert task.lease_deadline is not None
@@ -423,15 +569,16 @@ class MemoryStore(Store):
         self._pending[task.queue].put_back(task)
         op.became_ready(task.queue)
 
-    def _finish(self, task: Task, status: TaskStatus, op: _Operation) -> None:
+    def _finish(self, task: Task, status: TaskStatus, now: float, wall: float) -> None:
         self._move(task, status)
-        if status is TaskStatus.FAILED:
+        if status is _FAILED:
             self._events[task.queue][Event.FAILED] += 1
-        task.finished_at = op.wall
-        task.forget_at = op.now + self.policy.retention_seconds
-        finished = self._counts[TaskStatus.COMPLETED] + self._counts[TaskStatus.FAILED]
-        self._retention.push(task.forget_at, task.id, finished, self._is_retention_entry)
-        self._due_at(task.forget_at)
+        task.finished_at = wall
+        task.forget_at = forget_at = now + self._retention_seconds
+        counts = self._counts
+        finished = counts[_COMPLETED] + counts[_FAILED]
+        self._retention.push(forget_at, task.id, finished, self._is_retention_entry)
+        self._reap_from = min(self._reap_from, forget_at)
 
     def _known_task(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)
@@ -513,7 +660,7 @@ class _Operation:
         store._lock.acquire()
         try:
             # Clocks are read under the lock so timestamps agree with the order of operations.
-            self.wall, self.now = store._clock.time(), store._clock.monotonic()
+            self.wall, self.now = store._time(), store._monotonic()
             store._reap(self)
         except BaseException:
             store._lock.release()

@@ -14,6 +14,8 @@ COMPACT_AFTER = 1024
 
 Lookup = Callable[[str], Task | None]
 
+_PENDING = TaskStatus.PENDING  # a global read instead of an enum class attribute per task
+
 
 class PendingQueue:
     """Pending tasks of one queue in dequeue order: highest priority first, then oldest first by
@@ -23,6 +25,8 @@ class PendingQueue:
     next one in O(log P). Levels that empty are dropped, so P counts only priorities in use.
     Not thread-safe by itself: the owning store calls it under its lock.
     """
+
+    __slots__ = ("_levels", "_lookup", "_next_seq", "_order")
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
@@ -38,7 +42,12 @@ class PendingQueue:
         """Put a task at the tail of its priority."""
         task.seq = self._next_seq
         self._next_seq += 1
-        self._level(task.priority).append(task)
+        level = self._levels.get(task.priority)
+        if level is None:
+            level = self._level(task.priority)
+        # `_Level.append` spelled out: this runs for every task.
+        level.fifo.append(task.id)
+        level.live += 1
 
     def put_back(self, task: Task) -> None:
         """Return a task that was handed out to its original place (by its seq)."""
@@ -46,13 +55,23 @@ class PendingQueue:
 
     def pop(self) -> Task | None:
         """Remove and return the first pending task, or None."""
-        while self._order:
-            priority = -self._order[0]
+        order = self._order
+        while order:
+            priority = -order[0]
             level = self._levels.get(priority)
             if level is not None and level.live:
+                if not level.returned:
+                    # The common case, `_Level.pop` spelled out: a task that joined the tail.
+                    fifo, lookup = level.fifo, self._lookup
+                    while fifo:
+                        task = lookup(fifo.popleft())
+                        if task is not None and task.status is _PENDING:
+                            level.live -= 1
+                            return task
+                        level.stale -= 1
                 return level.pop()
             # A level dropped by `discard`, or one whose entries are all stale.
-            heapq.heappop(self._order)
+            heapq.heappop(order)
             if level is not None:
                 del self._levels[priority]
         return None
@@ -84,41 +103,41 @@ class _Level:
     (seq, id) for tasks that came back unfinished (a lost lease, a release).
 
     A returned task goes back to its original place, ahead of everything that joined later:
-    it was at the head when it was handed out, so its seq is below every seq in `_fifo`, and the
+    it was at the head when it was handed out, so its seq is below every seq in `fifo`, and the
     heap is always served first. A deleted task leaves its entry behind ("stale"); readers skip
     it, and the level is rebuilt once stale entries outnumber live ones (O(1) amortized).
     """
 
-    __slots__ = ("_fifo", "_lookup", "_returned", "live", "stale")
+    __slots__ = ("_lookup", "fifo", "live", "returned", "stale")
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
-        self._fifo: deque[str] = deque()
-        self._returned: list[tuple[int, str]] = []
+        self.fifo: deque[str] = deque()
+        self.returned: list[tuple[int, str]] = []
         self.live = 0
         self.stale = 0
 
     def __len__(self) -> int:
-        return len(self._fifo) + len(self._returned)
+        return len(self.fifo) + len(self.returned)
 
     def append(self, task: Task) -> None:
-        self._fifo.append(task.id)
+        self.fifo.append(task.id)
         self.live += 1
 
     def put_back(self, task: Task) -> None:
-        heapq.heappush(self._returned, (task.seq, task.id))
+        heapq.heappush(self.returned, (task.seq, task.id))
         self.live += 1
 
     def pop(self) -> Task | None:
-        while self._returned:
-            seq, task_id = heapq.heappop(self._returned)
+        while self.returned:
+            seq, task_id = heapq.heappop(self.returned)
             task = self._live(task_id, seq)
             if task is not None:
                 self.live -= 1
                 return task
             self.stale -= 1
-        while self._fifo:
-            task = self._live(self._fifo.popleft())
+        while self.fifo:
+            task = self._live(self.fifo.popleft())
             if task is not None:
                 self.live -= 1
                 return task
@@ -129,14 +148,14 @@ class _Level:
         self.live -= 1
         self.stale += 1
         if self.stale > COMPACT_AFTER and self.stale > self.live:
-            self._fifo = deque(task_id for task_id in self._fifo if self._live(task_id))
-            self._returned = [entry for entry in self._returned if self._live(entry[1], entry[0])]
-            heapq.heapify(self._returned)
+            self.fifo = deque(task_id for task_id in self.fifo if self._live(task_id))
+            self.returned = [entry for entry in self.returned if self._live(entry[1], entry[0])]
+            heapq.heapify(self.returned)
             self.stale = 0
 
     def in_order(self) -> Iterator[Task]:
-        returned = (self._live(task_id, seq) for seq, task_id in _heap_in_order(self._returned))
-        fifo = (self._live(task_id) for task_id in self._fifo)
+        returned = (self._live(task_id, seq) for seq, task_id in _heap_in_order(self.returned))
+        fifo = (self._live(task_id) for task_id in self.fifo)
         return (task for task in chain(returned, fifo) if task is not None)
 
     def _live(self, task_id: str, seq: int | None = None) -> Task | None:
