@@ -56,7 +56,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import selectors
 import shlex
@@ -83,12 +82,12 @@ from http_bench import (
     RawResponse,
     Workload,
     ensure_wrk,
-    git_commit,
     percentile,
     prefill,
     read_responses,
+    run_facts,
     run_wrk,
-    tornado_version,
+    write_report,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -641,27 +640,15 @@ def main(argv: list[str]) -> int:
                 "servers_cpu": pinning.app,
                 "wrk_redis_runner_cpu": pinning.load,
             },
-            "cpus": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
             "machine_share": machine,
-            "python": platform.python_version(),
-            "tornado": tornado_version(),
-            "commit": git_commit(),
-            "wall_seconds": time.monotonic() - started,
+            **run_facts(load_before, started),
         },
         "rows": [row.as_json() for row in rows],
         "long_poll": long_poll,
     }
     out: Path = args.output or RESULTS / ("backends-smoke.json" if args.smoke else "backends.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out} in {time.monotonic() - started:.0f} s")
     failed = [row for row in rows if row.failure] + ([long_poll] if "failure" in long_poll else [])
-    if failed:
-        print(f"bench/backends.py: {len(failed)} run(s) FAILED (see above)", file=sys.stderr)
-        return 1
-    return 0
+    return write_report(report, out, started, len(failed))
 
 
 if __name__ == "__main__":

@@ -604,6 +604,31 @@ def tornado_version() -> str:
     return done.stdout.strip()
 
 
+def run_facts(load_before: tuple[float, ...], started: float) -> dict[str, Any]:
+    """What a report's meta says of the machine and the code a run measured."""
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "python": platform.python_version(),
+        "tornado": tornado_version(),
+        "commit": git_commit(),
+        "wall_seconds": time.monotonic() - started,
+    }
+
+
+def write_report(report: dict[str, Any], out: Path, started: float, failed: int) -> int:
+    """Write `report` as JSON to `out` and say so; the exit status: 1 when `failed` runs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out} in {time.monotonic() - started:.0f} s")
+    if failed:
+        script = Path(sys.argv[0]).name
+        print(f"bench/{script}: {failed} run(s) FAILED (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -695,26 +720,14 @@ def main(argv: list[str]) -> int:
             "wrk": f"{plan.wrk} -t1 --timeout 10s",
             "server_flags": plan.server_flags,
             "pinning": {"apps_cpu": plan.pinning.app, "wrk_cpu": plan.pinning.load},
-            "cpus": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "python": platform.python_version(),
-            "tornado": tornado_version(),
-            "commit": git_commit(),
-            "wall_seconds": time.monotonic() - started,
+            **run_facts(load_before, started),
         },
         "rows": [row.as_json() for row in rows],
         "long_poll": long_poll,
     }
     out: Path = args.output or RESULTS / ("http-smoke.json" if args.smoke else "http.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out} in {time.monotonic() - started:.0f} s")
     failed = [row for row in rows if row.failure] + ([long_poll] if "failure" in long_poll else [])
-    if failed:
-        print(f"bench/http_bench.py: {len(failed)} run(s) FAILED (see above)", file=sys.stderr)
-        return 1
-    return 0
+    return write_report(report, out, started, len(failed))
 
 
 if __name__ == "__main__":

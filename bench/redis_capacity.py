@@ -53,9 +53,7 @@ a run failed (a wrk error or unexpected answer, a process that did not start).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -84,9 +82,9 @@ from http_bench import (
     Pinning,
     Plan,
     ensure_wrk,
-    git_commit,
+    run_facts,
     run_wrk,
-    tornado_version,
+    write_report,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -467,14 +465,8 @@ def main(argv: list[str]) -> int:
                 "redis_cpu": redis_cpu,
                 "servers_wrk_runner_cpus": pinning.app,
             },
-            "cpus": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
             "machine_share": machine,
-            "python": platform.python_version(),
-            "tornado": tornado_version(),
-            "commit": git_commit(),
-            "wall_seconds": time.monotonic() - started,
+            **run_facts(load_before, started),
         },
         "summary": summary,
         "runs": {str(servers): runs for servers, runs in by_servers.items()},
@@ -482,14 +474,8 @@ def main(argv: list[str]) -> int:
     out: Path = args.output or RESULTS / (
         "redis_capacity-smoke.json" if args.smoke else "redis_capacity.json"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out} in {time.monotonic() - started:.0f} s")
     failed = [run for runs in by_servers.values() for run in runs if "failure" in run]
-    if failed:
-        print(f"bench/redis_capacity.py: {len(failed)} run(s) FAILED (see above)", file=sys.stderr)
-        return 1
-    return 0
+    return write_report(report, out, started, len(failed))
 
 
 if __name__ == "__main__":
