@@ -87,6 +87,9 @@ def store(request: pytest.FixtureRequest, clock: FakeClock, policy: Policy, tmp_
         yield memory
         return
     if mode == "redis":
+        if "io_loop" in request.fixturenames:
+            # torn down after the store, so the store closes its connections on a live loop
+            request.getfixturevalue("io_loop")
         shared = RedisStore(request.getfixturevalue("redis_url"), policy, clock)
         shared.flush()
         yield shared

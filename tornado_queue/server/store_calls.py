@@ -1,5 +1,6 @@
 """The one place that decides how the IOLoop calls a store (see `storage.base`): inline for a
-store that answers in microseconds, on the default executor for one that does I/O. It also
+store that answers in microseconds, awaited on the loop for one that can (Redis), on the
+default executor for one that does blocking I/O (SQLite). It also
 keeps the store's `OutageLog`, so an outage is logged once, not once per request."""
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ async def call_store(store: Store, method: Callable[..., T], *args: Any) -> T:
     if not store.blocking:
         return method(*args)  # an in-memory store: no disk, no network, nothing to fail
     try:
-        answer = await IOLoop.current().run_in_executor(None, method, *args)
+        if store.asynchronous:
+            answer = await store.run_async(method, *args)
+        else:
+            answer = await IOLoop.current().run_in_executor(None, method, *args)
     except StoreFailure as failure:
         store.outage.failed(failure)
         raise

@@ -11,7 +11,9 @@ How handlers call it is decided by `blocking`:
 - a store whose calls finish in microseconds without I/O (`MemoryStore`) sets `blocking = False`
   and is called inline on the IOLoop: a thread-pool hop would cost more than the call itself;
 - a store that does I/O (SQLite, Redis) sets `blocking = True` and handlers run its calls in an
-  executor (`store_calls.call_store`), so a slow disk or network never stalls other requests.
+  executor (`store_calls.call_store`), so a slow disk or network never stalls other requests;
+- a store that can await its I/O on the IOLoop (Redis) also sets `asynchronous = True`, and
+  handlers await its `run_async(method, *args)` instead: no thread hop at all.
 
 Return values are snapshots: a `Task` returned by a store is a copy the caller may read freely.
 
@@ -29,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from tornado_queue.config import Settings
 from tornado_queue.errors import QueueError, TaskNotFound, queue_full, store_full, too_many_queues
@@ -44,6 +46,8 @@ from tornado_queue.models import (
     TaskStatus,
 )
 from tornado_queue.storage.outage import OutageLog
+
+T = TypeVar("T")
 
 ReadyListener = Callable[[str, int], None]
 """Called with a queue name and a count after that many tasks became ready to dequeue there.
@@ -174,6 +178,7 @@ class Store(ABC):
     """
 
     blocking: ClassVar[bool] = True
+    asynchronous: ClassVar[bool] = False
     policy: Policy
 
     @cached_property
@@ -313,6 +318,10 @@ class Store(ABC):
     @abstractmethod
     def add_ready_listener(self, listener: ReadyListener) -> None:
         """Call `listener(queue, n)` whenever n tasks become ready to dequeue in `queue`."""
+
+    async def run_async(self, method: Callable[..., T], *args: Any) -> T:
+        """`method(*args)` awaited on the running loop; only for an `asynchronous` store."""
+        raise NotImplementedError(f"{type(self).__name__} is not asynchronous")
 
     def check(self) -> None:  # noqa: B027 - optional hook, a store in memory is always ready
         """Make sure the store can serve, before the server takes its first request: raise

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -31,7 +34,17 @@ from tornado_queue.errors import (
     store_full,
     too_many_queues,
 )
-from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
+from tornado_queue.models import (
+    DEFAULT_QUEUE,
+    Completion,
+    Enqueued,
+    Event,
+    ItemOutcome,
+    NewTask,
+    Task,
+    TaskStatus,
+)
+from tornado_queue.storage.autopipeline import AutoPipeline, NotSent
 from tornado_queue.storage.base import Policy, ReadyListener, Store
 
 log = logging.getLogger("tornado_queue.redis")
@@ -63,12 +76,43 @@ class _Pool(redis.ConnectionPool):
 
 NOT_APPLIED = (
     _NotSent,
+    NotSent,
     redis.BusyLoadingError,
     redis.ReadOnlyError,
     redis.exceptions.OutOfMemoryError,
 )
 """Failures that prove the script did not run: no connection, or Redis refused it (loading
 its data, a read-only replica, out of memory)."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One run of the script: the operation, its arguments, and what a refusal names."""
+
+    op: str
+    args: tuple[Any, ...]
+    task_id: str = ""
+    lease_id: str = ""
+
+
+Steps = Generator[_Call | list[_Call], Any, T]
+"""An operation written once for both ways of reaching Redis: it yields each script call and
+is sent the call's result (a refusal is raised into it), then returns its answer. It may yield
+a list of independent calls instead, and is sent a list of each one's result or refusal
+(`QueueError`); on the loop they go to Redis together."""
+
+
+def _operation(steps: Callable[..., Steps[T]]) -> Callable[..., T]:
+    """The blocking method for an operation's steps; `run_async` finds the steps on it."""
+
+    @functools.wraps(steps)
+    def blocking(self: RedisStore, *args: Any, **kwargs: Any) -> T:
+        return self._run(steps(self, *args, **kwargs))
+
+    blocking.steps = steps  # type: ignore[attr-defined]
+    return blocking
 
 
 class RedisStore(Store):
@@ -78,12 +122,17 @@ class RedisStore(Store):
 
     Keys start with `prefix`, a Redis Cluster hash tag by default (`{tq}`), so they all live
     in one slot. When an operation makes tasks ready, the store tells its own listeners at once
-    and publishes `origin queue count` on `<prefix>:ready`; a subscriber thread passes other
-    servers' messages to this server's listeners, so a consumer long-polling here gets a task
-    enqueued there within milliseconds. Blocking (network) calls: handlers use the executor.
+    and the script publishes `origin queue count` on `<prefix>:ready`; a subscriber thread
+    passes other servers' messages to this server's listeners, so a consumer long-polling here
+    gets a task enqueued there within milliseconds.
+
+    Each operation is written once, as steps that yield script calls (`_operation`): worker
+    threads call the methods, which block; handlers await `run_async`, which sends the calls
+    of one IOLoop turn to Redis together (`AutoPipeline`), with no thread in between.
     """
 
     blocking = True
+    asynchronous = True
 
     def __init__(
         self,
@@ -106,10 +155,13 @@ class RedisStore(Store):
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._subscriber: Any = None  # started with the first listener
         self._subscriber_failing = False
+        self._url = url
+        self._pipeline: AutoPipeline | None = None  # made on the first call from a loop
 
     # -- commands ---------------------------------------------------------------------------
 
-    def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
+    @_operation
+    def enqueue_many(self, new_tasks: Sequence[NewTask]) -> Steps[list[Enqueued]]:
         args: list[Any] = [len(new_tasks)]
         for new_task in new_tasks:
             args += [
@@ -123,118 +175,130 @@ class RedisStore(Store):
                 new_task.fingerprint,
             ]
         args += [self.policy.max_pending, self.policy.max_tasks, self.policy.max_queues]
-        outcomes = self._call("enqueue", *args)
+        outcomes = yield _Call("enqueue", tuple(args))
         # Each outcome carries its task, so a batch costs one round trip, not one per task.
         return [
             Enqueued(task_id.decode(), _task(flat) if flat else None, created=bool(created))
             for task_id, created, flat in outcomes
         ]
 
+    @_operation
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
-    ) -> list[Task]:
+    ) -> Steps[list[Task]]:
         lease = lease_seconds or self.policy.lease_seconds
         lease_ids = [ids.lease_id() for _ in range(count)]
-        return [_task(flat) for flat in self._call("dequeue", queue, repr(lease), *lease_ids)]
+        taken = yield _Call("dequeue", (queue, repr(lease), *lease_ids))
+        return [_task(flat) for flat in taken]
 
+    @_operation
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
-    ) -> Task:
+    ) -> Steps[Task]:
         lease = lease_seconds or self.policy.lease_seconds
-        flat = self._call(
-            "heartbeat", task_id, repr(lease), lease_id or "", task_id=task_id, lease_id=lease_id
-        )
-        return _task(flat)
+        args = (task_id, repr(lease), lease_id or "")
+        return _task((yield _Call("heartbeat", args, task_id, lease_id or "")))
 
+    @_operation
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
-    ) -> Task:
-        flag = "0" if result is None else "1"
-        flat = self._call(
-            "complete",
-            task_id,
-            flag,
-            result or b"",
-            lease_id or "",
-            task_id=task_id,
-            lease_id=lease_id,
-        )
-        return _task(flat)
+    ) -> Steps[Task]:
+        return _task((yield _completion(task_id, result, lease_id)))
 
+    @_operation
+    def complete_many(self, items: Sequence[Completion]) -> Steps[list[ItemOutcome]]:
+        calls = [_completion(item.task_id, item.result, item.lease_id) for item in items]
+        outcomes = []
+        # Each item on its own (a refused one does not stop the others), all sent together.
+        for item, outcome in zip(items, (yield calls), strict=True):
+            if isinstance(outcome, QueueError):
+                outcomes.append(ItemOutcome(item.task_id, error=outcome))
+            else:
+                outcomes.append(ItemOutcome(item.task_id, task=_task(outcome)))
+        return outcomes
+
+    @_operation
     def fail(
         self,
         task_id: str,
         error: str | None = None,
         retry: bool = True,
         lease_id: str | None = None,
-    ) -> Task:
-        flat = self._call(
-            "fail",
+    ) -> Steps[Task]:
+        args = (
             task_id,
             "0" if error is None else "1",
             error or "",
             "1" if retry else "0",
             lease_id or "",
             repr(self.policy.retry_backoff),
-            task_id=task_id,
-            lease_id=lease_id,
         )
-        return _task(flat)
+        return _task((yield _Call("fail", args, task_id, lease_id or "")))
 
-    def release(self, task_id: str, lease_id: str | None = None) -> Task:
-        flat = self._call("release", task_id, lease_id or "", task_id=task_id, lease_id=lease_id)
-        return _task(flat)
+    @_operation
+    def release(self, task_id: str, lease_id: str | None = None) -> Steps[Task]:
+        args = (task_id, lease_id or "")
+        return _task((yield _Call("release", args, task_id, lease_id or "")))
 
-    def retry(self, task_id: str) -> Task:
-        return _task(self._call("retry", task_id, task_id=task_id))
+    @_operation
+    def retry(self, task_id: str) -> Steps[Task]:
+        return _task((yield _Call("retry", (task_id,), task_id)))
 
-    def delete(self, task_id: str) -> None:
-        self._call("delete", task_id, task_id=task_id)
+    @_operation
+    def delete(self, task_id: str) -> Steps[None]:
+        yield _Call("delete", (task_id,), task_id)
 
-    def reap(self) -> None:
-        self._call("reap")
+    @_operation
+    def reap(self) -> Steps[None]:
+        yield _Call("reap", ())
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> Task | None:
-        flat = self._call("get", task_id)
+    @_operation
+    def get(self, task_id: str) -> Steps[Task | None]:
+        flat = yield _Call("get", (task_id,))
         return _task(flat) if flat else None
 
+    @_operation
     def view(
         self,
         limit: int,
         offset: int = 0,
         queue: str = DEFAULT_QUEUE,
         status: TaskStatus = TaskStatus.PENDING,
-    ) -> tuple[list[Task], int]:
-        page, total = self._call("view", queue, limit, offset, status.value)
+    ) -> Steps[tuple[list[Task], int]]:
+        page, total = yield _Call("view", (queue, limit, offset, status.value))
         return [_task(flat) for flat in page], int(total)
 
-    def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
+    @_operation
+    def stats(self, queue: str | None = None) -> Steps[dict[TaskStatus, int]]:
         if queue is not None:  # one queue's counts only, not every queue's
-            return self._counts(queue).get(queue) or dict.fromkeys(TaskStatus, 0)
+            listing = yield from self._counts(queue)
+            return listing.get(queue) or dict.fromkeys(TaskStatus, 0)
         total = dict.fromkeys(TaskStatus, 0)
-        for counts in self.queues().values():
+        for counts in (yield from self._counts()).values():
             for status, n in counts.items():
                 total[status] += n
         return total
 
-    def queues(self) -> dict[str, dict[TaskStatus, int]]:
-        return self._counts()
+    @_operation
+    def queues(self) -> Steps[dict[str, dict[TaskStatus, int]]]:
+        return (yield from self._counts())
 
-    def totals(self) -> dict[str, dict[Event, int]]:
+    @_operation
+    def totals(self) -> Steps[dict[str, dict[Event, int]]]:
         totals: dict[str, dict[Event, int]] = {}
-        for name, flat in self._call("totals", *Event):
+        for name, flat in (yield _Call("totals", tuple(Event))):
             for queue, n in zip(flat[::2], flat[1::2], strict=True):
                 events = totals.setdefault(queue.decode(), dict.fromkeys(Event, 0))
                 events[Event(name.decode())] = int(n)
         return totals
 
-    def _counts(self, *queue: str) -> dict[str, dict[TaskStatus, int]]:
+    def _counts(self, *queue: str) -> Steps[dict[str, dict[TaskStatus, int]]]:
         """Counts of the named queue, or of every queue holding tasks."""
         listing = {}
         # By name, so every server lists (and its workers take) the queues in the same order.
-        for name, flat in sorted(self._call("counts", *queue)):
+        for name, flat in sorted((yield _Call("counts", queue))):
             counts = dict.fromkeys(TaskStatus, 0)
             for status, n in zip(flat[::2], flat[1::2], strict=True):
                 counts[TaskStatus(status.decode())] = int(n)
@@ -242,9 +306,38 @@ class RedisStore(Store):
                 listing[name.decode()] = counts
         return listing
 
-    def seconds_to_next_deadline(self) -> float | None:
-        deadlines = [float(each) for each in self._call("deadline") if each]
+    @_operation
+    def seconds_to_next_deadline(self) -> Steps[float | None]:
+        deadlines = [float(each) for each in (yield _Call("deadline", ())) if each]
         return min(deadlines) - self._clock.time() if deadlines else None
+
+    async def run_async(self, method: Callable[..., T], *args: Any) -> T:
+        """Run `method(*args)` (one of this store's operations, or a partial of one) on the
+        running event loop: its script calls join the loop's pipeline (`AutoPipeline`)
+        instead of blocking a thread."""
+        if isinstance(method, functools.partial):
+            args = (*method.args, *args)
+            method = method.func
+        steps_of = getattr(method, "steps", None)
+        if steps_of is None:  # not written as steps: a blocking call on the executor
+            return await asyncio.get_running_loop().run_in_executor(None, method, *args)
+        steps = steps_of(self, *args)
+        try:
+            call = next(steps)
+            while True:
+                if isinstance(call, list):
+                    futures = [self._execute_async(each) for each in call]
+                    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+                    call = steps.send(_outcomes(outcomes))
+                    continue
+                try:
+                    value = await self._execute_async(call)
+                except QueueError as refusal:
+                    call = steps.throw(refusal)
+                else:
+                    call = steps.send(value)
+        except StopIteration as done:
+            return done.value
 
     def add_ready_listener(self, listener: ReadyListener) -> None:
         with self._lock:
@@ -271,6 +364,8 @@ class RedisStore(Store):
             self._subscriber.join(timeout=5)
         self._pubsub.close()
         self._redis.close()
+        if self._pipeline is not None:
+            self._pipeline.close()
 
     def flush(self) -> None:
         """Remove every key of this store's prefix (for tests)."""
@@ -279,41 +374,63 @@ class RedisStore(Store):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _call(
-        self, op: str, *args: Any, task_id: str | None = None, lease_id: str | None = None
-    ) -> Any:
-        """Run one operation of the script; tell listeners (here and elsewhere) what became
-        ready; turn the script's refusals into domain errors."""
+    def _arguments(self, call: _Call) -> list[Any]:
         now = repr(self._clock.time())
         retention = repr(self.policy.retention_seconds)
+        return [call.op, now, retention, self._origin, *call.args]
+
+    def _run(self, steps: Steps[T]) -> T:
+        """Run an operation's steps here, blocking this thread on each script call."""
         try:
-            result, ready = self._script(keys=[self._prefix], args=[op, now, retention, *args])
-        except NOT_APPLIED as error:
-            raise StoreUnavailable(error) from error
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            if op in UNCHANGING:
-                raise StoreUnavailable(error) from error
-            raise OutcomeUnknown(error) from error
-        pairs = [
-            (queue.decode(), int(count))
-            for queue, count in zip(ready[::2], ready[1::2], strict=True)
-        ]
-        for queue, count in pairs:
-            self._notify(queue, count)
-            self._publish(queue, count)
+            call = next(steps)
+            while True:
+                if isinstance(call, list):
+                    outcomes = []
+                    for each in call:
+                        try:
+                            outcomes.append(self._execute(each))
+                        except QueueError as refusal:
+                            outcomes.append(refusal)
+                    call = steps.send(outcomes)
+                    continue
+                try:
+                    value = self._execute(call)
+                except QueueError as refusal:
+                    call = steps.throw(refusal)
+                else:
+                    call = steps.send(value)
+        except StopIteration as done:
+            return done.value
+
+    def _execute(self, call: _Call) -> Any:
+        try:
+            reply = self._script(keys=[self._prefix], args=self._arguments(call))
+        except redis.RedisError as error:
+            raise _failure(call, error) from error
+        return self._answer(call, reply)
+
+    async def _execute_async(self, call: _Call) -> Any:
+        pipeline = self._pipeline
+        if pipeline is None or pipeline.loop is not asyncio.get_running_loop():
+            if pipeline is not None:
+                pipeline.close()
+            pipeline = self._pipeline = AutoPipeline(self._url, SCRIPT)
+        try:
+            reply = await pipeline.call((self._prefix,), self._arguments(call))
+        except redis.RedisError as error:
+            raise _failure(call, error) from error
+        return self._answer(call, reply)
+
+    def _answer(self, call: _Call, reply: Any) -> Any:
+        """Tell this server's listeners what became ready (the script told the others); turn
+        a refusal into its domain error."""
+        result, ready = reply
+        for queue, count in zip(ready[::2], ready[1::2], strict=True):
+            self._notify(queue.decode(), int(count))
         if isinstance(result, bytes) and result.startswith(b"!"):
             # A refusal: what was due was still applied (and told), nothing else changed.
-            raise _domain_error(result[1:].decode(), op, task_id or "", lease_id or "")
+            raise _domain_error(result[1:].decode(), call.op, call.task_id, call.lease_id)
         return result
-
-    def _publish(self, queue: str, count: int) -> None:
-        """Tell other servers; the operation is applied already, so a Redis that has just
-        gone away costs them only this wake-up (their parked consumers look again when their
-        wait ends), never the caller's answer."""
-        try:
-            self._redis.publish(f"{self._prefix}:ready", f"{self._origin} {queue} {count}")
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            log.debug("could not publish a ready message: %r", error)
 
     def _on_subscriber_error(self, error: BaseException, _pubsub: Any, _thread: Any) -> None:
         """Redis went away under the subscriber: say so once, then keep trying every second
@@ -335,6 +452,31 @@ class RedisStore(Store):
     def _notify(self, queue: str, count: int) -> None:
         for listener in self._listeners:
             listener(queue, count)
+
+
+def _completion(task_id: str, result: bytes | None, lease_id: str | None) -> _Call:
+    flag = "0" if result is None else "1"
+    args = (task_id, flag, result or b"", lease_id or "")
+    return _Call("complete", args, task_id, lease_id or "")
+
+
+def _outcomes(outcomes: list[Any]) -> list[Any]:
+    """Results and refusals of calls sent together; any other failure (an outage) is raised."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, QueueError):
+            raise outcome
+    return outcomes
+
+
+def _failure(call: _Call, error: redis.RedisError) -> Exception:
+    """What a failed script call means: nothing applied, or an outcome nobody can know."""
+    if isinstance(error, NOT_APPLIED):
+        return StoreUnavailable(error)
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        if call.op in UNCHANGING:
+            return StoreUnavailable(error)
+        return OutcomeUnknown(error)
+    return error  # a script error: a bug, not an outage
 
 
 def check_version(info: Mapping[str, Any]) -> None:
@@ -376,36 +518,41 @@ def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError
     return make()
 
 
-FLOATS = {
-    "created_at",
-    "available_at",
-    "lease_expires_at",
-    "started_at",
-    "finished_at",
-    "forget_at",
-}
+STATUSES = {status.value.encode(): status for status in TaskStatus}
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _time(value: bytes | None) -> float | None:
+    return None if value is None else float(value)  # float() and int() read bytes as they are
 
 
 def _task(flat: Sequence[bytes]) -> Task:
-    fields = {name.decode(): value for name, value in zip(flat[::2], flat[1::2], strict=True)}
-    text = {
-        name: value.decode() for name, value in fields.items() if name not in ("payload", "result")
-    }
+    """A task from its hash (HGETALL's flat list of names and values): only text fields are
+    decoded; numbers are read from the bytes, payload and result stay bytes."""
+    pairs = iter(flat)
+    fields = dict(zip(pairs, pairs, strict=True))
+    get = fields.get
     task = Task(
-        text["id"],
-        fields["payload"],
-        float(text["created_at"]),
-        int(text["max_attempts"]),
-        queue=text["queue"],
-        priority=int(text["priority"]),
+        fields[b"id"].decode(),
+        fields[b"payload"],
+        float(fields[b"created_at"]),
+        int(fields[b"max_attempts"]),
+        queue=fields[b"queue"].decode(),
+        priority=int(fields[b"priority"]),
     )
-    task.status = TaskStatus(text["status"])
-    task.attempts = int(text["attempts"])
-    task.seq = int(text["seq"])
-    task.lease_id = text.get("lease_id")
-    task.error = text.get("error")
-    task.closed_lease = text.get("closed_lease")
-    task.result = fields.get("result")
-    for name in FLOATS - {"created_at"}:
-        setattr(task, name, float(text[name]) if name in text else None)
+    task.status = STATUSES[fields[b"status"]]
+    task.attempts = int(fields[b"attempts"])
+    task.seq = int(fields[b"seq"])
+    task.lease_id = _text(get(b"lease_id"))
+    task.error = _text(get(b"error"))
+    task.closed_lease = _text(get(b"closed_lease"))
+    task.result = get(b"result")
+    task.available_at = _time(get(b"available_at"))
+    task.lease_expires_at = _time(get(b"lease_expires_at"))
+    task.started_at = _time(get(b"started_at"))
+    task.finished_at = _time(get(b"finished_at"))
+    task.forget_at = _time(get(b"forget_at"))
     return task

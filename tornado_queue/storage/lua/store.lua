@@ -1,32 +1,51 @@
 -- tornado_queue's Redis store: every operation is this one script, so it is atomic across
 -- servers. KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts
 -- with it, so all of a store's keys live in one Cluster slot. ARGV[1] names the operation,
--- ARGV[2] is the caller's clock (wall seconds); the rest are the operation's arguments.
--- Each call returns {result, ready} where ready is a flat list of queue, count pairs.
+-- ARGV[2] is the caller's clock (wall seconds), ARGV[3] the retention in seconds, ARGV[4] the
+-- calling server's origin id; the rest are the operation's arguments.
+-- Each call returns {result, ready} where ready is a flat list of queue, count pairs, and
+-- publishes "origin queue count" on <prefix>:ready for each of them, in the same atomic step,
+-- so other servers hear of ready tasks without a second round trip.
 
 local P = KEYS[1]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local ready = {}
 local ready_order = {}
+-- the earliest time anything may fall due (a lease, a delay, a retention, a key's expiry), so
+-- that most calls skip reaping with one GET; a lower bound, lowered when something earlier is
+-- added and recomputed whenever a reap runs
+local next_due
 
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
 -- Times are written with every digit: Redis would print a Lua number with only 14.
 local function num(x) return string.format('%.17g', x) end
 
+local DUE = {'leases', 'sched', 'ret', 'idemexp'}
+
+-- add `member` to the due-set `name` at time `at`, keeping next_due a lower bound
+local function due(name, at, member)
+  redis.call('ZADD', k(name), num(at), member)
+  if at < next_due then
+    next_due = at
+    redis.call('SET', k('next'), num(at))
+  end
+end
+
 local function became_ready(queue)
   if not ready[queue] then ready[queue] = 0; table.insert(ready_order, queue) end
   ready[queue] = ready[queue] + 1
 end
 
-local function ready_list()
+local function answer(result)
   local flat = {}
   for _, queue in ipairs(ready_order) do
     table.insert(flat, queue)
     table.insert(flat, ready[queue])
+    redis.call('PUBLISH', P .. ':ready', ARGV[4] .. ' ' .. queue .. ' ' .. ready[queue])
   end
-  return flat
+  return {result, flat}
 end
 
 local function count(queue, status, delta)
@@ -123,7 +142,7 @@ local function finish(id, status, retention)
   redis.call('HSET', k('t', id), 'finished_at', num(now), 'forget_at', forget_at)
   move(id, queue, from, status)
   if status == 'failed' then event(queue, 'failed') end
-  redis.call('ZADD', k('ret'), forget_at, id)
+  due('ret', now + retention, id)
 end
 
 local function remove_task(id)
@@ -142,6 +161,7 @@ local function remove_task(id)
 end
 
 local function reap(retention)
+  if now < next_due then return end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', num(now))) do
     local attempts, max_attempts, queue =
       unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue'))
@@ -164,12 +184,18 @@ local function reap(retention)
     local task_id = redis.call('HGET', k('idem', key), 'id')
     if task_id and redis.call('EXISTS', k('t', task_id)) == 1 then
       -- a key lives at least as long as its task: look again a retention period later
-      redis.call('ZADD', k('idemexp'), num(now + retention), key)
+      due('idemexp', now + retention, key)
     else
       redis.call('ZREM', k('idemexp'), key)
       redis.call('DEL', k('idem', key))
     end
+  end  -- the earliest of what is left ('none' when nothing is)
+  next_due = math.huge
+  for _, name in ipairs(DUE) do
+    local first = redis.call('ZRANGE', k(name), 0, 0, 'WITHSCORES')
+    if first[2] then next_due = math.min(next_due, tonumber(first[2])) end
   end
+  redis.call('SET', k('next'), next_due == math.huge and 'none' or num(next_due))
 end
 
 local function task(id)
@@ -226,7 +252,7 @@ local function schedule_or_append(id, status, delay)
     local queue = field(id, 'queue')
     redis.call('HSET', k('t', id), 'available_at', num(now + delay))
     move(id, queue, status, 'scheduled')
-    redis.call('ZADD', k('sched'), num(now + delay), id)
+    due('sched', now + delay, id)
   end
 end
 
@@ -242,8 +268,14 @@ end
 
 
 local retention = tonumber(ARGV[3])
+local stored_due = redis.call('GET', k('next'))
+if stored_due == 'none' then
+  next_due = math.huge
+else
+  next_due = stored_due and tonumber(stored_due) or -math.huge  -- unknown: reap, then know
+end
 reap(retention)
-local a = 4  -- first operation-specific argument
+local a = 5  -- first operation-specific argument
 local result
 
 if op == 'reap' then
@@ -266,7 +298,7 @@ elseif op == 'enqueue' then
     if key ~= '' then
       local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
       if remembered and remembered ~= fingerprint then
-        return {'!CONFLICT ' .. key, ready_list()}
+        return answer('!CONFLICT ' .. key)
       end
       creates = not remembered
       seen[key] = fingerprint
@@ -288,13 +320,13 @@ elseif op == 'enqueue' then
       if redis.call('SISMEMBER', k('queues'), queue) == 0 then table.insert(new, queue) end
     end
     if #new > 0 and in_use + #new > max_queues then
-      return {'!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1], ready_list()}
+      return answer('!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1])
     end
   end
   if max_tasks > 0 and adding_total > 0 then
     local held = held_total()
     if held + adding_total > max_tasks then
-      return {'!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks, ready_list()}
+      return answer('!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks)
     end
   end
   if max_pending > 0 then
@@ -302,8 +334,7 @@ elseif op == 'enqueue' then
       local pending, scheduled = unpack(redis.call('HMGET', k('c', queue), 'pending', 'scheduled'))
       local waiting = (tonumber(pending) or 0) + (tonumber(scheduled) or 0)
       if waiting + adding[queue] > max_pending then
-        return {'!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue,
-                ready_list()}
+        return answer('!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue)
       end
     end
   end
@@ -323,7 +354,7 @@ elseif op == 'enqueue' then
       schedule_or_append(id, 'pending', delay)
       if key ~= '' then
         redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
-        redis.call('ZADD', k('idemexp'), num(now + retention), key)
+        due('idemexp', now + retention, key)
       end
       table.insert(result, {id, 1, task(id)})
     end
@@ -340,24 +371,24 @@ elseif op == 'dequeue' then
     redis.call('HINCRBY', k('t', id), 'attempts', 1)
     redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
       'lease_expires_at', num(now + lease))
-    redis.call('ZADD', k('leases'), num(now + lease), id)
+    due('leases', now + lease, id)
     table.insert(result, task(id))
   end
 
 elseif op == 'heartbeat' then
   local id, lease, lease_id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local refused = leased(id, 'heartbeat', lease_id)
-  if refused then return {refused, ready_list()} end
+  if refused then return answer(refused) end
   redis.call('HSET', k('t', id), 'lease_expires_at', num(now + lease))
-  redis.call('ZADD', k('leases'), num(now + lease), id)
+  due('leases', now + lease, id)
   result = task(id)
 
 elseif op == 'complete' then
   local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   -- the first result stands
-  if repeats_closing(id, 'complete', lease_id) then return {task(id), ready_list()} end
+  if repeats_closing(id, 'complete', lease_id) then return answer(task(id)) end
   local refused = leased(id, 'complete', lease_id)
-  if refused then return {refused, ready_list()} end
+  if refused then return answer(refused) end
   close_lease(id, lease_id)
   if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
   finish(id, 'completed', retention)
@@ -369,9 +400,9 @@ elseif op == 'fail' then
   local id, has_error, message, retry, lease_id, base =
     ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
   -- no second attempt counted, no second backoff
-  if repeats_closing(id, 'fail', lease_id) then return {task(id), ready_list()} end
+  if repeats_closing(id, 'fail', lease_id) then return answer(task(id)) end
   local refused = leased(id, 'fail', lease_id)
-  if refused then return {refused, ready_list()} end
+  if refused then return answer(refused) end
   close_lease(id, lease_id)
   clear_lease(id)
   redis.call('HDEL', k('t', id), 'started_at', 'error')
@@ -389,16 +420,16 @@ elseif op == 'fail' then
 elseif op == 'release' then
   local id, lease_id = ARGV[a], ARGV[a + 1]
   local refused = leased(id, 'release', lease_id)
-  if refused then return {refused, ready_list()} end
+  if refused then return answer(refused) end
   put_back(id)
   result = task(id)
 
 elseif op == 'retry' then
   local id = ARGV[a]
   local missing = known(id)
-  if missing then return {missing, ready_list()} end
+  if missing then return answer(missing) end
   local status = field(id, 'status')
-  if status ~= 'failed' then return {'!NOTFAILED ' .. status, ready_list()} end
+  if status ~= 'failed' then return answer('!NOTFAILED ' .. status) end
   redis.call('HSET', k('t', id), 'attempts', 0)
   redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at')
   redis.call('ZREM', k('ret'), id)
@@ -408,8 +439,8 @@ elseif op == 'retry' then
 elseif op == 'delete' then
   local id = ARGV[a]
   local missing = known(id)
-  if missing then return {missing, ready_list()} end
-  if field(id, 'status') == 'processing' then return {'!PROCESSING', ready_list()} end
+  if missing then return answer(missing) end
+  if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
   remove_task(id)
   result = 0
 
@@ -470,4 +501,4 @@ else
   return redis.error_reply('UNKNOWN operation ' .. op)
 end
 
-return {result, ready_list()}
+return answer(result)
