@@ -345,13 +345,20 @@ elseif op == 'enqueue' then
     if first then
       table.insert(result, {first, 0, task(first)})
     else
+      -- ready now (the usual case): its place in line is taken here, in the one HSET
+      local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
       redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
         'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
-        'created_at', num(now), 'available_at', num(now), 'seq', 0)
+        'created_at', num(now), 'available_at', num(now), 'seq', seq)
       redis.call('SADD', k('queues'), queue)
       count(queue, 'pending', 1)
       event(queue, 'enqueued')
-      schedule_or_append(id, 'pending', delay)
+      if delay <= 0 then
+        push_pending(id, queue, priority, seq)
+        became_ready(queue)
+      else
+        schedule_or_append(id, 'pending', delay)
+      end
       if key ~= '' then
         redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
         due('idemexp', now + retention, key)
