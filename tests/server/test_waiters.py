@@ -213,6 +213,37 @@ async def test_rearm_moves_the_timer_up_for_a_deadline_set_while_waiting(store, 
     assert 0.19 <= now() - started < 0.2 + 0.15
 
 
+class ThreadRecordingStore(MemoryStore):
+    """A MemoryStore that says it blocks, and records the threads asked for its deadline."""
+
+    blocking = True
+
+    def __init__(self) -> None:
+        super().__init__(Policy())
+        self.deadline_threads: list[threading.Thread] = []
+
+    def seconds_to_next_deadline(self) -> float | None:
+        self.deadline_threads.append(threading.current_thread())
+        return super().seconds_to_next_deadline()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_store_that_does_io_is_asked_for_its_deadline_off_the_ioloop():
+    store = ThreadRecordingStore()
+    waiters = Waiters(store)
+    _, future = await park(waiters)
+    started = now()
+    ready(store, delay=0.2)
+    for _ in range(5):  # asks that come together are folded, not run five times at once
+        waiters.rearm()
+
+    assert await future is True
+    assert 0.19 <= now() - started < 0.2 + 0.15
+    assert store.deadline_threads
+    assert threading.main_thread() not in store.deadline_threads  # the IOLoop runs on it
+    assert len(store.deadline_threads) <= 3  # the park's ask, then at most one folded rearm
+
+
 # --- through the handler, with the store on a pool thread ------------------------------------
 
 

@@ -39,6 +39,9 @@ class Waiters:
         self._by_owner: dict[object, tuple[str, asyncio.Future[None]]] = {}
         self._timer: object | None = None
         self._timer_at = float("inf")
+        self._arming = False  # a blocking store is being asked for its next deadline
+        self._ask_again = False
+        self._arming_task: asyncio.Future[None] | None = None  # held so it is not collected
         self.closing = False
         store.add_ready_listener(self._on_ready)
 
@@ -149,11 +152,35 @@ class Waiters:
             self._parked[queue] = deque(future for future in parked if not future.done())
 
     def _arm_timer(self, io_loop: IOLoop) -> None:
-        """Make sure a timer fires at the store's next deadline while anyone is parked."""
+        """Make sure a timer fires at the store's next deadline while anyone is parked. A store
+        that does I/O is asked from a task, never on the IOLoop itself; asks that come while
+        one is under way are folded into one more ask after it."""
+        if not self._store.blocking:  # in memory: nothing to wait for, nothing to fail
+            self._set_timer(io_loop, self._store.seconds_to_next_deadline())
+            return
+        if self._arming:
+            self._ask_again = True
+            return
+        self._arming = True
+        self._arming_task = asyncio.ensure_future(self._arm_from_store(io_loop))
+
+    async def _arm_from_store(self, io_loop: IOLoop) -> None:
         try:
-            delay = self._store.seconds_to_next_deadline()
-        except StoreFailure:
-            return  # the store is down: the periodic reaper wakes waiters once it is back
+            while True:
+                self._ask_again = False
+                try:
+                    delay = await store_calls.call_store(
+                        self._store, self._store.seconds_to_next_deadline
+                    )
+                except StoreFailure:
+                    return  # the store is down: the periodic reaper wakes waiters once it is back
+                self._set_timer(io_loop, delay)
+                if not (self._ask_again and self._parked):
+                    return
+        finally:
+            self._arming = False
+
+    def _set_timer(self, io_loop: IOLoop, delay: float | None) -> None:
         if delay is None:
             return
         at = io_loop.time() + max(delay, 0.0)
