@@ -4,6 +4,7 @@ failures classified as on the blocking path, and the reaping gate kept right."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator
@@ -15,12 +16,25 @@ from tests.conftest import FakeClock
 from tornado_queue.errors import InvalidTransition, StoreUnavailable, TaskNotFound
 from tornado_queue.models import Completion, NewTask, TaskStatus
 from tornado_queue.storage import Policy
+from tornado_queue.storage import redis as redis_store_module
 from tornado_queue.storage.autopipeline import AutoPipeline
-from tornado_queue.storage.redis import RedisStore
+from tornado_queue.storage.redis import CODE, RedisStore
+
+
+@pytest.fixture(params=["functions", "script"])
+def code_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """On Redis 7+ the code is a function library; "script": as on a Redis that refuses to
+    load it (before 7.0, or no permission), here a library Redis rejects."""
+    if request.param == "script":
+        refused = dataclasses.replace(CODE, library=b"#!lua name=refused\nnot lua at all")
+        monkeypatch.setattr(redis_store_module, "CODE", refused)
+    return request.param
 
 
 @pytest.fixture
-def redis_store(redis_url: str, clock: FakeClock, policy: Policy) -> Iterator[RedisStore]:
+def redis_store(
+    code_mode: str, redis_url: str, clock: FakeClock, policy: Policy
+) -> Iterator[RedisStore]:
     made = RedisStore(redis_url, policy, clock, prefix="{tq-pipeline}")
     made.flush()
     yield made
@@ -35,14 +49,21 @@ def free_port() -> int:
 
 
 def test_calls_of_one_loop_turn_share_one_batch_and_each_gets_its_own_answer(
-    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+    redis_store: RedisStore, code_mode: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ):
+    admin = redis.Redis.from_url(redis_url)
+    command = "cmdstat_fcall" if code_mode == "functions" else "cmdstat_evalsha"
+
+    def sent() -> int:
+        return admin.info("commandstats").get(command, {}).get("calls", 0)
+
+    before = sent()
     sizes: list[int] = []
     send = AutoPipeline._send
 
-    async def counting_send(self, connection, batch, command):
+    async def counting_send(self, connection, batch, *, resend):
         sizes.append(len(batch))
-        return await send(self, connection, batch, command)
+        return await send(self, connection, batch, resend=resend)
 
     monkeypatch.setattr(AutoPipeline, "_send", counting_send)
 
@@ -61,6 +82,7 @@ def test_calls_of_one_loop_turn_share_one_batch_and_each_gets_its_own_answer(
 
     asyncio.run(scenario())
     assert sizes == [20]
+    assert sent() - before == 20
     assert redis_store.stats()[TaskStatus.PENDING] == 20
 
 
@@ -104,21 +126,33 @@ def test_a_redis_that_cannot_be_reached_is_unavailable_and_nothing_was_sent(poli
     asyncio.run(scenario())
 
 
-def test_a_redis_that_lost_its_scripts_still_answers(redis_store: RedisStore, redis_url: str):
+def test_a_redis_that_lost_its_code_still_answers_each_call_once(
+    redis_store: RedisStore, redis_url: str
+):
+    admin = redis.Redis.from_url(redis_url)
+
+    def forget_the_code() -> None:  # as after a restart that lost the data
+        admin.script_flush()
+        admin.function_flush()
+
     async def enqueue() -> str:
         outcome = await redis_store.run_async(redis_store.enqueue_many, [NewTask(payload=b"{}")])
         return outcome[0].task_id
 
-    async def scenario() -> tuple[str, str]:
-        first = await enqueue()
-        redis.Redis.from_url(redis_url).script_flush()  # as after a restart without data
-        second = await enqueue()
+    async def scenario() -> list[str]:
+        made = [await enqueue()]
+        forget_the_code()
+        made += await asyncio.gather(enqueue(), enqueue())  # one batch, both refused, resent
+        made.append(await enqueue())  # and the code is back for the next
         redis_store.close()
-        return first, second
+        return made
 
-    first, second = asyncio.run(scenario())
-    assert redis_store.get(first) is not None
-    assert redis_store.get(second) is not None
+    made = asyncio.run(scenario())
+    forget_the_code()
+    made.append(redis_store.enqueue(NewTask(payload=b"{}")).id)  # the blocking path too
+    made.append(redis_store.enqueue(NewTask(payload=b"{}")).id)
+    assert all(redis_store.get(task_id) is not None for task_id in made)
+    assert redis_store.stats()[TaskStatus.PENDING] == len(set(made)) == 6
 
 
 def test_close_releases_the_connections_it_made(redis_url: str, policy: Policy):

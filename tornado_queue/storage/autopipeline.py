@@ -1,14 +1,18 @@
-"""Calls to one Lua script from the IOLoop, sent to Redis in pipelines.
+"""Calls to one Lua entry point from the IOLoop, sent to Redis in pipelines.
 
-Every script call made during one turn of the event loop is written to Redis in one batch
-(one write, one read of all the replies, one AOF fsync on Redis's side), while a batch is in
-flight the next one gathers, and at most `lanes` batches are in flight at once, each on its own
+Every call made during one turn of the event loop is written to Redis in one batch (one write,
+one read of all the replies, one AOF fsync on Redis's side), while a batch is in flight the
+next one gathers, and at most `lanes` batches are in flight at once, each on its own
 connection. No thread hop: the caller awaits a future that the lane resolves on the loop.
 
-A call's future ends with the script's reply, or with the error that says how it failed:
-`NotSent` (no connection could be made: the call was never sent), a Redis error reply (the
-script refused to run, e.g. while Redis loads its data), or a connection error or timeout
-once the batch was written (the script may have run). The caller decides what each means.
+The code runs as a function library where Redis has them (7.0 and later: `FCALL`, compiled once
+when loaded) and as a cached script elsewhere (`EVALSHA`); a call Redis cannot find the code
+for (it lost its data or its script cache) never ran and is sent again with the code (`EVAL`).
+
+A call's future ends with the reply, or with the error that says how it failed: `NotSent` (no
+connection could be made: the call was never sent), a Redis error reply (the code refused to
+run, e.g. while Redis loads its data), or a connection error or timeout once the batch was
+written (the call may have run). The caller decides what each means.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -28,26 +33,62 @@ from redis.backoff import NoBackoff
 LANES = 2
 """Batches in flight at once: one gathering on the loop while Redis works on the other."""
 
+Batch = list[tuple[Sequence[Any], asyncio.Future[Any]]]
+
 
 class NotSent(redis.ConnectionError):
     """No connection to Redis could be made, so the command was never sent."""
 
 
-class AutoPipeline:
-    """Batches `EVALSHA` calls of `script` made on one event loop (see the module docstring)."""
+@dataclass(frozen=True)
+class LuaCode:
+    """One Lua entry point `run(keys, argv)`, two ways: a function library (compiled once,
+    when Redis loads it) and a plain script (its chunk runs again on every call). The name
+    carries a digest of the source, so servers of two versions never replace each other's."""
 
-    def __init__(self, url: str, script: str, lanes: int = LANES) -> None:
-        # No resends inside redis-py: a script whose reply was lost must not run twice behind
+    name: str
+    library: bytes
+    script: bytes
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> LuaCode:
+        name = "tq_" + hashlib.sha1(source.encode()).hexdigest()[:12]
+        library = f"#!lua name={name}\n{source}\nredis.register_function('{name}', run)\n"
+        script = f"{source}\nreturn run(KEYS, ARGV)\n".encode()
+        return cls(name, library.encode(), script, hashlib.sha1(script).hexdigest())
+
+    def command(self, functions: bool, keys: Sequence[Any], args: Sequence[Any]) -> tuple:
+        if functions:
+            return ("FCALL", self.name, len(keys), *keys, *args)
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def resend(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple:
+        return ("EVAL", self.script, len(keys), *keys, *args)
+
+
+def is_code_missing(error: redis.ResponseError) -> bool:
+    """Redis answered that it does not have the code: the call did not run."""
+    return isinstance(error, redis.exceptions.NoScriptError) or str(error).startswith(
+        "Function not found"
+    )
+
+
+class AutoPipeline:
+    """Batches calls of `code` made on one event loop (see the module docstring)."""
+
+    def __init__(self, url: str, code: LuaCode, lanes: int = LANES) -> None:
+        # No resends inside redis-py: a call whose reply was lost must not run twice behind
         # the store's back; the caller decides.
         pool = redis.asyncio.ConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0))
         self._connection_class = pool.connection_class
         self._connection_kwargs = pool.connection_kwargs
         # the URL's socket timeout (redis-py's default otherwise), for a whole batch's replies
         self._timeout = self._connection_class(**self._connection_kwargs).socket_timeout
-        self._script = script.encode()
-        self._sha = hashlib.sha1(self._script).hexdigest()
+        self._code = code
+        self._functions: bool | None = None  # known at the first connection
         self._loop = asyncio.get_running_loop()
-        self._outbox: list[tuple[Sequence[Any], asyncio.Future[Any]]] = []
+        self._outbox: Batch = []
         self._idle_lanes = lanes
         self._connections: list[Any] = []  # connected and idle
         self._scheduled = False
@@ -58,9 +99,9 @@ class AutoPipeline:
         return self._loop
 
     def call(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
-        """Queue one script call; its future resolves with the reply or the failure."""
+        """Queue one call; its future resolves with the reply or the failure."""
         future = self._loop.create_future()
-        self._outbox.append(((self._sha, len(keys), *keys, *args), future))
+        self._outbox.append(((keys, args), future))
         if not self._scheduled and self._idle_lanes:
             self._scheduled = True
             self._loop.call_soon(self._start_batch)  # after every call of this loop turn
@@ -88,13 +129,15 @@ class AutoPipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_batch(self, batch: list[tuple[Sequence[Any], asyncio.Future[Any]]]) -> None:
+    async def _run_batch(self, batch: Batch) -> None:
         connection = None
         try:
             connection = await self._connection()
-            retry = await self._send(connection, batch, "EVALSHA")
-            if retry:  # Redis lost its script cache (a restart): those calls never ran
-                await self._send(connection, retry, "EVAL")
+            missing = await self._send(connection, batch, resend=False)
+            if missing:  # Redis lost the code (a restart without data): those calls never ran
+                await self._send(connection, missing, resend=True)  # EVAL caches the script
+                if self._functions:
+                    await self._load(connection)
         except NotSent as error:
             _fail(batch, error)
         except BaseException as error:  # the connection broke mid-batch: unanswered calls
@@ -112,31 +155,26 @@ class AutoPipeline:
                 self._scheduled = True
                 self._loop.call_soon(self._start_batch)
 
-    async def _send(
-        self,
-        connection: Any,
-        batch: list[tuple[Sequence[Any], asyncio.Future[Any]]],
-        command: str,
-    ) -> list[tuple[Sequence[Any], asyncio.Future[Any]]]:
+    async def _send(self, connection: Any, batch: Batch, *, resend: bool) -> Batch:
         """Write the batch, read every reply in order; return the calls Redis could not find
-        the script for (they did not run)."""
-        if command == "EVAL":
-            calls = [("EVAL", self._script, *args[1:]) for args, _ in batch]
+        the code for (they did not run)."""
+        code, functions = self._code, bool(self._functions)
+        if resend:
+            calls = [code.resend(*call) for call, _ in batch]
         else:
-            calls = [("EVALSHA", *args) for args, _ in batch]
+            calls = [code.command(functions, *call) for call, _ in batch]
         # hiredis packs in C, ~10x faster than redis-py's Python packer
         packed = b"".join([hiredis.pack_command(call) for call in calls])
         await connection.send_packed_command(packed, check_health=False)
         missing = []
         async with asyncio.timeout(self._timeout):  # one timer for the batch, not per reply
-            for args, future in batch:
+            for call, future in batch:
                 try:
                     reply = await connection.read_response(timeout=math.inf)
-                except redis.exceptions.NoScriptError:
-                    missing.append((args, future))
-                    continue
                 except redis.ResponseError as error:  # this call's own error reply
-                    if not future.done():
+                    if is_code_missing(error) and not resend:
+                        missing.append((call, future))
+                    elif not future.done():
                         future.set_exception(error)
                     continue
                 if not future.done():  # a caller that was cancelled has gone
@@ -149,13 +187,29 @@ class AutoPipeline:
         connection = self._connection_class(**self._connection_kwargs)
         try:
             await connection.connect()
-            # load the script once per connection, so EVALSHA finds it from the first batch
-            await connection.send_command("SCRIPT", "LOAD", self._script, check_health=False)
-            await connection.read_response()
+            if self._functions is not False:
+                await self._load(connection)
+            if not self._functions:  # a cached script, loaded on this connection's server
+                await _ask(connection, "SCRIPT", "LOAD", self._code.script)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
             await connection.disconnect(nowait=True)
             raise NotSent(str(error)) from error
         return connection
+
+    async def _load(self, connection: Any) -> None:
+        """Load the library; a Redis without functions (before 7.0), or a user not allowed
+        to load them, gets the script instead from here on."""
+        try:
+            await _ask(connection, "FUNCTION", "LOAD", "REPLACE", self._code.library)
+        except redis.ResponseError:
+            self._functions = False
+        else:
+            self._functions = True
+
+
+async def _ask(connection: Any, *command: Any) -> Any:
+    await connection.send_command(*command, check_health=False)
+    return await connection.read_response()
 
 
 def _close_now(connection: Any) -> None:
@@ -169,7 +223,7 @@ def _close_now(connection: Any) -> None:
     closing.close()  # it wanted to wait after all: the socket is closing, stop there
 
 
-def _fail(batch: list[tuple[Sequence[Any], asyncio.Future[Any]]], error: BaseException) -> None:
+def _fail(batch: Batch, error: BaseException) -> None:
     if not isinstance(error, Exception):  # cancelled mid-batch: the calls may have run
         error = redis.ConnectionError(f"the batch was interrupted ({error!r})")
     for _, future in batch:

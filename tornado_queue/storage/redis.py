@@ -44,12 +44,12 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
-from tornado_queue.storage.autopipeline import AutoPipeline, NotSent
+from tornado_queue.storage.autopipeline import AutoPipeline, LuaCode, NotSent, is_code_missing
 from tornado_queue.storage.base import Policy, ReadyListener, Store
 
 log = logging.getLogger("tornado_queue.redis")
 
-SCRIPT = (Path(__file__).parent / "lua" / "store.lua").read_text()
+CODE = LuaCode.of((Path(__file__).parent / "lua" / "store.lua").read_text())
 
 MIN_REDIS_VERSION = (5, 0)
 """The script pops tasks with ZPOPMIN, which came in Redis 5.0."""
@@ -149,7 +149,8 @@ class RedisStore(Store):
         # the store's back (a dequeue would lease a second task); the caller decides.
         pool = _Pool.from_url(url, retry=Retry(NoBackoff(), 0))
         self._redis = redis.Redis(connection_pool=pool)
-        self._script = self._redis.register_script(SCRIPT)
+        self._script = self._redis.register_script(CODE.script)
+        self._functions: bool | None = None  # known at the first blocking call
         self._listeners: list[ReadyListener] = []
         self._lock = threading.Lock()
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -404,17 +405,40 @@ class RedisStore(Store):
 
     def _execute(self, call: _Call) -> Any:
         try:
-            reply = self._script(keys=[self._prefix], args=self._arguments(call))
+            reply = self._send_blocking(self._arguments(call))
         except redis.RedisError as error:
             raise _failure(call, error) from error
         return self._answer(call, reply)
+
+    def _send_blocking(self, args: list[Any]) -> Any:
+        """FCALL where Redis has functions, else the script (redis-py resends it with EVAL
+        when Redis lost it: that call never ran)."""
+        if self._functions is None:
+            self._functions = self._load_library()
+        if self._functions:
+            try:
+                return self._redis.fcall(CODE.name, 1, self._prefix, *args)
+            except redis.ResponseError as error:
+                if not is_code_missing(error):
+                    raise
+                self._functions = None  # load it again next time; this call never ran
+        return self._script(keys=[self._prefix], args=args)
+
+    def _load_library(self) -> bool:
+        try:
+            self._redis.function_load(CODE.library.decode(), replace=True)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise _NotSent(str(error)) from error  # the call itself was not sent
+        except redis.ResponseError:
+            return False  # a Redis before 7.0, or a user not allowed to load functions
+        return True
 
     async def _execute_async(self, call: _Call) -> Any:
         pipeline = self._pipeline
         if pipeline is None or pipeline.loop is not asyncio.get_running_loop():
             if pipeline is not None:
                 pipeline.close()
-            pipeline = self._pipeline = AutoPipeline(self._url, SCRIPT)
+            pipeline = self._pipeline = AutoPipeline(self._url, CODE)
         try:
             reply = await pipeline.call((self._prefix,), self._arguments(call))
         except redis.RedisError as error:

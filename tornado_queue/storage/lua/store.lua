@@ -1,5 +1,6 @@
--- tornado_queue's Redis store: every operation is this one script, so it is atomic across
--- servers. KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts
+-- tornado_queue's Redis store: every operation is one call of run() below, so it is atomic
+-- across servers. The store loads this file as a function library where Redis has them (7.0+:
+-- the helpers are made once) and otherwise sends it as a script ending in run(KEYS, ARGV). KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts
 -- with it, so all of a store's keys live in one Cluster slot. ARGV[1] names the operation,
 -- ARGV[2] is the caller's clock (wall seconds), ARGV[3] the retention in seconds, ARGV[4] the
 -- calling server's origin id; the rest are the operation's arguments.
@@ -7,11 +8,10 @@
 -- publishes "origin queue count" on <prefix>:ready for each of them, in the same atomic step,
 -- so other servers hear of ready tasks without a second round trip.
 
-local P = KEYS[1]
-local op = ARGV[1]
-local now = tonumber(ARGV[2])
-local ready = {}
-local ready_order = {}
+-- The state of the call in progress, set by run() at its start: the helpers below are made
+-- once (when Redis loads the library) and read these.
+local P, op, now, origin
+local ready, ready_order
 -- the earliest time anything may fall due (a lease, a delay, a retention, a key's expiry), so
 -- that most calls skip reaping with one GET; a lower bound, lowered when something earlier is
 -- added and recomputed whenever a reap runs
@@ -43,7 +43,7 @@ local function answer(result)
   for _, queue in ipairs(ready_order) do
     table.insert(flat, queue)
     table.insert(flat, ready[queue])
-    redis.call('PUBLISH', P .. ':ready', ARGV[4] .. ' ' .. queue .. ' ' .. ready[queue])
+    redis.call('PUBLISH', P .. ':ready', origin .. ' ' .. queue .. ' ' .. ready[queue])
   end
   return {result, flat}
 end
@@ -267,245 +267,250 @@ local function pop(queue)
 end
 
 
-local retention = tonumber(ARGV[3])
-local stored_due = redis.call('GET', k('next'))
-if stored_due == 'none' then
-  next_due = math.huge
-else
-  next_due = stored_due and tonumber(stored_due) or -math.huge  -- unknown: reap, then know
-end
-reap(retention)
-local a = 5  -- first operation-specific argument
-local result
-
-if op == 'reap' then
-  result = 0
-
-elseif op == 'enqueue' then
-  -- n, then per task: id, queue, payload, priority, delay, max_attempts, key, fingerprint
-  local n = tonumber(ARGV[a])
-  local items = {}
-  for i = 0, n - 1 do
-    local b = a + 1 + i * 8
-    items[i + 1] = {ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]),
-                    ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]}
-  end
-  local seen = {}
-  local adding, adding_total, adding_order = {}, 0, {}
-  for _, item in ipairs(items) do
-    local key, fingerprint = item[7], item[8]
-    local creates = true
-    if key ~= '' then
-      local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
-      if remembered and remembered ~= fingerprint then
-        return answer('!CONFLICT ' .. key)
-      end
-      creates = not remembered
-      seen[key] = fingerprint
-    end
-    if creates then
-      local queue = item[2]
-      if not adding[queue] then adding[queue] = 0; table.insert(adding_order, queue) end
-      adding[queue] = adding[queue] + 1
-      adding_total = adding_total + 1
-    end
-  end
-  -- limits (0: none), checked before anything changes, as every store does
-  local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * 8]), tonumber(ARGV[a + 2 + n * 8])
-  local max_queues = tonumber(ARGV[a + 3 + n * 8])
-  if max_queues > 0 and adding_total > 0 then
-    local in_use = redis.call('SCARD', k('queues'))
-    local new = {}
-    for _, queue in ipairs(adding_order) do
-      if redis.call('SISMEMBER', k('queues'), queue) == 0 then table.insert(new, queue) end
-    end
-    if #new > 0 and in_use + #new > max_queues then
-      return answer('!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1])
-    end
-  end
-  if max_tasks > 0 and adding_total > 0 then
-    local held = held_total()
-    if held + adding_total > max_tasks then
-      return answer('!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks)
-    end
-  end
-  if max_pending > 0 then
-    for _, queue in ipairs(adding_order) do
-      local pending, scheduled = unpack(redis.call('HMGET', k('c', queue), 'pending', 'scheduled'))
-      local waiting = (tonumber(pending) or 0) + (tonumber(scheduled) or 0)
-      if waiting + adding[queue] > max_pending then
-        return answer('!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue)
-      end
-    end
-  end
-  result = {}
-  for _, item in ipairs(items) do
-    local id, queue, payload, priority, delay, max_attempts, key = unpack(item)
-    local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
-    if first then
-      table.insert(result, {first, 0, task(first)})
-    else
-      -- ready now (the usual case): its place in line is taken here, in the one HSET
-      local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
-      redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
-        'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
-        'created_at', num(now), 'available_at', num(now), 'seq', seq)
-      redis.call('SADD', k('queues'), queue)
-      count(queue, 'pending', 1)
-      event(queue, 'enqueued')
-      if delay <= 0 then
-        push_pending(id, queue, priority, seq)
-        became_ready(queue)
-      else
-        schedule_or_append(id, 'pending', delay)
-      end
-      if key ~= '' then
-        redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
-        due('idemexp', now + retention, key)
-      end
-      table.insert(result, {id, 1, task(id)})
-    end
-  end
-
-elseif op == 'dequeue' then
-  -- queue, lease, then one fresh lease id per task wanted
-  local queue, lease = ARGV[a], tonumber(ARGV[a + 1])
-  result = {}
-  for i = a + 2, #ARGV do
-    local id = pop(queue)
-    if not id then break end
-    move(id, queue, 'pending', 'processing')
-    redis.call('HINCRBY', k('t', id), 'attempts', 1)
-    redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
-      'lease_expires_at', num(now + lease))
-    due('leases', now + lease, id)
-    table.insert(result, task(id))
-  end
-
-elseif op == 'heartbeat' then
-  local id, lease, lease_id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-  local refused = leased(id, 'heartbeat', lease_id)
-  if refused then return answer(refused) end
-  redis.call('HSET', k('t', id), 'lease_expires_at', num(now + lease))
-  due('leases', now + lease, id)
-  result = task(id)
-
-elseif op == 'complete' then
-  local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  -- the first result stands
-  if repeats_closing(id, 'complete', lease_id) then return answer(task(id)) end
-  local refused = leased(id, 'complete', lease_id)
-  if refused then return answer(refused) end
-  close_lease(id, lease_id)
-  if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
-  finish(id, 'completed', retention)
-  event(field(id, 'queue'), 'completed')
-  result = task(id)
-
-elseif op == 'fail' then
-  -- id, has_error, error, retry, lease_id, backoff base
-  local id, has_error, message, retry, lease_id, base =
-    ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
-  -- no second attempt counted, no second backoff
-  if repeats_closing(id, 'fail', lease_id) then return answer(task(id)) end
-  local refused = leased(id, 'fail', lease_id)
-  if refused then return answer(refused) end
-  close_lease(id, lease_id)
-  clear_lease(id)
-  redis.call('HDEL', k('t', id), 'started_at', 'error')
-  if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
-  local attempts, max_attempts = unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts'))
-  attempts = tonumber(attempts)
-  if retry == '1' and attempts < tonumber(max_attempts) then
-    local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
-    schedule_or_append(id, 'processing', backoff)
+-- One call: ARGV as described at the top.
+local function run(keys, ARGV)
+  P, op, now, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
+  ready, ready_order = {}, {}
+  local retention = tonumber(ARGV[3])
+  local stored_due = redis.call('GET', k('next'))
+  if stored_due == 'none' then
+    next_due = math.huge
   else
-    finish(id, 'failed', retention)
+    next_due = stored_due and tonumber(stored_due) or -math.huge  -- unknown: reap, then know
   end
-  result = task(id)
+  reap(retention)
+  local a = 5  -- first operation-specific argument
+  local result
 
-elseif op == 'release' then
-  local id, lease_id = ARGV[a], ARGV[a + 1]
-  local refused = leased(id, 'release', lease_id)
-  if refused then return answer(refused) end
-  put_back(id)
-  result = task(id)
+  if op == 'reap' then
+    result = 0
 
-elseif op == 'retry' then
-  local id = ARGV[a]
-  local missing = known(id)
-  if missing then return answer(missing) end
-  local status = field(id, 'status')
-  if status ~= 'failed' then return answer('!NOTFAILED ' .. status) end
-  redis.call('HSET', k('t', id), 'attempts', 0)
-  redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at')
-  redis.call('ZREM', k('ret'), id)
-  append(id, 'failed')
-  result = task(id)
-
-elseif op == 'delete' then
-  local id = ARGV[a]
-  local missing = known(id)
-  if missing then return answer(missing) end
-  if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
-  remove_task(id)
-  result = 0
-
-elseif op == 'get' then
-  result = task(ARGV[a])
-
-elseif op == 'view' and ARGV[a + 3] ~= 'pending' then
-  -- queue, limit, offset, status (processing or failed): the most recent first
-  local queue, limit, offset, status = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
-  local page = {}
-  if limit > 0 then
-    for _, id in ipairs(redis.call('ZREVRANGE', k('s', queue, status), offset, offset + limit - 1)) do
-      table.insert(page, task(id))
+  elseif op == 'enqueue' then
+    -- n, then per task: id, queue, payload, priority, delay, max_attempts, key, fingerprint
+    local n = tonumber(ARGV[a])
+    local items = {}
+    for i = 0, n - 1 do
+      local b = a + 1 + i * 8
+      items[i + 1] = {ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]),
+                      ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]}
     end
-  end
-  result = {page, tonumber(redis.call('HGET', k('c', queue), status) or 0)}
-
-elseif op == 'view' then
-  -- queue, limit, offset, 'pending': walk the priorities from the highest; the page and the total
-  local queue, limit, offset = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local page = {}
-  for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
-    if limit <= 0 then break end
-    local size = redis.call('ZCARD', k('q', queue, priority))
-    if offset >= size then
-      offset = offset - size
-    else
-      for _, id in ipairs(redis.call('ZRANGE', k('q', queue, priority), offset, offset + limit - 1)) do
-        table.insert(page, task(id))
-        limit = limit - 1
+    local seen = {}
+    local adding, adding_total, adding_order = {}, 0, {}
+    for _, item in ipairs(items) do
+      local key, fingerprint = item[7], item[8]
+      local creates = true
+      if key ~= '' then
+        local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
+        if remembered and remembered ~= fingerprint then
+          return answer('!CONFLICT ' .. key)
+        end
+        creates = not remembered
+        seen[key] = fingerprint
       end
-      offset = 0
+      if creates then
+        local queue = item[2]
+        if not adding[queue] then adding[queue] = 0; table.insert(adding_order, queue) end
+        adding[queue] = adding[queue] + 1
+        adding_total = adding_total + 1
+      end
     end
+    -- limits (0: none), checked before anything changes, as every store does
+    local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * 8]), tonumber(ARGV[a + 2 + n * 8])
+    local max_queues = tonumber(ARGV[a + 3 + n * 8])
+    if max_queues > 0 and adding_total > 0 then
+      local in_use = redis.call('SCARD', k('queues'))
+      local new = {}
+      for _, queue in ipairs(adding_order) do
+        if redis.call('SISMEMBER', k('queues'), queue) == 0 then table.insert(new, queue) end
+      end
+      if #new > 0 and in_use + #new > max_queues then
+        return answer('!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1])
+      end
+    end
+    if max_tasks > 0 and adding_total > 0 then
+      local held = held_total()
+      if held + adding_total > max_tasks then
+        return answer('!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks)
+      end
+    end
+    if max_pending > 0 then
+      for _, queue in ipairs(adding_order) do
+        local pending, scheduled = unpack(redis.call('HMGET', k('c', queue), 'pending', 'scheduled'))
+        local waiting = (tonumber(pending) or 0) + (tonumber(scheduled) or 0)
+        if waiting + adding[queue] > max_pending then
+          return answer('!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue)
+        end
+      end
+    end
+    result = {}
+    for _, item in ipairs(items) do
+      local id, queue, payload, priority, delay, max_attempts, key = unpack(item)
+      local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
+      if first then
+        table.insert(result, {first, 0, task(first)})
+      else
+        -- ready now (the usual case): its place in line is taken here, in the one HSET
+        local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
+        redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
+          'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
+          'created_at', num(now), 'available_at', num(now), 'seq', seq)
+        redis.call('SADD', k('queues'), queue)
+        count(queue, 'pending', 1)
+        event(queue, 'enqueued')
+        if delay <= 0 then
+          push_pending(id, queue, priority, seq)
+          became_ready(queue)
+        else
+          schedule_or_append(id, 'pending', delay)
+        end
+        if key ~= '' then
+          redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
+          due('idemexp', now + retention, key)
+        end
+        table.insert(result, {id, 1, task(id)})
+      end
+    end
+
+  elseif op == 'dequeue' then
+    -- queue, lease, then one fresh lease id per task wanted
+    local queue, lease = ARGV[a], tonumber(ARGV[a + 1])
+    result = {}
+    for i = a + 2, #ARGV do
+      local id = pop(queue)
+      if not id then break end
+      move(id, queue, 'pending', 'processing')
+      redis.call('HINCRBY', k('t', id), 'attempts', 1)
+      redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
+        'lease_expires_at', num(now + lease))
+      due('leases', now + lease, id)
+      table.insert(result, task(id))
+    end
+
+  elseif op == 'heartbeat' then
+    local id, lease, lease_id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+    local refused = leased(id, 'heartbeat', lease_id)
+    if refused then return answer(refused) end
+    redis.call('HSET', k('t', id), 'lease_expires_at', num(now + lease))
+    due('leases', now + lease, id)
+    result = task(id)
+
+  elseif op == 'complete' then
+    local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    -- the first result stands
+    if repeats_closing(id, 'complete', lease_id) then return answer(task(id)) end
+    local refused = leased(id, 'complete', lease_id)
+    if refused then return answer(refused) end
+    close_lease(id, lease_id)
+    if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
+    finish(id, 'completed', retention)
+    event(field(id, 'queue'), 'completed')
+    result = task(id)
+
+  elseif op == 'fail' then
+    -- id, has_error, error, retry, lease_id, backoff base
+    local id, has_error, message, retry, lease_id, base =
+      ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+    -- no second attempt counted, no second backoff
+    if repeats_closing(id, 'fail', lease_id) then return answer(task(id)) end
+    local refused = leased(id, 'fail', lease_id)
+    if refused then return answer(refused) end
+    close_lease(id, lease_id)
+    clear_lease(id)
+    redis.call('HDEL', k('t', id), 'started_at', 'error')
+    if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
+    local attempts, max_attempts = unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts'))
+    attempts = tonumber(attempts)
+    if retry == '1' and attempts < tonumber(max_attempts) then
+      local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
+      schedule_or_append(id, 'processing', backoff)
+    else
+      finish(id, 'failed', retention)
+    end
+    result = task(id)
+
+  elseif op == 'release' then
+    local id, lease_id = ARGV[a], ARGV[a + 1]
+    local refused = leased(id, 'release', lease_id)
+    if refused then return answer(refused) end
+    put_back(id)
+    result = task(id)
+
+  elseif op == 'retry' then
+    local id = ARGV[a]
+    local missing = known(id)
+    if missing then return answer(missing) end
+    local status = field(id, 'status')
+    if status ~= 'failed' then return answer('!NOTFAILED ' .. status) end
+    redis.call('HSET', k('t', id), 'attempts', 0)
+    redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at')
+    redis.call('ZREM', k('ret'), id)
+    append(id, 'failed')
+    result = task(id)
+
+  elseif op == 'delete' then
+    local id = ARGV[a]
+    local missing = known(id)
+    if missing then return answer(missing) end
+    if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
+    remove_task(id)
+    result = 0
+
+  elseif op == 'get' then
+    result = task(ARGV[a])
+
+  elseif op == 'view' and ARGV[a + 3] ~= 'pending' then
+    -- queue, limit, offset, status (processing or failed): the most recent first
+    local queue, limit, offset, status = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
+    local page = {}
+    if limit > 0 then
+      for _, id in ipairs(redis.call('ZREVRANGE', k('s', queue, status), offset, offset + limit - 1)) do
+        table.insert(page, task(id))
+      end
+    end
+    result = {page, tonumber(redis.call('HGET', k('c', queue), status) or 0)}
+
+  elseif op == 'view' then
+    -- queue, limit, offset, 'pending': walk the priorities from the highest; the page and the total
+    local queue, limit, offset = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local page = {}
+    for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
+      if limit <= 0 then break end
+      local size = redis.call('ZCARD', k('q', queue, priority))
+      if offset >= size then
+        offset = offset - size
+      else
+        for _, id in ipairs(redis.call('ZRANGE', k('q', queue, priority), offset, offset + limit - 1)) do
+          table.insert(page, task(id))
+          limit = limit - 1
+        end
+        offset = 0
+      end
+    end
+    result = {page, tonumber(redis.call('HGET', k('c', queue), 'pending') or 0)}
+
+  elseif op == 'counts' then
+    -- counts by queue: name, then its hash; of one queue when it is named, else of every queue
+    local queues = ARGV[a] and {ARGV[a]} or redis.call('SMEMBERS', k('queues'))
+    result = {}
+    for _, queue in ipairs(queues) do
+      table.insert(result, {queue, redis.call('HGETALL', k('c', queue))})
+    end
+
+  elseif op == 'totals' then
+    -- per event: its name, then its hash of queue -> count
+    result = {}
+    for i = a, #ARGV do
+      table.insert(result, {ARGV[i], redis.call('HGETALL', k('e', ARGV[i]))})
+    end
+
+  elseif op == 'deadline' then
+    local lease = redis.call('ZRANGE', k('leases'), 0, 0, 'WITHSCORES')
+    local due = redis.call('ZRANGE', k('sched'), 0, 0, 'WITHSCORES')
+    result = {lease[2] or false, due[2] or false}
+
+  else
+    return redis.error_reply('UNKNOWN operation ' .. op)
   end
-  result = {page, tonumber(redis.call('HGET', k('c', queue), 'pending') or 0)}
 
-elseif op == 'counts' then
-  -- counts by queue: name, then its hash; of one queue when it is named, else of every queue
-  local queues = ARGV[a] and {ARGV[a]} or redis.call('SMEMBERS', k('queues'))
-  result = {}
-  for _, queue in ipairs(queues) do
-    table.insert(result, {queue, redis.call('HGETALL', k('c', queue))})
-  end
-
-elseif op == 'totals' then
-  -- per event: its name, then its hash of queue -> count
-  result = {}
-  for i = a, #ARGV do
-    table.insert(result, {ARGV[i], redis.call('HGETALL', k('e', ARGV[i]))})
-  end
-
-elseif op == 'deadline' then
-  local lease = redis.call('ZRANGE', k('leases'), 0, 0, 'WITHSCORES')
-  local due = redis.call('ZRANGE', k('sched'), 0, 0, 'WITHSCORES')
-  result = {lease[2] or false, due[2] or false}
-
-else
-  return redis.error_reply('UNKNOWN operation ' .. op)
+  return answer(result)
 end
-
-return answer(result)
