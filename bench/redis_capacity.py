@@ -164,7 +164,8 @@ def per_lifecycle(delta: dict[str, Any], lifecycles: int, servers: int, rate: fl
         "cpu_usec_per_lifecycle": cpu_usec,
         "process_cpu_usec_per_lifecycle": 1e6 * delta["cpu_seconds"] / done,
         "redis_main_thread_busy": delta["main_thread_cpu_seconds"] / delta["wall_seconds"],
-        "aof_bytes_per_lifecycle": delta["aof_bytes"] / done,
+        # Redis may rewrite (shrink) its append-only file during a run: no figure then
+        "aof_bytes_per_lifecycle": delta["aof_bytes"] / done if delta["aof_bytes"] >= 0 else None,
         "projected_max_by_commands": 1e6 / command_usec if command_usec else None,
         "projected_max_by_cpu": 1e6 / cpu_usec if cpu_usec else None,
         "forks_during_run": delta["forks"],
@@ -330,7 +331,7 @@ def table(by_servers: dict[int, list[dict[str, Any]]], summary: dict[str, Any], 
             f"{m['publishes_per_lifecycle']:>6.2f} {m['usec_per_publish']:>6.1f} "
             f"{m['command_usec_per_lifecycle']:>9.1f} {m['cpu_usec_per_lifecycle']:>9.1f} "
             f"{100 * m['redis_main_thread_busy']:>9.0f}% "
-            f"{m['aof_bytes_per_lifecycle']:>8,.0f}"
+            + (f"{aof:>8,.0f}" if (aof := m["aof_bytes_per_lifecycle"]) is not None else "       –")
         )
     split = summary["usec_per_call_by_operation"]
     if split:
