@@ -13,6 +13,9 @@ VIEW_MAX_LIMIT = 10_000
 VIEW_MAX_OFFSET = 100_000
 """`GET /queue/view` paging: walking to an offset costs time in proportion to it."""
 MAX_BATCH = 1000
+
+RETRY_ROUND = 1000
+"""Failed tasks a bulk retry puts back per store call; other requests are served between rounds."""
 """Items in one batch enqueue, dequeue or complete."""
 MAX_ATTEMPTS = 1000
 """The highest `max_attempts` of a task (and `--max-attempts`)."""

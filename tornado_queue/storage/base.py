@@ -34,7 +34,14 @@ from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
 from tornado_queue.config import Settings
-from tornado_queue.errors import QueueError, TaskNotFound, queue_full, store_full, too_many_queues
+from tornado_queue.errors import (
+    InvalidTransition,
+    QueueError,
+    TaskNotFound,
+    queue_full,
+    store_full,
+    too_many_queues,
+)
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     Completion,
@@ -273,6 +280,20 @@ class Store(ABC):
     @abstractmethod
     def retry(self, task_id: str) -> Task:
         """Put a `failed` task back at the tail as `pending` with its attempts reset."""
+
+    def retry_failed(self, queue: str, limit: int) -> int:
+        """Put up to `limit` of `queue`'s failed tasks back at the tail as `pending`, attempts
+        reset, each atomically as `retry` does (the most recently failed first); return how
+        many. A task retried or deleted by someone else meanwhile is skipped, not counted."""
+        tasks, _ = self.view(limit, 0, queue, TaskStatus.FAILED)
+        retried = 0
+        for task in tasks:
+            try:
+                self.retry(task.id)
+            except (TaskNotFound, InvalidTransition):
+                continue
+            retried += 1
+        return retried
 
     @abstractmethod
     def delete(self, task_id: str) -> None:

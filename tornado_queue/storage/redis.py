@@ -246,6 +246,15 @@ class RedisStore(Store):
         return _task((yield _Call("retry", (task_id,), task_id)))
 
     @_operation
+    def retry_failed(self, queue: str, limit: int) -> Steps[int]:
+        page, _ = yield _Call("view", (queue, limit, 0, TaskStatus.FAILED.value))
+        calls = [_Call("retry", (task_id,), task_id) for task_id in map(_task_id, page)]
+        # each retry its own atomic call, all sent together; one refused (retried or deleted
+        # meanwhile) is skipped
+        outcomes = yield calls
+        return sum(1 for outcome in outcomes if not isinstance(outcome, QueueError))
+
+    @_operation
     def delete(self, task_id: str) -> Steps[None]:
         yield _Call("delete", (task_id,), task_id)
 
@@ -551,6 +560,11 @@ def _text(value: bytes | None) -> str | None:
 
 def _time(value: bytes | None) -> float | None:
     return None if value is None else float(value)  # float() and int() read bytes as they are
+
+
+def _task_id(flat: Sequence[bytes]) -> str:
+    pairs = iter(flat)
+    return dict(zip(pairs, pairs, strict=True))[b"id"].decode()
 
 
 def _task(flat: Sequence[bytes]) -> Task:

@@ -293,15 +293,33 @@ class SqliteStore(Store):
             task = self._known(tx, task_id)
             if task.status is not TaskStatus.FAILED:
                 raise not_failed(task_id, task.status.value)
-            tx.execute(
-                "UPDATE tasks SET attempts = 0, error = NULL, finished_at = NULL, "
-                "forget_at = NULL, result = NULL, started_at = NULL WHERE id = ?",
-                (task_id,),
-            )
-            self._schedule_or_append(tx, task, 0.0)
+            self._revive(tx, task)
             return self._must_get(tx, task_id)
 
         return self._run(apply)
+
+    def retry_failed(self, queue: str, limit: int) -> int:
+        # One transaction (one fsync) for the whole round, not one per task.
+        def apply(tx: _Transaction) -> int:
+            rows = tx.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = 'failed' "
+                "AND status IN ('processing', 'failed') ORDER BY moved DESC LIMIT ?",
+                (queue, limit),
+            ).fetchall()
+            for row in rows:
+                self._revive(tx, _task(row))
+            return len(rows)
+
+        return self._run(apply)
+
+    def _revive(self, tx: _Transaction, task: Task) -> None:
+        """A failed task back at the tail, attempts reset."""
+        tx.execute(
+            "UPDATE tasks SET attempts = 0, error = NULL, finished_at = NULL, "
+            "forget_at = NULL, result = NULL, started_at = NULL WHERE id = ?",
+            (task.id,),
+        )
+        self._schedule_or_append(tx, task, 0.0)
 
     def delete(self, task_id: str) -> None:
         def apply(tx: _Transaction) -> None:
