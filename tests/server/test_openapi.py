@@ -20,7 +20,7 @@ from tornado_queue import validation
 from tornado_queue.config import Settings
 from tornado_queue.server import openapi
 from tornado_queue.server.app import ROUTES, make_app
-from tornado_queue.server.handlers.base import ApiHandler
+from tornado_queue.server.handlers.base import ApiHandler, route_template
 
 HTTP_METHODS = frozenset({"get", "head", "post", "put", "patch", "delete", "options", "trace"})
 AUTH = pytest.mark.parametrize("auth", [True, False], ids=["auth-on", "auth-off"])
@@ -30,7 +30,7 @@ TOKEN = "openapi-admin-token-0123456789"
 def api_routes() -> dict[str, type]:
     """Route template → handler, for every route but static files (which are not API)."""
     return {
-        re_unescape(entry[0].replace("([^/]+)", "{id}")): entry[1]
+        route_template(entry[0]): entry[1]
         for entry in ROUTES
         if not issubclass(entry[1], StaticFileHandler)
     }
@@ -99,7 +99,7 @@ def test_with_auth_off_no_operation_requires_a_token():
     assert "securitySchemes" not in document["components"]
     assert not {"Unauthorized", "Forbidden"} & set(document["components"]["responses"])
     assert "security" not in document
-    handlers = {re_unescape(entry[0].replace("([^/]+)", "{id}")): entry[1] for entry in ROUTES}
+    handlers = {route_template(entry[0]): entry[1] for entry in ROUTES}
     for path, method, operation in operations(auth=False):
         assert "security" not in operation, (method, path)
         assert "x-roles" not in operation, (method, path)

@@ -6,7 +6,6 @@ from functools import cache
 from typing import Any
 
 from tornado.httputil import HTTPMessageDelegate, HTTPServerRequest
-from tornado.util import re_unescape
 from tornado.web import Application, RequestHandler
 
 from tornado_queue.config import Settings
@@ -14,7 +13,12 @@ from tornado_queue.logs import log_request
 from tornado_queue.server import openapi
 from tornado_queue.server.auth import Tokens, warn_if_open
 from tornado_queue.server.bodywatch import BodyDeadlines
-from tornado_queue.server.handlers.base import ApiHandler, NotFoundHandler, is_json
+from tornado_queue.server.handlers.base import (
+    ApiHandler,
+    NotFoundHandler,
+    is_json,
+    route_template,
+)
 from tornado_queue.server.handlers.dashboard import (
     DASHBOARD_DIR,
     DashboardAssetHandler,
@@ -31,6 +35,7 @@ from tornado_queue.server.handlers.docs import (
 from tornado_queue.server.handlers.health import HealthHandler
 from tornado_queue.server.handlers.metrics import MetricsHandler
 from tornado_queue.server.handlers.queue import (
+    QueueRetryHandler,
     QueuesHandler,
     QueueStatsHandler,
     QueueTotalsHandler,
@@ -72,6 +77,7 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queue/stats", QueueStatsHandler),
     (r"/queue/totals", QueueTotalsHandler),
     (r"/queues", QueuesHandler),
+    (r"/queues/(?P<name>[^/]+)/retry", QueueRetryHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),
     (r"/", DashboardHandler),
@@ -85,8 +91,7 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
 
 def route(handler: type, pattern: str) -> type:
     """The handler, told its route template (for access lines and metrics by route)."""
-    template = pattern.replace("([^/]+)", "{id}").replace("(.*)", "{path}")
-    handler.route = re_unescape(template)
+    handler.route = route_template(pattern)
     return handler
 
 

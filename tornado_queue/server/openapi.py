@@ -23,7 +23,7 @@ from tornado_queue.limits import (
 )
 from tornado_queue.models import DEFAULT_QUEUE, LISTED, Event, TaskStatus
 from tornado_queue.server.auth import describe
-from tornado_queue.server.handlers.base import PROBLEM_TYPES
+from tornado_queue.server.handlers.base import PROBLEM_TYPES, route_template
 from tornado_queue.server.metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
 
 Json = dict[str, Any]
@@ -320,6 +320,13 @@ SCHEMAS: Json = {
         "additionalProperties": False,
         "properties": {event.value: {"type": "integer", "minimum": 0} for event in Event},
     },
+    "Retried": {
+        "type": "object",
+        "description": "How many failed tasks went back to `pending`.",
+        "required": ["retried"],
+        "additionalProperties": False,
+        "properties": {"retried": {"type": "integer", "minimum": 0}},
+    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -367,6 +374,13 @@ PARAMETERS: Json = {
         "required": True,
         "schema": {"type": "string", "minLength": 1},
         "description": "A task id (the server makes UUIDs); an unknown or malformed one is 404.",
+    },
+    "QueueNamePath": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": schema_ref("QueueName"),
+        "description": "The queue; a name that is not a queue name is 400.",
     },
     "Queue": query(
         "queue",
@@ -836,6 +850,23 @@ def _paths() -> Json:
                 },
             )
         ),
+        "/queues/{name}/retry": {
+            "post": operation(
+                "retryQueue",
+                "Put every failed task of a queue back to pending, attempts reset",
+                "queues",
+                {
+                    "200": json_response(
+                        "How many were retried: each atomically, in rounds of "
+                        f"{limits.RETRY_ROUND}, up to the number failed when the call began "
+                        "(0 for a queue with none).",
+                        schema_ref("Retried"),
+                    ),
+                    **problems(400, *BODY_PROBLEMS),
+                },
+                parameters=("QueueNamePath",),
+            )
+        },
         "/healthz": with_head(
             operation(
                 "health",
@@ -912,7 +943,7 @@ def _with_auth(paths: Json, routes: Routes, *, auth: bool) -> Json:
     """The roles of each operation, from the handler that serves it (the one place they are
     set). A protected operation may answer 429 (the rate limit counts only those); with auth
     on it also gets `security`, 401 and 403, and its roles in the text."""
-    handlers = {entry[0].replace("([^/]+)", "{id}").replace("\\", ""): entry[1] for entry in routes}
+    handlers = {route_template(entry[0]): entry[1] for entry in routes}
     statuses = (401, 403, 429) if auth else (429,)
     for path, methods in paths.items():
         handler = handlers[path]

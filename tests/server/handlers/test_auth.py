@@ -47,6 +47,7 @@ PROTECTED = [
     ("HEAD", "/queue/totals", {"admin"}),
     ("GET", "/queues", {"admin"}),
     ("HEAD", "/queues", {"admin"}),
+    ("POST", "/queues/emails/retry", {"admin"}),
     ("GET", "/metrics", {"admin"}),
     ("HEAD", "/metrics", {"admin"}),
 ]

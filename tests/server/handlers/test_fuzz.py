@@ -58,14 +58,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
-from tornado.util import re_unescape
 
 from tests.server.handlers.helpers import assert_not_html, check_problem_document
 from tornado_queue import codec
 from tornado_queue.config import Settings
 from tornado_queue.models import LISTED, NewTask
 from tornado_queue.server.app import ROUTES, make_app
-from tornado_queue.server.handlers.base import ApiHandler
+from tornado_queue.server.handlers.base import ApiHandler, route_template
 from tornado_queue.storage import MemoryStore, Policy
 from tornado_queue.validation import (
     BATCH_FIELDS,
@@ -592,7 +591,7 @@ def route_methods(handler: type) -> tuple[str, ...]:
 
 ROUTE_TABLE: list[tuple[str, tuple[str, ...]]] = [
     (
-        re_unescape(entry[0].replace("([^/]+)", "{id}").replace("(.*)", "{path}")),
+        route_template(entry[0]),
         route_methods(entry[1]),
     )
     for entry in ROUTES
@@ -635,6 +634,8 @@ def paths(draw: st.DrawFn, template: str) -> str:
     path = template
     if "{id}" in path:
         path = path.replace("{id}", draw(ids))
+    if "{name}" in path:
+        path = path.replace("{name}", draw(st.one_of(st.sampled_from(["default", "emails"]), ids)))
     if "{path}" in path:
         files = st.sampled_from(ASSET_FILES[template])
         path = path.replace("{path}", draw(st.one_of(files, files, asset_paths)))

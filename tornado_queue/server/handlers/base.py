@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from tornado.httputil import HTTPServerRequest
+from tornado.util import re_unescape
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from tornado_queue import codec, ids
@@ -125,6 +126,13 @@ DECIMAL = NumberFormat(
     "a number like 30 or 2.5",
     float,
 )
+
+
+def route_template(pattern: str) -> str:
+    """`/tasks/{id}` for `/tasks/([^/]+)`, `/queues/{name}/retry` for
+    `/queues/(?P<name>[^/]+)/retry`: the route as the docs and the metrics name it."""
+    template = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern)
+    return re_unescape(template.replace("([^/]+)", "{id}").replace("(.*)", "{path}"))
 
 
 def set_transport_headers(handler: RequestHandler) -> None:
@@ -562,6 +570,7 @@ OUTCOME_ADVICE = {
     "complete_many": "send it again with each item's lease_id: a repeat answers as the first did",
     "fail": "send it again with the lease_id: a repeat answers as the first did",
     "heartbeat": "send it again with the lease_id",
+    "retry_failed": "send it again: a repeat retries only what is still failed",
 }
 """What a client should do when a call's outcome is unknown, by store method."""
 

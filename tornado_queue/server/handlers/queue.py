@@ -1,12 +1,14 @@
-"""Queue routes: a queue's tasks in order, counts by state, event totals, and the list of
-queues."""
+"""Queue routes: a queue's tasks in order, counts by state, event totals, the list of
+queues, and a queue's bulk retry."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tornado_queue import codec
-from tornado_queue.limits import VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
+from tornado_queue import codec, validation
+from tornado_queue.errors import ValidationError
+from tornado_queue.limits import RETRY_ROUND, VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
 from tornado_queue.models import LISTED, Event, TaskStatus
 from tornado_queue.server.auth import ADMIN
 from tornado_queue.server.handlers.base import Problem
@@ -102,3 +104,29 @@ class QueueTotalsHandler(ConsumerArguments):
         self.write_json({event.value: n for event, n in summed.items()})
 
     head = get
+
+
+class QueueRetryHandler(ConsumerArguments):
+    """`POST /queues/{name}/retry`: every failed task of the queue back to `pending`, attempts
+    reset: `{"retried": n}`. Each task is retried atomically, in rounds of `RETRY_ROUND` with
+    other requests served in between; the call stops at the number of failed tasks it found
+    when it began, so tasks that keep failing meanwhile cannot keep it going."""
+
+    roles = ADMIN
+
+    async def post(self, name: str) -> None:
+        self.body_bytes()
+        try:
+            queue = validation.queue_name(name, "path parameter 'name'")
+        except ValidationError as error:
+            raise Problem(400, str(error)) from None
+        failed = (await self.call_store(self.store.stats, queue))[TaskStatus.FAILED]
+        retried = 0
+        while retried < failed:
+            limit = min(RETRY_ROUND, failed - retried)
+            done = await self.call_store(self.store.retry_failed, queue, limit)
+            if not done:  # the rest were retried or deleted by someone else meanwhile
+                break
+            retried += done
+            await asyncio.sleep(0)  # a store called inline: let other requests in
+        self.write_json({"retried": retried})
