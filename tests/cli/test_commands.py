@@ -101,6 +101,20 @@ def test_retry_puts_a_failed_task_back_and_explains_a_refusal(server, client, ca
     assert run(server, capsys, "get", "nope") == (1, "error: no task with id 'nope' (HTTP 404)\n")
 
 
+def test_queue_retry_puts_every_failed_task_of_the_queue_back(server, client, capsys):
+    for _ in range(2):
+        client.enqueue({}, queue="cli-bulk", max_attempts=1)
+        client.fail(client.dequeue(queue="cli-bulk"), "boom", retry=False)
+
+    assert run(server, capsys, "queue", "retry", "cli-bulk") == (
+        0,
+        "2 failed tasks of queue 'cli-bulk' back to pending\n",
+    )
+    assert client.stats("cli-bulk")["pending"] == 2
+    assert run(server, capsys, "queue", "retry", "cli-bulk", "--json") == (0, '{"retried":0}\n')
+    assert client.retry_queue("cli-bulk") == 0
+
+
 def test_bad_arguments_exit_2_and_an_unreachable_server_exits_1(capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main(["enqueue", "[1, 2]"])

@@ -20,6 +20,7 @@ USAGE = """usage: tornado-queue COMMAND [ARGS...]   (COMMAND --help for its argu
   stats                         tasks per state
   queues                        every queue with its counts
   retry ID                      put a failed task back in its queue
+  queue retry NAME              put every failed task of a queue back
   tail                          follow the counts live, a line per change
 """
 

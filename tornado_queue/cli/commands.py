@@ -82,6 +82,16 @@ def retry(client: Client, args: argparse.Namespace) -> None:
         print(f"task {task.id} is {task.status} again, attempts reset")
 
 
+def queue(client: Client, args: argparse.Namespace) -> None:
+    """`queue retry NAME`: every failed task of the queue back to pending."""
+    retried = client.retry_queue(args.name)
+    if args.json:
+        emit({"retried": retried})
+    else:
+        plural = "s" if retried != 1 else ""
+        print(f"{retried} failed task{plural} of queue '{args.name}' back to pending")
+
+
 def show_task(task: Task, as_json: bool) -> None:
     document = task.to_document()
     if as_json:
@@ -178,6 +188,7 @@ COMMANDS: dict[str, Command] = {
     "stats": stats,
     "queues": queues,
     "retry": retry,
+    "queue": queue,
     "tail": tail,
 }
 
@@ -208,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=bounded(float, 0.1, 3600), default=1.0, help="seconds (default 1)"
     )
     commands.add_parser("queues", parents=[common], help="every queue with its counts")
+    actions = commands.add_parser("queue", help="act on one queue").add_subparsers(
+        dest="action", required=True
+    )
+    retry_all = actions.add_parser(
+        "retry", parents=[common], help="put every failed task of a queue back to pending"
+    )
+    retry_all.add_argument("name", type=queue_name, help="the queue")
     return parser
 
 

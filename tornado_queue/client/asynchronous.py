@@ -121,6 +121,9 @@ class AsyncClient:
     async def retry(self, task: TaskRef) -> Task:
         return await self._call(calls.retry(task))
 
+    async def retry_queue(self, queue: str) -> int:
+        return await self._call(calls.retry_queue(queue))
+
     async def delete(self, task: TaskRef) -> None:
         await self._call(calls.delete(task))
 

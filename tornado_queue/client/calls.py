@@ -180,6 +180,15 @@ def retry(task: TaskRef) -> Call[Task]:
     return Call("POST", f"/tasks/{_id(task)}/retry", _task)
 
 
+def retry_queue(queue: str) -> Call[int]:
+    # A repeat after a lost answer retries only what is still failed.
+    return Call("POST", f"/queues/{quote(queue, safe='')}/retry", _retried)
+
+
+def _retried(response: Response) -> int:
+    return int(_body(response)["retried"])
+
+
 def delete(task: TaskRef) -> Call[None]:
     return Call("DELETE", f"/tasks/{_id(task)}", _nothing)
 

@@ -160,6 +160,10 @@ class Client:
         """Put a failed task back in its queue with fresh attempts; `Conflict` unless failed."""
         return self._call(calls.retry(task))
 
+    def retry_queue(self, queue: str) -> int:
+        """Put every failed task of `queue` back to pending with fresh attempts; how many."""
+        return self._call(calls.retry_queue(queue))
+
     def delete(self, task: TaskRef) -> None:
         """Remove a task that is not processing; `Conflict` while it is."""
         self._call(calls.delete(task))
