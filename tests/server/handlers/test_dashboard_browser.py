@@ -172,6 +172,39 @@ def test_a_failed_task_is_retried_and_deleted_from_the_page(page: Page, server: 
     assert call(server, "GET", f"/tasks/{second}")[0] == 404
 
 
+def test_a_queues_failed_tasks_are_retried_together_after_a_confirmation(
+    page: Page, server: ServerProcess
+):
+    for n in range(2):
+        enqueue(server, "bulk", {"n": n})
+        fail_for_good(server, dequeue(server, "bulk"), "gateway timeout")
+    enqueue(server, "bulk-other", {})
+    fail_for_good(server, dequeue(server, "bulk-other"), "kept")
+    enqueue(server, "bulk-fine", {})
+    open_dashboard(page, server)
+
+    expect(count(page, "bulk", "failed")).to_have_text("2")
+    retry_all = page.locator('#queues tr[data-queue="bulk"] .retry-all')
+    expect(retry_all).to_be_visible()
+    expect(page.locator('#queues tr[data-queue="bulk-fine"] .retry-all')).to_be_hidden()
+
+    page.once("dialog", lambda dialog: dialog.dismiss())  # asked first; no means nothing
+    retry_all.click()
+    expect(count(page, "bulk", "failed")).to_have_text("2")
+
+    messages: list[str] = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
+    retry_all.click()
+
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("2 failed tasks are pending again in queue bulk")
+    assert messages == ["Put all 2 failed tasks of queue bulk back to pending?"]
+    expect(count(page, "bulk", "failed")).to_have_text("0")
+    expect(count(page, "bulk", "pending")).to_have_text("2")
+    expect(retry_all).to_be_hidden()
+    expect(count(page, "bulk-other", "failed")).to_have_text("1")
+
+
 def test_hostile_payloads_and_errors_are_shown_as_text_and_never_run(
     page: Page, server: ServerProcess
 ):

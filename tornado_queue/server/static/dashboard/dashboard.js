@@ -271,9 +271,22 @@
           td.dataset.state = state;
           row.append(td);
         }
+        const retryAll = document.createElement("button");
+        retryAll.type = "button";
+        retryAll.className = "retry-all";
+        retryAll.textContent = "Retry failed";
+        retryAll.addEventListener("click", () => retryQueue(retryAll, queue.name));
+        const actions = document.createElement("td");
+        actions.append(retryAll);
+        row.append(actions);
         return row;
       },
-      (row, queue) => fillCounts(row, queue),
+      (row, queue) => {
+        fillCounts(row, queue);
+        const retryAll = row.querySelector(".retry-all");
+        retryAll.hidden = queue.failed === 0;
+        retryAll.dataset.failed = String(queue.failed);
+      },
     );
     const totals = Object.fromEntries(STATES.map((state) => [state, 0]));
     for (const queue of queues) for (const state of STATES) totals[state] += queue[state];
@@ -415,6 +428,24 @@
       const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
       showNotice(`${verb} of task ${task.id} failed: ${why}`, "error");
       if (isAuthError(error)) askForToken(error);
+      button.disabled = false;
+    }
+  }
+
+  async function retryQueue(button, queue) {
+    const failed = button.dataset.failed;
+    if (!window.confirm(`Put all ${failed} failed tasks of queue ${queue} back to pending?`)) return;
+    button.disabled = true;
+    try {
+      const { data } = await api("POST", `/queues/${encodeURIComponent(queue)}/retry`);
+      const plural = data.retried === 1 ? "task is" : "tasks are";
+      showNotice(`${data.retried} failed ${plural} pending again in queue ${queue}.`, "ok");
+      pollSoon();
+    } catch (error) {
+      const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
+      showNotice(`Retry of queue ${queue} failed: ${why}`, "error");
+      if (isAuthError(error)) askForToken(error);
+    } finally {
       button.disabled = false;
     }
   }
