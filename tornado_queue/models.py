@@ -68,6 +68,23 @@ class Enqueued:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """A queue's own settings; None means unset (the server's default applies). A queue with
+    any setting is kept (and listed) when it holds no task."""
+
+    paused: bool | None = None
+    """Tasks are still accepted, but none is delivered: a dequeue answers as if it were empty."""
+
+    NAMES = ("paused",)
+
+    def is_default(self) -> bool:
+        return all(getattr(self, name) is None for name in self.NAMES)
+
+    def document(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.NAMES}
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """One item of a batch complete: the task, its lease and its result (serialized JSON)."""
 

@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from tests.conftest import FakeClock
 from tornado_queue.errors import InvalidTransition, LeaseLost, QueueError, TaskNotFound
-from tornado_queue.models import NewTask, Task, TaskStatus
+from tornado_queue.models import DEFAULT_QUEUE, NewTask, Task, TaskStatus
 from tornado_queue.storage import MemoryStore, Policy
 
 PENDING = TaskStatus.PENDING
@@ -64,6 +64,7 @@ class Model:
         self.retention = policy.retention_seconds
         self.tasks: dict[str, ModelTask] = {}
         self.next_place = 0
+        self.paused = False  # a paused queue delivers nothing; everything else goes on
 
     # time
 
@@ -307,12 +308,20 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         self._matches(task)
         self._check()
 
+    @rule(paused=st.booleans())
+    def pause_or_resume(self, paused: bool) -> None:
+        self._catch_up()
+        settings = self.store.configure(DEFAULT_QUEUE, {"paused": paused or None})
+        self.model.paused = paused
+        assert settings.paused is (True if paused else None)
+        self._check()
+
     @rule(lease=lease_lengths)
     def dequeue(self, lease: float | None) -> None:
         now = self._catch_up()
         pending = self.model.pending()
         task = self.store.dequeue(lease)
-        if not pending:
+        if not pending or self.model.paused:
             assert task is None
         else:
             assert task is not None

@@ -125,6 +125,44 @@ def test_a_long_poll_on_one_server_gets_a_task_enqueued_on_the_other_within_mill
     assert waited < 1.0
 
 
+def test_a_pause_on_one_server_holds_the_queue_on_the_other_and_a_resume_wakes_it(
+    tmp_path: Path, redis_url: str
+):
+    a, b = start_pair(tmp_path, redis_url)
+    host, port = urlsplit(b.url).hostname, urlsplit(b.url).port
+    with a, b, socket.create_connection((host, port), timeout=15) as sock:
+        # Given a task in a queue paused on server A: server B delivers nothing from it
+        status, created = call(a.url, "POST", "/tasks", {"payload": {}, "queue": "held"})
+        assert status == 201
+        assert call(a.url, "PATCH", "/queues/held", {"paused": True})[0] == 200
+        assert call(b.url, "POST", "/tasks/dequeue?queue=held")[0] == 404
+        assert call(b.url, "GET", "/queues/held")[1]["settings"] == {"paused": True}
+
+        # and a consumer long-polls the queue on B (taken in, and parked: B answered since)
+        sock.sendall(
+            b"POST /tasks/dequeue?queue=held&wait=10 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Connection: close\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100")
+        assert call(b.url, "GET", "/queue/stats")[0] == 200
+
+        # When A resumes the queue
+        resumed_at = time.monotonic()
+        assert call(a.url, "PATCH", "/queues/held", {"paused": None})[0] == 200
+        reply = b""
+        while not reply.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed early: {reply!r}"
+            reply += chunk
+        waited = time.monotonic() - resumed_at
+
+    # Then B's consumer got the task at once
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["id"] == created["id"]
+    assert waited < 1.0
+
+
 def test_a_complete_repeated_on_another_server_answers_as_the_first_did(
     tmp_path: Path, redis_url: str
 ):

@@ -49,6 +49,7 @@ from tornado_queue.models import (
     Event,
     ItemOutcome,
     NewTask,
+    QueueSettings,
     Task,
     TaskStatus,
 )
@@ -228,7 +229,8 @@ class Store(ABC):
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
-        """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would."""
+        """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would;
+        none while the queue is paused (as if it were empty)."""
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None:
@@ -295,6 +297,27 @@ class Store(ABC):
             retried += 1
         return retried
 
+    # -- queue settings ------------------------------------------------------------------
+
+    @abstractmethod
+    def queue_settings(self, queue: str) -> QueueSettings:
+        """The queue's settings; all unset for a queue never configured."""
+
+    @abstractmethod
+    def configure(self, queue: str, changes: Mapping[str, object]) -> QueueSettings:
+        """Set (a value) or clear (None) the named settings of `queue` in one atomic step and
+        return all its settings as they now are. `changes` names only `QueueSettings.NAMES`,
+        with values already validated. A queue with any setting is listed by `queues` even
+        when it holds no task; clearing its last setting returns it to the defaults.
+
+        When the change lets the queue deliver again (it was paused and is not now), the
+        store tells ready listeners that its pending tasks are ready, as an enqueue does, so
+        parked consumers (on every server sharing the store) wake at once."""
+
+    @abstractmethod
+    def configured_queues(self) -> dict[str, QueueSettings]:
+        """Every queue with at least one setting, by name."""
+
     @abstractmethod
     def delete(self, task_id: str) -> None:
         """Remove a task in any state but `processing`."""
@@ -318,7 +341,7 @@ class Store(ABC):
 
     @abstractmethod
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
-        """Every queue used so far, by name, with its counts."""
+        """Every queue that holds tasks or has a setting, by name, with its counts."""
 
     @abstractmethod
     def totals(self) -> dict[str, dict[Event, int]]:

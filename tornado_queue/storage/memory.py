@@ -6,7 +6,8 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from itertools import islice
 from types import TracebackType
 
@@ -20,7 +21,16 @@ from tornado_queue.errors import (
     not_processing,
     still_processing,
 )
-from tornado_queue.models import DEFAULT_QUEUE, FINISHED, Enqueued, Event, NewTask, Task, TaskStatus
+from tornado_queue.models import (
+    DEFAULT_QUEUE,
+    FINISHED,
+    Enqueued,
+    Event,
+    NewTask,
+    QueueSettings,
+    Task,
+    TaskStatus,
+)
 from tornado_queue.storage.base import (
     RETIRED,
     Policy,
@@ -100,6 +110,8 @@ class MemoryStore(Store):
         self._retention = DeadlineHeap()
         self._keys = IdempotencyKeys()
         self._listeners: list[ReadyListener] = []
+        self._settings: dict[str, QueueSettings] = {}
+        self._paused: set[str] = set()  # read on every dequeue: a set lookup, not a settings read
         # No deadline of any heap comes before this: an operation starting earlier has nothing
         # to reap (one comparison instead of a look at four heaps).
         self._reap_from = math.inf
@@ -213,7 +225,7 @@ class MemoryStore(Store):
             if now >= self._reap_from:
                 ready = self._reap_now(now, wall)
             pending = self._pending.get(queue)
-            if pending is None:
+            if pending is None or queue in self._paused:
                 return taken
             # Leasing spelled out (`_move` to processing, `_push_lease`), with what every task
             # of the batch shares read once: this runs for every task handed out.
@@ -387,7 +399,35 @@ class MemoryStore(Store):
 
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         with self._operation():
-            return {name: dict(counts) for name, counts in self._queue_counts.items()}
+            listing = {name: dict(counts) for name, counts in self._queue_counts.items()}
+            for name in self._settings:  # kept while it has a setting, tasks or not
+                listing.setdefault(name, _zero_counts())
+            return listing
+
+    def queue_settings(self, queue: str) -> QueueSettings:
+        with self._operation():
+            return self._settings.get(queue) or QueueSettings()
+
+    def configure(self, queue: str, changes: Mapping[str, object]) -> QueueSettings:
+        with self._operation() as op:
+            before = self._settings.get(queue) or QueueSettings()
+            after = replace(before, **changes)
+            if after.is_default():
+                self._settings.pop(queue, None)
+            else:
+                self._settings[queue] = after
+            if after.paused:
+                self._paused.add(queue)
+            else:
+                self._paused.discard(queue)
+                counts = self._queue_counts.get(queue)
+                if before.paused and counts and counts[_PENDING]:
+                    op.ready[queue] = counts[_PENDING]  # resumed: wake its waiters
+            return after
+
+    def configured_queues(self) -> dict[str, QueueSettings]:
+        with self._operation():
+            return dict(self._settings)
 
     def totals(self) -> dict[str, dict[Event, int]]:
         with self._operation():

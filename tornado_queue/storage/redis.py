@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -41,6 +42,7 @@ from tornado_queue.models import (
     Event,
     ItemOutcome,
     NewTask,
+    QueueSettings,
     Task,
     TaskStatus,
 )
@@ -54,7 +56,9 @@ CODE = LuaCode.of((Path(__file__).parent / "lua" / "store.lua").read_text())
 MIN_REDIS_VERSION = (5, 0)
 """The script pops tasks with ZPOPMIN, which came in Redis 5.0."""
 
-UNCHANGING = frozenset({"get", "view", "counts", "totals", "deadline", "reap"})
+UNCHANGING = frozenset(
+    {"get", "view", "counts", "totals", "deadline", "reap", "settings", "configured"}
+)
 """Operations that change nothing a client asked for (reads, and reaping, which only applies
 what was due anyway): a failure in the middle of one is a plain outage."""
 
@@ -305,16 +309,35 @@ class RedisStore(Store):
         return totals
 
     def _counts(self, *queue: str) -> Steps[dict[str, dict[TaskStatus, int]]]:
-        """Counts of the named queue, or of every queue holding tasks."""
+        """Counts of the named queue, or of every queue holding tasks or configured."""
         listing = {}
         # By name, so every server lists (and its workers take) the queues in the same order.
-        for name, flat in sorted((yield _Call("counts", queue))):
+        for name, flat, configured in sorted((yield _Call("counts", queue))):
             counts = dict.fromkeys(TaskStatus, 0)
             for status, n in zip(flat[::2], flat[1::2], strict=True):
                 counts[TaskStatus(status.decode())] = int(n)
-            if any(counts.values()):  # a queue is listed while it holds tasks, as in every store
+            # a queue is listed while it holds tasks or has a setting, as in every store
+            if configured or any(counts.values()):
                 listing[name.decode()] = counts
         return listing
+
+    # -- queue settings ---------------------------------------------------------------------
+
+    @_operation
+    def queue_settings(self, queue: str) -> Steps[QueueSettings]:
+        return _settings((yield _Call("settings", (queue,))))
+
+    @_operation
+    def configure(self, queue: str, changes: Mapping[str, object]) -> Steps[QueueSettings]:
+        args: list[Any] = [queue]
+        for name, value in changes.items():
+            # JSON text, so any setting is stored the same way; '' clears it
+            args += [name, b"" if value is None else orjson.dumps(value)]
+        return _settings((yield _Call("configure", tuple(args))))
+
+    @_operation
+    def configured_queues(self) -> Steps[dict[str, QueueSettings]]:
+        return {name.decode(): _settings(flat) for name, flat in (yield _Call("configured", ()))}
 
     @_operation
     def seconds_to_next_deadline(self) -> Steps[float | None]:
@@ -560,6 +583,15 @@ def _text(value: bytes | None) -> str | None:
 
 def _time(value: bytes | None) -> float | None:
     return None if value is None else float(value)  # float() and int() read bytes as they are
+
+
+def _settings(flat: Sequence[bytes]) -> QueueSettings:
+    """A queue's settings from its hash (names, JSON values); a name this version does not know
+    (written by a newer server sharing the Redis) is ignored."""
+    pairs = iter(flat)
+    values = {name.decode(): orjson.loads(value) for name, value in zip(pairs, pairs, strict=True)}
+    known = {name: value for name, value in values.items() if name in QueueSettings.NAMES}
+    return QueueSettings(**known)
 
 
 def _task_id(flat: Sequence[bytes]) -> str:

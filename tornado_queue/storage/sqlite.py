@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import orjson
 
 from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
@@ -20,7 +22,15 @@ from tornado_queue.errors import (
     not_processing,
     still_processing,
 )
-from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Event, NewTask, Task, TaskStatus
+from tornado_queue.models import (
+    DEFAULT_QUEUE,
+    Enqueued,
+    Event,
+    NewTask,
+    QueueSettings,
+    Task,
+    TaskStatus,
+)
 from tornado_queue.storage.base import (
     RETIRED,
     Policy,
@@ -55,10 +65,19 @@ CREATE TABLE IF NOT EXISTS tasks (
     moved INTEGER,
     closed_lease TEXT
 );
+CREATE TABLE IF NOT EXISTS queue_settings (
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (queue, name)
+) WITHOUT ROWID;
 """
 """`moved` orders the processing and failed tasks by when they entered that state (a value of
 the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the task
-(see `Task.closed_lease`). Databases made before either existed gain the column on open."""
+(see `Task.closed_lease`). Databases made before either existed gain the column on open.
+
+`queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
+JSON text), so new settings need no new column; a row lives until `configure` clears it."""
 
 ADDED_COLUMNS = (("moved", "INTEGER"), ("closed_lease", "TEXT"))
 
@@ -207,6 +226,8 @@ class SqliteStore(Store):
         lease = lease_seconds or self.policy.lease_seconds
 
         def apply(tx: _Transaction) -> list[Task]:
+            if self._paused(tx, queue):
+                return []
             chosen = [
                 row[0]
                 for row in tx.execute(
@@ -321,6 +342,29 @@ class SqliteStore(Store):
         )
         self._schedule_or_append(tx, task, 0.0)
 
+    def configure(self, queue: str, changes: Mapping[str, object]) -> QueueSettings:
+        def apply(tx: _Transaction) -> QueueSettings:
+            was_paused = self._paused(tx, queue)
+            for name, value in changes.items():
+                if value is None:
+                    tx.execute(
+                        "DELETE FROM queue_settings WHERE queue = ? AND name = ?", (queue, name)
+                    )
+                else:
+                    tx.execute(
+                        "INSERT OR REPLACE INTO queue_settings VALUES (?, ?, ?)",
+                        (queue, name, orjson.dumps(value).decode()),
+                    )
+            settings = self._settings(tx, queue)
+            if was_paused and not settings.paused:
+                # Resumed: its pending tasks are ready again, so parked consumers must wake.
+                pending = self._counts(tx, queue)[TaskStatus.PENDING]
+                if pending:
+                    tx.ready[queue] = tx.ready.get(queue, 0) + pending
+            return settings
+
+        return self._run(apply)
+
     def delete(self, task_id: str) -> None:
         def apply(tx: _Transaction) -> None:
             task = self._known(tx, task_id)
@@ -375,11 +419,31 @@ class SqliteStore(Store):
     def queues(self) -> dict[str, dict[TaskStatus, int]]:
         def apply(tx: _Transaction) -> dict[str, dict[TaskStatus, int]]:
             listing: dict[str, dict[TaskStatus, int]] = {}
-            rows = tx.execute("SELECT queue, status, n FROM counts ORDER BY queue")
+            rows = tx.execute("SELECT queue, status, n FROM counts")
             for queue, status, n in rows:
                 listing.setdefault(queue, dict.fromkeys(TaskStatus, 0))[TaskStatus(status)] = n
-            # A queue is listed while it holds tasks, as in every store.
-            return {name: counts for name, counts in listing.items() if any(counts.values())}
+            configured = {row[0] for row in tx.execute("SELECT DISTINCT queue FROM queue_settings")}
+            for queue in configured:
+                listing.setdefault(queue, dict.fromkeys(TaskStatus, 0))
+            # A queue is listed while it holds tasks or has a setting, as in every store.
+            return {
+                name: counts
+                for name, counts in sorted(listing.items())
+                if name in configured or any(counts.values())
+            }
+
+        return self._run(apply)
+
+    def queue_settings(self, queue: str) -> QueueSettings:
+        return self._run(lambda tx: self._settings(tx, queue))
+
+    def configured_queues(self) -> dict[str, QueueSettings]:
+        def apply(tx: _Transaction) -> dict[str, QueueSettings]:
+            values: dict[str, dict[str, object]] = {}
+            rows = tx.execute("SELECT queue, name, value FROM queue_settings ORDER BY queue")
+            for queue, name, value in rows:
+                values.setdefault(queue, {})[name] = orjson.loads(value)
+            return {queue: _queue_settings(named) for queue, named in values.items()}
 
         return self._run(apply)
 
@@ -599,7 +663,8 @@ class SqliteStore(Store):
 
     def _retire_empty_queues(self, tx: _Transaction) -> None:
         """Fold the event totals of queues left without a task into `RETIRED` and drop their
-        rows, so events and counts stay bounded by the queues in use."""
+        rows, so events and counts stay bounded by the queues in use. Settings stay: only
+        `configure` clears them."""
         empty = tx.execute("SELECT queue FROM counts GROUP BY queue HAVING sum(n) = 0").fetchall()
         for (queue,) in empty:
             tx.execute(
@@ -650,6 +715,17 @@ class SqliteStore(Store):
         _check_lease(task, action, lease_id)
         return task
 
+    def _paused(self, tx: _Transaction, queue: str) -> bool:
+        # One primary-key lookup: this runs on every dequeue.
+        row = tx.execute(
+            "SELECT value FROM queue_settings WHERE queue = ? AND name = 'paused'", (queue,)
+        ).fetchone()
+        return row is not None and orjson.loads(row[0]) is True
+
+    def _settings(self, tx: _Transaction, queue: str) -> QueueSettings:
+        rows = tx.execute("SELECT name, value FROM queue_settings WHERE queue = ?", (queue,))
+        return _queue_settings({name: orjson.loads(value) for name, value in rows})
+
     def _counts(self, tx: _Transaction, queue: str | None) -> dict[TaskStatus, int]:
         counts = dict.fromkeys(TaskStatus, 0)
         if queue is None:
@@ -684,6 +760,13 @@ def _check_lease(task: Task, action: str, lease_id: str | None) -> None:
         raise lease_lost(action, task.id, lease_id, task.status.value)
     if task.status is not TaskStatus.PROCESSING:
         raise not_processing(action, task.id, task.status.value)
+
+
+def _queue_settings(values: Mapping[str, object]) -> QueueSettings:
+    """Settings from stored values by name; a name this version does not know (written by a
+    newer one sharing the database) is ignored."""
+    known = {name: value for name, value in values.items() if name in QueueSettings.NAMES}
+    return QueueSettings(**known)  # type: ignore[arg-type]
 
 
 def _task(row: Sequence[Any]) -> Task:

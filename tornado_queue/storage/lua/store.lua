@@ -33,10 +33,13 @@ local function due(name, at, member)
   end
 end
 
-local function became_ready(queue)
+local function became_ready_n(queue, n)
+  if n == 0 then return end
   if not ready[queue] then ready[queue] = 0; table.insert(ready_order, queue) end
-  ready[queue] = ready[queue] + 1
+  ready[queue] = ready[queue] + n
 end
+
+local function became_ready(queue) became_ready_n(queue, 1) end
 
 local function answer(result)
   local flat = {}
@@ -55,6 +58,8 @@ local function count(queue, status, delta)
     for _, n in ipairs(redis.call('HVALS', k('c', queue))) do
       if tonumber(n) ~= 0 then return end
     end
+    -- its settings stay (only configure clears them): a configured queue is still listed,
+    -- through k('configured')
     redis.call('DEL', k('c', queue))
     redis.call('SREM', k('queues'), queue)
     -- its event totals join those of every queue that emptied (field ''), so totals stay
@@ -256,6 +261,10 @@ local function schedule_or_append(id, status, delay)
   end
 end
 
+-- a queue's settings: one hash per configured queue, a field per setting holding its JSON text
+-- (so a new setting needs no new key), and the set of queues that have any
+local function paused(queue) return redis.call('HGET', k('qs', queue), 'paused') == 'true' end
+
 local function pop(queue)
   while true do
     local top = redis.call('ZRANGE', k('prios', queue), 0, 0)
@@ -374,6 +383,8 @@ local function run(keys, ARGV)
   elseif op == 'dequeue' then
     -- queue, lease, then one fresh lease id per task wanted
     local queue, lease = ARGV[a], tonumber(ARGV[a + 1])
+    -- a paused queue answers as an empty one: its tasks keep their places
+    if paused(queue) then return answer({}) end
     result = {}
     for i = a + 2, #ARGV do
       local id = pop(queue)
@@ -489,11 +500,46 @@ local function run(keys, ARGV)
     result = {page, tonumber(redis.call('HGET', k('c', queue), 'pending') or 0)}
 
   elseif op == 'counts' then
-    -- counts by queue: name, then its hash; of one queue when it is named, else of every queue
-    local queues = ARGV[a] and {ARGV[a]} or redis.call('SMEMBERS', k('queues'))
+    -- counts by queue: name, its hash, 1 when it has a setting (listed even with no task); of
+    -- one queue when it is named, else of every queue holding tasks or configured
+    local queues = ARGV[a] and {ARGV[a]} or redis.call('SUNION', k('queues'), k('configured'))
     result = {}
     for _, queue in ipairs(queues) do
-      table.insert(result, {queue, redis.call('HGETALL', k('c', queue))})
+      table.insert(result, {queue, redis.call('HGETALL', k('c', queue)),
+        redis.call('SISMEMBER', k('configured'), queue)})
+    end
+
+  elseif op == 'settings' then
+    -- queue: its settings hash (empty when never configured)
+    result = redis.call('HGETALL', k('qs', ARGV[a]))
+
+  elseif op == 'configure' then
+    -- queue, then name, value pairs: a value is JSON text, '' clears the setting
+    local queue = ARGV[a]
+    local was_paused = paused(queue)
+    for i = a + 1, #ARGV, 2 do
+      if ARGV[i + 1] == '' then
+        redis.call('HDEL', k('qs', queue), ARGV[i])
+      else
+        redis.call('HSET', k('qs', queue), ARGV[i], ARGV[i + 1])
+      end
+    end
+    result = redis.call('HGETALL', k('qs', queue))
+    if #result == 0 then
+      redis.call('SREM', k('configured'), queue)
+    else
+      redis.call('SADD', k('configured'), queue)
+    end
+    if was_paused and not paused(queue) then
+      -- resumed: its pending tasks are ready again, so parked consumers everywhere wake
+      became_ready_n(queue, tonumber(redis.call('HGET', k('c', queue), 'pending') or 0))
+    end
+
+  elseif op == 'configured' then
+    -- per configured queue: its name, then its settings hash
+    result = {}
+    for _, queue in ipairs(redis.call('SMEMBERS', k('configured'))) do
+      table.insert(result, {queue, redis.call('HGETALL', k('qs', queue))})
     end
 
   elseif op == 'totals' then
