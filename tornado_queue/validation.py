@@ -22,7 +22,7 @@ from tornado_queue.limits import (
     MAX_TOKEN_CHARS,
     MIN_TOKEN_CHARS,
 )
-from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask
+from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask, QueueSettings
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
@@ -262,3 +262,17 @@ def check_token(token: str, where: str) -> None:
             f"{where}: a token may hold only A-Z a-z 0-9 - . _ ~ + / (and = at the end), "
             "as a bearer token must"
         )
+
+
+SETTINGS = frozenset(QueueSettings.NAMES)
+
+
+def queue_settings_changes(document: Any) -> dict[str, object]:
+    """A PATCH of queue settings: a JSON object of setting → value, null clearing one."""
+    changes = require_object(document, "the settings", SETTINGS)
+    paused = changes.get("paused")
+    if paused is not None and not isinstance(paused, bool):
+        raise ValidationError(
+            f"setting 'paused' must be true, false or null, got {_json_type(paused)}"
+        )
+    return changes

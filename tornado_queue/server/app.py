@@ -35,6 +35,7 @@ from tornado_queue.server.handlers.docs import (
 from tornado_queue.server.handlers.health import HealthHandler
 from tornado_queue.server.handlers.metrics import MetricsHandler
 from tornado_queue.server.handlers.queue import (
+    QueueHandler,
     QueueRetryHandler,
     QueuesHandler,
     QueueStatsHandler,
@@ -77,6 +78,7 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queue/stats", QueueStatsHandler),
     (r"/queue/totals", QueueTotalsHandler),
     (r"/queues", QueuesHandler),
+    (r"/queues/(?P<name>[^/]+)", QueueHandler),
     (r"/queues/(?P<name>[^/]+)/retry", QueueRetryHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),

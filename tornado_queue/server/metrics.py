@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from tornado.web import RequestHandler
 
-from tornado_queue.models import Event, TaskStatus
+from tornado_queue.models import Event, QueueSettings, TaskStatus
 from tornado_queue.storage.base import RETIRED
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -73,10 +73,11 @@ class Metrics:
         self,
         counts: dict[str, dict[TaskStatus, int]],
         totals: dict[str, dict[Event, int]],
+        settings: dict[str, QueueSettings] | None = None,
     ) -> bytes:
         """The text a scrape gets: this process's metrics, then the queues'."""
         snapshot = CollectorRegistry()
-        snapshot.register(_QueueCollector(counts, totals))
+        snapshot.register(_QueueCollector(counts, totals, settings or {}))
         return generate_latest(self.registry) + generate_latest(snapshot)
 
 
@@ -85,9 +86,11 @@ class _QueueCollector(Collector):
         self,
         counts: dict[str, dict[TaskStatus, int]],
         totals: dict[str, dict[Event, int]],
+        settings: dict[str, QueueSettings],
     ) -> None:
         self._counts = counts
         self._totals = totals
+        self._settings = settings
 
     def collect(self) -> Iterator[Metric]:
         tasks = GaugeMetricFamily(
@@ -95,11 +98,17 @@ class _QueueCollector(Collector):
         )
         # A queue that emptied keeps reporting zeros (its totals are still known) rather than
         # vanishing, so graphs drop to 0 instead of stopping.
+        paused = GaugeMetricFamily(
+            "taskqueue_queue_paused", "1 while the queue is paused, else 0.", labels=["queue"]
+        )
         for queue in sorted(self._counts.keys() | self._totals.keys() - {RETIRED}):
             counts = self._counts.get(queue, {})
             for status in TaskStatus:
                 tasks.add_metric([queue, status.value], counts.get(status, 0))
+            settings = self._settings.get(queue)
+            paused.add_metric([queue], 1 if settings is not None and settings.paused else 0)
         yield tasks
+        yield paused
         for event in Event:
             family = CounterMetricFamily(
                 f"taskqueue_{event.value}", EVENT_HELP[event], labels=["queue"]

@@ -320,6 +320,32 @@ SCHEMAS: Json = {
         "additionalProperties": False,
         "properties": {event.value: {"type": "integer", "minimum": 0} for event in Event},
     },
+    "QueueSettings": {
+        "type": "object",
+        "description": "A queue's settings; `null` where unset (the server's default applies).",
+        "required": ["paused"],
+        "additionalProperties": False,
+        "properties": {
+            "paused": {
+                "type": ["boolean", "null"],
+                "description": "While true the queue accepts tasks but delivers none: a "
+                "dequeue answers as if it were empty; clearing it wakes parked consumers.",
+            }
+        },
+    },
+    "QueueSettingsPatch": {
+        "type": "object",
+        "description": "Settings to set; `null` clears one. Unknown names or bad values are "
+        "400 and change nothing.",
+        "additionalProperties": False,
+        "properties": {"paused": {"type": ["boolean", "null"]}},
+    },
+    "Queue": {
+        **counts_schema(
+            "One queue: its counts and its settings.",
+            {"name": schema_ref("QueueName"), "settings": schema_ref("QueueSettings")},
+        ),
+    },
     "Retried": {
         "type": "object",
         "description": "How many failed tasks went back to `pending`.",
@@ -850,6 +876,35 @@ def _paths() -> Json:
                 },
             )
         ),
+        "/queues/{name}": {
+            **with_head(
+                operation(
+                    "getQueue",
+                    "One queue's counts and settings",
+                    "queues",
+                    {
+                        "200": json_response(
+                            "The queue (zero counts and unset settings for a queue that "
+                            "holds no task and has no setting).",
+                            schema_ref("Queue"),
+                        ),
+                        **problems(400),
+                    },
+                    parameters=("QueueNamePath",),
+                )
+            ),
+            "patch": operation(
+                "configureQueue",
+                "Set or clear a queue's settings",
+                "queues",
+                {
+                    "200": json_response("The queue with its settings now.", schema_ref("Queue")),
+                    **problems(400, *BODY_PROBLEMS),
+                },
+                parameters=("QueueNamePath",),
+                body=json_body("QueueSettingsPatch", required=True),
+            ),
+        },
         "/queues/{name}/retry": {
             "post": operation(
                 "retryQueue",

@@ -15,7 +15,8 @@ class MetricsHandler(ApiHandler):
     async def get(self) -> None:
         counts = await self.call_store(self.store.queues)
         totals = await self.call_store(self.store.totals)
+        settings = await self.call_store(self.store.configured_queues)
         self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(self.services.metrics.exposition(counts, totals))
+        self.finish(self.services.metrics.exposition(counts, totals, settings))
 
     head = get

@@ -9,7 +9,7 @@ from typing import Any
 from tornado_queue import codec, validation
 from tornado_queue.errors import ValidationError
 from tornado_queue.limits import RETRY_ROUND, VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
-from tornado_queue.models import LISTED, Event, TaskStatus
+from tornado_queue.models import LISTED, Event, QueueSettings, TaskStatus
 from tornado_queue.server.auth import ADMIN
 from tornado_queue.server.handlers.base import Problem
 from tornado_queue.server.handlers.tasks import ConsumerArguments
@@ -106,6 +106,34 @@ class QueueTotalsHandler(ConsumerArguments):
     head = get
 
 
+class QueueHandler(ConsumerArguments):
+    """`GET /queues/{name}`: the queue's counts and its settings (`null` where unset);
+    `PATCH /queues/{name}`: set or clear (`null`) settings, all at once or none; the answer is
+    the queue as GET shows it. Any queue name answers: a queue that holds no task and has no
+    setting shows zero counts."""
+
+    roles = ADMIN
+
+    async def get(self, name: str) -> None:
+        queue = path_queue(name)
+        await self._write_queue(queue, await self.call_store(self.store.queue_settings, queue))
+
+    head = get
+
+    async def patch(self, name: str) -> None:
+        queue = path_queue(name)
+        try:
+            changes = validation.queue_settings_changes(self.json_body())
+        except ValidationError as error:
+            raise Problem(400, str(error)) from None
+        settings = await self.call_store(self.store.configure, queue, changes)
+        await self._write_queue(queue, settings)
+
+    async def _write_queue(self, queue: str, settings: QueueSettings) -> None:
+        counts = await self.call_store(self.store.stats, queue)
+        self.write_json({"name": queue, **counts_document(counts), "settings": settings.document()})
+
+
 class QueueRetryHandler(ConsumerArguments):
     """`POST /queues/{name}/retry`: every failed task of the queue back to `pending`, attempts
     reset: `{"retried": n}`. Each task is retried atomically, in rounds of `RETRY_ROUND` with
@@ -116,10 +144,7 @@ class QueueRetryHandler(ConsumerArguments):
 
     async def post(self, name: str) -> None:
         self.body_bytes()
-        try:
-            queue = validation.queue_name(name, "path parameter 'name'")
-        except ValidationError as error:
-            raise Problem(400, str(error)) from None
+        queue = path_queue(name)
         failed = (await self.call_store(self.store.stats, queue))[TaskStatus.FAILED]
         retried = 0
         while retried < failed:
@@ -130,3 +155,11 @@ class QueueRetryHandler(ConsumerArguments):
             retried += done
             await asyncio.sleep(0)  # a store called inline: let other requests in
         self.write_json({"retried": retried})
+
+
+def path_queue(name: str) -> str:
+    """The `{name}` of a queue route, or 400 naming the rule."""
+    try:
+        return validation.queue_name(name, "path parameter 'name'")
+    except ValidationError as error:
+        raise Problem(400, str(error)) from None

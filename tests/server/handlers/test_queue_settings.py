@@ -1,0 +1,174 @@
+"""GET and PATCH /queues/{name}: a queue's counts and settings; pausing and resuming a queue,
+on every store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.ioloop import IOLoop
+
+from tests.server.handlers.helpers import assert_json, assert_problem, request
+from tornado_queue.models import NewTask, QueueSettings, TaskStatus
+
+UNSET = {"paused": None}
+
+
+async def show(http_client, base_url, name: str) -> dict:
+    return assert_json(await request(http_client, base_url, "GET", f"/queues/{name}"), 200)
+
+
+async def patch(http_client, base_url, name: str, body) -> dict:
+    response = await request(http_client, base_url, "PATCH", f"/queues/{name}", body)
+    return assert_json(response, 200)
+
+
+async def queue_names(http_client, base_url) -> list[str]:
+    listed = assert_json(await request(http_client, base_url, "GET", "/queues"), 200)
+    return [queue["name"] for queue in listed]
+
+
+async def dequeue_status(http_client, base_url, queue: str) -> int:
+    response = await request(http_client, base_url, "POST", f"/tasks/dequeue?queue={queue}")
+    return response.code
+
+
+@pytest.mark.gen_test
+async def test_a_queue_shows_its_counts_and_unset_settings(http_client, base_url, store):
+    store.enqueue(NewTask(payload=b"{}", queue="emails"))
+
+    shown = await show(http_client, base_url, "emails")
+
+    assert shown == {
+        "name": "emails",
+        "pending": 1,
+        "processing": 0,
+        "completed": 0,
+        "failed": 0,
+        "scheduled": 0,
+        "settings": UNSET,
+    }
+    listed = assert_json(await request(http_client, base_url, "GET", "/queues"), 200)
+    assert {key: value for key, value in shown.items() if key != "settings"} in listed
+    nothing = await show(http_client, base_url, "never-used")
+    assert nothing["pending"] == 0 and nothing["settings"] == UNSET
+
+
+@pytest.mark.gen_test
+async def test_a_paused_queue_takes_tasks_but_delivers_none_until_resumed(
+    http_client, base_url, store
+):
+    store.enqueue(NewTask(payload=b'{"n":1}', queue="emails"))
+    store.enqueue(NewTask(payload=b'{"n":2}', queue="other"))
+
+    paused = await patch(http_client, base_url, "emails", {"paused": True})
+
+    assert paused["settings"] == {"paused": True} and paused["pending"] == 1
+    assert await dequeue_status(http_client, base_url, "emails") == 404
+    assert await dequeue_status(http_client, base_url, "other") == 200  # others go on
+    created = await request(
+        http_client, base_url, "POST", "/tasks", {"payload": {}, "queue": "emails"}
+    )
+    assert created.code == 201
+    batch = await request(http_client, base_url, "POST", "/tasks/dequeue/batch?queue=emails")
+    assert assert_json(batch, 200) == {"tasks": []}
+    assert store.stats("emails")[TaskStatus.PENDING] == 2
+    assert (await show(http_client, base_url, "emails"))["settings"] == {"paused": True}
+
+    resumed = await patch(http_client, base_url, "emails", {"paused": None})
+
+    assert resumed["settings"] == UNSET
+    assert await dequeue_status(http_client, base_url, "emails") == 200
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_resuming_wakes_a_consumer_parked_on_the_paused_queue(
+    http_client, base_url, store, app
+):
+    store.enqueue(NewTask(payload=b"{}", queue="emails"))
+    await patch(http_client, base_url, "emails", {"paused": True})
+    waiters = app.services.waiters
+    consumer = AsyncHTTPClient(force_instance=True)
+    try:
+        parked = asyncio.ensure_future(
+            request(consumer, base_url, "POST", "/tasks/dequeue?queue=emails&wait=8")
+        )
+        loop = IOLoop.current()
+        deadline = loop.time() + 5
+        while waiters.count() == 0:  # parked: the paused queue answers as if empty
+            assert loop.time() < deadline, "the consumer never parked"
+            await asyncio.sleep(0.005)
+
+        resumed_at = loop.time()
+        await patch(http_client, base_url, "emails", {"paused": False})
+        response = await parked
+
+        assert assert_json(response, 200)["queue"] == "emails"
+        assert loop.time() - resumed_at < 1.0  # at once, not when the wait runs out
+    finally:
+        consumer.close()
+
+
+@pytest.mark.gen_test
+async def test_a_queue_with_a_setting_is_kept_while_empty_and_goes_when_cleared(
+    http_client, base_url, store
+):
+    created = await patch(http_client, base_url, "reports", {"paused": True})
+
+    assert created["pending"] == 0 and created["settings"] == {"paused": True}
+    names = [
+        q["name"] for q in assert_json(await request(http_client, base_url, "GET", "/queues"), 200)
+    ]
+    assert "reports" in names
+    assert store.configured_queues() == {"reports": QueueSettings(paused=True)}
+
+    await patch(http_client, base_url, "reports", {"paused": None})
+
+    names = [
+        q["name"] for q in assert_json(await request(http_client, base_url, "GET", "/queues"), 200)
+    ]
+    assert "reports" not in names
+    assert store.configured_queues() == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"paused": "yes"}, "setting 'paused'"),
+        ({"paused": 1}, "setting 'paused'"),
+        ({"paused": True, "speed": 3}, "unknown field 'speed'"),
+        ([], "must be a JSON object"),
+        (None, "is empty"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_a_bad_patch_is_400_naming_the_problem_and_changes_nothing(
+    http_client, base_url, store, body, named
+):
+    await patch(http_client, base_url, "emails", {"paused": True})
+
+    response = await request(http_client, base_url, "PATCH", "/queues/emails", body)
+
+    assert named in assert_problem(response, 400)["detail"]
+    assert store.queue_settings("emails") == QueueSettings(paused=True)
+
+
+@pytest.mark.gen_test
+async def test_a_name_that_is_not_a_queue_name_is_400(http_client, base_url, store):
+    for method, body in (("GET", None), ("PATCH", {"paused": True})):
+        response = await request(http_client, base_url, method, "/queues/no%20spaces", body)
+        assert "path parameter 'name'" in assert_problem(response, 400)["detail"]
+    assert store.configured_queues() == {}
+
+
+@pytest.mark.gen_test
+async def test_metrics_show_which_queues_are_paused(http_client, base_url, store):
+    store.enqueue(NewTask(payload=b"{}", queue="running"))
+    await patch(http_client, base_url, "held", {"paused": True})
+
+    response = await request(http_client, base_url, "GET", "/metrics")
+
+    text = response.body.decode()
+    assert 'taskqueue_queue_paused{queue="held"} 1.0' in text
+    assert 'taskqueue_queue_paused{queue="running"} 0.0' in text
