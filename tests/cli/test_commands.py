@@ -115,6 +115,24 @@ def test_queue_retry_puts_every_failed_task_of_the_queue_back(server, client, ca
     assert client.retry_queue("cli-bulk") == 0
 
 
+def test_queue_pause_show_and_resume(server, client, capsys):
+    client.enqueue({}, queue="cli-paused")
+
+    code, out = run(server, capsys, "queue", "pause", "cli-paused")
+    assert code == 0
+    assert re.search(r"^paused +true$", out, re.MULTILINE)
+    assert re.search(r"^pending +1$", out, re.MULTILINE)
+    assert client.dequeue(queue="cli-paused") is None  # paused: as if empty
+
+    code, out = run(server, capsys, "queue", "show", "cli-paused", "--json")
+    assert json.loads(out)["settings"] == {"paused": True}
+
+    code, out = run(server, capsys, "queue", "resume", "cli-paused")
+    assert code == 0 and re.search(r"^paused +-$", out, re.MULTILINE)
+    assert client.dequeue(queue="cli-paused") is not None
+    assert client.queue("cli-paused")["settings"] == {"paused": None}
+
+
 def test_bad_arguments_exit_2_and_an_unreachable_server_exits_1(capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main(["enqueue", "[1, 2]"])

@@ -20,7 +20,9 @@ USAGE = """usage: tornado-queue COMMAND [ARGS...]   (COMMAND --help for its argu
   stats                         tasks per state
   queues                        every queue with its counts
   retry ID                      put a failed task back in its queue
-  queue retry NAME              put every failed task of a queue back
+  queue show|pause|resume|retry NAME
+                                a queue's counts and settings; stop or restart its delivery;
+                                put all its failed tasks back
   tail                          follow the counts live, a line per change
 """
 

@@ -83,13 +83,29 @@ def retry(client: Client, args: argparse.Namespace) -> None:
 
 
 def queue(client: Client, args: argparse.Namespace) -> None:
-    """`queue retry NAME`: every failed task of the queue back to pending."""
-    retried = client.retry_queue(args.name)
-    if args.json:
-        emit({"retried": retried})
+    """`queue show|pause|resume|retry NAME`."""
+    if args.action == "retry":
+        retried = client.retry_queue(args.name)
+        if args.json:
+            emit({"retried": retried})
+        else:
+            plural = "s" if retried != 1 else ""
+            print(f"{retried} failed task{plural} of queue '{args.name}' back to pending")
+        return
+    if args.action == "pause":
+        shown = client.pause(args.name)
+    elif args.action == "resume":
+        shown = client.resume(args.name)
     else:
-        plural = "s" if retried != 1 else ""
-        print(f"{retried} failed task{plural} of queue '{args.name}' back to pending")
+        shown = client.queue(args.name)
+    if args.json:
+        emit(shown)
+        return
+    settings = shown.pop("settings")
+    rows = [("queue", shown.pop("name")), *((state, shown[state]) for state in STATES)]
+    for name, value in settings.items():
+        rows.append((name, "-" if value is None else _json_text(value)))
+    print(table(("field", "value"), rows))
 
 
 def show_task(task: Task, as_json: bool) -> None:
@@ -222,10 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     actions = commands.add_parser("queue", help="act on one queue").add_subparsers(
         dest="action", required=True
     )
-    retry_all = actions.add_parser(
-        "retry", parents=[common], help="put every failed task of a queue back to pending"
-    )
-    retry_all.add_argument("name", type=queue_name, help="the queue")
+    for name, summary in (
+        ("show", "a queue's counts and settings"),
+        ("pause", "stop delivering a queue's tasks (new ones are still taken)"),
+        ("resume", "deliver a queue's tasks again"),
+        ("retry", "put every failed task of a queue back to pending"),
+    ):
+        action = actions.add_parser(name, parents=[common], help=summary)
+        action.add_argument("name", type=queue_name, help="the queue")
     return parser
 
 

@@ -121,6 +121,18 @@ class AsyncClient:
     async def retry(self, task: TaskRef) -> Task:
         return await self._call(calls.retry(task))
 
+    async def queue(self, name: str) -> dict[str, Any]:
+        return await self._call(calls.queue(name))
+
+    async def configure_queue(self, name: str, **settings: Any) -> dict[str, Any]:
+        return await self._call(calls.configure_queue(name, settings))
+
+    async def pause(self, name: str) -> dict[str, Any]:
+        return await self.configure_queue(name, paused=True)
+
+    async def resume(self, name: str) -> dict[str, Any]:
+        return await self.configure_queue(name, paused=None)
+
     async def retry_queue(self, queue: str) -> int:
         return await self._call(calls.retry_queue(queue))
 

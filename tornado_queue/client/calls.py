@@ -180,6 +180,16 @@ def retry(task: TaskRef) -> Call[Task]:
     return Call("POST", f"/tasks/{_id(task)}/retry", _task)
 
 
+def queue(name: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/queues/{quote(name, safe='')}", _body)
+
+
+def configure_queue(name: str, settings: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    # Setting the same values twice changes nothing, so a repeat is safe.
+    path = f"/queues/{quote(name, safe='')}"
+    return Call("PATCH", path, _body, _json(dict(settings)), {"Content-Type": JSON})
+
+
 def retry_queue(queue: str) -> Call[int]:
     # A repeat after a lost answer retries only what is still failed.
     return Call("POST", f"/queues/{quote(queue, safe='')}/retry", _retried)

@@ -160,6 +160,22 @@ class Client:
         """Put a failed task back in its queue with fresh attempts; `Conflict` unless failed."""
         return self._call(calls.retry(task))
 
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue: `{"name": ..., "pending": n, ..., "settings": {"paused": ...}}`."""
+        return self._call(calls.queue(name))
+
+    def configure_queue(self, name: str, **settings: Any) -> dict[str, Any]:
+        """Set settings of a queue (None clears one); the queue as `queue` shows it."""
+        return self._call(calls.configure_queue(name, settings))
+
+    def pause(self, name: str) -> dict[str, Any]:
+        """Stop delivering the queue's tasks (it still accepts new ones)."""
+        return self.configure_queue(name, paused=True)
+
+    def resume(self, name: str) -> dict[str, Any]:
+        """Deliver the queue's tasks again; consumers waiting on it wake at once."""
+        return self.configure_queue(name, paused=None)
+
     def retry_queue(self, queue: str) -> int:
         """Put every failed task of `queue` back to pending with fresh attempts; how many."""
         return self._call(calls.retry_queue(queue))
