@@ -29,6 +29,27 @@ def start_pair(tmp_path: Path, redis_url: str) -> tuple[ServerProcess, ServerPro
         raise
 
 
+def park(sock: socket.socket, url: str, path: str) -> None:
+    """A consumer long-polling `path` on the server at `url` over `sock`: taken in (its 100
+    Continue came) and parked (the server has answered a later request since)."""
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
+        + b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 100")
+    assert call(url, "GET", "/queue/stats")[0] == 200
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """The parked consumer's whole answer (a JSON body ends it)."""
+    reply = b""
+    while not reply.endswith(b"}"):
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed early: {reply!r}"
+        reply += chunk
+    return reply
+
+
 def test_two_servers_share_one_queue_with_each_task_delivered_once_and_exact_stats(
     tmp_path: Path, redis_url: str
 ):
@@ -98,23 +119,13 @@ def test_a_long_poll_on_one_server_gets_a_task_enqueued_on_the_other_within_mill
     a, b = start_pair(tmp_path, redis_url)
     host, port = urlsplit(b.url).hostname, urlsplit(b.url).port
     with a, b, socket.create_connection((host, port), timeout=15) as sock:
-        # Given a consumer long-polling server B, taken in (its 100 Continue came) and parked
-        # (B has answered a later request since)
-        sock.sendall(
-            b"POST /tasks/dequeue?wait=10 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"
-        )
-        assert sock.recv(4096).startswith(b"HTTP/1.1 100")
-        assert call(b.url, "GET", "/queue/stats")[0] == 200
+        # Given a consumer long-polling server B
+        park(sock, b.url, "/tasks/dequeue?wait=10")
 
         # When a task is enqueued on server A
         enqueued_at = time.monotonic()
         status, created = call(a.url, "POST", "/tasks", {"payload": {"hello": "B"}})
-        reply = b""
-        while not reply.endswith(b"}"):
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed early: {reply!r}"
-            reply += chunk
+        reply = read_reply(sock)
         waited = time.monotonic() - enqueued_at
 
     # Then B's consumer got it at once, not when its wait ran out
@@ -138,22 +149,13 @@ def test_a_pause_on_one_server_holds_the_queue_on_the_other_and_a_resume_wakes_i
         assert call(b.url, "POST", "/tasks/dequeue?queue=held")[0] == 404
         assert call(b.url, "GET", "/queues/held")[1]["settings"] == {"paused": True}
 
-        # and a consumer long-polls the queue on B (taken in, and parked: B answered since)
-        sock.sendall(
-            b"POST /tasks/dequeue?queue=held&wait=10 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Connection: close\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"
-        )
-        assert sock.recv(4096).startswith(b"HTTP/1.1 100")
-        assert call(b.url, "GET", "/queue/stats")[0] == 200
+        # and a consumer long-polling the queue on B
+        park(sock, b.url, "/tasks/dequeue?queue=held&wait=10")
 
         # When A resumes the queue
         resumed_at = time.monotonic()
         assert call(a.url, "PATCH", "/queues/held", {"paused": None})[0] == 200
-        reply = b""
-        while not reply.endswith(b"}"):
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed early: {reply!r}"
-            reply += chunk
+        reply = read_reply(sock)
         waited = time.monotonic() - resumed_at
 
     # Then B's consumer got the task at once
