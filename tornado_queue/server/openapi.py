@@ -866,7 +866,7 @@ def _paths() -> Json:
         "/queues": with_head(
             operation(
                 "listQueues",
-                "Every queue that holds tasks, with its counts",
+                "Every queue that holds tasks or has a setting, with its counts",
                 "queues",
                 {
                     "200": json_response(

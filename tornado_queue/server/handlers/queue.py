@@ -72,7 +72,7 @@ class QueueStatsHandler(ConsumerArguments):
 
 
 class QueuesHandler(ConsumerArguments):
-    """`GET /queues`: every queue used so far, by name, with its counts."""
+    """`GET /queues`: every queue that holds tasks or has a setting, by name, with its counts."""
 
     roles = ADMIN
 
