@@ -74,8 +74,12 @@ class QueueSettings:
 
     paused: bool | None = None
     """Tasks are still accepted, but none is delivered: a dequeue answers as if it were empty."""
+    lease_seconds: float | None = None
+    """The lease of a dequeue (and the extension of a heartbeat) that names none."""
+    max_attempts: int | None = None
+    """The attempts of a task enqueued without `max_attempts`."""
 
-    NAMES = ("paused",)
+    NAMES = ("paused", "lease_seconds", "max_attempts")
 
     def is_default(self) -> bool:
         return all(getattr(self, name) is None for name in self.NAMES)

@@ -176,7 +176,7 @@ class MemoryStore(Store):
             _task_id(),
             new_task.payload,
             0.0,
-            new_task.max_attempts or self._max_attempts,
+            new_task.max_attempts or self._default_attempts(new_task.queue),
             queue=new_task.queue,
             priority=new_task.priority,
         )
@@ -214,7 +214,7 @@ class MemoryStore(Store):
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
-        lease = lease_seconds or self._lease_seconds
+        lease = lease_seconds or self._default_lease(queue)
         taken: list[Task] = []
         ready = None
         lock = self._lock
@@ -262,9 +262,9 @@ class MemoryStore(Store):
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
-        lease = lease_seconds or self._lease_seconds
         with self._operation() as op:
             task = self._leased_task(task_id, "heartbeat", lease_id)
+            lease = lease_seconds or self._default_lease(task.queue)
             task.lease_deadline = op.now + lease
             task.lease_expires_at = op.wall + lease
             self._push_lease(task)
@@ -447,10 +447,21 @@ class MemoryStore(Store):
     def _operation(self) -> _Operation:
         return _Operation(self)
 
+    # A queue's own defaults; one dict read (a consistent value, under the GIL) and none at all
+    # while no queue has a setting.
+
+    def _default_attempts(self, queue: str) -> int:
+        settings = self._settings.get(queue) if self._settings else None
+        return (settings and settings.max_attempts) or self._max_attempts
+
+    def _default_lease(self, queue: str) -> float:
+        settings = self._settings.get(queue) if self._settings else None
+        return (settings and settings.lease_seconds) or self._lease_seconds
+
     # -- internals: every method below runs with the lock held -------------------------------
 
     def _new_record(self, new_task: NewTask) -> Task:
-        max_attempts = new_task.max_attempts or self._max_attempts
+        max_attempts = new_task.max_attempts or self._default_attempts(new_task.queue)
         return Task(
             _task_id(),
             new_task.payload,

@@ -175,11 +175,12 @@ class RedisStore(Store):
                 new_task.payload,
                 new_task.priority,
                 repr(new_task.delay),
-                new_task.max_attempts or self.policy.max_attempts,
+                new_task.max_attempts or "",  # none: the queue's setting, else the policy's
                 new_task.idempotency_key or "",
                 new_task.fingerprint,
             ]
-        args += [self.policy.max_pending, self.policy.max_tasks, self.policy.max_queues]
+        policy = self.policy
+        args += [policy.max_pending, policy.max_tasks, policy.max_queues, policy.max_attempts]
         outcomes = yield _Call("enqueue", tuple(args))
         # Each outcome carries its task, so a batch costs one round trip, not one per task.
         return [
@@ -191,17 +192,19 @@ class RedisStore(Store):
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> Steps[list[Task]]:
-        lease = lease_seconds or self.policy.lease_seconds
+        # no lease given: the queue's setting, else the policy's (read by the script)
+        lease = repr(lease_seconds) if lease_seconds else ""
+        default = repr(self.policy.lease_seconds)
         lease_ids = [ids.lease_id() for _ in range(count)]
-        taken = yield _Call("dequeue", (queue, repr(lease), *lease_ids))
+        taken = yield _Call("dequeue", (queue, lease, default, *lease_ids))
         return [_task(flat) for flat in taken]
 
     @_operation
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Steps[Task]:
-        lease = lease_seconds or self.policy.lease_seconds
-        args = (task_id, repr(lease), lease_id or "")
+        lease = repr(lease_seconds) if lease_seconds else ""
+        args = (task_id, lease, lease_id or "", repr(self.policy.lease_seconds))
         return _task((yield _Call("heartbeat", args, task_id, lease_id or "")))
 
     @_operation

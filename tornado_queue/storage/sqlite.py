@@ -195,6 +195,8 @@ class SqliteStore(Store):
             # batch, instead of one per task: the same values, fewer statements.
             seq = tx.execute("SELECT next FROM sequence WHERE id = 0").fetchone()[0]
             enqueued: Counter[str] = Counter()
+            # Each queue's `max_attempts` setting, read once per batch, for tasks naming none.
+            default_attempts: dict[str, int | None] = {}
             for new_task in new_tasks:
                 key = new_task.idempotency_key
                 if key is not None and key in replays:
@@ -202,7 +204,10 @@ class SqliteStore(Store):
                     outcomes.append(Enqueued(first_id, self._get(tx, first_id), created=False))
                     continue
                 task_id = ids.task_id()
-                task = self._insert(tx, task_id, new_task, seq)
+                queue = new_task.queue
+                if not new_task.max_attempts and queue not in default_attempts:
+                    default_attempts[queue] = self._settings(tx, queue).max_attempts
+                task = self._insert(tx, task_id, new_task, seq, default_attempts.get(queue))
                 seq += 1
                 enqueued[new_task.queue] += 1
                 if key is not None:
@@ -223,11 +228,12 @@ class SqliteStore(Store):
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
-        lease = lease_seconds or self.policy.lease_seconds
-
         def apply(tx: _Transaction) -> list[Task]:
-            if self._paused(tx, queue):
+            # One settings read per dequeue: whether it is paused and its default lease.
+            settings = self._settings(tx, queue)
+            if settings.paused is True:
                 return []
+            lease = lease_seconds or settings.lease_seconds or self.policy.lease_seconds
             chosen = [
                 row[0]
                 for row in tx.execute(
@@ -249,10 +255,14 @@ class SqliteStore(Store):
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
     ) -> Task:
-        lease = lease_seconds or self.policy.lease_seconds
-
         def apply(tx: _Transaction) -> Task:
-            self._leased(tx, task_id, "heartbeat", lease_id)
+            task = self._leased(tx, task_id, "heartbeat", lease_id)
+            # None given: the task's queue's default, read in this transaction so it is current.
+            lease = (
+                lease_seconds
+                or self._settings(tx, task.queue).lease_seconds
+                or self.policy.lease_seconds
+            )
             tx.execute(
                 "UPDATE tasks SET lease_expires_at = ? WHERE id = ?", (tx.now + lease, task_id)
             )
@@ -572,13 +582,22 @@ class SqliteStore(Store):
         )
         tx.execute("DELETE FROM idempotency WHERE forget_at <= ?", (tx.now,))
 
-    def _insert(self, tx: _Transaction, task_id: str, new_task: NewTask, seq: int) -> Task:
+    def _insert(
+        self,
+        tx: _Transaction,
+        task_id: str,
+        new_task: NewTask,
+        seq: int,
+        default_attempts: int | None = None,
+    ) -> Task:
         """Write a new task and return it, built from the very row written (with the types
-        SQLite gives back), so that it need not be read again."""
+        SQLite gives back), so that it need not be read again. A task naming no `max_attempts`
+        gets `default_attempts` (its queue's setting), else the policy's."""
         status = TaskStatus.SCHEDULED if new_task.delay > 0 else TaskStatus.PENDING
+        attempts = new_task.max_attempts or default_attempts or self.policy.max_attempts
         row = (
             *(task_id, new_task.queue, bytes(new_task.payload), status.value),
-            *(int(new_task.priority), 0, int(new_task.max_attempts or self.policy.max_attempts)),
+            *(int(new_task.priority), 0, int(attempts)),
             *(float(tx.now), float(tx.now + new_task.delay)),
             *(None, None, None, None, None, None, seq, None, None),
         )
@@ -716,7 +735,7 @@ class SqliteStore(Store):
         return task
 
     def _paused(self, tx: _Transaction, queue: str) -> bool:
-        # One primary-key lookup: this runs on every dequeue.
+        # One primary-key lookup, for `configure` (a dequeue reads all settings at once).
         row = tx.execute(
             "SELECT value FROM queue_settings WHERE queue = ? AND name = 'paused'", (queue,)
         ).fetchone()

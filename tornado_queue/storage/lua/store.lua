@@ -265,6 +265,12 @@ end
 -- (so a new setting needs no new key), and the set of queues that have any
 local function paused(queue) return redis.call('HGET', k('qs', queue), 'paused') == 'true' end
 
+-- a queue's numeric setting (JSON number text), or nil when unset
+local function setting(queue, name)
+  local value = redis.call('HGET', k('qs', queue), name)
+  return value and tonumber(value)
+end
+
 local function pop(queue)
   while true do
     local top = redis.call('ZRANGE', k('prios', queue), 0, 0)
@@ -295,7 +301,8 @@ local function run(keys, ARGV)
     result = 0
 
   elseif op == 'enqueue' then
-    -- n, then per task: id, queue, payload, priority, delay, max_attempts, key, fingerprint
+    -- n, then per task: id, queue, payload, priority, delay, max_attempts ('' for the default),
+    -- key, fingerprint; then max_pending, max_tasks, max_queues and the policy's max_attempts
     local n = tonumber(ARGV[a])
     local items = {}
     for i = 0, n - 1 do
@@ -326,6 +333,9 @@ local function run(keys, ARGV)
     -- limits (0: none), checked before anything changes, as every store does
     local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * 8]), tonumber(ARGV[a + 2 + n * 8])
     local max_queues = tonumber(ARGV[a + 3 + n * 8])
+    -- a task without its own max_attempts takes its queue's setting, else the policy's: read
+    -- once per queue
+    local policy_attempts, default_attempts = tonumber(ARGV[a + 4 + n * 8]), {}
     if max_queues > 0 and adding_total > 0 then
       local in_use = redis.call('SCARD', k('queues'))
       local new = {}
@@ -360,6 +370,12 @@ local function run(keys, ARGV)
       else
         -- ready now (the usual case): its place in line is taken here, in the one HSET
         local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
+        if max_attempts == '' then
+          if not default_attempts[queue] then
+            default_attempts[queue] = setting(queue, 'max_attempts') or policy_attempts
+          end
+          max_attempts = default_attempts[queue]
+        end
         redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
           'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
           'created_at', num(now), 'available_at', num(now), 'seq', seq)
@@ -381,12 +397,18 @@ local function run(keys, ARGV)
     end
 
   elseif op == 'dequeue' then
-    -- queue, lease, then one fresh lease id per task wanted
-    local queue, lease = ARGV[a], tonumber(ARGV[a + 1])
+    -- queue, lease ('' for the default), the policy's lease, then a fresh lease id per task
+    local queue = ARGV[a]
+    -- the queue's settings in one read: whether it is paused, and its own lease
+    local is_paused, own_lease =
+      unpack(redis.call('HMGET', k('qs', queue), 'paused', 'lease_seconds'))
     -- a paused queue answers as an empty one: its tasks keep their places
-    if paused(queue) then return answer({}) end
+    if is_paused == 'true' then return answer({}) end
+    -- none given: the queue's setting, else the policy's
+    local lease = tonumber(ARGV[a + 1]) or (own_lease and tonumber(own_lease))
+      or tonumber(ARGV[a + 2])
     result = {}
-    for i = a + 2, #ARGV do
+    for i = a + 3, #ARGV do
       local id = pop(queue)
       if not id then break end
       move(id, queue, 'pending', 'processing')
@@ -398,9 +420,12 @@ local function run(keys, ARGV)
     end
 
   elseif op == 'heartbeat' then
+    -- id, lease ('' for the default), lease_id, the policy's lease
     local id, lease, lease_id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
     local refused = leased(id, 'heartbeat', lease_id)
     if refused then return answer(refused) end
+    -- none given: its queue's setting, else the policy's
+    lease = lease or setting(field(id, 'queue'), 'lease_seconds') or tonumber(ARGV[a + 3])
     redis.call('HSET', k('t', id), 'lease_expires_at', num(now + lease))
     due('leases', now + lease, id)
     result = task(id)
