@@ -18,8 +18,10 @@ from tornado_queue.limits import (
     MAX_ERROR_CHARS,
     MAX_KEY_CHARS,
     MAX_LEASE_ID_CHARS,
+    MAX_LEASE_SECONDS,
     MAX_PRIORITY,
     MAX_TOKEN_CHARS,
+    MIN_LEASE_SECONDS,
     MIN_TOKEN_CHARS,
 )
 from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask, QueueSettings
@@ -274,5 +276,16 @@ def queue_settings_changes(document: Any) -> dict[str, object]:
     if paused is not None and not isinstance(paused, bool):
         raise ValidationError(
             f"setting 'paused' must be true, false or null, got {_json_type(paused)}"
+        )
+    if changes.get("lease_seconds") is not None:
+        changes["lease_seconds"] = _bounded_number(
+            changes["lease_seconds"],
+            "setting 'lease_seconds'",
+            MIN_LEASE_SECONDS,
+            MAX_LEASE_SECONDS,
+        )
+    if changes.get("max_attempts") is not None:
+        changes["max_attempts"] = _bounded_int(
+            changes["max_attempts"], "setting 'max_attempts'", 1, MAX_ATTEMPTS
         )
     return changes

@@ -14,6 +14,7 @@ from typing import Any
 
 from tornado_queue import codec, limits, validation
 from tornado_queue.limits import (
+    MAX_ATTEMPTS,
     MAX_LEASE_SECONDS,
     MAX_WAIT_SECONDS,
     MIN_LEASE_SECONDS,
@@ -21,7 +22,7 @@ from tornado_queue.limits import (
     VIEW_MAX_LIMIT,
     VIEW_MAX_OFFSET,
 )
-from tornado_queue.models import DEFAULT_QUEUE, LISTED, Event, TaskStatus
+from tornado_queue.models import DEFAULT_QUEUE, LISTED, Event, QueueSettings, TaskStatus
 from tornado_queue.server.auth import describe
 from tornado_queue.server.handlers.base import PROBLEM_TYPES, route_template
 from tornado_queue.server.metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
@@ -323,14 +324,28 @@ SCHEMAS: Json = {
     "QueueSettings": {
         "type": "object",
         "description": "A queue's settings; `null` where unset (the server's default applies).",
-        "required": ["paused"],
+        "required": list(QueueSettings.NAMES),
         "additionalProperties": False,
         "properties": {
             "paused": {
                 "type": ["boolean", "null"],
                 "description": "While true the queue accepts tasks but delivers none: a "
                 "dequeue answers as if it were empty; clearing it wakes parked consumers.",
-            }
+            },
+            "lease_seconds": {
+                "type": ["number", "null"],
+                "minimum": MIN_LEASE_SECONDS,
+                "maximum": MAX_LEASE_SECONDS,
+                "description": "The lease of a dequeue, and the extension of a heartbeat, "
+                "that names none (from the next dequeue on).",
+            },
+            "max_attempts": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": MAX_ATTEMPTS,
+                "description": "The attempts of a task enqueued without `max_attempts` "
+                "(tasks enqueued before keep theirs).",
+            },
         },
     },
     "QueueSettingsPatch": {
@@ -338,7 +353,15 @@ SCHEMAS: Json = {
         "description": "Settings to set; `null` clears one. Unknown names or bad values are "
         "400 and change nothing.",
         "additionalProperties": False,
-        "properties": {"paused": {"type": ["boolean", "null"]}},
+        "properties": {
+            "paused": {"type": ["boolean", "null"]},
+            "lease_seconds": {
+                "type": ["number", "null"],
+                "minimum": MIN_LEASE_SECONDS,
+                "maximum": MAX_LEASE_SECONDS,
+            },
+            "max_attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ATTEMPTS},
+        },
     },
     "Queue": {
         **counts_schema(

@@ -9,10 +9,11 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.ioloop import IOLoop
 
-from tests.server.handlers.helpers import assert_json, assert_problem, request
+from tests.server.handlers.helpers import assert_json, assert_problem, parse_timestamp, request
 from tornado_queue.models import NewTask, QueueSettings, TaskStatus
 
-UNSET = {"paused": None}
+UNSET = {"paused": None, "lease_seconds": None, "max_attempts": None}
+PAUSED = {**UNSET, "paused": True}
 
 
 async def show(http_client, base_url, name: str) -> dict:
@@ -64,7 +65,7 @@ async def test_a_paused_queue_takes_tasks_but_delivers_none_until_resumed(
 
     paused = await patch(http_client, base_url, "emails", {"paused": True})
 
-    assert paused["settings"] == {"paused": True} and paused["pending"] == 1
+    assert paused["settings"] == PAUSED and paused["pending"] == 1
     assert await dequeue_status(http_client, base_url, "emails") == 404
     assert await dequeue_status(http_client, base_url, "other") == 200  # others go on
     created = await request(
@@ -74,7 +75,7 @@ async def test_a_paused_queue_takes_tasks_but_delivers_none_until_resumed(
     batch = await request(http_client, base_url, "POST", "/tasks/dequeue/batch?queue=emails")
     assert assert_json(batch, 200) == {"tasks": []}
     assert store.stats("emails")[TaskStatus.PENDING] == 2
-    assert (await show(http_client, base_url, "emails"))["settings"] == {"paused": True}
+    assert (await show(http_client, base_url, "emails"))["settings"] == PAUSED
 
     resumed = await patch(http_client, base_url, "emails", {"paused": None})
 
@@ -116,7 +117,7 @@ async def test_a_queue_with_a_setting_is_kept_while_empty_and_goes_when_cleared(
 ):
     created = await patch(http_client, base_url, "reports", {"paused": True})
 
-    assert created["pending"] == 0 and created["settings"] == {"paused": True}
+    assert created["pending"] == 0 and created["settings"] == PAUSED
     names = [
         q["name"] for q in assert_json(await request(http_client, base_url, "GET", "/queues"), 200)
     ]
@@ -172,3 +173,63 @@ async def test_metrics_show_which_queues_are_paused(http_client, base_url, store
     text = response.body.decode()
     assert 'taskqueue_queue_paused{queue="held"} 1.0' in text
     assert 'taskqueue_queue_paused{queue="running"} 0.0' in text
+
+
+def lease_length(task: dict) -> float:
+    started = parse_timestamp(task["started_at"])
+    return (parse_timestamp(task["lease_expires_at"]) - started).total_seconds()
+
+
+@pytest.mark.gen_test
+async def test_a_queues_defaults_apply_where_the_request_gives_none(
+    http_client, base_url, store, clock
+):
+    before = store.enqueue(NewTask(payload=b"{}", queue="emails"))
+
+    shown = await patch(http_client, base_url, "emails", {"lease_seconds": 120, "max_attempts": 2})
+
+    assert shown["settings"] == {**UNSET, "lease_seconds": 120.0, "max_attempts": 2}
+    assert store.get(before.id).max_attempts == 3  # tasks enqueued before keep theirs
+
+    async def enqueue(**fields) -> dict:
+        body = {"payload": {}, "queue": "emails", **fields}
+        return assert_json(await request(http_client, base_url, "POST", "/tasks", body), 201)
+
+    assert (await enqueue())["max_attempts"] == 2
+    assert (await enqueue(max_attempts=5))["max_attempts"] == 5
+    other = await request(http_client, base_url, "POST", "/tasks", {"payload": {}})
+    assert assert_json(other, 201)["max_attempts"] == 3  # the server's default elsewhere
+
+    async def dequeue(query: str) -> dict:
+        path = f"/tasks/dequeue?queue=emails{query}"
+        return assert_json(await request(http_client, base_url, "POST", path), 200)
+
+    assert lease_length(await dequeue("")) == pytest.approx(120)
+    assert lease_length(await dequeue("&lease=10")) == pytest.approx(10)
+    leased = await dequeue("")
+    clock.advance(100)
+    path = f"/tasks/{leased['id']}/heartbeat?lease_id={leased['lease_id']}"
+    beat = assert_json(await request(http_client, base_url, "PUT", path), 200)
+    expires = parse_timestamp(beat["lease_expires_at"]).timestamp()
+    assert expires == pytest.approx(clock.time() + 120)
+    default = await request(http_client, base_url, "POST", "/tasks/dequeue")
+    assert lease_length(assert_json(default, 200)) == pytest.approx(30)
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"lease_seconds": 0}, "setting 'lease_seconds' must be from 1"),
+        ({"lease_seconds": "60"}, "setting 'lease_seconds' must be a number"),
+        ({"max_attempts": 0}, "setting 'max_attempts' must be from 1"),
+        ({"max_attempts": 1.5}, "setting 'max_attempts' must be an integer"),
+        ({"max_attempts": True}, "setting 'max_attempts' must be an integer"),
+        ({"max_attempts": 2, "lease_seconds": -1}, "setting 'lease_seconds'"),
+    ],
+)
+@pytest.mark.gen_test
+async def test_a_bad_default_is_400_and_changes_nothing(http_client, base_url, store, body, named):
+    response = await request(http_client, base_url, "PATCH", "/queues/emails", body)
+
+    assert named in assert_problem(response, 400)["detail"]
+    assert store.queue_settings("emails") == QueueSettings()
