@@ -205,6 +205,32 @@ def test_a_queues_failed_tasks_are_retried_together_after_a_confirmation(
     expect(count(page, "bulk-other", "failed")).to_have_text("1")
 
 
+def test_a_queue_is_paused_and_resumed_from_the_page(page: Page, server: ServerProcess):
+    enqueue(server, "pausable", {})
+    open_dashboard(page, server)
+
+    row = page.locator('#queues tr[data-queue="pausable"]')
+    pause = row.locator("button.pause")
+    expect(pause).to_have_text("Pause")
+    questions: list[str] = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    pause.click()
+
+    expect(page.locator("#notice")).to_contain_text("Queue pausable is paused")
+    expect(row.locator(".paused-badge")).to_be_visible()
+    expect(pause).to_have_text("Resume")
+    assert questions and questions[0].startswith("Pause queue pausable?")
+    assert call(server, "GET", "/queues/pausable")[1]["settings"]["paused"] is True
+    assert call(server, "POST", "/tasks/dequeue?queue=pausable")[0] == 404
+
+    pause.click()  # resuming asks nothing
+
+    expect(page.locator("#notice")).to_contain_text("Queue pausable is delivering again")
+    expect(row.locator(".paused-badge")).to_be_hidden()
+    expect(pause).to_have_text("Pause")
+    assert call(server, "POST", "/tasks/dequeue?queue=pausable")[0] == 200
+
+
 def test_hostile_payloads_and_errors_are_shown_as_text_and_never_run(
     page: Page, server: ServerProcess
 ):
@@ -310,6 +336,8 @@ def test_a_screenshot_of_a_realistic_mix(page: Page, tmp_path: Path):
         dequeue(shop, "images", lease=45)
         dequeue(shop, "reports", lease=300)
         burst(7, 10)
+        assert call(shop, "PATCH", "/queues/reports", {"paused": True})[0] == 200
+        expect(page.locator('#queues tr[data-queue="reports"] .paused-badge')).to_be_visible()
         expect(page.locator('#queues tfoot td[data-state="processing"]')).to_have_text("3")
         expect(page.locator('#queues tfoot td[data-state="failed"]')).to_have_text("2")
 

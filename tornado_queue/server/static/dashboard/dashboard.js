@@ -124,10 +124,11 @@
   });
 
   // Every request goes through here, with the bearer token when the tab holds one.
-  async function api(method, path) {
+  async function api(method, path, body) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
     const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     const token = storedToken();
     if (token !== null) headers.Authorization = `Bearer ${token}`;
     try {
@@ -136,6 +137,7 @@
         response = await fetch(path, {
           method,
           headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
           cache: "no-store",
           signal: controller.signal,
         });
@@ -253,7 +255,7 @@
 
   // --- the queues table ------------------------------------------------------------------
 
-  function renderQueues(queues) {
+  function renderQueues(queues, settings) {
     const tbody = $("#queues tbody");
     syncRows(
       tbody,
@@ -265,6 +267,11 @@
         const name = document.createElement("th");
         name.scope = "row";
         name.textContent = queue.name;
+        const badge = document.createElement("span");
+        badge.className = "paused-badge";
+        badge.textContent = "paused";
+        badge.hidden = true;
+        name.append(" ", badge);
         row.append(name);
         for (const state of STATES) {
           const td = cell("", "num");
@@ -276,8 +283,16 @@
         retryAll.className = "retry-all";
         retryAll.textContent = "Retry failed";
         retryAll.addEventListener("click", () => retryQueue(retryAll, queue.name));
+        const pause = document.createElement("button");
+        pause.type = "button";
+        pause.className = "pause";
+        pause.hidden = true; // shown once the queue's settings are known
+        pause.addEventListener("click", () => togglePause(pause, queue.name));
         const actions = document.createElement("td");
-        actions.append(retryAll);
+        const group = document.createElement("div");
+        group.className = "actions";
+        group.append(pause, retryAll);
+        actions.append(group);
         row.append(actions);
         return row;
       },
@@ -286,6 +301,14 @@
         const retryAll = row.querySelector(".retry-all");
         retryAll.hidden = queue.failed === 0;
         retryAll.dataset.failed = String(queue.failed);
+        const known = settings.get(queue.name);
+        const paused = Boolean(known && known.paused);
+        const pause = row.querySelector(".pause");
+        pause.hidden = known === undefined; // a server without queue settings, or a later queue
+        pause.dataset.paused = String(paused);
+        setText(pause, paused ? "Resume" : "Pause");
+        row.querySelector(".paused-badge").hidden = !paused;
+        row.classList.toggle("paused", paused);
       },
     );
     const totals = Object.fromEntries(STATES.map((state) => [state, 0]));
@@ -428,6 +451,24 @@
       const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
       showNotice(`${verb} of task ${task.id} failed: ${why}`, "error");
       if (isAuthError(error)) askForToken(error);
+      button.disabled = false;
+    }
+  }
+
+  async function togglePause(button, queue) {
+    const pausing = button.dataset.paused !== "true";
+    const question = `Pause queue ${queue}? It keeps taking tasks but delivers none until it is resumed.`;
+    if (pausing && !window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      await api("PATCH", `/queues/${encodeURIComponent(queue)}`, { paused: pausing ? true : null });
+      showNotice(`Queue ${queue} is ${pausing ? "paused" : "delivering again"}.`, "ok");
+      pollSoon();
+    } catch (error) {
+      const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
+      showNotice(`${pausing ? "Pausing" : "Resuming"} queue ${queue} failed: ${why}`, "error");
+      if (isAuthError(error)) askForToken(error);
+    } finally {
       button.disabled = false;
     }
   }
@@ -626,6 +667,26 @@
     return { tasks, total: understood ? answer.total : tasks.length };
   }
 
+  // Each shown queue's settings; a server without `GET /queues/{name}` (404) shows none.
+  async function fetchSettings(queues) {
+    const shown = queues.slice(0, MAX_DETAIL_QUEUES);
+    const answers = await Promise.all(
+      shown.map((queue) =>
+        api("GET", `/queues/${encodeURIComponent(queue.name)}`).catch((error) => {
+          if (error instanceof ApiError && error.status === 404) return null;
+          throw error;
+        }),
+      ),
+    );
+    const settings = new Map();
+    answers.forEach((answer, index) => {
+      if (answer !== null && answer.data && answer.data.settings) {
+        settings.set(shown[index].name, answer.data.settings);
+      }
+    });
+    return settings;
+  }
+
   async function fetchLists(queues, state, limit) {
     const wanted = queues.slice(0, MAX_DETAIL_QUEUES).filter((queue) => queue[state] > 0);
     return Promise.all(wanted.map((queue) => fetchList(queue, state, limit)));
@@ -670,12 +731,13 @@
     try {
       const [queues, totals] = await Promise.all([api("GET", "/queues"), fetchTotals()]);
       const list = queues.data;
-      const [pending, failed, processing] = await Promise.all([
+      const [pending, failed, processing, settings] = await Promise.all([
         fetchLists(list, "pending", HEAD_LIMIT),
         fetchLists(list, "failed", LIST_LIMIT),
         fetchLists(list, "processing", LIST_LIMIT),
+        fetchSettings(list),
       ]);
-      renderQueues(list);
+      renderQueues(list, settings);
       renderThroughput(totals);
       renderTasks("pending", pending, buildPending);
       renderTasks("failed", failed, buildFailed);
