@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 from tornado_queue import codec, validation
-from tornado_queue.errors import ValidationError
 from tornado_queue.limits import RETRY_ROUND, VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
 from tornado_queue.models import LISTED, Event, QueueSettings, TaskStatus
 from tornado_queue.server.auth import ADMIN
@@ -122,10 +121,7 @@ class QueueHandler(ConsumerArguments):
 
     async def patch(self, name: str) -> None:
         queue = path_queue(name)
-        try:
-            changes = validation.queue_settings_changes(self.json_body())
-        except ValidationError as error:
-            raise Problem(400, str(error)) from None
+        changes = validation.queue_settings_changes(self.json_body())
         settings = await self.call_store(self.store.configure, queue, changes)
         await self._write_queue(queue, settings)
 
@@ -158,8 +154,6 @@ class QueueRetryHandler(ConsumerArguments):
 
 
 def path_queue(name: str) -> str:
-    """The `{name}` of a queue route, or 400 naming the rule."""
-    try:
-        return validation.queue_name(name, "path parameter 'name'")
-    except ValidationError as error:
-        raise Problem(400, str(error)) from None
+    """The `{name}` of a queue route (a bad one is a 400 naming the rule, as every
+    `ValidationError` is)."""
+    return validation.queue_name(name, "path parameter 'name'")

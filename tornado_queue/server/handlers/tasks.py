@@ -9,7 +9,7 @@ from types import MappingProxyType
 from tornado.ioloop import IOLoop
 
 from tornado_queue import codec, validation
-from tornado_queue.errors import TaskNotFound, ValidationError
+from tornado_queue.errors import TaskNotFound
 from tornado_queue.limits import MAX_BATCH, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
 from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Task
 from tornado_queue.server.auth import ADMIN, ANY_ROLE, CONSUMERS, PRODUCERS
@@ -31,10 +31,7 @@ class ConsumerArguments(ApiHandler):
         raw = self.query_argument("queue")
         if raw is None:
             return DEFAULT_QUEUE
-        try:
-            return validation.queue_name(raw, "query parameter 'queue'")
-        except ValidationError as error:
-            raise Problem(400, str(error)) from None
+        return validation.queue_name(raw, "query parameter 'queue'")
 
     def lease_seconds(self) -> float | None:
         return self.number_argument("lease", None, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS)
