@@ -361,17 +361,7 @@ class RedisStore(Store):
         try:
             call = next(steps)
             while True:
-                if isinstance(call, list):
-                    futures = [self._execute_async(each) for each in call]
-                    outcomes = await asyncio.gather(*futures, return_exceptions=True)
-                    call = steps.send(_outcomes(outcomes))
-                    continue
-                try:
-                    value = await self._execute_async(call)
-                except QueueError as refusal:
-                    call = steps.throw(refusal)
-                else:
-                    call = steps.send(value)
+                call = _resume(steps, call, await self._outcome_async(call))
         except StopIteration as done:
             return done.value
 
@@ -420,23 +410,29 @@ class RedisStore(Store):
         try:
             call = next(steps)
             while True:
-                if isinstance(call, list):
-                    outcomes = []
-                    for each in call:
-                        try:
-                            outcomes.append(self._execute(each))
-                        except QueueError as refusal:
-                            outcomes.append(refusal)
-                    call = steps.send(outcomes)
-                    continue
-                try:
-                    value = self._execute(call)
-                except QueueError as refusal:
-                    call = steps.throw(refusal)
-                else:
-                    call = steps.send(value)
+                call = _resume(steps, call, self._outcome(call))
         except StopIteration as done:
             return done.value
+
+    def _outcome(self, call: _Call | list[_Call]) -> Any:
+        """What a yielded call (or list of calls) came to, blocking: the result or the
+        refusal of each; an outage is raised."""
+        if isinstance(call, list):
+            return [self._outcome(each) for each in call]
+        try:
+            return self._execute(call)
+        except QueueError as refusal:
+            return refusal
+
+    async def _outcome_async(self, call: _Call | list[_Call]) -> Any:
+        """`_outcome` awaited on the loop: the calls of a list are sent together."""
+        if isinstance(call, list):
+            futures = [self._execute_async(each) for each in call]
+            return _outcomes(await asyncio.gather(*futures, return_exceptions=True))
+        try:
+            return await self._execute_async(call)
+        except QueueError as refusal:
+            return refusal
 
     def _execute(self, call: _Call) -> Any:
         try:
@@ -511,6 +507,14 @@ class RedisStore(Store):
     def _notify(self, queue: str, count: int) -> None:
         for listener in self._listeners:
             listener(queue, count)
+
+
+def _resume(steps: Steps[Any], call: _Call | list[_Call], outcome: Any) -> _Call | list[_Call]:
+    """Give an operation's steps what their last yield came to; their next yield. A single
+    call's refusal is raised into them; a list's results and refusals are sent as a list."""
+    if isinstance(outcome, QueueError) and not isinstance(call, list):
+        return steps.throw(outcome)
+    return steps.send(outcome)
 
 
 def _completion(task_id: str, result: bytes | None, lease_id: str | None) -> _Call:
