@@ -53,14 +53,11 @@ that found the queue empty, a process that did not start, or a wake-up that did 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
-import selectors
 import shlex
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -72,21 +69,18 @@ from typing import Any
 
 import redis
 from http_bench import (
-    PAYLOAD,
     PREFILL_BATCH,
     ROOT,
     WORKLOADS_BY_NAME,
     App,
     Pinning,
     Plan,
-    RawResponse,
     Workload,
     ensure_wrk,
-    percentile,
     prefill,
-    read_responses,
     run_facts,
     run_wrk,
+    wakeups,
     write_report,
 )
 
@@ -351,67 +345,6 @@ class Row:
 # --- long-poll wake-up across servers --------------------------------------------------------
 
 
-def address_of(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    return host, int(port)
-
-
-def wakeups(producer_url: str, consumer_url: str, iterations: int, warmup: int = 5) -> dict:
-    """Park a consumer on `consumer_url`, enqueue on `producer_url`, time until the consumer
-    has the task; `warmup` first samples are not kept (the first wait subscribes to Redis)."""
-    producer_host = "Host: {}:{}\r\n".format(*address_of(producer_url))
-    consumer_host = "Host: {}:{}\r\n".format(*address_of(consumer_url))
-    park = f"POST /tasks/dequeue?wait=5 HTTP/1.1\r\n{consumer_host}Content-Length: 0\r\n\r\n"
-    body = json.dumps({"payload": PAYLOAD}).encode()
-    enqueue = (
-        f"POST /tasks HTTP/1.1\r\n{producer_host}Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    woken_after: list[float] = []
-    enqueued_after: list[float] = []
-    woken_after_201: list[float] = []
-    with (
-        socket.create_connection(address_of(consumer_url), timeout=10) as consumer,
-        socket.create_connection(address_of(producer_url), timeout=10) as producer,
-    ):
-        for sock in (consumer, producer):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for number in range(warmup + iterations):
-            consumer.sendall(park.encode())
-            # Time for the dequeue to reach the server, find the queue empty and park; an
-            # answer now would be a dequeue that did not wait.
-            with selectors.DefaultSelector() as selector:
-                selector.register(consumer, selectors.EVENT_READ)
-                if selector.select(PARK_SECONDS):
-                    raise RuntimeError("the dequeue was answered before any enqueue")
-            woken, enqueued = RawResponse(consumer), RawResponse(producer)
-            sent = time.perf_counter()
-            producer.sendall(enqueue)
-            read_responses([woken, enqueued], timeout=10)
-            if enqueued.status != 201 or woken.status != 200:
-                raise RuntimeError(f"enqueue answered {enqueued.status}, dequeue {woken.status}")
-            if json.loads(woken.body)["id"] != json.loads(enqueued.body)["id"]:
-                raise RuntimeError("the woken consumer got another task than the one enqueued")
-            if number >= warmup:
-                woken_after.append(woken.completed_at - sent)
-                enqueued_after.append(enqueued.completed_at - sent)
-                woken_after_201.append(woken.completed_at - enqueued.completed_at)
-
-    def summary(samples: list[float]) -> dict[str, float]:
-        return {
-            "p50_ms": 1000 * percentile(samples, 50),
-            "p99_ms": 1000 * percentile(samples, 99),
-            "max_ms": 1000 * max(samples),
-        }
-
-    return {
-        "iterations": iterations,
-        "wakeup": summary(woken_after),
-        "enqueue_round_trip": summary(enqueued_after),
-        "wakeup_minus_enqueue_round_trip": summary(woken_after_201),
-    }
-
-
 def bench_long_poll(settings: Settings, scratch: Path, iterations: int) -> dict[str, Any]:
     """Two Redis-backed servers on one redis-server: the wake-up across them, and on one."""
     plan = settings.plan
@@ -427,8 +360,9 @@ def bench_long_poll(settings: Settings, scratch: Path, iterations: int) -> dict[
             for name in ("server-a", "server-b")
         ]
         server_a, server_b = (app.wait_until_listening() for app in apps)
-        cross = wakeups(server_a, server_b, iterations)
-        same = wakeups(server_a, server_a, iterations)
+        # the first waits subscribe to Redis: not kept
+        cross = wakeups(server_a, server_b, iterations, warmup=5, park_seconds=PARK_SECONDS)
+        same = wakeups(server_a, server_a, iterations, warmup=5, park_seconds=PARK_SECONDS)
     except (OSError, RuntimeError, ValueError, KeyError, redis.RedisError) as error:
         return {"failure": f"{type(error).__name__}: {error}"}
     finally:
