@@ -440,6 +440,14 @@
     }, 10000);
   }
 
+  // A refused or unsent action: the server's detail (or why it was not reached), and the
+  // token form when the token was the problem.
+  function showFailure(action, error) {
+    const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
+    showNotice(`${action} failed: ${why}`, "error");
+    if (isAuthError(error)) askForToken(error);
+  }
+
   async function act(button, method, path, verb, task) {
     button.disabled = true;
     try {
@@ -448,9 +456,7 @@
       showNotice(`Task ${task.id} (${task.queue}) ${done}.`, "ok");
       pollSoon();
     } catch (error) {
-      const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
-      showNotice(`${verb} of task ${task.id} failed: ${why}`, "error");
-      if (isAuthError(error)) askForToken(error);
+      showFailure(`${verb} of task ${task.id}`, error);
       button.disabled = false;
     }
   }
@@ -465,9 +471,7 @@
       showNotice(`Queue ${queue} is ${pausing ? "paused" : "delivering again"}.`, "ok");
       pollSoon();
     } catch (error) {
-      const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
-      showNotice(`${pausing ? "Pausing" : "Resuming"} queue ${queue} failed: ${why}`, "error");
-      if (isAuthError(error)) askForToken(error);
+      showFailure(`${pausing ? "Pausing" : "Resuming"} queue ${queue}`, error);
     } finally {
       button.disabled = false;
     }
@@ -483,9 +487,7 @@
       showNotice(`${data.retried} failed ${plural} pending again in queue ${queue}.`, "ok");
       pollSoon();
     } catch (error) {
-      const why = error instanceof ApiError ? error.detail : `the server is unreachable (${error.message})`;
-      showNotice(`Retry of queue ${queue} failed: ${why}`, "error");
-      if (isAuthError(error)) askForToken(error);
+      showFailure(`Retry of queue ${queue}`, error);
     } finally {
       button.disabled = false;
     }
