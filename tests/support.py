@@ -32,9 +32,19 @@ TASK_FIELDS = frozenset(
         "finished_at",
         "result",
         "error",
+        "group",
+        "expires_at",
+        "dead_lettered_from",
     }
 )
-TIMESTAMP_FIELDS = ("created_at", "available_at", "lease_expires_at", "started_at", "finished_at")
+TIMESTAMP_FIELDS = (
+    "created_at",
+    "available_at",
+    "lease_expires_at",
+    "started_at",
+    "finished_at",
+    "expires_at",
+)
 
 # --- waiting on threads ----------------------------------------------------------------------
 

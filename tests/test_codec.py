@@ -29,6 +29,7 @@ def finished_task() -> Task:
     task.started_at = 1.5e9 + 1.25
     task.finished_at = 1.5e9 + 2.5
     task.result = b'{"ok":true}'
+    task.expires_at = 1.5e9 + 3600
     return task
 
 
@@ -48,7 +49,10 @@ def test_a_new_tasks_document_has_the_api_defaults():
     assert document["payload"] == {"a": 1}
     assert document["status"] == "pending"
     assert (document["priority"], document["attempts"], document["max_attempts"]) == (0, 0, 3)
-    for key in ("lease_id", "lease_expires_at", "started_at", "finished_at", "result", "error"):
+    for key in (
+        *("lease_id", "lease_expires_at", "started_at", "finished_at", "result", "error"),
+        *("group", "expires_at", "dead_lettered_from"),
+    ):
         assert document[key] is None, key
 
 

@@ -59,6 +59,11 @@ def test_snapshot_copies_every_slot():
         "due": 107.0,
         "forget_at": 108.0,
         "closed_lease": "lease-0",
+        "group": "customer-7",
+        "expires_at": 109.0,
+        "dead_lettered_from": "emails-in",
+        "backoff": 2.5,
+        "expiry": 110.0,
     }
     assert set(values) == set(Task.__slots__)
     for name, value in values.items():

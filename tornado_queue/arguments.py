@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tornado_queue.validation import QUEUE_NAME
+from tornado_queue.validation import QUEUE_NAME, number_text
 
 QUEUE_NAME_RULE = "queue names are 1-64 of A-Z a-z 0-9 _ . -"
 
@@ -16,7 +16,7 @@ QUEUE_NAME_RULE = "queue names are 1-64 of A-Z a-z 0-9 _ . -"
 def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], Any]:
     """A number of `kind` within [low, high]."""
     noun = "an integer" if kind is int else "a number"
-    bounds = f"{_shown(low)} to {_shown(high)}"
+    bounds = f"{number_text(low)} to {number_text(high)}"
 
     def parse(text: str) -> Any:
         try:
@@ -29,11 +29,6 @@ def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[
 
     parse.bounds = bounds  # type: ignore[attr-defined]  # shown by --help
     return parse
-
-
-def _shown(bound: float) -> str:
-    """A bound as people write it: 31536000, not 3.1536e+07; 0.5 stays 0.5."""
-    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def queue_name(text: str) -> str:

@@ -79,4 +79,7 @@ def task_document(task: Task) -> dict[str, Any]:
         "finished_at": _utc(task.finished_at),
         "result": None if task.result is None else orjson.Fragment(task.result),
         "error": task.error,
+        "group": task.group,
+        "expires_at": _utc(task.expires_at),
+        "dead_lettered_from": task.dead_lettered_from,
     }

@@ -15,7 +15,12 @@ from typing import Any, NoReturn
 
 from tornado_queue.arguments import bounded, choice, queue_list
 from tornado_queue.errors import TokenError
-from tornado_queue.limits import MAX_ATTEMPTS, MAX_LEASE_SECONDS, MIN_LEASE_SECONDS
+from tornado_queue.limits import (
+    MAX_ATTEMPTS,
+    MAX_BACKOFF_SECONDS,
+    MAX_LEASE_SECONDS,
+    MIN_LEASE_SECONDS,
+)
 from tornado_queue.validation import check_token
 
 BACKENDS = ("memory", "sqlite", "redis")
@@ -194,7 +199,7 @@ OPTIONS = (
         ),
         Option(
             "retry_backoff",
-            bounded(float, 0, 3600),
+            bounded(float, 0, MAX_BACKOFF_SECONDS),
             "seconds before the first retry of a failed task; doubles per attempt, capped at 1 h",
         ),
         Option(

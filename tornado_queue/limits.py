@@ -13,10 +13,12 @@ VIEW_MAX_LIMIT = 10_000
 VIEW_MAX_OFFSET = 100_000
 """`GET /queue/view` paging: walking to an offset costs time in proportion to it."""
 MAX_BATCH = 1000
+"""Items in one batch enqueue, dequeue or complete."""
 
 RETRY_ROUND = 1000
 """Failed tasks a bulk retry puts back per store call; other requests are served between rounds."""
-"""Items in one batch enqueue, dequeue or complete."""
+PURGE_ROUND = 1000
+"""Tasks a purge deletes per store call; other requests are served between rounds."""
 MAX_ATTEMPTS = 1000
 """The highest `max_attempts` of a task (and `--max-attempts`)."""
 MAX_ERROR_CHARS = 10_000
@@ -24,5 +26,17 @@ MAX_LEASE_ID_CHARS = 64
 MAX_KEY_CHARS = 255
 MAX_PRIORITY = 2**31 - 1
 MAX_DELAY_SECONDS = 365 * 86400
+MAX_BACKOFF_SECONDS = 3600
+"""A retry backoff base (`--retry-backoff`, a queue's `retry_backoff`), and the longest backoff."""
+MIN_EXPIRY_SECONDS = 1
+MAX_EXPIRY_SECONDS = 365 * 86400
+"""A task's `expires_in` and a queue's `ttl_seconds`: one second to a year."""
+MAX_GROUP_CHARS = 128
+MAX_PROCESSING = 100_000
+"""The highest `max_processing` of a queue."""
+MAX_RATE_TASKS = 10_000
+MAX_RATE_SECONDS = 86_400
+"""A queue's `rate_limit`: at most 10,000 deliveries in a window of at most a day (each store
+keeps the times of the last `tasks` deliveries)."""
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 512

@@ -21,20 +21,32 @@ class TaskStatus(StrEnum):
 
 
 FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
-LISTED = (TaskStatus.PENDING, TaskStatus.PROCESSING, TaskStatus.FAILED)
-"""The states whose tasks a store can list in order (`Store.view`): the queue itself, the
-tasks being worked on and the dead ones an operator may retry or delete."""
+LISTED = (
+    TaskStatus.PENDING,
+    TaskStatus.SCHEDULED,
+    TaskStatus.PROCESSING,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+)
+"""The states whose tasks a store can list in order (`Store.view`): every state, each kept in
+its own per-queue order so that a page never scans."""
+PURGEABLE = (TaskStatus.PENDING, TaskStatus.SCHEDULED, TaskStatus.COMPLETED, TaskStatus.FAILED)
+"""The states a queue's tasks can be deleted in, in bulk (`Store.purge`): a processing task
+is held by a consumer and is never purged."""
 
 
 class Event(StrEnum):
     """What a store counts per queue from the start (never going down), for throughput and
     metrics: tasks created, tasks completed, tasks that became `failed`, leases that ran out
-    (whether the task then went back to its queue or failed)."""
+    (whether the task then went back to its queue or failed), tasks moved to the queue's
+    dead-letter queue instead of failing, and tasks that expired undelivered."""
 
     ENQUEUED = "enqueued"
     COMPLETED = "completed"
     FAILED = "failed"
     LEASE_EXPIRED = "lease_expired"
+    DEAD_LETTERED = "dead_lettered"
+    EXPIRED = "expired"
 
 
 DEFAULT_QUEUE = "default"
@@ -55,6 +67,10 @@ class NewTask:
     delay: float = 0.0
     idempotency_key: str | None = None
     fingerprint: bytes = b""
+    group: str | None = None
+    """Tasks of one queue with the same group are delivered one at a time, in order."""
+    expires_in: float | None = None
+    """Seconds after which the task is never delivered (None: the queue's `ttl_seconds`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +84,78 @@ class Enqueued:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `tasks` deliveries in any window of `seconds` (a sliding window)."""
+
+    tasks: int
+    seconds: float
+
+    def document(self) -> dict[str, object]:
+        return {"tasks": self.tasks, "seconds": self.seconds}
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
     """A queue's own settings; None means unset (the server's default applies). A queue with
     any setting is kept (and listed) when it holds no task."""
 
     paused: bool | None = None
     """Tasks are still accepted, but none is delivered: a dequeue answers as if it were empty."""
+    max_processing: int | None = None
+    """At most this many of the queue's tasks are processing at once."""
+    rate_limit: RateLimit | None = None
+    """At most so many deliveries from the queue in any window of so many seconds."""
     lease_seconds: float | None = None
     """The lease of a dequeue (and the extension of a heartbeat) that names none."""
     max_attempts: int | None = None
     """The attempts of a task enqueued without `max_attempts`."""
+    retry_backoff: float | None = None
+    """The backoff base of tasks enqueued from now on."""
+    dead_letter_queue: str | None = None
+    """Where a task that would become failed goes instead, as pending."""
+    ttl_seconds: float | None = None
+    """The `expires_in` of a task enqueued without one."""
 
-    NAMES = ("paused", "lease_seconds", "max_attempts")
+    NAMES = (
+        "paused",
+        "max_processing",
+        "rate_limit",
+        "lease_seconds",
+        "max_attempts",
+        "retry_backoff",
+        "dead_letter_queue",
+        "ttl_seconds",
+    )
+    DELIVERY = ("paused", "max_processing", "rate_limit")
+    """The settings a dequeue obeys at once (the others shape tasks as they are enqueued or
+    fail)."""
 
     def is_default(self) -> bool:
         return all(getattr(self, name) is None for name in self.NAMES)
 
     def document(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.NAMES}
+        """The settings as the API shows them (every name, None where unset)."""
+        shown: dict[str, object] = {name: getattr(self, name) for name in self.NAMES}
+        if self.rate_limit is not None:
+            shown["rate_limit"] = self.rate_limit.document()
+        return shown
+
+    @staticmethod
+    def stored(value: object) -> object:
+        """A setting's value as JSON-ready data, for stores that keep settings as JSON."""
+        return value.document() if isinstance(value, RateLimit) else value
+
+    @classmethod
+    def from_stored(cls, values: dict[str, object]) -> QueueSettings:
+        """Settings from stored JSON values by name; a name this version does not know
+        (written by a newer server sharing the store) is ignored."""
+        known: dict[str, object] = {}
+        for name, value in values.items():
+            if name == "rate_limit" and isinstance(value, dict):
+                known[name] = RateLimit(int(value["tasks"]), float(value["seconds"]))
+            elif name in cls.NAMES:
+                known[name] = value
+        return cls(**known)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +203,17 @@ class Task:
         "finished_at",
         "result",
         "error",
-        # Internal bookkeeping, never written out: queue position and monotonic deadlines.
+        "group",
+        "expires_at",
+        "dead_lettered_from",
+        # Internal bookkeeping, never written out: queue position, backoff base and deadlines.
         "seq",
+        "backoff",
         "lease_deadline",
         "due",
         "forget_at",
         "closed_lease",
+        "expiry",
     )
 
     def __init__(
@@ -166,13 +241,20 @@ class Task:
         self.finished_at: float | None = None
         self.result: bytes | None = None
         self.error: str | None = None
+        self.group: str | None = None
+        self.expires_at: float | None = None
+        self.dead_lettered_from: str | None = None
         self.seq = 0
+        # The base of its retry backoff, fixed when it was enqueued (None: the store's policy).
+        self.backoff: float | None = None
         self.lease_deadline: float | None = None
         self.due: float | None = None
         self.forget_at: float | None = None
         # The lease a fenced complete or fail last ended, so that a consumer repeating that
         # command (its first answer lost) is answered as the first time, not told it lost it.
         self.closed_lease: str | None = None
+        # `expires_at` on the store's monotonic clock (memory store), for its deadline heap.
+        self.expiry: float | None = None
 
     def snapshot(self) -> Task:
         """A copy that callers may read while the store goes on changing the original."""
@@ -193,11 +275,16 @@ class Task:
         copy.finished_at = self.finished_at
         copy.result = self.result
         copy.error = self.error
+        copy.group = self.group
+        copy.expires_at = self.expires_at
+        copy.dead_lettered_from = self.dead_lettered_from
         copy.seq = self.seq
+        copy.backoff = self.backoff
         copy.lease_deadline = self.lease_deadline
         copy.due = self.due
         copy.forget_at = self.forget_at
         copy.closed_lease = self.closed_lease
+        copy.expiry = self.expiry
         return copy
 
     def __repr__(self) -> str:

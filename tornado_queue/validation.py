@@ -13,28 +13,40 @@ from tornado_queue import codec
 from tornado_queue.errors import TokenError, ValidationError, printable
 from tornado_queue.limits import (
     MAX_ATTEMPTS,
+    MAX_BACKOFF_SECONDS,
     MAX_BATCH,
     MAX_DELAY_SECONDS,
     MAX_ERROR_CHARS,
+    MAX_EXPIRY_SECONDS,
+    MAX_GROUP_CHARS,
     MAX_KEY_CHARS,
     MAX_LEASE_ID_CHARS,
     MAX_LEASE_SECONDS,
     MAX_PRIORITY,
+    MAX_PROCESSING,
+    MAX_RATE_SECONDS,
+    MAX_RATE_TASKS,
     MAX_TOKEN_CHARS,
+    MIN_EXPIRY_SECONDS,
     MIN_LEASE_SECONDS,
     MIN_TOKEN_CHARS,
 )
-from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask, QueueSettings
+from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask, QueueSettings, RateLimit
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_CHARS}}}")
+# A group is the client's own text (a customer id, an order number): any characters but
+# control characters, so it shows and logs as it was sent.
+GROUP = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_GROUP_CHARS}}}")
 
 EMPTY_BODY: Any = object()
 """Stands for a request without a body (distinct from a body that is JSON `null`)."""
 
-NEW_TASK_FIELDS = frozenset({"payload", "max_attempts", "queue", "priority", "delay"})
+NEW_TASK_FIELDS = frozenset(
+    {"payload", "max_attempts", "queue", "priority", "delay", "group", "expires_in"}
+)
 BATCH_ITEM_FIELDS = NEW_TASK_FIELDS | {"idempotency_key"}
 BATCH_FIELDS = frozenset({"tasks"})
 COMPLETE_FIELDS = frozenset({"result", "lease_id"})
@@ -79,7 +91,8 @@ def new_task(
     allowed: frozenset[str] = NEW_TASK_FIELDS,
 ) -> NewTask:
     """Validate a `POST /tasks` body (or one item of a batch, named `what` in errors):
-    `{"payload": {...}, "queue"?, "priority"?, "delay"?, "max_attempts"?}`."""
+    `{"payload": {...}, "queue"?, "priority"?, "delay"?, "max_attempts"?, "group"?,
+    "expires_in"?}`."""
     body = require_object(document, what, allowed)
     if "payload" not in body:
         raise ValidationError(f"{_field(what, 'payload')} is required")
@@ -106,6 +119,14 @@ def new_task(
         priority = _bounded_int(body["priority"], label, -MAX_PRIORITY, MAX_PRIORITY)
     if "delay" in body:
         delay = _bounded_number(body["delay"], _field(what, "delay"), 0, MAX_DELAY_SECONDS)
+    group = expires_in = None
+    if body.get("group") is not None:
+        group = group_name(body["group"], _field(what, "group"))
+    if body.get("expires_in") is not None:
+        label = _field(what, "expires_in")
+        expires_in = _bounded_number(
+            body["expires_in"], label, MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
+        )
     return NewTask(
         payload=codec.encode_json(payload, "payload"),
         max_attempts=max_attempts,
@@ -114,6 +135,8 @@ def new_task(
         delay=delay,
         idempotency_key=key,
         fingerprint=_fingerprint(body) if key is not None else b"",
+        group=group,
+        expires_in=expires_in,
     )
 
 
@@ -148,6 +171,17 @@ def queue_name(value: Any, what: str = "queue") -> str:
         shown = printable(value[:80]) if isinstance(value, str) else _json_type(value)
         raise ValidationError(
             f"{what} must be 1 to 64 characters from A-Z a-z 0-9 _ . - ; got '{shown}'"
+        )
+    return value
+
+
+def group_name(value: Any, what: str = "group") -> str:
+    """A task's ordering group: 1 to 128 characters, none of them a control character."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, got {_json_type(value)}")
+    if not GROUP.fullmatch(value):
+        raise ValidationError(
+            f"{what} must be 1 to {MAX_GROUP_CHARS} characters without control characters"
         )
     return value
 
@@ -210,8 +244,15 @@ def _bounded_number(value: Any, label: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"{label} must be a number, got {_json_type(value)}")
     if not low <= value <= high:
-        raise ValidationError(f"{label} must be from {low:g} to {high:g}, got {value}")
+        raise ValidationError(
+            f"{label} must be from {number_text(low)} to {number_text(high)}, got {value}"
+        )
     return float(value)
+
+
+def number_text(number: float) -> str:
+    """A bound as people write it: 31536000, not 3.1536e+07; 0.5 stays 0.5."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def _batch_items(document: Any) -> list[Any]:
@@ -267,25 +308,75 @@ def check_token(token: str, where: str) -> None:
 
 
 SETTINGS = frozenset(QueueSettings.NAMES)
+RATE_LIMIT_FIELDS = frozenset({"tasks", "seconds"})
 
 
-def queue_settings_changes(document: Any) -> dict[str, object]:
-    """A PATCH of queue settings: a JSON object of setting → value, null clearing one."""
+def queue_settings_changes(document: Any, queue: str) -> dict[str, object]:
+    """A PATCH of `queue`'s settings: a JSON object of setting → value, null clearing one;
+    values come back as the store keeps them (`QueueSettings` field types)."""
     changes = require_object(document, "the settings", SETTINGS)
-    paused = changes.get("paused")
-    if paused is not None and not isinstance(paused, bool):
+    checked: dict[str, object] = {}
+    for name, value in changes.items():
+        checked[name] = None if value is None else _SETTING_CHECKS[name](value, queue)
+    return checked
+
+
+def _paused_setting(value: Any, _queue: str) -> bool:
+    if not isinstance(value, bool):
         raise ValidationError(
-            f"setting 'paused' must be true, false or null, got {_json_type(paused)}"
+            f"setting 'paused' must be true, false or null, got {_json_type(value)}"
         )
-    if changes.get("lease_seconds") is not None:
-        changes["lease_seconds"] = _bounded_number(
-            changes["lease_seconds"],
-            "setting 'lease_seconds'",
-            MIN_LEASE_SECONDS,
-            MAX_LEASE_SECONDS,
+    return value
+
+
+def _rate_limit_setting(value: Any, _queue: str) -> RateLimit:
+    label = "setting 'rate_limit'"
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f'{label} must be an object like {{"tasks": 10, "seconds": 1}} or null, '
+            f"got {_json_type(value)}"
         )
-    if changes.get("max_attempts") is not None:
-        changes["max_attempts"] = _bounded_int(
-            changes["max_attempts"], "setting 'max_attempts'", 1, MAX_ATTEMPTS
+    unknown = sorted(value.keys() - RATE_LIMIT_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"{label} has unknown field '{unknown[0][:64]}' (known fields: seconds, tasks)"
         )
-    return changes
+    missing = sorted(RATE_LIMIT_FIELDS - value.keys())
+    if missing:
+        raise ValidationError(f"{label} needs field '{missing[0]}'")
+    tasks = _bounded_int(value["tasks"], "setting 'rate_limit.tasks'", 1, MAX_RATE_TASKS)
+    seconds_label = "setting 'rate_limit.seconds'"
+    seconds = _bounded_number(value["seconds"], seconds_label, 0, MAX_RATE_SECONDS)
+    if seconds <= 0:
+        raise ValidationError(f"{seconds_label} must be more than 0, got {value['seconds']}")
+    return RateLimit(tasks, seconds)
+
+
+def _dead_letter_setting(value: Any, queue: str) -> str:
+    name = queue_name(value, "setting 'dead_letter_queue'")
+    if name == queue:
+        raise ValidationError(
+            f"setting 'dead_letter_queue' must name another queue, not '{queue}' itself"
+        )
+    return name
+
+
+def _int_setting(name: str, low: int, high: int) -> Any:
+    return lambda value, _queue: _bounded_int(value, f"setting '{name}'", low, high)
+
+
+def _number_setting(name: str, low: float, high: float) -> Any:
+    return lambda value, _queue: _bounded_number(value, f"setting '{name}'", low, high)
+
+
+_SETTING_CHECKS = {
+    "paused": _paused_setting,
+    "max_processing": _int_setting("max_processing", 1, MAX_PROCESSING),
+    "rate_limit": _rate_limit_setting,
+    "lease_seconds": _number_setting("lease_seconds", MIN_LEASE_SECONDS, MAX_LEASE_SECONDS),
+    "max_attempts": _int_setting("max_attempts", 1, MAX_ATTEMPTS),
+    "retry_backoff": _number_setting("retry_backoff", 0, MAX_BACKOFF_SECONDS),
+    "dead_letter_queue": _dead_letter_setting,
+    "ttl_seconds": _number_setting("ttl_seconds", MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS),
+}
+"""How each setting's value is checked (None, which clears it, is never passed)."""
