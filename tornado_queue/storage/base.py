@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 
+from tornado_queue import limits
 from tornado_queue.config import Settings
 from tornado_queue.errors import (
     InvalidTransition,
@@ -92,13 +93,17 @@ def repeats_closing(action: str, task: Task, lease_id: str | None) -> bool:
     return completed if action == "complete" else action == "fail" and not completed
 
 
+EXPIRED_ERROR = "expired: not delivered before its expires_at"
+"""The `error` of a task that expired (every store words it so; the task shows the time)."""
+
+
 RETIRED = ""
 """The `totals()` entry that holds the events of queues that emptied (not a valid queue name):
 a queue's own totals are dropped when it holds no task any more, so that they stay bounded by
 the queues in use (names are chosen by clients), while the sum over all entries never goes
 down."""
 
-MAX_BACKOFF_SECONDS = 3600.0
+MAX_BACKOFF_SECONDS = float(limits.MAX_BACKOFF_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -161,12 +166,15 @@ class Policy:
                 if now_waiting + count > self.max_pending:
                     raise queue_full(queue, now_waiting, count, self.max_pending)
 
-    def backoff(self, attempts: int) -> float:
-        """Seconds to wait before retrying after the `attempts`-th attempt failed."""
+    def backoff(self, attempts: int, base: float | None = None) -> float:
+        """Seconds to wait before retrying after the `attempts`-th attempt failed, from the
+        task's own backoff `base` (fixed when it was enqueued) or else the policy's."""
         # The exponent is bounded so huge attempt counts cannot overflow a float; 2**40 is far
         # past the cap for any backoff base.
         exponent = min(max(attempts - 1, 0), 40)
-        return min(self.retry_backoff * 2**exponent, MAX_BACKOFF_SECONDS)
+        if base is None:
+            base = self.retry_backoff
+        return min(base * 2**exponent, MAX_BACKOFF_SECONDS)
 
 
 class Store(ABC):
@@ -206,6 +214,12 @@ class Store(ABC):
         """Add tasks, all or nothing, each at the tail of its queue and priority: `pending`, or
         `scheduled` until its `delay` has passed.
 
+        The queue's settings at that moment shape each task for good: its `max_attempts`
+        (unless given), its retry backoff base (`retry_backoff`) and its expiry (`expires_in`,
+        else the queue's `ttl_seconds`). A task of a `group` that is not the group's turn is
+        pending but not deliverable until the task ahead of it is completed, deleted, dead,
+        dead-lettered or expired.
+
         A task with an `idempotency_key` seen in the last `policy.retention_seconds` is not
         created again: its outcome is the first task with `created=False`, or, when the
         fingerprint differs, `IdempotencyConflict` is raised and nothing at all is added.
@@ -229,8 +243,11 @@ class Store(ABC):
     def dequeue_many(
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
-        """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would;
-        none while the queue is paused (as if it were empty)."""
+        """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would,
+        within the queue's delivery settings: none while it is paused, no more than its
+        `max_processing` leaves room for, no more than its `rate_limit` allows now (a consumer
+        turned away by the rate limit is woken, through the ready listeners, when the window
+        lets the next task through). Tasks past their expiry are never handed out."""
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None:
@@ -270,9 +287,11 @@ class Store(ABC):
     ) -> Task:
         """Record a failed attempt of a processing task.
 
-        With `retry` and attempts left, the task waits `policy.backoff(attempts)` seconds as
-        `scheduled` (or goes straight to the tail as `pending` when that is 0); otherwise it
-        becomes `failed`.
+        With `retry` and attempts left, the task waits `policy.backoff(attempts, its base)`
+        seconds as `scheduled` (or goes straight to the tail as `pending` when that is 0);
+        otherwise it is dead: it moves to its queue's `dead_letter_queue` as `pending` (id and
+        error kept, attempts 0, `dead_lettered_from` set), or becomes `failed`. A task past its
+        expiry becomes `failed` as expired instead.
         """
 
     @abstractmethod
@@ -281,7 +300,8 @@ class Store(ABC):
 
     @abstractmethod
     def retry(self, task_id: str) -> Task:
-        """Put a `failed` task back at the tail as `pending` with its attempts reset."""
+        """Put a `failed` task back at the tail as `pending` with its attempts reset and its
+        expiry cleared (an operator's retry runs it however old it is)."""
 
     def retry_failed(self, queue: str, limit: int) -> int:
         """Put up to `limit` of `queue`'s failed tasks back at the tail as `pending`, attempts
@@ -321,6 +341,11 @@ class Store(ABC):
     @abstractmethod
     def delete(self, task_id: str) -> None:
         """Remove a task in any state but `processing`."""
+
+    @abstractmethod
+    def purge(self, queue: str, status: TaskStatus, limit: int) -> int:
+        """Delete up to `limit` of `queue`'s tasks in `status` (one of `models.PURGEABLE`),
+        each as `delete` would, in one atomic step; return how many."""
 
     @abstractmethod
     def view(

@@ -8,12 +8,13 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from itertools import islice
+from itertools import chain, islice
 from types import TracebackType
 
 from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
+    InvalidTransition,
     TaskNotFound,
     key_conflict,
     lease_lost,
@@ -24,6 +25,7 @@ from tornado_queue.errors import (
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     FINISHED,
+    PURGEABLE,
     Enqueued,
     Event,
     NewTask,
@@ -32,6 +34,7 @@ from tornado_queue.models import (
     TaskStatus,
 )
 from tornado_queue.storage.base import (
+    EXPIRED_ERROR,
     RETIRED,
     Policy,
     ReadyListener,
@@ -40,6 +43,8 @@ from tornado_queue.storage.base import (
     to_create,
 )
 from tornado_queue.storage.deadlines import DeadlineHeap
+from tornado_queue.storage.delivery import DeliveryRules, delivers_more
+from tornado_queue.storage.groups import Groups
 from tornado_queue.storage.idempotency import IdempotencyKeys
 from tornado_queue.storage.pending import PendingQueue
 
@@ -47,6 +52,7 @@ from tornado_queue.storage.pending import PendingQueue
 # costs several times a global read).
 _PENDING = TaskStatus.PENDING
 _PROCESSING = TaskStatus.PROCESSING
+_SCHEDULED = TaskStatus.SCHEDULED
 _COMPLETED = TaskStatus.COMPLETED
 _FAILED = TaskStatus.FAILED
 _ENQUEUED = Event.ENQUEUED
@@ -63,7 +69,8 @@ def _zero_counts() -> dict[TaskStatus, int]:
 
 def _no_listings() -> dict[TaskStatus, dict[str, None]]:
     # Insertion-ordered dicts used as ordered sets: O(1) add and remove, and the newest last.
-    return {TaskStatus.PROCESSING: {}, TaskStatus.FAILED: {}}
+    # Pending tasks are listed by their `PendingQueue` (and `Groups.waiting`) instead.
+    return {status: {} for status in TaskStatus if status is not TaskStatus.PENDING}
 
 
 class MemoryStore(Store):
@@ -74,12 +81,17 @@ class MemoryStore(Store):
     - `_pending`: per queue, its pending tasks in dequeue order (see `PendingQueue`: a deque
       per priority plus a heap of tasks that came back unfinished);
     - `_counts` / `_queue_counts`: tasks per state, overall and per queue, so stats are O(1);
-    - `_listed`: per queue, the ids of its processing and failed tasks in the order they
-      entered that state, so listing them never scans;
+    - `_listed`: per queue, the ids of its tasks in every state but pending in the order they
+      entered that state, so listing or purging them never scans;
+    - `_groups`: ordered groups, each with its head and the tasks waiting behind it (see
+      `Groups`); a waiting task is pending but not in `_pending` until its turn;
     - `_events`: per queue in use, the `Event`s counted (folded into `RETIRED` when it empties);
-    - three `DeadlineHeap`s: leases by expiry, scheduled tasks (delays, retry backoffs) by due
-      time, finished tasks by the time they are forgotten; entries are checked against the task
-      when they fall due;
+    - `_settings` by queue, and `_rules` for the queues whose delivery is limited (paused, a
+      concurrency cap, a rate limit: see `DeliveryRules`);
+    - five `DeadlineHeap`s: leases by expiry, scheduled tasks (delays, retry backoffs) by due
+      time, finished tasks by the time they are forgotten, tasks by their expiry, and the
+      queues whose rate window opens for a consumer that was turned away; entries are checked
+      against the task (or queue) when they fall due;
     - `_keys`: recent idempotency keys.
     Every operation holds the lock, reads the clocks, first applies what is due (`_reap`), and
     tells ready listeners afterwards, even if it raised: an `_Operation` does that. The hot ones
@@ -108,10 +120,17 @@ class MemoryStore(Store):
         self._leases = DeadlineHeap()
         self._schedule = DeadlineHeap()
         self._retention = DeadlineHeap()
+        self._expiries = DeadlineHeap()
+        self._windows = DeadlineHeap()  # (when, queue): a rate window opens for a waiter
         self._keys = IdempotencyKeys()
         self._listeners: list[ReadyListener] = []
         self._settings: dict[str, QueueSettings] = {}
-        self._paused: set[str] = set()  # read on every dequeue: a set lookup, not a settings read
+        # Read on every dequeue and completion: a dict lookup, not a settings read.
+        self._rules: dict[str, DeliveryRules] = {}
+        # Queues whose settings shape new tasks (backoff, expiry): the one-task fast path of
+        # enqueue is for the others.
+        self._shaping: set[str] = set()
+        self._groups = Groups(self._tasks.get)
         # No deadline of any heap comes before this: an operation starting earlier has nothing
         # to reap (one comparison instead of a look at four heaps).
         self._reap_from = math.inf
@@ -134,7 +153,13 @@ class MemoryStore(Store):
     def enqueue_many(self, new_tasks: Sequence[NewTask]) -> list[Enqueued]:
         if len(new_tasks) == 1 and not self._limited:
             new_task = new_tasks[0]
-            if not new_task.idempotency_key and new_task.delay <= 0:
+            if (
+                not new_task.idempotency_key
+                and new_task.delay <= 0
+                and new_task.group is None
+                and new_task.expires_in is None
+                and new_task.queue not in self._shaping
+            ):
                 return [self._enqueue_one(new_task)]
         # uuid4s and records are built before taking the lock to keep the critical section short.
         fresh = [self._new_record(new_task) for new_task in new_tasks]
@@ -144,7 +169,7 @@ class MemoryStore(Store):
                 if limited:
                     self._check_room(new_tasks)
                 for new_task, task in zip(new_tasks, fresh, strict=True):
-                    self._add(task, new_task.delay, op)
+                    self._add(task, new_task, op)
                 return [Enqueued(task.id, task.snapshot(), created=True) for task in fresh]
         with self._operation() as op:
             replays = self._match_keys(new_tasks)
@@ -158,7 +183,7 @@ class MemoryStore(Store):
                     snapshot = None if first is None else first.snapshot()
                     outcomes.append(Enqueued(first_id, snapshot, created=False))
                     continue
-                self._add(task, new_task.delay, op)
+                self._add(task, new_task, op)
                 if key is not None:
                     forget_at = op.now + self._retention_seconds
                     self._keys.remember(key, task.id, new_task.fingerprint, forget_at)
@@ -168,7 +193,8 @@ class MemoryStore(Store):
             return outcomes
 
     def _enqueue_one(self, new_task: NewTask) -> Enqueued:
-        """`enqueue_many` of one task with no key, no delay and no limits: the common case."""
+        """`enqueue_many` of one task with no key, delay, group or expiry, into a queue whose
+        settings shape nothing, with no limits: the common case."""
         # Allocated and initialised apart: a class call with keywords builds a dict for them.
         task = _new_object(Task)
         _init_task(
@@ -225,11 +251,14 @@ class MemoryStore(Store):
             if now >= self._reap_from:
                 ready = self._reap_now(now, wall)
             pending = self._pending.get(queue)
-            if pending is None or queue in self._paused:
+            if pending is None:
                 return taken
+            counts, queue_counts = self._counts, self._queue_counts[queue]
+            rules = self._rules.get(queue) if self._rules else None
+            if rules is not None:
+                count = rules.allowance(count, queue_counts[_PROCESSING], now)
             # Leasing spelled out (`_move` to processing, `_push_lease`), with what every task
             # of the batch shares read once: this runs for every task handed out.
-            counts, queue_counts = self._counts, self._queue_counts[queue]
             processing = self._listed[queue][_PROCESSING]
             leases, is_lease_entry = self._leases, self._is_lease_entry
             deadline, expires_at = now + lease, wall + lease
@@ -253,6 +282,8 @@ class MemoryStore(Store):
                 taken.append(task.snapshot())
             if taken:
                 self._reap_from = min(self._reap_from, deadline)
+            if rules is not None and rules.delivered(len(taken), now):
+                self._wake_when_open(queue, rules)
             return taken
         finally:
             lock.release()
@@ -300,6 +331,7 @@ class MemoryStore(Store):
             queue_counts[_PROCESSING] -= 1
             queue_counts[_COMPLETED] += 1
             del self._listed[queue][_PROCESSING][task_id]
+            self._listed[queue][_COMPLETED][task_id] = None
             task.status = _COMPLETED
             task.finished_at = wall
             task.forget_at = forget_at = now + self._retention_seconds
@@ -307,6 +339,9 @@ class MemoryStore(Store):
             self._retention.push(forget_at, task_id, finished, self._is_retention_entry)
             self._reap_from = min(self._reap_from, forget_at)
             self._events[queue][_COMPLETED_EVENT] += 1
+            if task.group is not None or (self._rules and queue in self._rules):
+                # A group's next task, or a free slot under the queue's cap: tell waiters.
+                ready = self._turn_ended(task, ready if ready is not None else {})
             return task.snapshot()
         finally:
             lock.release()
@@ -325,21 +360,30 @@ class MemoryStore(Store):
             if repeats_closing("fail", task, lease_id):
                 return task.snapshot()  # no second attempt counted, no second backoff
             task = self._leased_task(task_id, "fail", lease_id)
+            queue = task.queue
             task.closed_lease = lease_id
             self._end_lease(task)
             task.error = error
             task.started_at = None
-            if retry and task.attempts < task.max_attempts:
-                self._schedule_or_append(task, self.policy.backoff(task.attempts), op)
+            if self._expired(task, op.now):
+                self._expire(task, op)  # never delivered again after its expiry
+            elif retry and task.attempts < task.max_attempts:
+                backoff = self.policy.backoff(task.attempts, task.backoff)
+                self._schedule_or_append(task, backoff, op)
             else:
-                self._finish(task, TaskStatus.FAILED, op.now, op.wall)
+                self._dead(task, op)
+            self._slot_freed(queue, op)
             return task.snapshot()
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
         with self._operation() as op:
             task = self._leased_task(task_id, "release", lease_id)
             self._end_lease(task)
-            self._put_back(task, op)
+            if self._expired(task, op.now):
+                self._expire(task, op)
+            else:
+                self._put_back(task, op)
+            self._slot_freed(task.queue, op)
             return task.snapshot()
 
     def retry(self, task_id: str) -> Task:
@@ -347,20 +391,44 @@ class MemoryStore(Store):
             task = self._known_task(task_id)
             if task.status is not TaskStatus.FAILED:
                 raise not_failed(task_id, task.status.value)
-            task.attempts = 0
-            task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
-            self._schedule_or_append(task, 0.0, op)
+            self._revive(task, op)
             return task.snapshot()
 
+    def retry_failed(self, queue: str, limit: int) -> int:
+        with self._operation() as op:
+            listed = self._listed.get(queue)
+            if listed is None:
+                return 0
+            # The most recently failed first, as a page of them is listed.
+            chosen = list(islice(reversed(listed[_FAILED]), limit))
+            for task_id in chosen:
+                self._revive(self._tasks[task_id], op)
+            return len(chosen)
+
     def delete(self, task_id: str) -> None:
-        with self._operation():
+        with self._operation() as op:
             task = self._known_task(task_id)
             if task.status is TaskStatus.PROCESSING:
                 raise still_processing(task_id)
-            del self._tasks[task_id]
-            if task.status is TaskStatus.PENDING:
-                self._pending[task.queue].discard(task)
-            self._forget(task)
+            self._remove(task, op)
+
+    def purge(self, queue: str, status: TaskStatus, limit: int) -> int:
+        if status not in PURGEABLE:
+            raise InvalidTransition(f"tasks that are {status.value} cannot be purged")
+        with self._operation() as op:
+            if queue not in self._queue_counts:
+                return 0
+            if status is _PENDING:
+                # Those waiting behind a group's head first: deleting a head first would only
+                # hand its turn to a task about to be deleted too.
+                waiting = map(self._tasks.__getitem__, self._groups.waiting.get(queue, {}))
+                ordered = chain(waiting, self._pending[queue].in_order())
+            else:
+                ordered = map(self._tasks.__getitem__, reversed(self._listed[queue][status]))
+            chosen = list(islice(ordered, limit))
+            for task in chosen:
+                self._remove(task, op)
+            return len(chosen)
 
     def reap(self) -> None:
         with self._operation():
@@ -384,7 +452,9 @@ class MemoryStore(Store):
             if queue not in self._queue_counts:
                 return [], 0
             if status is TaskStatus.PENDING:
-                ordered = self._pending[queue].in_order()
+                # In dequeue order, then those waiting behind their group's head.
+                waiting = map(self._tasks.__getitem__, self._groups.waiting.get(queue, {}))
+                ordered = chain(self._pending[queue].in_order(), waiting)
             else:
                 ordered = map(self._tasks.__getitem__, reversed(self._listed[queue][status]))
             page = islice(ordered, offset, offset + limit)
@@ -416,13 +486,18 @@ class MemoryStore(Store):
                 self._settings.pop(queue, None)
             else:
                 self._settings[queue] = after
-            if after.paused:
-                self._paused.add(queue)
+            rules = DeliveryRules.of(after, self._rules.get(queue))
+            if rules is None:
+                self._rules.pop(queue, None)
             else:
-                self._paused.discard(queue)
-                counts = self._queue_counts.get(queue)
-                if before.paused and counts and counts[_PENDING]:
-                    op.ready[queue] = counts[_PENDING]  # resumed: wake its waiters
+                self._rules[queue] = rules
+            if after.retry_backoff is not None or after.ttl_seconds is not None:
+                self._shaping.add(queue)
+            else:
+                self._shaping.discard(queue)
+            counts = self._queue_counts.get(queue)
+            if counts and counts[_PENDING] and delivers_more(before, after):
+                op.ready[queue] = counts[_PENDING]  # resumed or loosened: wake its waiters
             return after
 
     def configured_queues(self) -> dict[str, QueueSettings]:
@@ -435,7 +510,8 @@ class MemoryStore(Store):
 
     def seconds_to_next_deadline(self) -> float | None:
         with self._lock:
-            deadlines = [heap.first() for heap in (self._leases, self._schedule)]
+            heaps = (self._leases, self._schedule, self._windows)
+            deadlines = [heap.first() for heap in heaps]
             now = self._monotonic()
         known = [deadline for deadline in deadlines if deadline is not None]
         return min(known) - now if known else None
@@ -462,7 +538,7 @@ class MemoryStore(Store):
 
     def _new_record(self, new_task: NewTask) -> Task:
         max_attempts = new_task.max_attempts or self._default_attempts(new_task.queue)
-        return Task(
+        task = Task(
             _task_id(),
             new_task.payload,
             0.0,
@@ -470,6 +546,8 @@ class MemoryStore(Store):
             queue=new_task.queue,
             priority=new_task.priority,
         )
+        task.group = new_task.group
+        return task
 
     def _check_room(self, created: Sequence[NewTask]) -> None:
         def waiting(queue: str) -> int:
@@ -500,14 +578,24 @@ class MemoryStore(Store):
                 replays[key] = (remembered.task_id, self._tasks.get(remembered.task_id))
         return replays
 
-    def _add(self, task: Task, delay: float, op: _Operation) -> None:
+    def _add(self, task: Task, new_task: NewTask, op: _Operation) -> None:
         task.created_at = task.available_at = op.wall
+        # The queue's settings as they are now shape the task for good (its backoff, expiry).
+        settings = self._settings.get(task.queue) if self._settings else None
+        if settings is not None and settings.retry_backoff is not None:
+            task.backoff = settings.retry_backoff
+        expires_in = new_task.expires_in or (settings and settings.ttl_seconds)
         self._tasks[task.id] = task
+        if expires_in:
+            task.expires_at = op.wall + expires_in
+            task.expiry = op.now + expires_in
+            self._expiries.push(task.expiry, task.id, len(self._tasks), self._is_expiry_entry)
+            self._due_at(task.expiry)
         if task.queue not in self._queue_counts:
             self._open_queue(task.queue)
         self._events[task.queue][Event.ENQUEUED] += 1
         self._count(task.queue, task.status, +1)
-        self._schedule_or_append(task, delay, op)
+        self._schedule_or_append(task, new_task.delay, op)
 
     def _open_queue(self, queue: str) -> PendingQueue:
         """Start keeping a queue that holds no task yet."""
@@ -526,28 +614,44 @@ class MemoryStore(Store):
         return op.ready
 
     def _reap(self, op: _Operation) -> None:
-        """Apply expired leases, due scheduled tasks and retention."""
+        """Apply what is due, in this order: expired leases, due scheduled tasks, expiries,
+        opened rate windows, retention, then idempotency keys."""
         now = op.now
         if now < self._reap_from:
             return
-        if self._leases.due(now):
-            for deadline, task_id in self._leases.pop_due(now):
-                if self._is_lease_entry(deadline, task_id):
-                    self._expire_lease(self._tasks[task_id], op)
-        if self._schedule.due(now):
-            for due, task_id in self._schedule.pop_due(now):
-                if self._is_scheduled_entry(due, task_id):
-                    task = self._tasks[task_id]
-                    task.due = None
-                    self._append(task, op)
-        if self._retention.due(now):
-            for forget_at, task_id in self._retention.pop_due(now):
-                if self._is_retention_entry(forget_at, task_id):
-                    self._forget(self._tasks.pop(task_id))
+        for heap, is_entry, apply in (
+            (self._leases, self._is_lease_entry, self._lease_ran_out),
+            (self._schedule, self._is_scheduled_entry, self._scheduled_due),
+            (self._expiries, self._is_expiry_entry, self._expiry_due),
+            (self._windows, self._is_window_entry, self._window_opened),
+            (self._retention, self._is_retention_entry, self._retention_due),
+        ):
+            if heap.due(now):
+                for deadline, key in heap.pop_due(now):
+                    if is_entry(deadline, key):
+                        apply(key, op)
         self._keys.forget_due(now, self._key_needed_until)
-        heads = [self._leases.first(), self._schedule.first(), self._retention.first()]
+        heaps = (self._leases, self._schedule, self._expiries, self._windows, self._retention)
+        heads = [heap.first() for heap in heaps]
         heads.append(self._keys.first_deadline())
         self._reap_from = min((head for head in heads if head is not None), default=math.inf)
+
+    def _lease_ran_out(self, task_id: str, op: _Operation) -> None:
+        self._expire_lease(self._tasks[task_id], op)
+
+    def _scheduled_due(self, task_id: str, op: _Operation) -> None:
+        task = self._tasks[task_id]
+        task.due = None
+        self._append(task, op)
+
+    def _expiry_due(self, task_id: str, op: _Operation) -> None:
+        task = self._tasks[task_id]
+        # A processing task runs on; it expires when its lease ends (see `_expired`).
+        if task.status is not _PROCESSING:
+            self._expire(task, op)
+
+    def _retention_due(self, task_id: str, _op: _Operation) -> None:
+        self._forget(self._tasks.pop(task_id))
 
     def _due_at(self, deadline: float) -> None:
         """Note a deadline pushed on a heap, so `_reap` looks again when it comes."""
@@ -566,11 +670,79 @@ class MemoryStore(Store):
     def _expire_lease(self, task: Task, op: _Operation) -> None:
         self._end_lease(task)
         self._events[task.queue][Event.LEASE_EXPIRED] += 1
-        if task.attempts >= task.max_attempts:
+        queue = task.queue
+        if self._expired(task, op.now):
+            self._expire(task, op)
+        elif task.attempts >= task.max_attempts:
             task.error = "lease expired"
-            self._finish(task, TaskStatus.FAILED, op.now, op.wall)
+            self._dead(task, op)
         else:
             self._put_back(task, op)
+        self._slot_freed(queue, op)
+
+    def _expired(self, task: Task, now: float) -> bool:
+        return task.expiry is not None and task.expiry <= now
+
+    def _expire(self, task: Task, op: _Operation) -> None:
+        """A task past its expiry, pending, scheduled or just off its lease, becomes failed
+        and is never delivered (nor dead-lettered)."""
+        self._unready(task)
+        self._leave_group(task, op)
+        task.error = EXPIRED_ERROR
+        task.started_at = None
+        self._finish(task, TaskStatus.FAILED, op.now, op.wall, Event.EXPIRED)
+
+    def _dead(self, task: Task, op: _Operation) -> None:
+        """A processing task that failed for good: to its queue's dead-letter queue, if it has
+        one, else `failed`."""
+        settings = self._settings.get(task.queue) if self._settings else None
+        if settings is not None and settings.dead_letter_queue is not None:
+            self._dead_letter(task, settings.dead_letter_queue, op)
+            return
+        self._leave_group(task, op)
+        self._finish(task, TaskStatus.FAILED, op.now, op.wall, Event.FAILED)
+
+    def _dead_letter(self, task: Task, queue: str, op: _Operation) -> None:
+        """Move a task that failed for good to `queue` as pending, keeping its id and error."""
+        source = task.queue
+        self._leave_group(task, op)
+        self._events[source][Event.DEAD_LETTERED] += 1
+        self._transfer(task, queue)
+        task.attempts = 0
+        task.dead_lettered_from = source
+        self._append(task, op)
+        if task.expiry is not None:  # its entry may have fallen due while it was processing
+            self._expiries.push(task.expiry, task.id, len(self._tasks), self._is_expiry_entry)
+            self._due_at(task.expiry)
+
+    def _transfer(self, task: Task, queue: str) -> None:
+        """Move a task, in its state, to another queue (which it may start)."""
+        listed = self._listed[task.queue]
+        if task.status in listed:
+            del listed[task.status][task.id]
+        self._count(task.queue, task.status, -1)
+        task.queue = queue
+        if queue not in self._queue_counts:
+            self._open_queue(queue)
+        self._count(queue, task.status, +1)
+        listed = self._listed[queue]
+        if task.status in listed:
+            listed[task.status][task.id] = None
+
+    def _revive(self, task: Task, op: _Operation) -> None:
+        """A failed task back in its queue with fresh attempts. An operator's retry runs it
+        however old it is: its expiry goes."""
+        task.attempts = 0
+        task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
+        task.expires_at = task.expiry = None
+        self._schedule_or_append(task, 0.0, op)
+
+    def _remove(self, task: Task, op: _Operation) -> None:
+        """Delete a task that is not processing."""
+        self._unready(task)
+        self._leave_group(task, op)
+        del self._tasks[task.id]
+        self._forget(task)
 
     def _push_lease(self, task: Task) -> None:
         assert task.lease_deadline is not None
@@ -591,6 +763,61 @@ class MemoryStore(Store):
         task = self._tasks.get(task_id)
         return task is not None and task.status in FINISHED and task.forget_at == forget_at
 
+    def _is_expiry_entry(self, expiry: float, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        return task is not None and task.expiry == expiry and task.status not in FINISHED
+
+    def _is_window_entry(self, opens: float, queue: str) -> bool:
+        rules = self._rules.get(queue)
+        return rules is not None and rules.wake_at == opens
+
+    def _wake_when_open(self, queue: str, rules: DeliveryRules) -> None:
+        """A consumer was turned away by the rate limit: wake the queue's waiters when the
+        window lets the next task through."""
+        assert rules.wake_at is not None
+        self._windows.push(rules.wake_at, queue, len(self._rules), self._is_window_entry)
+        self._due_at(rules.wake_at)
+
+    def _window_opened(self, queue: str, op: _Operation) -> None:
+        rules = self._rules[queue]
+        rules.wake_at = None
+        counts = self._queue_counts.get(queue)
+        if counts and counts[_PENDING] and rules.rate is not None:
+            op.ready[queue] = op.ready.get(queue, 0) + min(counts[_PENDING], rules.rate.tasks)
+
+    def _slot_freed(self, queue: str, op: _Operation) -> None:
+        """A task of `queue` stopped processing: under a concurrency cap, a waiter may now
+        take the next one."""
+        rules = self._rules.get(queue) if self._rules else None
+        if rules is not None and rules.max_processing is not None:
+            counts = self._queue_counts.get(queue)
+            if counts and counts[_PENDING] and queue not in op.ready:
+                op.became_ready(queue)
+
+    def _turn_ended(self, task: Task, ready: dict[str, int]) -> dict[str, int]:
+        """After a completion (spelled out in `complete`): the task's group moves on, and a
+        slot under its queue's cap is free. Returns `ready` with what became ready."""
+        op = _Operation(self)
+        op.ready = ready
+        self._leave_group(task, op)
+        self._slot_freed(task.queue, op)
+        return op.ready
+
+    def _leave_group(self, task: Task, op: _Operation) -> None:
+        """The task's turn in its group is over, or it left the group: the next one's turn."""
+        if task.group is None:
+            return
+        promoted = self._groups.leave(task)
+        if promoted is not None:
+            self._pending[promoted.queue].put_back(promoted)  # at its place in line
+            op.became_ready(promoted.queue)
+
+    def _unready(self, task: Task) -> None:
+        """Take a pending task out of its queue's pending order (a task waiting behind its
+        group's head is not in it)."""
+        if task.status is _PENDING and (task.group is None or not self._groups.is_waiting(task)):
+            self._pending[task.queue].discard(task)
+
     def _end_lease(self, task: Task) -> None:
         # The heap entry stays behind; it no longer matches `lease_deadline` and is skipped.
         task.lease_id = task.lease_deadline = task.lease_expires_at = None
@@ -609,8 +836,15 @@ class MemoryStore(Store):
         self._due_at(task.due)
 
     def _append(self, task: Task, op: _Operation) -> None:
+        """The task is ready: the tail of its queue, or of its group when it is not the
+        group's turn (it becomes deliverable when it is)."""
         self._move(task, TaskStatus.PENDING)
-        self._pending[task.queue].append(task)
+        pending = self._pending[task.queue]
+        if task.group is not None:
+            pending.take_seq(task)
+            if not self._groups.join(task):
+                return
+        pending.append(task)
         op.became_ready(task.queue)
 
     def _put_back(self, task: Task, op: _Operation) -> None:
@@ -620,10 +854,11 @@ class MemoryStore(Store):
         self._pending[task.queue].put_back(task)
         op.became_ready(task.queue)
 
-    def _finish(self, task: Task, status: TaskStatus, now: float, wall: float) -> None:
+    def _finish(
+        self, task: Task, status: TaskStatus, now: float, wall: float, event: Event
+    ) -> None:
         self._move(task, status)
-        if status is _FAILED:
-            self._events[task.queue][Event.FAILED] += 1
+        self._events[task.queue][event] += 1
         task.finished_at = wall
         task.forget_at = forget_at = now + self._retention_seconds
         counts = self._counts

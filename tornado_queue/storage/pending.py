@@ -19,7 +19,8 @@ _PENDING = TaskStatus.PENDING  # a global read instead of an enum class attribut
 
 class PendingQueue:
     """Pending tasks of one queue in dequeue order: highest priority first, then oldest first by
-    `Task.seq`, the number a task gets each time it joins the tail.
+    `Task.seq`, the number a task gets each time it joins the tail (or its group's tail: see
+    `take_seq`).
 
     Each priority has a `_Level`; a max-heap of the priorities that have pending tasks finds the
     next one in O(log P). Levels that empty are dropped, so P counts only priorities in use.
@@ -40,17 +41,25 @@ class PendingQueue:
 
     def append(self, task: Task) -> None:
         """Put a task at the tail of its priority."""
-        task.seq = self._next_seq
+        task.seq = seq = self._next_seq
         self._next_seq += 1
         level = self._levels.get(task.priority)
         if level is None:
             level = self._level(task.priority)
         # `_Level.append` spelled out: this runs for every task.
-        level.fifo.append(task.id)
+        level.fifo.append((seq, task.id))
         level.live += 1
 
+    def take_seq(self, task: Task) -> None:
+        """Give a task its place in line without making it deliverable: a task waiting behind
+        its group's head keeps the place it joined at, and `put_back` makes it deliverable
+        there when its turn comes."""
+        task.seq = self._next_seq
+        self._next_seq += 1
+
     def put_back(self, task: Task) -> None:
-        """Return a task that was handed out to its original place (by its seq)."""
+        """Make a task deliverable at its place by `seq`: one handed out and returned, or a
+        group's next task whose turn came."""
         self._level(task.priority).put_back(task)
 
     def pop(self) -> Task | None:
@@ -64,8 +73,9 @@ class PendingQueue:
                     # The common case, `_Level.pop` spelled out: a task that joined the tail.
                     fifo, lookup = level.fifo, self._lookup
                     while fifo:
-                        task = lookup(fifo.popleft())
-                        if task is not None and task.status is _PENDING:
+                        seq, task_id = fifo.popleft()
+                        task = lookup(task_id)
+                        if task is not None and task.status is _PENDING and task.seq == seq:
                             level.live -= 1
                             return task
                         level.stale -= 1
@@ -99,20 +109,21 @@ class PendingQueue:
 
 
 class _Level:
-    """One priority's tasks: a deque of ids in the order they joined the tail, and a min-heap of
-    (seq, id) for tasks that came back unfinished (a lost lease, a release).
+    """One priority's tasks: a deque of (seq, id) in the order they joined the tail, and a
+    min-heap of (seq, id) for tasks made deliverable at an earlier place (one that came back
+    unfinished after a lost lease or a release, or a group's next task).
 
-    A returned task goes back to its original place, ahead of everything that joined later:
-    it was at the head when it was handed out, so its seq is below every seq in `fifo`, and the
-    heap is always served first. A deleted task leaves its entry behind ("stale"); readers skip
-    it, and the level is rebuilt once stale entries outnumber live ones (O(1) amortized).
+    `pop` takes whichever of the two heads has the lower seq, so every task comes out at its
+    place. An entry whose task is gone, no longer pending, or pending under another seq (it
+    left and joined again) is "stale": readers skip it, and the level is rebuilt once stale
+    entries outnumber live ones (O(1) amortized).
     """
 
     __slots__ = ("_lookup", "fifo", "live", "returned", "stale")
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
-        self.fifo: deque[str] = deque()
+        self.fifo: deque[tuple[int, str]] = deque()
         self.returned: list[tuple[int, str]] = []
         self.live = 0
         self.stale = 0
@@ -121,7 +132,7 @@ class _Level:
         return len(self.fifo) + len(self.returned)
 
     def append(self, task: Task) -> None:
-        self.fifo.append(task.id)
+        self.fifo.append((task.seq, task.id))
         self.live += 1
 
     def put_back(self, task: Task) -> None:
@@ -129,15 +140,13 @@ class _Level:
         self.live += 1
 
     def pop(self) -> Task | None:
-        while self.returned:
-            seq, task_id = heapq.heappop(self.returned)
+        returned, fifo = self.returned, self.fifo
+        while returned or fifo:
+            if returned and (not fifo or returned[0][0] < fifo[0][0]):
+                seq, task_id = heapq.heappop(returned)
+            else:
+                seq, task_id = fifo.popleft()
             task = self._live(task_id, seq)
-            if task is not None:
-                self.live -= 1
-                return task
-            self.stale -= 1
-        while self.fifo:
-            task = self._live(self.fifo.popleft())
             if task is not None:
                 self.live -= 1
                 return task
@@ -148,22 +157,20 @@ class _Level:
         self.live -= 1
         self.stale += 1
         if self.stale > COMPACT_AFTER and self.stale > self.live:
-            self.fifo = deque(task_id for task_id in self.fifo if self._live(task_id))
+            self.fifo = deque(entry for entry in self.fifo if self._live(entry[1], entry[0]))
             self.returned = [entry for entry in self.returned if self._live(entry[1], entry[0])]
             heapq.heapify(self.returned)
             self.stale = 0
 
     def in_order(self) -> Iterator[Task]:
-        returned = (self._live(task_id, seq) for seq, task_id in _heap_in_order(self.returned))
-        fifo = (self._live(task_id) for task_id in self.fifo)
-        return (task for task in chain(returned, fifo) if task is not None)
+        entries = heapq.merge(_heap_in_order(self.returned), self.fifo)
+        live = (self._live(task_id, seq) for seq, task_id in entries)
+        return (task for task in live if task is not None)
 
-    def _live(self, task_id: str, seq: int | None = None) -> Task | None:
+    def _live(self, task_id: str, seq: int) -> Task | None:
         """The task an entry stands for, if it is still pending there (else the entry is stale)."""
         task = self._lookup(task_id)
-        if task is None or task.status is not TaskStatus.PENDING:
-            return None
-        if seq is not None and task.seq != seq:
+        if task is None or task.status is not TaskStatus.PENDING or task.seq != seq:
             return None
         return task
 
