@@ -234,32 +234,46 @@ def test_sqlite_opens_a_database_made_before_listings_existed(tmp_path: Path, cl
     task = store.enqueue(new_task())
     store.close()
 
-    with sqlite3.connect(path) as db:  # as an older version left it: no `moved` column
-        db.execute("DROP INDEX listing")
-        db.execute("ALTER TABLE tasks DROP COLUMN moved")
+    with sqlite3.connect(path) as db:  # as an older version left it: none of the newer columns
+        for index in ("state_listing", "ready_order", "waiting_order", "group_order", "expiry"):
+            db.execute(f"DROP INDEX {index}")
+        for column in ("moved", "grp", "expires_at", "dead_lettered_from", "backoff", "blocked"):
+            db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+        db.execute(
+            "CREATE INDEX pending_order ON tasks (queue, priority DESC, seq) "
+            "WHERE status = 'pending'"
+        )
 
     reopened = SqliteStore(path, Policy(), clock)
     try:
         leased = reopened.dequeue()
         assert leased.id == task.id
         assert ids(reopened.view(10, status=PROCESSING)) == [task.id]
+        indexes = {row[0] for row in reopened._db.execute("SELECT name FROM sqlite_master")}
+        assert "pending_order" not in indexes and "ready_order" in indexes
     finally:
         reopened.close()
 
 
-@pytest.mark.parametrize("status", [PENDING, PROCESSING, FAILED])
+@pytest.mark.parametrize("status", list(TaskStatus))
 def test_sqlite_pages_walk_an_index_not_the_table(tmp_path: Path, clock, status):
     store = SqliteStore(tmp_path / "plan.db", Policy(), clock)
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
     try:
         store.view(10, status=status)
-        [page_query] = [sql for sql in statements if "OFFSET" in sql]
-        plan = " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {page_query}"))
+        page_queries = [sql for sql in statements if "OFFSET" in sql]
+        plans = [
+            " ".join(row[3] for row in store._db.execute(f"EXPLAIN QUERY PLAN {query}"))
+            for query in page_queries
+        ]
     finally:
         store._db.set_trace_callback(None)
         store.close()
 
-    index = "pending_order" if status is PENDING else "listing"
-    assert f"USING INDEX {index}" in plan
-    assert "TEMP B-TREE" not in plan
+    # Pending: the deliverable ones in dequeue order, then those waiting behind a group's head.
+    indexes = ["ready_order", "waiting_order"] if status is PENDING else ["state_listing"]
+    assert len(plans) == len(indexes)
+    for plan, index in zip(plans, indexes, strict=True):
+        assert f"USING INDEX {index}" in plan
+        assert "TEMP B-TREE" not in plan

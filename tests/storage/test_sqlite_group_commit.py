@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import new_task
 from tornado_queue.errors import LeaseLost, OutcomeUnknown, StoreUnavailable
-from tornado_queue.models import TaskStatus
+from tornado_queue.models import QueueSettings, TaskStatus
 from tornado_queue.storage import SqliteStore, group_commit
 
 WAIT = 10.0  # seconds before a test gives up on something that should happen at once
@@ -201,7 +201,7 @@ def test_a_refused_operation_is_undone_alone_and_its_neighbours_commit(sqlite, g
 
     def enqueue_then_break() -> None:
         def apply(tx: Any) -> None:
-            sqlite._insert(tx, "half-done", new_task(), sqlite._next_seq(tx))
+            sqlite._insert(tx, "half-done", new_task(), sqlite._next_seq(tx), QueueSettings())
             raise ValueError("broken after a change")
 
         sqlite._run(apply)

@@ -14,6 +14,7 @@ import orjson
 from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
+    InvalidTransition,
     StoreUnavailable,
     TaskNotFound,
     key_conflict,
@@ -24,6 +25,7 @@ from tornado_queue.errors import (
 )
 from tornado_queue.models import (
     DEFAULT_QUEUE,
+    PURGEABLE,
     Enqueued,
     Event,
     NewTask,
@@ -31,7 +33,9 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
+from tornado_queue.storage import sqlite_control as control
 from tornado_queue.storage.base import (
+    EXPIRED_ERROR,
     RETIRED,
     Policy,
     ReadyListener,
@@ -39,6 +43,7 @@ from tornado_queue.storage.base import (
     repeats_closing,
     to_create,
 )
+from tornado_queue.storage.delivery import delivers_more
 from tornado_queue.storage.group_commit import GroupWriter
 
 T = TypeVar("T")
@@ -63,7 +68,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER NOT NULL,
     forget_at REAL,
     moved INTEGER,
-    closed_lease TEXT
+    closed_lease TEXT,
+    grp TEXT,
+    expires_at REAL,
+    dead_lettered_from TEXT,
+    backoff REAL,
+    blocked INTEGER
 );
 CREATE TABLE IF NOT EXISTS queue_settings (
     queue TEXT NOT NULL,
@@ -72,23 +82,39 @@ CREATE TABLE IF NOT EXISTS queue_settings (
     PRIMARY KEY (queue, name)
 ) WITHOUT ROWID;
 """
-"""`moved` orders the processing and failed tasks by when they entered that state (a value of
-the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the task
-(see `Task.closed_lease`). Databases made before either existed gain the column on open.
+"""`moved` orders the tasks of every state but pending by when they entered that state (a value
+of the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the
+task (see `Task.closed_lease`); `grp` is the task's group; `backoff` its retry backoff base
+(NULL: the policy's); `blocked` is 1 while a pending task waits behind its group's head (it is
+then out of the pending order). Databases made before a column existed gain it on open.
 
 `queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
 JSON text), so new settings need no new column; a row lives until `configure` clears it."""
 
-ADDED_COLUMNS = (("moved", "INTEGER"), ("closed_lease", "TEXT"))
+ADDED_COLUMNS = (
+    ("moved", "INTEGER"),
+    ("closed_lease", "TEXT"),
+    ("grp", "TEXT"),
+    ("expires_at", "REAL"),
+    ("dead_lettered_from", "TEXT"),
+    ("backoff", "REAL"),
+    ("blocked", "INTEGER"),
+)
 
 INDEXES = """
-CREATE INDEX IF NOT EXISTS pending_order ON tasks (queue, priority DESC, seq)
-    WHERE status = 'pending';
+DROP INDEX IF EXISTS pending_order;
+CREATE INDEX IF NOT EXISTS ready_order ON tasks (queue, priority DESC, seq)
+    WHERE status = 'pending' AND blocked IS NULL;
+CREATE INDEX IF NOT EXISTS waiting_order ON tasks (queue, seq) WHERE blocked = 1;
+CREATE INDEX IF NOT EXISTS group_order ON tasks (queue, grp, seq) WHERE blocked = 1;
 CREATE INDEX IF NOT EXISTS lease_expiry ON tasks (lease_expires_at) WHERE status = 'processing';
 CREATE INDEX IF NOT EXISTS schedule ON tasks (available_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS retention ON tasks (forget_at) WHERE status IN ('completed', 'failed');
-CREATE INDEX IF NOT EXISTS listing ON tasks (queue, status, moved)
-    WHERE status IN ('processing', 'failed');
+CREATE INDEX IF NOT EXISTS expiry ON tasks (expires_at)
+    WHERE status IN ('pending', 'scheduled') AND expires_at IS NOT NULL;
+DROP INDEX IF EXISTS listing;
+CREATE INDEX IF NOT EXISTS state_listing ON tasks (queue, status, moved)
+    WHERE status IN ('scheduled', 'processing', 'completed', 'failed');
 CREATE TABLE IF NOT EXISTS counts (
     queue TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -102,8 +128,9 @@ END;
 CREATE TRIGGER IF NOT EXISTS count_delete AFTER DELETE ON tasks BEGIN
     UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
 END;
-CREATE TRIGGER IF NOT EXISTS count_update AFTER UPDATE OF status ON tasks
-    WHEN OLD.status IS NOT NEW.status BEGIN
+DROP TRIGGER IF EXISTS count_update;
+CREATE TRIGGER IF NOT EXISTS count_change AFTER UPDATE OF status, queue ON tasks
+    WHEN OLD.status IS NOT NEW.status OR OLD.queue IS NOT NEW.queue BEGIN
     UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
     INSERT INTO counts VALUES (NEW.queue, NEW.status, 1)
         ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
@@ -123,13 +150,33 @@ CREATE TABLE IF NOT EXISTS events (
     n INTEGER NOT NULL,
     PRIMARY KEY (queue, event)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups (
+    queue TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    head TEXT NOT NULL,
+    PRIMARY KEY (queue, grp)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    queue TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (queue, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wakeups (queue TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 """
+"""`groups` holds the head of each group in use (a group with no head has no row: its next
+task, if any, became the head). `deliveries` numbers each queue's deliveries (n) while it has a
+rate limit, keeping the times of the last `rate_limit.tasks` of them; `wakeups` holds when a
+rate-limited queue's window next lets a task through, for a consumer it turned away. The count
+trigger moves a task's count when its state or its queue changes (a dead-lettered task)."""
 
 COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
     "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
-    "closed_lease"
+    "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked"
 )
+LISTED_STATES = "('scheduled', 'processing', 'completed', 'failed')"
+"""The condition of the `state_listing` index, repeated in its queries so SQLite uses it."""
 
 
 class SqliteStore(Store):
@@ -195,8 +242,8 @@ class SqliteStore(Store):
             # batch, instead of one per task: the same values, fewer statements.
             seq = tx.execute("SELECT next FROM sequence WHERE id = 0").fetchone()[0]
             enqueued: Counter[str] = Counter()
-            # Each queue's `max_attempts` setting, read once per batch, for tasks naming none.
-            default_attempts: dict[str, int | None] = {}
+            # Each queue's settings, read once per batch: they shape its new tasks.
+            settings: dict[str, QueueSettings] = {}
             for new_task in new_tasks:
                 key = new_task.idempotency_key
                 if key is not None and key in replays:
@@ -205,9 +252,9 @@ class SqliteStore(Store):
                     continue
                 task_id = ids.task_id()
                 queue = new_task.queue
-                if not new_task.max_attempts and queue not in default_attempts:
-                    default_attempts[queue] = self._settings(tx, queue).max_attempts
-                task = self._insert(tx, task_id, new_task, seq, default_attempts.get(queue))
+                if queue not in settings:
+                    settings[queue] = self._settings(tx, queue)
+                task = self._insert(tx, task_id, new_task, seq, settings[queue])
                 seq += 1
                 enqueued[new_task.queue] += 1
                 if key is not None:
@@ -229,17 +276,18 @@ class SqliteStore(Store):
         self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
     ) -> list[Task]:
         def apply(tx: _Transaction) -> list[Task]:
-            # One settings read per dequeue: whether it is paused and its default lease.
+            # One settings read per dequeue: its delivery limits and its default lease.
             settings = self._settings(tx, queue)
-            if settings.paused is True:
+            wanted = self._allowance(tx, queue, settings, count)
+            if wanted <= 0:
                 return []
             lease = lease_seconds or settings.lease_seconds or self.policy.lease_seconds
             chosen = [
                 row[0]
                 for row in tx.execute(
                     "SELECT id FROM tasks WHERE queue = ? AND status = 'pending' "
-                    "ORDER BY priority DESC, seq LIMIT ?",
-                    (queue, count),
+                    "AND blocked IS NULL ORDER BY priority DESC, seq LIMIT ?",
+                    (queue, wanted),
                 )
             ]
             for task_id in chosen:
@@ -248,9 +296,22 @@ class SqliteStore(Store):
                     "lease_id = ?, started_at = ?, lease_expires_at = ?, moved = ? WHERE id = ?",
                     (ids.lease_id(), tx.now, tx.now + lease, self._next_seq(tx), task_id),
                 )
+            if settings.rate_limit is not None:
+                control.note_deliveries(tx, queue, settings.rate_limit, len(chosen))
             return [self._must_get(tx, task_id) for task_id in chosen]
 
         return self._run(apply)
+
+    def _allowance(self, tx: _Transaction, queue: str, settings: QueueSettings, wanted: int) -> int:
+        """How many tasks the queue's delivery settings let a dequeue take now."""
+        if settings.paused:
+            return 0
+        if settings.max_processing is not None:
+            processing = self._counts(tx, queue)[TaskStatus.PROCESSING]
+            wanted = min(wanted, settings.max_processing - processing)
+        if settings.rate_limit is not None and wanted > 0:
+            wanted = control.rate_allowance(tx, queue, settings.rate_limit, wanted)
+        return wanted
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
@@ -280,8 +341,9 @@ class SqliteStore(Store):
             _check_lease(task, "complete", lease_id)
             self._close_lease(tx, task_id, lease_id)
             tx.execute("UPDATE tasks SET result = ? WHERE id = ?", (result, task_id))
-            self._finish(tx, task, TaskStatus.COMPLETED)
-            self._count_event(tx, task.queue, Event.COMPLETED)
+            control.end_turn(tx, task)
+            self._finish(tx, task, TaskStatus.COMPLETED, Event.COMPLETED)
+            self._slot_freed(tx, task.queue)
             return self._must_get(tx, task_id)
 
         return self._run(apply)
@@ -298,15 +360,20 @@ class SqliteStore(Store):
             if repeats_closing("fail", task, lease_id):
                 return task  # no second attempt counted, no second backoff
             _check_lease(task, "fail", lease_id)
+            queue = task.queue
             self._close_lease(tx, task_id, lease_id)
             self._clear_lease(tx, task_id)
             tx.execute(
                 "UPDATE tasks SET error = ?, started_at = NULL WHERE id = ?", (error, task_id)
             )
-            if retry and task.attempts < task.max_attempts:
-                self._schedule_or_append(tx, task, self.policy.backoff(task.attempts))
+            if _expired(task, tx.now):
+                self._expire(tx, task)  # never delivered again after its expiry
+            elif retry and task.attempts < task.max_attempts:
+                backoff = self.policy.backoff(task.attempts, task.backoff)
+                self._schedule_or_append(tx, task, backoff)
             else:
-                self._finish(tx, task, TaskStatus.FAILED)
+                self._dead(tx, task)
+            self._slot_freed(tx, queue)
             return self._must_get(tx, task_id)
 
         return self._run(apply)
@@ -314,7 +381,12 @@ class SqliteStore(Store):
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
         def apply(tx: _Transaction) -> Task:
             task = self._leased(tx, task_id, "release", lease_id)
-            self._put_back(tx, task)
+            if _expired(task, tx.now):
+                self._clear_lease(tx, task_id)
+                self._expire(tx, task)
+            else:
+                self._put_back(tx, task)
+            self._slot_freed(tx, task.queue)
             return self._must_get(tx, task_id)
 
         return self._run(apply)
@@ -334,7 +406,7 @@ class SqliteStore(Store):
         def apply(tx: _Transaction) -> int:
             rows = tx.execute(
                 f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = 'failed' "
-                "AND status IN ('processing', 'failed') ORDER BY moved DESC LIMIT ?",
+                f"AND status IN {LISTED_STATES} ORDER BY moved DESC LIMIT ?",
                 (queue, limit),
             ).fetchall()
             for row in rows:
@@ -344,17 +416,18 @@ class SqliteStore(Store):
         return self._run(apply)
 
     def _revive(self, tx: _Transaction, task: Task) -> None:
-        """A failed task back at the tail, attempts reset."""
+        """A failed task back at the tail, attempts reset. An operator's retry runs it however
+        old it is: its expiry goes."""
         tx.execute(
             "UPDATE tasks SET attempts = 0, error = NULL, finished_at = NULL, "
-            "forget_at = NULL, result = NULL, started_at = NULL WHERE id = ?",
+            "forget_at = NULL, result = NULL, started_at = NULL, expires_at = NULL WHERE id = ?",
             (task.id,),
         )
         self._schedule_or_append(tx, task, 0.0)
 
     def configure(self, queue: str, changes: Mapping[str, object]) -> QueueSettings:
         def apply(tx: _Transaction) -> QueueSettings:
-            was_paused = self._paused(tx, queue)
+            before = self._settings(tx, queue)
             for name, value in changes.items():
                 if value is None:
                     tx.execute(
@@ -363,11 +436,13 @@ class SqliteStore(Store):
                 else:
                     tx.execute(
                         "INSERT OR REPLACE INTO queue_settings VALUES (?, ?, ?)",
-                        (queue, name, orjson.dumps(value).decode()),
+                        (queue, name, orjson.dumps(QueueSettings.stored(value)).decode()),
                     )
             settings = self._settings(tx, queue)
-            if was_paused and not settings.paused:
-                # Resumed: its pending tasks are ready again, so parked consumers must wake.
+            if before.rate_limit is not None and settings.rate_limit is None:
+                control.forget_deliveries(tx, queue)
+            if delivers_more(before, settings):
+                # Resumed or loosened: its pending tasks may go now, so parked consumers wake.
                 pending = self._counts(tx, queue)[TaskStatus.PENDING]
                 if pending:
                     tx.ready[queue] = tx.ready.get(queue, 0) + pending
@@ -380,10 +455,41 @@ class SqliteStore(Store):
             task = self._known(tx, task_id)
             if task.status is TaskStatus.PROCESSING:
                 raise still_processing(task_id)
-            tx.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-            self._retire_empty_queues(tx)
+            self._remove(tx, task)
+            self._retire_if_empty(tx, task.queue)
 
         self._run(apply)
+
+    def purge(self, queue: str, status: TaskStatus, limit: int) -> int:
+        if status not in PURGEABLE:
+            raise InvalidTransition(f"tasks that are {status.value} cannot be purged")
+
+        def apply(tx: _Transaction) -> int:
+            if status is TaskStatus.PENDING:
+                # Those waiting behind a group's head first: deleting a head first would only
+                # hand its turn to a task about to be deleted too.
+                rows = tx.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND blocked = 1 "
+                    "ORDER BY seq LIMIT ?",
+                    (queue, limit),
+                ).fetchall()
+                rows += tx.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = 'pending' "
+                    "AND blocked IS NULL ORDER BY priority DESC, seq LIMIT ?",
+                    (queue, limit - len(rows)),
+                ).fetchall()
+            else:
+                rows = tx.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = ? "
+                    f"AND status IN {LISTED_STATES} ORDER BY moved DESC LIMIT ?",
+                    (queue, status.value, limit),
+                ).fetchall()
+            for row in rows:
+                self._remove(tx, _task(row))
+            self._retire_if_empty(tx, queue)
+            return len(rows)
+
+        return self._run(apply)
 
     def reap(self) -> None:
         self._run(lambda _tx: None)  # every group starts by reaping
@@ -401,27 +507,49 @@ class SqliteStore(Store):
         status: TaskStatus = TaskStatus.PENDING,
     ) -> tuple[list[Task], int]:
         # Each query walks one partial index from its start: SQLite uses a partial index only
-        # when the query repeats the index's own condition, hence the literal status terms.
-        if status is TaskStatus.PENDING:
-            where, order = "status = 'pending'", "priority DESC, seq"
-        else:
-            where, order = "status = ? AND status IN ('processing', 'failed')", "moved DESC"
-        arguments = (
-            (queue, limit, offset)
-            if status is TaskStatus.PENDING
-            else (queue, status.value, limit, offset)
-        )
-
+        # when the query repeats the index's own condition, hence the literal terms.
         def apply(tx: _Transaction) -> tuple[list[Task], int]:
-            rows = tx.execute(
-                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND {where} "
-                f"ORDER BY {order} LIMIT ? OFFSET ?",
-                arguments,
-            ).fetchall()
+            if status is TaskStatus.PENDING:
+                rows = self._pending_page(tx, queue, limit, offset)
+            else:
+                rows = tx.execute(
+                    f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = ? "
+                    f"AND status IN {LISTED_STATES} ORDER BY moved DESC LIMIT ? OFFSET ?",
+                    (queue, status.value, limit, offset),
+                ).fetchall()
             total = self._counts(tx, queue)[status]
             return [_task(row) for row in rows], total
 
         return self._run(apply)
+
+    def _pending_page(
+        self, tx: _Transaction, queue: str, limit: int, offset: int
+    ) -> list[Sequence[Any]]:
+        """Pending tasks in dequeue order, then those waiting behind their group's head."""
+        rows = tx.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND status = 'pending' "
+            "AND blocked IS NULL ORDER BY priority DESC, seq LIMIT ? OFFSET ?",
+            (queue, limit, offset),
+        ).fetchall()
+        if len(rows) == limit:
+            return rows
+        if rows:
+            skip = 0  # the page reached the end of the deliverable ones
+        else:
+            deliverable = tx.execute(
+                "SELECT count(*) FROM tasks WHERE queue = ? AND status = 'pending' "
+                "AND blocked IS NULL",
+                (queue,),
+            ).fetchone()[0]
+            skip = max(offset - deliverable, 0)
+        return (
+            rows
+            + tx.execute(
+                f"SELECT {COLUMNS} FROM tasks WHERE queue = ? AND blocked = 1 "
+                "ORDER BY seq LIMIT ? OFFSET ?",
+                (queue, limit - len(rows), skip),
+            ).fetchall()
+        )
 
     def stats(self, queue: str | None = None) -> dict[TaskStatus, int]:
         return self._run(lambda tx: self._counts(tx, queue))
@@ -453,7 +581,7 @@ class SqliteStore(Store):
             rows = tx.execute("SELECT queue, name, value FROM queue_settings ORDER BY queue")
             for queue, name, value in rows:
                 values.setdefault(queue, {})[name] = orjson.loads(value)
-            return {queue: _queue_settings(named) for queue, named in values.items()}
+            return {queue: QueueSettings.from_stored(named) for queue, named in values.items()}
 
         return self._run(apply)
 
@@ -472,7 +600,9 @@ class SqliteStore(Store):
                 "SELECT min(d) FROM ("
                 " SELECT min(lease_expires_at) AS d FROM tasks WHERE status = 'processing'"
                 " UNION ALL"
-                " SELECT min(available_at) FROM tasks WHERE status = 'scheduled')"
+                " SELECT min(available_at) FROM tasks WHERE status = 'scheduled'"
+                " UNION ALL"
+                " SELECT min(at) FROM wakeups)"
             ).fetchone()[0]
         )
         return None if deadline is None else deadline - self._clock.time()
@@ -548,18 +678,24 @@ class SqliteStore(Store):
                 listener(queue, count)
 
     def _reap(self, tx: _Transaction) -> None:
+        """Apply what is due, in this order: expired leases, due scheduled tasks, expiries,
+        opened rate windows, retention, then idempotency keys."""
         expired = tx.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE status = 'processing' AND lease_expires_at <= ?",
             (tx.now,),
         ).fetchall()
         for task in map(_task, expired):
+            queue = task.queue  # a dead-lettered task moves to another one
             self._clear_lease(tx, task.id)
-            self._count_event(tx, task.queue, Event.LEASE_EXPIRED)
-            if task.attempts >= task.max_attempts:
+            self._count_event(tx, queue, Event.LEASE_EXPIRED)
+            if _expired(task, tx.now):
+                self._expire(tx, task)
+            elif task.attempts >= task.max_attempts:
                 tx.execute("UPDATE tasks SET error = 'lease expired' WHERE id = ?", (task.id,))
-                self._finish(tx, task, TaskStatus.FAILED)
+                self._dead(tx, task)
             else:
                 self._put_back(tx, task)
+            self._slot_freed(tx, queue)
         due = tx.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE status = 'scheduled' AND available_at <= ? "
             "ORDER BY available_at, seq",
@@ -567,6 +703,19 @@ class SqliteStore(Store):
         ).fetchall()
         for task in map(_task, due):
             self._append(tx, task)
+        # A processing task runs on: it expires when its lease ends (see `_expired`).
+        past = tx.execute(
+            f"SELECT {COLUMNS} FROM tasks WHERE status IN ('pending', 'scheduled') "
+            "AND expires_at IS NOT NULL AND expires_at <= ?",
+            (tx.now,),
+        ).fetchall()
+        for task in map(_task, past):
+            self._expire(tx, task)
+        for queue in control.windows_opened(tx):
+            rate = self._settings(tx, queue).rate_limit
+            pending = self._counts(tx, queue)[TaskStatus.PENDING]
+            if rate is not None and pending:
+                tx.ready[queue] = tx.ready.get(queue, 0) + min(pending, rate.tasks)
         forgotten = tx.execute(
             "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND forget_at <= ?",
             (tx.now,),
@@ -583,28 +732,35 @@ class SqliteStore(Store):
         tx.execute("DELETE FROM idempotency WHERE forget_at <= ?", (tx.now,))
 
     def _insert(
-        self,
-        tx: _Transaction,
-        task_id: str,
-        new_task: NewTask,
-        seq: int,
-        default_attempts: int | None = None,
+        self, tx: _Transaction, task_id: str, new_task: NewTask, seq: int, settings: QueueSettings
     ) -> Task:
         """Write a new task and return it, built from the very row written (with the types
-        SQLite gives back), so that it need not be read again. A task naming no `max_attempts`
-        gets `default_attempts` (its queue's setting), else the policy's."""
-        status = TaskStatus.SCHEDULED if new_task.delay > 0 else TaskStatus.PENDING
-        attempts = new_task.max_attempts or default_attempts or self.policy.max_attempts
+        SQLite gives back), so that it need not be read again. Its queue's `settings` give
+        what the task does not: its attempts, backoff base and expiry."""
+        attempts = new_task.max_attempts or settings.max_attempts or self.policy.max_attempts
+        expires_in = new_task.expires_in or settings.ttl_seconds
+        expires_at = float(tx.now + expires_in) if expires_in else None
+        status, blocked, moved = TaskStatus.PENDING, None, None
+        if new_task.delay > 0:
+            status, moved = TaskStatus.SCHEDULED, seq
         row = (
             *(task_id, new_task.queue, bytes(new_task.payload), status.value),
             *(int(new_task.priority), 0, int(attempts)),
             *(float(tx.now), float(tx.now + new_task.delay)),
             *(None, None, None, None, None, None, seq, None, None),
+            *(new_task.group, expires_at, None, settings.retry_backoff, None),
         )
-        tx.execute(f"INSERT INTO tasks ({COLUMNS}) VALUES ({', '.join('?' * len(row))})", row)
-        if status is TaskStatus.PENDING:
+        task = _task(row)
+        if status is TaskStatus.PENDING and task.group is not None:
+            blocked = None if control.takes_turn(tx, task) else 1
+        row = (*row[:-1], blocked)
+        tx.execute(
+            f"INSERT INTO tasks ({COLUMNS}, moved) VALUES ({', '.join('?' * (len(row) + 1))})",
+            (*row, moved),
+        )
+        if status is TaskStatus.PENDING and blocked is None:
             tx.became_ready(new_task.queue)
-        return _task(row)
+        return task
 
     def _check_room(self, tx: _Transaction, created: Sequence[NewTask]) -> None:
         def waiting(queue: str) -> int:
@@ -644,17 +800,21 @@ class SqliteStore(Store):
             self._append(tx, task)
             return
         tx.execute(
-            "UPDATE tasks SET status = 'scheduled', available_at = ? WHERE id = ?",
-            (tx.now + delay, task.id),
+            "UPDATE tasks SET status = 'scheduled', available_at = ?, moved = ? WHERE id = ?",
+            (tx.now + delay, self._next_seq(tx), task.id),
         )
 
     def _append(self, tx: _Transaction, task: Task) -> None:
-        """Join the tail of the task's queue and priority."""
+        """Join the tail of the task's queue and priority, or of its group when it is not the
+        group's turn (it becomes deliverable when it is)."""
+        waits = task.group is not None and not control.takes_turn(tx, task)
         tx.execute(
-            "UPDATE tasks SET status = 'pending', available_at = ?, seq = ? WHERE id = ?",
-            (tx.now, self._next_seq(tx), task.id),
+            "UPDATE tasks SET status = 'pending', available_at = ?, seq = ?, blocked = ? "
+            "WHERE id = ?",
+            (tx.now, self._next_seq(tx), 1 if waits else None, task.id),
         )
-        tx.became_ready(task.queue)
+        if not waits:
+            tx.became_ready(task.queue)
 
     def _put_back(self, tx: _Transaction, task: Task) -> None:
         """Back to its original place: its seq is unchanged, so the order index puts it there."""
@@ -664,21 +824,71 @@ class SqliteStore(Store):
         )
         tx.became_ready(task.queue)
 
-    def _finish(self, tx: _Transaction, task: Task, status: TaskStatus) -> None:
+    def _finish(self, tx: _Transaction, task: Task, status: TaskStatus, event: Event) -> None:
         self._clear_lease(tx, task.id)
-        failed = status is TaskStatus.FAILED
         tx.execute(
-            "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ?, moved = ? WHERE id = ?",
+            "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ?, moved = ?, "
+            "blocked = NULL WHERE id = ?",
             (
                 status.value,
                 tx.now,
                 tx.now + self.policy.retention_seconds,
-                self._next_seq(tx) if failed else None,  # only failed tasks are listed
+                self._next_seq(tx),
                 task.id,
             ),
         )
-        if failed:
-            self._count_event(tx, task.queue, Event.FAILED)
+        self._count_event(tx, task.queue, event)
+
+    def _expire(self, tx: _Transaction, task: Task) -> None:
+        """A task past its expiry (pending, scheduled, or just off its lease) becomes failed and
+        is never delivered, nor dead-lettered."""
+        control.end_turn(tx, task)
+        tx.execute(
+            "UPDATE tasks SET error = ?, started_at = NULL WHERE id = ?", (EXPIRED_ERROR, task.id)
+        )
+        self._finish(tx, task, TaskStatus.FAILED, Event.EXPIRED)
+
+    def _dead(self, tx: _Transaction, task: Task) -> None:
+        """A processing task that failed for good: to its queue's dead-letter queue, if it has
+        one, else `failed`."""
+        row = tx.execute(
+            "SELECT value FROM queue_settings WHERE queue = ? AND name = 'dead_letter_queue'",
+            (task.queue,),
+        ).fetchone()
+        control.end_turn(tx, task)
+        if row is None:
+            self._finish(tx, task, TaskStatus.FAILED, Event.FAILED)
+            return
+        # Moved, keeping its id and error: the count trigger moves its count between queues.
+        source, task.queue = task.queue, orjson.loads(row[0])
+        self._count_event(tx, source, Event.DEAD_LETTERED)
+        tx.execute(
+            "UPDATE tasks SET queue = ?, attempts = 0, dead_lettered_from = ?, "
+            "started_at = NULL WHERE id = ?",
+            (task.queue, source, task.id),
+        )
+        self._append(tx, task)
+        self._retire_if_empty(tx, source)
+
+    def _slot_freed(self, tx: _Transaction, queue: str) -> None:
+        """A task of `queue` stopped processing: under a concurrency cap, a waiter may now
+        take the next one."""
+        capped = tx.execute(
+            "SELECT 1 FROM queue_settings WHERE queue = ? AND name = 'max_processing'", (queue,)
+        ).fetchone()
+        if capped and queue not in tx.ready and self._counts(tx, queue)[TaskStatus.PENDING]:
+            tx.became_ready(queue)
+
+    def _remove(self, tx: _Transaction, task: Task) -> None:
+        """Delete a task that is not processing (its group moves on if it was the head)."""
+        control.end_turn(tx, task)
+        tx.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
+
+    def _retire_if_empty(self, tx: _Transaction, queue: str) -> None:
+        """`_retire_empty_queues` for the one queue an operation may have emptied."""
+        row = tx.execute("SELECT sum(n) FROM counts WHERE queue = ?", (queue,)).fetchone()
+        if row[0] == 0:
+            self._retire_empty_queues(tx)
 
     def _retire_empty_queues(self, tx: _Transaction) -> None:
         """Fold the event totals of queues left without a task into `RETIRED` and drop their
@@ -734,16 +944,9 @@ class SqliteStore(Store):
         _check_lease(task, action, lease_id)
         return task
 
-    def _paused(self, tx: _Transaction, queue: str) -> bool:
-        # One primary-key lookup, for `configure` (a dequeue reads all settings at once).
-        row = tx.execute(
-            "SELECT value FROM queue_settings WHERE queue = ? AND name = 'paused'", (queue,)
-        ).fetchone()
-        return row is not None and orjson.loads(row[0]) is True
-
     def _settings(self, tx: _Transaction, queue: str) -> QueueSettings:
         rows = tx.execute("SELECT name, value FROM queue_settings WHERE queue = ?", (queue,))
-        return _queue_settings({name: orjson.loads(value) for name, value in rows})
+        return QueueSettings.from_stored({name: orjson.loads(value) for name, value in rows})
 
     def _counts(self, tx: _Transaction, queue: str | None) -> dict[TaskStatus, int]:
         counts = dict.fromkeys(TaskStatus, 0)
@@ -781,17 +984,15 @@ def _check_lease(task: Task, action: str, lease_id: str | None) -> None:
         raise not_processing(action, task.id, task.status.value)
 
 
-def _queue_settings(values: Mapping[str, object]) -> QueueSettings:
-    """Settings from stored values by name; a name this version does not know (written by a
-    newer one sharing the database) is ignored."""
-    known = {name: value for name, value in values.items() if name in QueueSettings.NAMES}
-    return QueueSettings(**known)  # type: ignore[arg-type]
+def _expired(task: Task, now: float) -> bool:
+    return task.expires_at is not None and task.expires_at <= now
 
 
 def _task(row: Sequence[Any]) -> Task:
     (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
-     seq, forget_at, closed_lease) = row  # fmt: skip
+     seq, forget_at, closed_lease, group, expires_at, dead_lettered_from, backoff,
+     _blocked) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -805,4 +1006,8 @@ def _task(row: Sequence[Any]) -> Task:
     task.seq = seq
     task.forget_at = forget_at
     task.closed_lease = closed_lease
+    task.group = group
+    task.expires_at = expires_at
+    task.dead_lettered_from = dead_lettered_from
+    task.backoff = backoff
     return task
