@@ -22,6 +22,7 @@ from redis.retry import Retry
 from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
+    InvalidTransition,
     OutcomeUnknown,
     QueueError,
     StoreUnavailable,
@@ -37,6 +38,7 @@ from tornado_queue.errors import (
 )
 from tornado_queue.models import (
     DEFAULT_QUEUE,
+    PURGEABLE,
     Completion,
     Enqueued,
     Event,
@@ -178,6 +180,8 @@ class RedisStore(Store):
                 new_task.max_attempts or "",  # none: the queue's setting, else the policy's
                 new_task.idempotency_key or "",
                 new_task.fingerprint,
+                new_task.group or "",
+                "" if new_task.expires_in is None else repr(new_task.expires_in),
             ]
         policy = self.policy
         args += [policy.max_pending, policy.max_tasks, policy.max_queues, policy.max_attempts]
@@ -266,6 +270,12 @@ class RedisStore(Store):
         yield _Call("delete", (task_id,), task_id)
 
     @_operation
+    def purge(self, queue: str, status: TaskStatus, limit: int) -> Steps[int]:
+        if status not in PURGEABLE:
+            raise InvalidTransition(f"tasks that are {status.value} cannot be purged")
+        return int((yield _Call("purge", (queue, status.value, limit))))
+
+    @_operation
     def reap(self) -> Steps[None]:
         yield _Call("reap", ())
 
@@ -335,7 +345,7 @@ class RedisStore(Store):
         args: list[Any] = [queue]
         for name, value in changes.items():
             # JSON text, so any setting is stored the same way; '' clears it
-            args += [name, b"" if value is None else orjson.dumps(value)]
+            args += [name, b"" if value is None else orjson.dumps(QueueSettings.stored(value))]
         return _settings((yield _Call("configure", tuple(args))))
 
     @_operation
@@ -597,8 +607,7 @@ def _settings(flat: Sequence[bytes]) -> QueueSettings:
     (written by a newer server sharing the Redis) is ignored."""
     pairs = iter(flat)
     values = {name.decode(): orjson.loads(value) for name, value in zip(pairs, pairs, strict=True)}
-    known = {name: value for name, value in values.items() if name in QueueSettings.NAMES}
-    return QueueSettings(**known)
+    return QueueSettings.from_stored(values)
 
 
 def _task_id(flat: Sequence[bytes]) -> str:
@@ -632,4 +641,8 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.started_at = _time(get(b"started_at"))
     task.finished_at = _time(get(b"finished_at"))
     task.forget_at = _time(get(b"forget_at"))
+    task.group = _text(get(b"group"))
+    task.expires_at = _time(get(b"expires_at"))
+    task.dead_lettered_from = _text(get(b"dead_lettered_from"))
+    task.backoff = _time(get(b"backoff"))
     return task

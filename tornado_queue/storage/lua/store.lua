@@ -22,7 +22,13 @@ local function k(...) return P .. ':' .. table.concat({...}, ':') end
 -- Times are written with every digit: Redis would print a Lua number with only 14.
 local function num(x) return string.format('%.17g', x) end
 
-local DUE = {'leases', 'sched', 'ret', 'idemexp'}
+-- due-sets: leases by expiry, scheduled tasks by due time, finished tasks by retention, keys by
+-- expiry, tasks by their expires_at, and rate-limited queues by when their window next opens
+-- for a consumer it turned away
+local DUE = {'leases', 'sched', 'ret', 'idemexp', 'exp', 'wake'}
+
+local EXPIRED_ERROR = 'expired: not delivered before its expires_at'
+local EVENTS = {'enqueued', 'completed', 'failed', 'lease_expired', 'dead_lettered', 'expired'}
 
 -- add `member` to the due-set `name` at time `at`, keeping next_due a lower bound
 local function due(name, at, member)
@@ -64,7 +70,7 @@ local function count(queue, status, delta)
     redis.call('SREM', k('queues'), queue)
     -- its event totals join those of every queue that emptied (field ''), so totals stay
     -- bounded by the queues in use
-    for _, name in ipairs({'enqueued', 'completed', 'failed', 'lease_expired'}) do
+    for _, name in ipairs(EVENTS) do
       local n = redis.call('HGET', k('e', name), queue)
       if n then
         redis.call('HINCRBY', k('e', name), '', n)
@@ -74,9 +80,9 @@ local function count(queue, status, delta)
   end
 end
 
--- processing and failed tasks are listed per queue in a zset scored by when they entered
+-- tasks in every state but pending are listed per queue in a zset scored by when they entered
 -- that state (a counter), so a page of them never scans
-local LISTED = {processing = true, failed = true}
+local LISTED = {scheduled = true, processing = true, completed = true, failed = true}
 
 local function list(id, queue, status)
   if LISTED[status] then redis.call('ZADD', k('s', queue, status), redis.call('INCR', k('moves')), id) end
@@ -115,12 +121,70 @@ local function push_pending(id, queue, priority, seq)
   redis.call('ZADD', k('prios', queue), -tonumber(priority), priority)
 end
 
+-- Ordered groups: k('gh', queue) maps each group in use to its head (the task whose turn it
+-- is: pending in the queue's order, processing, or scheduled for its retry). The tasks behind
+-- it wait in k('gw', queue, group), a list of "seq id" oldest first (an entry whose task left
+-- since is skipped when reached), marked `blocked` and listed in k('gwq', queue) by seq.
+
+-- a task of `group` became ready: whether it is the group's turn (it is, or becomes, the head)
+local function takes_turn(id, queue, group)
+  local head = redis.call('HGET', k('gh', queue), group)
+  if not head then
+    redis.call('HSET', k('gh', queue), group, id)
+    return true
+  end
+  return head == id
+end
+
+-- a pending task waits behind its group's head, keeping the place (seq) it joined at
+local function wait_in_group(id, queue, group, seq)
+  redis.call('RPUSH', k('gw', queue, group), seq .. ' ' .. id)
+  redis.call('ZADD', k('gwq', queue), seq, id)
+  redis.call('HSET', k('t', id), 'blocked', '1')
+end
+
+-- the task left its group's head (completed, dead, dead-lettered, expired, deleted): the next
+-- waiting task becomes the head and deliverable at its place; a waiting task leaving the group
+-- only stops being listed there
+local function end_turn(id)
+  local queue, group = unpack(redis.call('HMGET', k('t', id), 'queue', 'group'))
+  if not group then return end
+  if redis.call('HGET', k('gh', queue), group) ~= id then
+    redis.call('ZREM', k('gwq', queue), id)
+    redis.call('HDEL', k('t', id), 'blocked')
+    return
+  end
+  while true do
+    local entry = redis.call('LPOP', k('gw', queue, group))
+    if not entry then
+      redis.call('HDEL', k('gh', queue), group)
+      return
+    end
+    local seq, next_id = string.match(entry, '^(%S+) (.+)$')
+    local status, blocked, at, priority =
+      unpack(redis.call('HMGET', k('t', next_id), 'status', 'blocked', 'seq', 'priority'))
+    if status == 'pending' and blocked == '1' and at == seq then
+      redis.call('HSET', k('gh', queue), group, next_id)
+      redis.call('HDEL', k('t', next_id), 'blocked')
+      redis.call('ZREM', k('gwq', queue), next_id)
+      push_pending(next_id, queue, priority, seq)
+      became_ready(queue)
+      return
+    end
+  end
+end
+
 local function append(id, status)
-  -- join the tail of its queue and priority
-  local queue, priority = unpack(redis.call('HMGET', k('t', id), 'queue', 'priority'))
+  -- join the tail of its queue and priority, or of its group when it is not the group's turn
+  local queue, priority, group =
+    unpack(redis.call('HMGET', k('t', id), 'queue', 'priority', 'group'))
   local seq = redis.call('INCR', k('seq'))
   redis.call('HSET', k('t', id), 'seq', seq, 'available_at', num(now))
   move(id, queue, status, 'pending')
+  if group and not takes_turn(id, queue, group) then
+    wait_in_group(id, queue, group, seq)
+    return
+  end
   push_pending(id, queue, priority, seq)
   became_ready(queue)
 end
@@ -140,24 +204,87 @@ local function put_back(id)
   became_ready(queue)
 end
 
-local function finish(id, status, retention)
+-- completed or failed, counted as `counted` (completed, failed or expired)
+local function finish(id, status, retention, counted)
   local queue, from = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   clear_lease(id)
   local forget_at = num(now + retention)
   redis.call('HSET', k('t', id), 'finished_at', num(now), 'forget_at', forget_at)
+  redis.call('HDEL', k('t', id), 'blocked')
   move(id, queue, from, status)
-  if status == 'failed' then event(queue, 'failed') end
+  event(queue, counted)
   due('ret', now + retention, id)
 end
 
-local function remove_task(id)
-  local queue, status, priority = unpack(redis.call('HMGET', k('t', id), 'queue', 'status', 'priority'))
-  if status == 'pending' then
+local function expired(id)
+  local expires_at = redis.call('HGET', k('t', id), 'expires_at')
+  return expires_at and tonumber(expires_at) <= now
+end
+
+-- take a pending task out of its queue's order (one waiting in its group is not in it)
+local function unready(id)
+  local queue, status, priority, blocked =
+    unpack(redis.call('HMGET', k('t', id), 'queue', 'status', 'priority', 'blocked'))
+  if status == 'pending' and blocked ~= '1' then
     redis.call('ZREM', k('q', queue, priority), id)
     if redis.call('ZCARD', k('q', queue, priority)) == 0 then
       redis.call('ZREM', k('prios', queue), priority)
     end
   end
+end
+
+-- a task past its expires_at (pending, scheduled, or just off its lease) becomes failed and is
+-- never delivered, nor dead-lettered
+local function expire(id, retention)
+  unready(id)
+  end_turn(id)
+  redis.call('ZREM', k('sched'), id)
+  redis.call('ZREM', k('exp'), id)
+  redis.call('HSET', k('t', id), 'error', EXPIRED_ERROR)
+  redis.call('HDEL', k('t', id), 'started_at')
+  finish(id, 'failed', retention, 'expired')
+end
+
+-- a JSON string setting (a queue name), or nil when unset
+local function text_setting(queue, name)
+  local value = redis.call('HGET', k('qs', queue), name)
+  return value and cjson.decode(value)
+end
+
+-- a processing task that failed for good: to its queue's dead-letter queue, keeping its id and
+-- error, as pending with fresh attempts; else failed
+local function dead(id, retention)
+  local source = field(id, 'queue')
+  local target = text_setting(source, 'dead_letter_queue')
+  end_turn(id)
+  if not target then
+    finish(id, 'failed', retention, 'failed')
+    return
+  end
+  event(source, 'dead_lettered')
+  unlist(id, source, 'processing')
+  redis.call('HSET', k('t', id), 'queue', target, 'attempts', 0, 'dead_lettered_from', source)
+  redis.call('HDEL', k('t', id), 'started_at')
+  redis.call('SADD', k('queues'), target)
+  count(target, 'processing', 1)
+  list(id, target, 'processing')
+  count(source, 'processing', -1)
+  append(id, 'processing')
+  local expires_at = field(id, 'expires_at')
+  if expires_at then due('exp', tonumber(expires_at), id) end
+end
+
+-- a task of `queue` stopped processing: under a concurrency cap, a waiter may take the next
+local function slot_freed(queue)
+  if ready[queue] or redis.call('HEXISTS', k('qs', queue), 'max_processing') == 0 then return end
+  if tonumber(redis.call('HGET', k('c', queue), 'pending') or 0) > 0 then became_ready(queue) end
+end
+
+local function remove_task(id)
+  local queue, status = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
+  unready(id)
+  end_turn(id)
+  redis.call('ZREM', k('exp'), id)
   redis.call('ZREM', k('sched'), id)
   redis.call('ZREM', k('ret'), id)
   unlist(id, queue, status)
@@ -171,16 +298,36 @@ local function reap(retention)
     local attempts, max_attempts, queue =
       unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue'))
     event(queue, 'lease_expired')
-    if tonumber(attempts) >= tonumber(max_attempts) then
+    if expired(id) then
+      clear_lease(id)
+      expire(id, retention)
+    elseif tonumber(attempts) >= tonumber(max_attempts) then
       redis.call('HSET', k('t', id), 'error', 'lease expired')
-      finish(id, 'failed', retention)
+      clear_lease(id)
+      dead(id, retention)
     else
       put_back(id)
     end
+    slot_freed(queue)
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('sched'), '-inf', num(now))) do
     redis.call('ZREM', k('sched'), id)
     append(id, 'scheduled')
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', num(now))) do
+    redis.call('ZREM', k('exp'), id)
+    local status = field(id, 'status')
+    -- a processing task runs on: it expires when its lease ends
+    if status == 'pending' or status == 'scheduled' then expire(id, retention) end
+  end
+  for _, queue in ipairs(redis.call('ZRANGEBYSCORE', k('wake'), '-inf', num(now))) do
+    -- a rate window opened for a consumer it turned away
+    redis.call('ZREM', k('wake'), queue)
+    local rate = redis.call('HGET', k('qs', queue), 'rate_limit')
+    local pending = tonumber(redis.call('HGET', k('c', queue), 'pending') or 0)
+    if rate and pending > 0 then
+      became_ready_n(queue, math.min(pending, cjson.decode(rate).tasks))
+    end
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', num(now))) do
     remove_task(id)
@@ -263,12 +410,49 @@ end
 
 -- a queue's settings: one hash per configured queue, a field per setting holding its JSON text
 -- (so a new setting needs no new key), and the set of queues that have any
-local function paused(queue) return redis.call('HGET', k('qs', queue), 'paused') == 'true' end
 
 -- a queue's numeric setting (JSON number text), or nil when unset
 local function setting(queue, name)
   local value = redis.call('HGET', k('qs', queue), name)
   return value and tonumber(value)
+end
+
+-- The rate limit, a sliding window: k('rl', queue) lists the times of the queue's last
+-- `tasks` deliveries, newest first. Times older than the window never matter again (the clock
+-- only moves on) and are dropped, so the room left is `tasks` minus the list's length.
+local function rate_allowance(queue, rate, wanted)
+  local log = k('rl', queue)
+  local opens = now - rate.seconds
+  while true do
+    local oldest = redis.call('LINDEX', log, -1)
+    if not oldest or tonumber(oldest) > opens then break end
+    redis.call('RPOP', log)
+  end
+  local room = rate.tasks - redis.call('LLEN', log)
+  if room < wanted then return math.max(room, 0), true end
+  return wanted, false
+end
+
+-- note `taken` deliveries now; a consumer turned away (`short`) is woken, through the ready
+-- channel, when the oldest delivery in the window leaves it
+local function note_deliveries(queue, rate, taken, short)
+  local log = k('rl', queue)
+  for _ = 1, taken do redis.call('LPUSH', log, num(now)) end
+  redis.call('LTRIM', log, 0, rate.tasks - 1)
+  if short then
+    local oldest = redis.call('LINDEX', log, -1)
+    if oldest then due('wake', tonumber(oldest) + rate.seconds, queue) end
+  end
+end
+
+-- whether a change of settings (paused, max_processing, rate_limit before and after, as stored)
+-- may let a queue deliver tasks it did not before: resumed, a cap raised or lifted, a rate limit
+-- changed or lifted
+local function delivers_more(before, after)
+  if before[1] == 'true' and after[1] ~= 'true' then return true end
+  if after[1] == 'true' then return false end
+  if before[2] and (not after[2] or tonumber(after[2]) > tonumber(before[2])) then return true end
+  return before[3] ~= false and before[3] ~= nil and after[3] ~= before[3]
 end
 
 local function pop(queue)
@@ -302,13 +486,15 @@ local function run(keys, ARGV)
 
   elseif op == 'enqueue' then
     -- n, then per task: id, queue, payload, priority, delay, max_attempts ('' for the default),
-    -- key, fingerprint; then max_pending, max_tasks, max_queues and the policy's max_attempts
+    -- key, fingerprint, group ('' for none), expires_in ('' for the queue's ttl_seconds); then
+    -- max_pending, max_tasks, max_queues and the policy's max_attempts
+    local W = 10  -- arguments per task
     local n = tonumber(ARGV[a])
     local items = {}
     for i = 0, n - 1 do
-      local b = a + 1 + i * 8
+      local b = a + 1 + i * W
       items[i + 1] = {ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]),
-                      ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]}
+                      ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9]}
     end
     local seen = {}
     local adding, adding_total, adding_order = {}, 0, {}
@@ -331,11 +517,11 @@ local function run(keys, ARGV)
       end
     end
     -- limits (0: none), checked before anything changes, as every store does
-    local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * 8]), tonumber(ARGV[a + 2 + n * 8])
-    local max_queues = tonumber(ARGV[a + 3 + n * 8])
-    -- a task without its own max_attempts takes its queue's setting, else the policy's: read
-    -- once per queue
-    local policy_attempts, default_attempts = tonumber(ARGV[a + 4 + n * 8]), {}
+    local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * W]), tonumber(ARGV[a + 2 + n * W])
+    local max_queues = tonumber(ARGV[a + 3 + n * W])
+    -- the queue's settings shape its new tasks (attempts unless given, backoff base, expiry
+    -- unless given): read once per queue
+    local policy_attempts, shaping = tonumber(ARGV[a + 4 + n * W]), {}
     if max_queues > 0 and adding_total > 0 then
       local in_use = redis.call('SCARD', k('queues'))
       local new = {}
@@ -363,30 +549,40 @@ local function run(keys, ARGV)
     end
     result = {}
     for _, item in ipairs(items) do
-      local id, queue, payload, priority, delay, max_attempts, key = unpack(item)
+      local id, queue, payload, priority, delay, max_attempts, key, _, group, expires_in =
+        unpack(item)
       local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
       if first then
         table.insert(result, {first, 0, task(first)})
       else
         -- ready now (the usual case): its place in line is taken here, in the one HSET
         local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
-        if max_attempts == '' then
-          if not default_attempts[queue] then
-            default_attempts[queue] = setting(queue, 'max_attempts') or policy_attempts
-          end
-          max_attempts = default_attempts[queue]
+        local shape = shaping[queue]
+        if not shape then
+          shape = redis.call('HMGET', k('qs', queue), 'max_attempts', 'retry_backoff', 'ttl_seconds')
+          shaping[queue] = shape
         end
+        if max_attempts == '' then max_attempts = shape[1] or policy_attempts end
         redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
           'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
           'created_at', num(now), 'available_at', num(now), 'seq', seq)
+        if shape[2] then redis.call('HSET', k('t', id), 'backoff', shape[2]) end
+        local lifetime = tonumber(expires_in) or tonumber(shape[3])
+        if lifetime then
+          redis.call('HSET', k('t', id), 'expires_at', num(now + lifetime))
+          due('exp', now + lifetime, id)
+        end
         redis.call('SADD', k('queues'), queue)
         count(queue, 'pending', 1)
         event(queue, 'enqueued')
-        if delay <= 0 then
+        if group ~= '' then redis.call('HSET', k('t', id), 'group', group) end
+        if delay > 0 then
+          schedule_or_append(id, 'pending', delay)
+        elseif group ~= '' and not takes_turn(id, queue, group) then
+          wait_in_group(id, queue, group, seq)
+        else
           push_pending(id, queue, priority, seq)
           became_ready(queue)
-        else
-          schedule_or_append(id, 'pending', delay)
         end
         if key ~= '' then
           redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
@@ -399,16 +595,25 @@ local function run(keys, ARGV)
   elseif op == 'dequeue' then
     -- queue, lease ('' for the default), the policy's lease, then a fresh lease id per task
     local queue = ARGV[a]
-    -- the queue's settings in one read: whether it is paused, and its own lease
-    local is_paused, own_lease =
-      unpack(redis.call('HMGET', k('qs', queue), 'paused', 'lease_seconds'))
+    -- the queue's settings in one read: its delivery limits and its own lease
+    local is_paused, own_lease, cap, rate = unpack(redis.call('HMGET', k('qs', queue),
+      'paused', 'lease_seconds', 'max_processing', 'rate_limit'))
     -- a paused queue answers as an empty one: its tasks keep their places
     if is_paused == 'true' then return answer({}) end
     -- none given: the queue's setting, else the policy's
     local lease = tonumber(ARGV[a + 1]) or (own_lease and tonumber(own_lease))
       or tonumber(ARGV[a + 2])
+    local wanted = #ARGV - (a + 2)
+    if cap then
+      wanted = math.min(wanted, tonumber(cap) - tonumber(redis.call('HGET', k('c', queue), 'processing') or 0))
+    end
+    local short = false
+    if rate and wanted > 0 then
+      rate = cjson.decode(rate)
+      wanted, short = rate_allowance(queue, rate, wanted)
+    end
     result = {}
-    for i = a + 3, #ARGV do
+    for i = a + 3, a + 2 + math.max(wanted, 0) do
       local id = pop(queue)
       if not id then break end
       move(id, queue, 'pending', 'processing')
@@ -418,6 +623,7 @@ local function run(keys, ARGV)
       due('leases', now + lease, id)
       table.insert(result, task(id))
     end
+    if type(rate) == 'table' then note_deliveries(queue, rate, #result, short) end
 
   elseif op == 'heartbeat' then
     -- id, lease ('' for the default), lease_id, the policy's lease
@@ -438,8 +644,9 @@ local function run(keys, ARGV)
     if refused then return answer(refused) end
     close_lease(id, lease_id)
     if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
-    finish(id, 'completed', retention)
-    event(field(id, 'queue'), 'completed')
+    end_turn(id)
+    finish(id, 'completed', retention, 'completed')
+    slot_freed(field(id, 'queue'))
     result = task(id)
 
   elseif op == 'fail' then
@@ -454,21 +661,33 @@ local function run(keys, ARGV)
     clear_lease(id)
     redis.call('HDEL', k('t', id), 'started_at', 'error')
     if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
-    local attempts, max_attempts = unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts'))
+    local attempts, max_attempts, queue, own_base =
+      unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue', 'backoff'))
     attempts = tonumber(attempts)
-    if retry == '1' and attempts < tonumber(max_attempts) then
+    if expired(id) then
+      expire(id, retention)  -- never delivered again after its expiry
+    elseif retry == '1' and attempts < tonumber(max_attempts) then
+      -- the task's own base, fixed when it was enqueued, else the policy's
+      base = tonumber(own_base) or base
       local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
       schedule_or_append(id, 'processing', backoff)
     else
-      finish(id, 'failed', retention)
+      dead(id, retention)
     end
+    slot_freed(queue)
     result = task(id)
 
   elseif op == 'release' then
     local id, lease_id = ARGV[a], ARGV[a + 1]
     local refused = leased(id, 'release', lease_id)
     if refused then return answer(refused) end
-    put_back(id)
+    if expired(id) then
+      clear_lease(id)
+      expire(id, retention)
+    else
+      put_back(id)
+    end
+    slot_freed(field(id, 'queue'))
     result = task(id)
 
   elseif op == 'retry' then
@@ -477,9 +696,12 @@ local function run(keys, ARGV)
     if missing then return answer(missing) end
     local status = field(id, 'status')
     if status ~= 'failed' then return answer('!NOTFAILED ' .. status) end
+    -- an operator's retry runs it however old it is: its expiry goes
     redis.call('HSET', k('t', id), 'attempts', 0)
-    redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at')
+    redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at',
+      'expires_at')
     redis.call('ZREM', k('ret'), id)
+    redis.call('ZREM', k('exp'), id)
     append(id, 'failed')
     result = task(id)
 
@@ -490,6 +712,25 @@ local function run(keys, ARGV)
     if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
     remove_task(id)
     result = 0
+
+  elseif op == 'purge' then
+    -- queue, status (pending, scheduled, completed or failed), limit: up to limit of them
+    -- deleted, as delete does each; pending ones waiting behind a group's head go first
+    local queue, status, limit = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+    local chosen = {}
+    if status == 'pending' then
+      chosen = redis.call('ZRANGE', k('gwq', queue), 0, limit - 1)
+      for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
+        if #chosen >= limit then break end
+        for _, id in ipairs(redis.call('ZRANGE', k('q', queue, priority), 0, limit - #chosen - 1)) do
+          table.insert(chosen, id)
+        end
+      end
+    else
+      chosen = redis.call('ZREVRANGE', k('s', queue, status), 0, limit - 1)
+    end
+    for _, id in ipairs(chosen) do remove_task(id) end
+    result = #chosen
 
   elseif op == 'get' then
     result = task(ARGV[a])
@@ -506,16 +747,22 @@ local function run(keys, ARGV)
     result = {page, tonumber(redis.call('HGET', k('c', queue), status) or 0)}
 
   elseif op == 'view' then
-    -- queue, limit, offset, 'pending': walk the priorities from the highest; the page and the total
+    -- queue, limit, offset, 'pending': walk the priorities from the highest, then the tasks
+    -- waiting behind their group's head; the page and the total
     local queue, limit, offset = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local page = {}
+    local runs = {}
     for _, priority in ipairs(redis.call('ZRANGE', k('prios', queue), 0, -1)) do
+      table.insert(runs, k('q', queue, priority))
+    end
+    table.insert(runs, k('gwq', queue))
+    for _, run in ipairs(runs) do
       if limit <= 0 then break end
-      local size = redis.call('ZCARD', k('q', queue, priority))
+      local size = redis.call('ZCARD', run)
       if offset >= size then
         offset = offset - size
       else
-        for _, id in ipairs(redis.call('ZRANGE', k('q', queue, priority), offset, offset + limit - 1)) do
+        for _, id in ipairs(redis.call('ZRANGE', run, offset, offset + limit - 1)) do
           table.insert(page, task(id))
           limit = limit - 1
         end
@@ -541,7 +788,7 @@ local function run(keys, ARGV)
   elseif op == 'configure' then
     -- queue, then name, value pairs: a value is JSON text, '' clears the setting
     local queue = ARGV[a]
-    local was_paused = paused(queue)
+    local before = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit')
     for i = a + 1, #ARGV, 2 do
       if ARGV[i + 1] == '' then
         redis.call('HDEL', k('qs', queue), ARGV[i])
@@ -555,8 +802,13 @@ local function run(keys, ARGV)
     else
       redis.call('SADD', k('configured'), queue)
     end
-    if was_paused and not paused(queue) then
-      -- resumed: its pending tasks are ready again, so parked consumers everywhere wake
+    local after = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit')
+    if before[3] and not after[3] then
+      redis.call('DEL', k('rl', queue))
+      redis.call('ZREM', k('wake'), queue)
+    end
+    if delivers_more(before, after) then
+      -- resumed or loosened: its pending tasks may go now, so parked consumers everywhere wake
       became_ready_n(queue, tonumber(redis.call('HGET', k('c', queue), 'pending') or 0))
     end
 
@@ -575,9 +827,13 @@ local function run(keys, ARGV)
     end
 
   elseif op == 'deadline' then
-    local lease = redis.call('ZRANGE', k('leases'), 0, 0, 'WITHSCORES')
-    local due = redis.call('ZRANGE', k('sched'), 0, 0, 'WITHSCORES')
-    result = {lease[2] or false, due[2] or false}
+    -- what makes tasks ready by time alone: a lease running out, a delay or backoff ending, a
+    -- rate window opening
+    result = {}
+    for _, name in ipairs({'leases', 'sched', 'wake'}) do
+      local first = redis.call('ZRANGE', k(name), 0, 0, 'WITHSCORES')
+      table.insert(result, first[2] or false)
+    end
 
   else
     return redis.error_reply('UNKNOWN operation ' .. op)
