@@ -36,6 +36,7 @@ from tornado_queue.server.handlers.health import HealthHandler
 from tornado_queue.server.handlers.metrics import MetricsHandler
 from tornado_queue.server.handlers.queue import (
     QueueHandler,
+    QueuePurgeHandler,
     QueueRetryHandler,
     QueuesHandler,
     QueueStatsHandler,
@@ -80,6 +81,7 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queues", QueuesHandler),
     (r"/queues/(?P<name>[^/]+)", QueueHandler),
     (r"/queues/(?P<name>[^/]+)/retry", QueueRetryHandler),
+    (r"/queues/(?P<name>[^/]+)/tasks", QueuePurgeHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),
     (r"/", DashboardHandler),

@@ -36,6 +36,8 @@ EVENT_HELP = {
     Event.COMPLETED: "Tasks completed.",
     Event.FAILED: "Tasks that became failed (retries used up, no retry asked, or lease lost).",
     Event.LEASE_EXPIRED: "Leases that ran out before the task was completed or failed.",
+    Event.DEAD_LETTERED: "Tasks that failed for good and moved to the queue's dead-letter queue.",
+    Event.EXPIRED: "Tasks that expired (past expires_at) and became failed undelivered.",
 }
 
 

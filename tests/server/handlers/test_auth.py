@@ -51,6 +51,7 @@ PROTECTED = [
     ("HEAD", "/queues/emails", {"admin"}),
     ("PATCH", "/queues/emails", {"admin"}),
     ("POST", "/queues/emails/retry", {"admin"}),
+    ("DELETE", "/queues/emails/tasks", {"admin"}),
     ("GET", "/metrics", {"admin"}),
     ("HEAD", "/metrics", {"admin"}),
 ]

@@ -478,6 +478,8 @@ FIELD_VALUES: dict[str, list[str]] = {
     "lease_id": ['"@@LEASE@@"', '""', '"' + "l" * 65 + '"', "1", "null", '"wrong"'],
     "error": ['"boom"', '""', "1", "null", '"' + "e" * 10_001 + '"'],
     "retry": ["true", "false", "0", '"true"', "null"],
+    "group": ['"customer-1"', '""', '"' + "g" * 129 + '"', '"a\\u0000b"', "1", "null"],
+    "expires_in": ["60", "1", "0", "31536001", '"60"', "null", "1e308"],
 }
 
 

@@ -12,7 +12,7 @@ from tornado.ioloop import IOLoop
 from tests.server.handlers.helpers import assert_json, assert_problem, parse_timestamp, request
 from tornado_queue.models import NewTask, QueueSettings, TaskStatus
 
-UNSET = {"paused": None, "lease_seconds": None, "max_attempts": None}
+UNSET = dict.fromkeys(QueueSettings.NAMES)
 PAUSED = {**UNSET, "paused": True}
 
 

@@ -1,5 +1,5 @@
 """Queue routes: a queue's tasks in order, counts by state, event totals, the list of
-queues, and a queue's bulk retry."""
+queues, a queue's settings, and its bulk retry and purge."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import asyncio
 from typing import Any
 
 from tornado_queue import codec, validation
-from tornado_queue.limits import RETRY_ROUND, VIEW_DEFAULT_LIMIT, VIEW_MAX_LIMIT, VIEW_MAX_OFFSET
-from tornado_queue.models import LISTED, Event, QueueSettings, TaskStatus
+from tornado_queue.errors import printable
+from tornado_queue.limits import (
+    PURGE_ROUND,
+    RETRY_ROUND,
+    VIEW_DEFAULT_LIMIT,
+    VIEW_MAX_LIMIT,
+    VIEW_MAX_OFFSET,
+)
+from tornado_queue.models import LISTED, PURGEABLE, Event, QueueSettings, TaskStatus
 from tornado_queue.server.auth import ADMIN
 from tornado_queue.server.handlers.base import Problem
 from tornado_queue.server.handlers.tasks import ConsumerArguments
@@ -30,8 +37,8 @@ def counts_document(counts: dict[TaskStatus, int]) -> dict[str, int]:
 
 class QueueViewHandler(ConsumerArguments):
     """`GET /queue/view?queue=&status=&limit=&offset=`: a queue's tasks in one state, paged
-    (pending in dequeue order, processing and failed most recent first); `X-Total-Count` holds
-    how many the queue has in that state."""
+    (pending in dequeue order, then those waiting behind their group's head; the other states
+    most recent first); `X-Total-Count` holds how many the queue has in that state."""
 
     roles = ADMIN
 
@@ -47,14 +54,7 @@ class QueueViewHandler(ConsumerArguments):
     head = get
 
     def status_argument(self) -> TaskStatus:
-        raw = self.query_argument("status")
-        if raw is None:
-            return TaskStatus.PENDING
-        for status in LISTED:
-            if raw == status.value:
-                return status
-        allowed = ", ".join(status.value for status in LISTED)
-        raise Problem(400, f"query parameter 'status' must be one of {allowed}, got '{raw[:40]}'")
+        return status_argument(self, LISTED, TaskStatus.PENDING)
 
 
 class QueueStatsHandler(ConsumerArguments):
@@ -121,7 +121,7 @@ class QueueHandler(ConsumerArguments):
 
     async def patch(self, name: str) -> None:
         queue = path_queue(name)
-        changes = validation.queue_settings_changes(self.json_body())
+        changes = validation.queue_settings_changes(self.json_body(), queue)
         settings = await self.call_store(self.store.configure, queue, changes)
         await self._write_queue(queue, settings)
 
@@ -151,6 +151,52 @@ class QueueRetryHandler(ConsumerArguments):
             retried += done
             await asyncio.sleep(0)  # a store called inline: let other requests in
         self.write_json({"retried": retried})
+
+
+class QueuePurgeHandler(ConsumerArguments):
+    """`DELETE /queues/{name}/tasks?status=`: delete every task of the queue in one state
+    (never processing ones): `{"deleted": n}`. Each round of `PURGE_ROUND` deletions is atomic,
+    with other requests served in between; the call stops at the count it found when it
+    began."""
+
+    roles = ADMIN
+
+    async def delete(self, name: str) -> None:
+        queue = path_queue(name)
+        if self.query_argument("status") == TaskStatus.PROCESSING.value:
+            raise Problem(
+                400,
+                "processing tasks are never purged: each is held by a consumer; complete or "
+                "fail them, or wait for their leases to expire",
+            )
+        status = status_argument(self, PURGEABLE, None)
+        found = (await self.call_store(self.store.stats, queue))[status]
+        deleted = 0
+        while deleted < found:
+            limit = min(PURGE_ROUND, found - deleted)
+            done = await self.call_store(self.store.purge, queue, status, limit)
+            if not done:  # the rest went some other way meanwhile
+                break
+            deleted += done
+            await asyncio.sleep(0)  # a store called inline: let other requests in
+        self.write_json({"deleted": deleted})
+
+
+def status_argument(
+    handler: ConsumerArguments, allowed: tuple[TaskStatus, ...], default: TaskStatus | None
+) -> TaskStatus:
+    """The `status` query argument, one of `allowed`; `default` when absent (None: required)."""
+    raw = handler.query_argument("status")
+    choices = ", ".join(status.value for status in allowed)
+    if raw is None:
+        if default is None:
+            raise Problem(400, f"query parameter 'status' is required: one of {choices}")
+        return default
+    for status in allowed:
+        if raw == status.value:
+            return status
+    shown = printable(raw[:40])
+    raise Problem(400, f"query parameter 'status' must be one of {choices}, got '{shown}'")
 
 
 def path_queue(name: str) -> str:
