@@ -3,6 +3,7 @@ serve, and the dispatcher's usage errors."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.support import real_server
+from tests.client.support import real_server, tasks_in_every_state
 from tests.support import wait_until
 from tornado_queue.cli import commands as cli
 from tornado_queue.cli import main
-from tornado_queue.client import Client
+from tornado_queue.client import Client, NotFound
 from tornado_queue.testing import LISTENING, ROOT, ServerProcess, free_port
 
 DEADLINE = 15.0
@@ -131,6 +132,169 @@ def test_queue_pause_show_and_resume(server, client, capsys):
     assert code == 0 and re.search(r"^paused +-$", out, re.MULTILINE)
     assert client.dequeue(queue="cli-paused") is not None
     assert client.queue("cli-paused")["settings"]["paused"] is None
+
+
+SETTINGS = (
+    "paused",
+    "max_processing",
+    "rate_limit",
+    "lease_seconds",
+    "max_attempts",
+    "retry_backoff",
+    "dead_letter_queue",
+    "ttl_seconds",
+)
+"""The settings `queue show` lists after the counts."""
+
+
+def settings_rows(table: str) -> dict[str, str]:
+    """The setting rows of `queue show`'s table, by name (the rows after the counts)."""
+    rows = dict(line.split(None, 1) for line in table.splitlines()[1:])
+    return {name: value for name, value in rows.items() if name in SETTINGS}
+
+
+def test_queue_set_changes_the_settings_that_show_then_shows(server, client, capsys):
+    code, out = run(
+        server,
+        capsys,
+        *("queue", "set", "cli-set", "--max-processing", "4", "--rate-limit", "10/1"),
+        *("--lease-seconds", "90", "--max-attempts", "6", "--retry-backoff", "0.5"),
+        *("--dead-letter-queue", "cli-set.dead", "--ttl-seconds", "3600"),
+    )
+
+    assert code == 0
+    assert settings_rows(out) == {
+        "paused": "-",
+        "max_processing": "4",
+        "rate_limit": "10/1",
+        "lease_seconds": "90",
+        "max_attempts": "6",
+        "retry_backoff": "0.5",
+        "dead_letter_queue": "cli-set.dead",
+        "ttl_seconds": "3600",
+    }
+    assert run(server, capsys, "queue", "show", "cli-set") == (0, out)
+    assert client.queue("cli-set")["settings"]["rate_limit"] == {"tasks": 10, "seconds": 1}
+
+
+def test_queue_set_clears_settings_and_leaves_the_others_as_they_are(server, client, capsys):
+    client.configure_queue("cli-clear", max_processing=4, rate_limit={"tasks": 5, "seconds": 2})
+    client.configure_queue("cli-clear", ttl_seconds=60, max_attempts=2)
+
+    code, out = run(
+        server,
+        capsys,
+        *("queue", "set", "cli-clear", "--clear", "rate_limit", "ttl-seconds"),
+        *("--max-attempts", "3", "--json"),
+    )
+
+    assert code == 0
+    assert json.loads(out)["settings"] == client.queue("cli-clear")["settings"]
+    assert client.queue("cli-clear")["settings"] == {
+        **dict.fromkeys(SETTINGS),
+        "max_processing": 4,
+        "max_attempts": 3,
+    }
+
+
+@pytest.mark.parametrize("value", ["10", "0/1", "10/0", "ten/1", "10/x", "10/-1", "10/86401"])
+def test_a_bad_rate_limit_exits_2_naming_it_and_changes_nothing(server, client, capsys, value):
+    with pytest.raises(SystemExit) as exited:
+        main(["queue", "set", "cli-bad-rate", "--rate-limit", value, "--url", server.url])
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tornado-queue queue set: error: argument --rate-limit: "), err
+    assert err.count("\n") == 1
+    assert client.queue("cli-bad-rate")["settings"]["rate_limit"] is None
+
+
+def test_enqueue_with_a_group_and_an_expiry(server, client, capsys):
+    ids = []
+    for n in (1, 2):
+        code, out = run(
+            server,
+            capsys,
+            *("enqueue", f'{{"n": {n}}}', "--queue", "cli-group", "--group", "customer 1"),
+            *("--expires-in", "600", "--json"),
+        )
+        assert code == 0
+        ids.append(json.loads(out)["id"])
+
+    code, out = run(server, capsys, "get", ids[0])
+    assert re.search(r"^group +customer 1$", out, re.MULTILINE)
+    assert re.search(r"^expires_at +\d{4}-\d\d-\d\dT", out, re.MULTILINE)
+    assert re.search(r"^dead_lettered_from +-$", out, re.MULTILINE)
+    first = client.get(ids[0])
+    assert (first.expires_at - first.created_at).total_seconds() == pytest.approx(600, abs=0.001)
+    assert client.dequeue(queue="cli-group").id == ids[0]
+    assert client.dequeue(queue="cli-group") is None, "the second waits for the first"
+
+
+class Terminal(io.StringIO):
+    """Stands for stdin on a terminal, holding what the person will type."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def purge(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """Run `queue purge ARGS`; its exit code, stdout and stderr."""
+    code = main(["queue", "purge", *args, "--url", server.url])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_queue_purge_asks_on_a_terminal_and_deletes_only_on_yes(
+    server, client, capsys, monkeypatch
+):
+    client.enqueue_many([{"n": n} for n in range(3)], queue="cli-purge")
+    question = "Delete 3 pending tasks of queue 'cli-purge'? [y/N] "
+
+    # Declined (or just Enter): nothing deleted, exit 1
+    for answer in ("n\n", "\n", ""):
+        monkeypatch.setattr(sys, "stdin", Terminal(answer))
+        assert purge(server, capsys, "cli-purge", "--status", "pending") == (
+            1,
+            "",
+            question + "not confirmed: nothing deleted\n",
+        )
+    assert client.stats("cli-purge")["pending"] == 3
+
+    # Confirmed: every pending task deleted, and how many said
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+    assert purge(server, capsys, "cli-purge", "--status", "pending") == (
+        0,
+        "deleted 3 pending tasks of queue 'cli-purge'\n",
+        question,
+    )
+    assert client.stats("cli-purge")["pending"] == 0
+
+
+def test_queue_purge_asks_nothing_with_yes_or_off_a_terminal(server, client, capsys, monkeypatch):
+    ids = tasks_in_every_state(client, "cli-purge-yes")
+
+    # Off a terminal (pytest's stdin cannot even be read): no question
+    assert purge(server, capsys, "cli-purge-yes", "--status", "failed") == (
+        0,
+        "deleted 1 failed task of queue 'cli-purge-yes'\n",
+        "",
+    )
+    with pytest.raises(NotFound):
+        client.get(ids["failed"])
+
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+    code, out, err = purge(server, capsys, "cli-purge-yes", "--status", "completed", "-y", "--json")
+    assert (code, json.loads(out), err) == (0, {"deleted": 1}, "")
+    assert client.stats("cli-purge-yes") == {
+        "pending": 1,
+        "processing": 1,
+        "completed": 0,
+        "failed": 0,
+        "scheduled": 1,
+    }
 
 
 def test_bad_arguments_exit_2_and_an_unreachable_server_exits_1(capsys):

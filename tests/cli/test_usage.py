@@ -59,8 +59,62 @@ def test_an_unknown_command_is_one_line_naming_the_commands(capsys):
         (["stats", "--frobnicate"], "tornado-queue: error: unrecognized arguments"),
         (["enqueue", "[1]"], "tornado-queue: error: payload must be a JSON object"),
         (["serve", "--port", "70000"], "tornado-queue serve: error: argument --port: must be from"),
+        (
+            ["queue", "set", "emails", "--rate-limit", "10"],
+            "tornado-queue queue set: error: argument --rate-limit: expected TASKS/SECONDS",
+        ),
+        (
+            ["queue", "set", "emails", "--max-processing", "0"],
+            "tornado-queue queue set: error: argument --max-processing: must be from 1 to 100000",
+        ),
+        (["queue", "set", "emails"], "tornado-queue: error: nothing to change"),
+        (
+            ["queue", "set", "emails", "--ttl-seconds", "60", "--clear", "ttl_seconds"],
+            "tornado-queue: error: --ttl-seconds and --clear ttl_seconds contradict each other",
+        ),
+        (
+            ["queue", "set", "emails", "--dead-letter-queue", "emails"],
+            "tornado-queue: error: --dead-letter-queue must name another queue",
+        ),
+        (
+            ["queue", "set", "emails", "--clear", "burst"],
+            "tornado-queue queue set: error: argument --clear: must be one of max_processing,",
+        ),
+        (
+            ["queue", "purge", "emails", "--status", "processing"],
+            "tornado-queue queue purge: error: argument --status: processing tasks are never",
+        ),
+        (
+            ["queue", "purge", "emails"],
+            "tornado-queue queue purge: error: the following arguments are required: --status",
+        ),
+        (
+            ["enqueue", "{}", "--expires-in", "0"],
+            "tornado-queue enqueue: error: argument --expires-in: must be from 1 to 31536000",
+        ),
+        (
+            ["enqueue", "{}", "--group", "a\tb"],
+            "tornado-queue enqueue: error: argument --group: must be 1 to 128 characters",
+        ),
     ],
-    ids=["worker range", "worker missing", "enqueue range", "unknown flag", "payload", "serve"],
+    ids=[
+        "worker range",
+        "worker missing",
+        "enqueue range",
+        "unknown flag",
+        "payload",
+        "serve",
+        "rate limit",
+        "max processing",
+        "nothing to set",
+        "set and clear",
+        "dead letter itself",
+        "clear unknown",
+        "purge processing",
+        "purge no status",
+        "expires in",
+        "group",
+    ],
 )
 def test_a_bad_argument_is_one_line_with_status_2(args, expected):
     finished = subprocess.run(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tornado_queue.client import Client
 from tornado_queue.testing import ServerProcess
 
 
@@ -22,6 +23,24 @@ def real_server(log_dir: Path, *flags: str) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.kill()
+
+
+def tasks_in_every_state(client: Client, queue: str) -> dict[str, str]:
+    """One task of `queue` in each state, its id by state (the processing one leased for ten
+    minutes, the scheduled one due in an hour)."""
+    completed = client.enqueue({"made": "completed"}, queue=queue)
+    client.complete(client.dequeue(queue=queue))
+    failed = client.enqueue({"made": "failed"}, queue=queue)
+    client.fail(client.dequeue(queue=queue), "boom", retry=False)
+    processing = client.enqueue({"made": "processing"}, queue=queue)
+    client.dequeue(queue=queue, lease=600)
+    return {
+        "pending": client.enqueue({"made": "pending"}, queue=queue),
+        "scheduled": client.enqueue({"made": "scheduled"}, queue=queue, delay=3600),
+        "processing": processing,
+        "completed": completed,
+        "failed": failed,
+    }
 
 
 DROP = "drop"
@@ -76,7 +95,7 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(step.body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = answer
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

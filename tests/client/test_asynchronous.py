@@ -72,3 +72,37 @@ async def test_reads_are_retried_and_dequeues_are_not_after_a_dropped_connection
     unreachable = AsyncClient(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01)
     with pytest.raises(ConnectionFailed):
         await unreachable.get("x")
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_queue_control_calls_work_awaited(server):
+    client = AsyncClient(server.url)
+
+    # Given a queue that lets one task be processed at a time
+    shown = await client.configure_queue(
+        "async-control", max_processing=1, rate_limit={"tasks": 100, "seconds": 60}
+    )
+    assert shown["settings"]["max_processing"] == 1
+    assert shown["settings"]["rate_limit"] == {"tasks": 100, "seconds": 60}
+
+    # When tasks of two groups are enqueued and dequeued
+    first, second = await client.enqueue_many(
+        [{"n": 1}, {"n": 2}], queue="async-control", group="g", expires_in=600
+    )
+    third = await client.enqueue({"n": 3}, queue="async-control", group="h", expires_in=600)
+    leased = await client.dequeue_many(3, queue="async-control")
+
+    # Then only the first is delivered, and the others wait in order: the next group's head,
+    # then the task behind the one being processed
+    assert [task.id for task in leased] == [first]
+    assert leased[0].group == "g" and leased[0].expires_at is not None
+    processing = await client.view("async-control", status="processing")
+    assert [task.id for task in processing] == [first]
+    assert [task.id for task in await client.view("async-control")] == [third, second]
+
+    # And a purge deletes the waiting ones, and a None clears a setting
+    assert await client.purge_queue("async-control", "pending") == 2
+    assert (await client.stats("async-control"))["pending"] == 0
+    cleared = await client.configure_queue("async-control", max_processing=None)
+    assert cleared["settings"]["max_processing"] is None
+    assert (await client.resume("async-control"))["settings"]["paused"] is None

@@ -13,7 +13,7 @@ from datetime import datetime
 import orjson
 import pytest
 
-from tests.client.support import DROP, Answer, StubServer, real_server
+from tests.client.support import DROP, Answer, StubServer, real_server, tasks_in_every_state
 from tests.support import wait_until
 from tornado_queue.client import (
     BadRequest,
@@ -252,6 +252,152 @@ def _dequeue_quietly(consumer: Client, queue: str) -> None:
         consumer.dequeue(queue=queue, wait=5, lease=600)
 
 
+# --- queue control, against the real server ----------------------------------------------
+
+
+def test_a_group_delivers_its_tasks_one_at_a_time_in_enqueue_order(client, queue):
+    # Given two tasks of one group, and a task of no group enqueued after them
+    first = client.enqueue({"n": 1}, queue=queue, group="order-7")
+    second = client.enqueue({"n": 2}, queue=queue, group="order-7")
+    loose = client.enqueue({"n": 3}, queue=queue)
+
+    # When the first is leased, then the second waits behind it while the loose one goes ahead
+    head = client.dequeue(queue=queue)
+    assert (head.id, head.group) == (first, "order-7")
+    assert [task.id for task in client.view(queue)] == [loose, second]
+    assert client.dequeue(queue=queue).id == loose
+    assert client.dequeue(queue=queue) is None
+
+    # And once the first is completed, the second is delivered
+    client.complete(head)
+    assert client.dequeue(queue=queue).id == second
+
+
+def test_a_batch_with_a_group_and_an_expiry_gives_both_to_every_task(client, queue):
+    ids = client.enqueue_many(
+        [{"n": n} for n in range(3)], queue=queue, group="customer-1", expires_in=600
+    )
+
+    assert [task.id for task in client.dequeue_many(3, queue=queue)] == ids[:1]
+    for task in map(client.get, ids):
+        assert task.group == "customer-1"
+        lifetime = (task.expires_at - task.created_at).total_seconds()
+        assert lifetime == pytest.approx(600, abs=0.001)
+        assert Task.from_document(task.to_document()) == task
+
+
+def test_a_task_not_delivered_before_it_expires_fails_as_expired(client, queue):
+    task_id = client.enqueue({"n": 1}, queue=queue, expires_in=1)
+
+    assert wait_until(lambda: client.get(task_id).status == "failed", timeout=10)
+    expired = client.get(task_id)
+    assert "expired" in expired.error and expired.attempts == 0
+    assert client.dequeue(queue=queue) is None
+    assert client.totals(queue)["expired"] == 1
+
+
+def test_a_task_that_fails_for_good_moves_to_the_dead_letter_queue(client, queue):
+    dead_letters = f"{queue[:59]}.dead"
+    client.configure_queue(queue, dead_letter_queue=dead_letters)
+    task_id = client.enqueue({"n": 1}, queue=queue)
+
+    client.fail(client.dequeue(queue=queue), "boom", retry=False)
+
+    moved = client.get(task_id)
+    assert (moved.queue, moved.status, moved.attempts) == (dead_letters, "pending", 0)
+    assert (moved.dead_lettered_from, moved.error) == (queue, "boom")
+    assert client.dequeue(queue=dead_letters).id == task_id
+    assert client.get(client.enqueue({}, queue=queue)).dead_lettered_from is None
+
+
+EVERY_SETTING = {
+    "paused": True,
+    "max_processing": 5,
+    "rate_limit": {"tasks": 10, "seconds": 1.5},
+    "lease_seconds": 60,
+    "max_attempts": 7,
+    "retry_backoff": 0.5,
+    "dead_letter_queue": "graveyard",
+    "ttl_seconds": 3600,
+}
+
+
+def test_configure_queue_takes_every_setting_and_none_clears_each(client, queue):
+    assert client.configure_queue(queue, **EVERY_SETTING)["settings"] == EVERY_SETTING
+    assert client.queue(queue)["settings"] == EVERY_SETTING
+
+    cleared = client.configure_queue(queue, **dict.fromkeys(EVERY_SETTING))
+
+    assert cleared["settings"] == dict.fromkeys(EVERY_SETTING)
+
+
+def test_a_bad_setting_is_refused_naming_it_and_nothing_changes(client, queue):
+    client.configure_queue(queue, max_processing=3)
+
+    with pytest.raises(BadRequest) as raised:
+        client.configure_queue(
+            queue, max_processing=4, rate_limit={"tasks": 10, "seconds": 1, "burst": 5}
+        )
+
+    assert raised.value.status == 400
+    assert "'rate_limit'" in raised.value.detail and "'burst'" in raised.value.detail
+    assert client.queue(queue)["settings"]["max_processing"] == 3
+
+
+def test_the_delivery_settings_cap_what_a_dequeue_gets(client, queue):
+    client.enqueue_many([{"n": n} for n in range(4)], queue=queue)
+
+    # At most two processing at once: a batch gets only the free slots
+    client.configure_queue(queue, max_processing=2)
+    leased = client.dequeue_many(4, queue=queue)
+    assert len(leased) == 2 and client.dequeue(queue=queue) is None
+
+    # One delivery an hour: the next is delivered, the one after is not
+    client.configure_queue(queue, max_processing=None, rate_limit={"tasks": 1, "seconds": 3600})
+    assert client.dequeue(queue=queue) is not None
+    assert client.dequeue(queue=queue) is None
+
+
+@pytest.mark.parametrize("status", ["pending", "scheduled", "completed", "failed"])
+def test_purge_queue_counts_and_deletes_one_states_tasks(client, queue, status):
+    # Given a task in each state, and a second pending one
+    ids = tasks_in_every_state(client, queue)
+    extra = client.enqueue({"made": "pending"}, queue=queue)
+    purged = [ids[status], extra] if status == "pending" else [ids[status]]
+
+    # When the tasks in one state are purged, then those, and only those, are gone
+    assert client.purge_queue(queue, status) == len(purged)
+    for task_id in purged:
+        with pytest.raises(NotFound):
+            client.get(task_id)
+    for state, task_id in ids.items():
+        if state != status:
+            assert client.get(task_id).status == state
+    assert client.purge_queue(queue, status) == 0
+
+
+def test_purge_queue_never_deletes_processing_tasks(client, queue):
+    ids = tasks_in_every_state(client, queue)
+
+    with pytest.raises(BadRequest) as raised:
+        client.purge_queue(queue, "processing")
+
+    assert "processing" in raised.value.detail
+    assert client.get(ids["processing"]).status == "processing"
+
+
+def test_view_lists_a_queues_tasks_in_every_state_and_pages(client, queue):
+    ids = tasks_in_every_state(client, queue)
+    for status, task_id in ids.items():
+        assert [task.id for task in client.view(queue, status=status)] == [task_id], status
+    assert client.view(queue, status=TaskStatus.FAILED)[0].error == "boom"
+
+    pending = [ids["pending"], *client.enqueue_many([{"n": n} for n in range(4)], queue=queue)]
+    assert [task.id for task in client.view(queue)] == pending
+    assert [task.id for task in client.view(queue, limit=2, offset=1)] == pending[1:3]
+    assert client.view(queue, limit=0) == []
+
+
 # --- against a stub ----------------------------------------------------------------------
 
 
@@ -383,3 +529,50 @@ def test_only_commands_fenced_by_a_lease_are_sent_again_after_a_lost_answer():
     # Without the lease id, a repeat could fail or extend another consumer's lease.
     assert not calls.fail(bare, "boom", retry=True).retry
     assert not calls.heartbeat(bare, None).retry
+
+
+@pytest.mark.parametrize(
+    ("send", "answer", "request_line", "body"),
+    [
+        (
+            lambda client: client.purge_queue("emails", "failed"),
+            b'{"deleted": 2}',
+            ("DELETE", "/queues/emails/tasks?status=failed"),
+            b"",
+        ),
+        (
+            lambda client: client.configure_queue(
+                "emails", rate_limit={"tasks": 10, "seconds": 1}, ttl_seconds=None
+            ),
+            b'{"name": "emails", "settings": {}}',
+            ("PATCH", "/queues/emails"),
+            b'{"rate_limit":{"tasks":10,"seconds":1},"ttl_seconds":null}',
+        ),
+    ],
+    ids=["purge", "configure"],
+)
+def test_a_purge_and_a_configure_are_sent_again_after_a_dropped_connection(
+    send, answer, request_line, body
+):
+    stub = StubServer(DROP, Answer(200, answer))
+    with stub, Client(stub.url, backoff=0.01) as client:
+        send(client)
+    assert [(seen.method, seen.path) for seen in stub.seen] == [request_line] * 2
+    assert [seen.body for seen in stub.seen] == [body] * 2
+
+
+def test_a_purge_returns_the_count_deleted_and_a_view_the_tasks():
+    stub = StubServer(Answer(200, b'{"deleted": 7}'), Answer(200, b"[" + DONE + b"]"))
+    with stub, Client(stub.url) as client:
+        assert client.purge_queue("a b", "completed") == 7
+        assert client.view("a b", status="completed", limit=5, offset=10)[0].id == "t1"
+    assert [seen.path for seen in stub.seen] == [
+        "/queues/a%20b/tasks?status=completed",
+        "/queue/view?queue=a+b&status=completed&limit=5&offset=10",
+    ]
+
+
+def test_a_task_from_a_server_without_the_newer_fields_reads_them_as_none():
+    task = Task.from_document(orjson.loads(DONE))
+
+    assert (task.group, task.expires_at, task.dead_lettered_from) == (None, None, None)

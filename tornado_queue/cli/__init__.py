@@ -20,9 +20,10 @@ USAGE = """usage: tornado-queue COMMAND [ARGS...]   (COMMAND --help for its argu
   stats                         tasks per state
   queues                        every queue with its counts
   retry ID                      put a failed task back in its queue
-  queue show|pause|resume|retry NAME
+  queue show|pause|resume|retry|set|purge NAME
                                 a queue's counts and settings; stop or restart its delivery;
-                                put all its failed tasks back
+                                put all its failed tasks back; change its settings; delete
+                                its tasks in one state
   tail                          follow the counts live, a line per change
 """
 

@@ -21,10 +21,14 @@ from tornado_queue.client.endpoint import (
 )
 from tornado_queue.client.errors import ConnectionFailed
 from tornado_queue.client.task import Task
+from tornado_queue.models import TaskStatus
 
 T = TypeVar("T")
 NO_ANSWER = 599
 """The code Tornado's client gives a request that got no HTTP answer (timeout, reset)."""
+BODY_METHODS = ("POST", "PUT", "PATCH")
+"""The methods Tornado's client sends a body with (it refuses a body on the others, and
+requires one on these)."""
 
 
 class AsyncClient:
@@ -68,6 +72,8 @@ class AsyncClient:
         delay: float | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        group: str | None = None,
+        expires_in: float | None = None,
     ) -> str:
         return await self._call(
             calls.enqueue(
@@ -77,6 +83,8 @@ class AsyncClient:
                 priority=priority,
                 delay=delay,
                 max_attempts=max_attempts,
+                group=group,
+                expires_in=expires_in,
             )
         )
 
@@ -88,10 +96,18 @@ class AsyncClient:
         priority: int | None = None,
         delay: float | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
+        expires_in: float | None = None,
     ) -> list[str]:
         return await self._call(
             calls.enqueue_many(
-                payloads, queue=queue, priority=priority, delay=delay, max_attempts=max_attempts
+                payloads,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+                group=group,
+                expires_in=expires_in,
             )
         )
 
@@ -136,6 +152,19 @@ class AsyncClient:
     async def retry_queue(self, queue: str) -> int:
         return await self._call(calls.retry_queue(queue))
 
+    async def purge_queue(self, name: str, status: str) -> int:
+        return await self._call(calls.purge_queue(name, status))
+
+    async def view(
+        self,
+        queue: str,
+        *,
+        status: str = TaskStatus.PENDING,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Task]:
+        return await self._call(calls.view(queue, status, limit, offset))
+
     async def delete(self, task: TaskRef) -> None:
         await self._call(calls.delete(task))
 
@@ -169,7 +198,7 @@ class AsyncClient:
             self.url + call.path,
             method=call.method,
             headers=self._headers | dict(call.headers),
-            body=call.body if call.method in ("POST", "PUT") else None,
+            body=call.body if call.method in BODY_METHODS else None,
             connect_timeout=self.timeout,
             request_timeout=self.timeout + call.wait,
         )

@@ -185,9 +185,30 @@ def queue(name: str) -> Call[dict[str, Any]]:
 
 
 def configure_queue(name: str, settings: Mapping[str, Any]) -> Call[dict[str, Any]]:
-    # Setting the same values twice changes nothing, so a repeat is safe.
+    # The values are absolute (None clears): setting them twice changes nothing, so a repeat
+    # is safe.
     path = f"/queues/{quote(name, safe='')}"
     return Call("PATCH", path, _body, _json(dict(settings)), {"Content-Type": JSON})
+
+
+def purge_queue(name: str, status: str) -> Call[int]:
+    # A repeat after a lost answer deletes only what is left in that state (its count says
+    # only what the repeat deleted).
+    path = _query(f"/queues/{quote(name, safe='')}/tasks", status=status)
+    return Call("DELETE", path, _deleted)
+
+
+def _deleted(response: Response) -> int:
+    return int(_body(response)["deleted"])
+
+
+def view(queue: str, status: str, limit: int | None, offset: int | None) -> Call[list[Task]]:
+    path = _query("/queue/view", queue=queue, status=status, limit=limit, offset=offset)
+    return Call("GET", path, _tasks)
+
+
+def _tasks(response: Response) -> list[Task]:
+    return [Task.from_document(item) for item in _body(response)]
 
 
 def retry_queue(queue: str) -> Call[int]:

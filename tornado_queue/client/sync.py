@@ -23,6 +23,7 @@ from tornado_queue.client.endpoint import (
 )
 from tornado_queue.client.errors import ConnectionFailed
 from tornado_queue.client.task import Task
+from tornado_queue.models import TaskStatus
 
 T = TypeVar("T")
 
@@ -36,10 +37,12 @@ class Client:
 
     Retries: when no answer comes (connection refused, reset, timed out) or the server answers
     503, a call that is safe to repeat is sent again up to `retries` times, `backoff` seconds
-    doubling in between (at least the 503's Retry-After). Safe are GET, DELETE, complete /
-    fail / heartbeat (fenced by the lease id: a repeat is answered as the first was) and
-    enqueue (every enqueue carries an idempotency key). A dequeue is repeated only after a 503
-    saying nothing was applied (see `dequeue`). Other errors the server answers with are never
+    doubling in between (at least the 503's Retry-After). Safe are GET, DELETE (a repeated
+    `purge_queue` deletes what is left), complete / fail / heartbeat (fenced by the lease id:
+    a repeat is answered as the first was), enqueue (every enqueue carries an idempotency
+    key), `configure_queue` (absolute values: a repeat sets the same) and `retry_queue` (a
+    repeat retries what is still failed). A dequeue is repeated only after a 503 saying
+    nothing was applied (see `dequeue`). Other errors the server answers with are never
     retried; they raise a `TaskQueueError` subclass carrying the server's `detail`.
     """
 
@@ -78,8 +81,15 @@ class Client:
         delay: float | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        group: str | None = None,
+        expires_in: float | None = None,
     ) -> str:
         """Put one task on `queue` (default "default"); return its id.
+
+        Tasks of one queue with the same `group` are delivered one at a time, in order: the
+        next only once the one before is completed, deleted, failed, dead-lettered or expired.
+        A task is never delivered more than `expires_in` seconds after it was enqueued
+        (default: the queue's `ttl_seconds`); it then fails as expired.
 
         Every enqueue is sent with an `Idempotency-Key`: yours, or a fresh one made for this
         call, so retrying it after a lost answer never creates a second task. Give your own
@@ -93,6 +103,8 @@ class Client:
                 priority=priority,
                 delay=delay,
                 max_attempts=max_attempts,
+                group=group,
+                expires_in=expires_in,
             )
         )
 
@@ -104,12 +116,21 @@ class Client:
         priority: int | None = None,
         delay: float | None = None,
         max_attempts: int | None = None,
+        group: str | None = None,
+        expires_in: float | None = None,
     ) -> list[str]:
-        """Put up to 1000 tasks on `queue` in one request, all or nothing; their ids in order.
-        Each item gets its own idempotency key, so a retried batch creates nothing twice."""
+        """Put up to 1000 tasks on `queue` in one request, all or nothing; their ids in order
+        (with a `group`, also the order they are delivered in, one at a time). Each item gets
+        its own idempotency key, so a retried batch creates nothing twice."""
         return self._call(
             calls.enqueue_many(
-                payloads, queue=queue, priority=priority, delay=delay, max_attempts=max_attempts
+                payloads,
+                queue=queue,
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+                group=group,
+                expires_in=expires_in,
             )
         )
 
@@ -165,7 +186,12 @@ class Client:
         return self._call(calls.queue(name))
 
     def configure_queue(self, name: str, **settings: Any) -> dict[str, Any]:
-        """Set settings of a queue (None clears one); the queue as `queue` shows it."""
+        """Set settings of a queue (None clears one, the others stay as they are); the queue as
+        `queue` shows it. The settings: `paused`, `max_processing` (tasks processing at once),
+        `rate_limit` (`{"tasks": N, "seconds": S}`: at most N deliveries in any S seconds),
+        `lease_seconds`, `max_attempts`, `retry_backoff`, `dead_letter_queue` (where a task
+        that would fail goes instead) and `ttl_seconds` (the default `expires_in`). A bad one
+        raises `BadRequest` naming it, and nothing changes."""
         return self._call(calls.configure_queue(name, settings))
 
     def pause(self, name: str) -> dict[str, Any]:
@@ -180,6 +206,24 @@ class Client:
         """Put every failed task of `queue` back to pending with fresh attempts; how many."""
         return self._call(calls.retry_queue(queue))
 
+    def purge_queue(self, name: str, status: str) -> int:
+        """Delete every task of queue `name` in `status` (pending, scheduled, completed or
+        failed; processing tasks are never purged); how many were deleted."""
+        return self._call(calls.purge_queue(name, status))
+
+    def view(
+        self,
+        queue: str,
+        *,
+        status: str = TaskStatus.PENDING,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[Task]:
+        """A page of `queue`'s tasks in `status` (any state): pending ones in the order they
+        will be delivered, the others most recent first. `limit` 0-10000 (default 1000),
+        `offset` 0-100000."""
+        return self._call(calls.view(queue, status, limit, offset))
+
     def delete(self, task: TaskRef) -> None:
         """Remove a task that is not processing; `Conflict` while it is."""
         self._call(calls.delete(task))
@@ -190,7 +234,7 @@ class Client:
 
     def totals(self, queue: str | None = None) -> dict[str, int]:
         """Events counted since the server started: enqueued, completed, failed,
-        lease_expired."""
+        lease_expired, dead_lettered, expired."""
         return self._call(calls.totals(queue))
 
     def queues(self) -> list[dict[str, Any]]:

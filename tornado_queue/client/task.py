@@ -34,6 +34,9 @@ class Task:
     finished_at: datetime | None = None
     result: Any = None
     error: str | None = None
+    group: str | None = None
+    expires_at: datetime | None = None
+    dead_lettered_from: str | None = None
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Task:
@@ -54,6 +57,9 @@ class Task:
             finished_at=_time(document.get("finished_at")),
             result=document.get("result"),
             error=document.get("error"),
+            group=document.get("group"),
+            expires_at=_time(document.get("expires_at")),
+            dead_lettered_from=document.get("dead_lettered_from"),
         )
 
     def to_document(self) -> dict[str, Any]:
