@@ -14,6 +14,7 @@
   const LIST_LIMIT = 10; // processing / failed tasks shown per queue
   const MAX_DETAIL_QUEUES = 20; // bounds the requests one poll makes
   const PAYLOAD_CHARS = 160;
+  const PAGE_SIZE = 20; // tasks per page of a queue page's list
   const STATES = ["pending", "scheduled", "processing", "completed", "failed"];
   const SERIES = ["enqueued", "completed", "failed"];
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -205,32 +206,39 @@
     return Number.isNaN(ms) ? null : ms;
   }
 
-  // A cell that tick() keeps current: a countdown to a deadline, or the time since an instant.
+  // A cell that tick() keeps current: a countdown to a deadline, the time since an instant, or
+  // (kind "relative") either, for an instant that may be past or to come.
   function clockCell(kind, atMs, className) {
     const td = cell("", className);
-    td.dataset.clock = kind;
-    td.dataset.at = String(atMs);
-    updateClock(td);
+    setClock(td, kind, atMs);
     return td;
   }
 
-  function updateClock(td) {
-    const at = Number(td.dataset.at);
-    if (td.dataset.at === "" || Number.isNaN(at)) {
-      setText(td, "–");
+  function setClock(element, kind, atMs) {
+    element.dataset.clock = kind;
+    element.dataset.at = String(atMs);
+    updateClock(element);
+  }
+
+  function updateClock(element) {
+    const at = Number(element.dataset.at);
+    if (element.dataset.at === "" || Number.isNaN(at)) {
+      setText(element, "–");
       return;
     }
-    if (td.dataset.clock === "until") {
-      const left = at - serverNow();
-      td.classList.toggle("overdue", left <= 0);
-      setText(td, left <= 0 ? "expired" : formatDuration(left));
+    const left = at - serverNow();
+    if (element.dataset.clock === "until") {
+      element.classList.toggle("overdue", left <= 0);
+      setText(element, left <= 0 ? "expired" : formatDuration(left));
+    } else if (element.dataset.clock === "relative" && left > 0) {
+      setText(element, `in ${formatDuration(left)}`);
     } else {
-      setText(td, `${formatDuration(serverNow() - at)} ago`);
+      setText(element, `${formatDuration(-left)} ago`);
     }
   }
 
   function tick() {
-    for (const td of document.querySelectorAll("td[data-clock]")) updateClock(td);
+    for (const element of document.querySelectorAll("[data-clock]")) updateClock(element);
   }
 
   // Update `tbody` to hold one row per item, in order, reusing the rows of items it already
@@ -266,7 +274,7 @@
         row.dataset.queue = queue.name;
         const name = document.createElement("th");
         name.scope = "row";
-        name.textContent = queue.name;
+        name.append(queueLink(queue.name));
         const badge = document.createElement("span");
         badge.className = "paused-badge";
         badge.textContent = "paused";
@@ -330,10 +338,22 @@
 
   // --- the task tables -------------------------------------------------------------------
 
+  // The task's short id, a link to its page.
   function taskIdCell(task) {
-    const td = cell(shortId(task.id), "mono");
-    td.title = task.id;
+    const link = document.createElement("a");
+    link.href = taskHash(task.id);
+    link.textContent = shortId(task.id);
+    link.title = task.id;
+    const td = cell("", "mono");
+    td.append(link);
     return td;
+  }
+
+  function queueLink(name, state) {
+    const link = document.createElement("a");
+    link.href = queueHash(name, state);
+    link.textContent = name;
+    return link;
   }
 
   function payloadCell(task) {
@@ -363,7 +383,7 @@
     row.append(
       cell(task.queue),
       taskIdCell(task),
-      cell(`${task.attempts} of ${task.max_attempts}`, "num"),
+      attemptsCell(task),
       clockCell("since", timeMs(task.started_at) ?? "", "age"),
       clockCell("until", "", "countdown"),
       payloadCell(task),
@@ -378,38 +398,49 @@
     updateClock(countdown);
   }
 
-  function buildFailed(task) {
-    const row = document.createElement("tr");
-    row.dataset.taskId = task.id;
-    const error = cell(task.error ?? "–", "error-text");
-    error.title = task.error ?? "";
-    const retry = document.createElement("button");
-    retry.type = "button";
-    retry.textContent = "Retry";
-    retry.addEventListener("click", () =>
-      act(retry, "POST", `/tasks/${encodeURIComponent(task.id)}/retry`, "Retry", task),
-    );
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "danger";
-    remove.textContent = "Delete";
-    remove.addEventListener("click", () => {
-      if (!window.confirm(`Delete task ${task.id} for good?`)) return;
-      act(remove, "DELETE", `/tasks/${encodeURIComponent(task.id)}`, "Delete", task);
-    });
+  function errorCell(task) {
+    const td = cell(task.error ?? "–", "error-text");
+    td.title = task.error ?? "";
+    return td;
+  }
+
+  function attemptsCell(task) {
+    return cell(`${task.attempts} of ${task.max_attempts}`, "num");
+  }
+
+  // A failed task's Retry and Delete buttons.
+  function failedActionsCell(task) {
+    const retry = makeButton("Retry");
+    retry.addEventListener("click", () => retryTask(retry, task));
+    const remove = makeButton("Delete", "danger");
+    remove.addEventListener("click", () => deleteTask(remove, task));
     const actions = document.createElement("td");
     const group = document.createElement("div");
     group.className = "actions";
     group.append(retry, remove);
     actions.append(group);
+    return actions;
+  }
+
+  function makeButton(text, className) {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.textContent = text;
+    if (className) element.className = className;
+    return element;
+  }
+
+  function buildFailed(task) {
+    const row = document.createElement("tr");
+    row.dataset.taskId = task.id;
     row.append(
       cell(task.queue),
       taskIdCell(task),
-      cell(`${task.attempts} of ${task.max_attempts}`, "num"),
-      error,
+      attemptsCell(task),
+      errorCell(task),
       clockCell("since", timeMs(task.finished_at) ?? "", "age"),
       payloadCell(task),
-      actions,
+      failedActionsCell(task),
     );
     return row;
   }
@@ -448,6 +479,7 @@
     if (isAuthError(error)) askForToken(error);
   }
 
+  // One task's Retry or Delete; true when the server did it.
   async function act(button, method, path, verb, task) {
     button.disabled = true;
     try {
@@ -455,10 +487,21 @@
       const done = verb === "Retry" ? "is pending again" : "was deleted";
       showNotice(`Task ${task.id} (${task.queue}) ${done}.`, "ok");
       pollSoon();
+      return true;
     } catch (error) {
       showFailure(`${verb} of task ${task.id}`, error);
       button.disabled = false;
+      return false;
     }
+  }
+
+  function retryTask(button, task) {
+    return act(button, "POST", `/tasks/${encodeURIComponent(task.id)}/retry`, "Retry", task);
+  }
+
+  async function deleteTask(button, task) {
+    if (!window.confirm(`Delete task ${task.id} for good?`)) return false;
+    return act(button, "DELETE", `/tasks/${encodeURIComponent(task.id)}`, "Delete", task);
   }
 
   async function togglePause(button, queue) {
@@ -645,6 +688,641 @@
     renderChart();
   }
 
+  // --- routing: #/ the overview, #/queues/NAME?state=&offset= a queue, #/tasks/ID a task ---
+  //
+  // The view lives in the hash: the server serves one page, and the browser's back button
+  // walks between views. Changing a queue page's tab or page replaces the history entry
+  // rather than adding one, so back still returns to where the user came from.
+
+  const OVERVIEW_TITLE = document.title;
+
+  function queueHash(name, state, offset) {
+    const params = new URLSearchParams();
+    if (state && state !== "pending") params.set("state", state);
+    if (offset) params.set("offset", String(offset));
+    const query = params.toString();
+    return `#/queues/${encodeURIComponent(name)}${query ? `?${query}` : ""}`;
+  }
+
+  function taskHash(id) {
+    return `#/tasks/${encodeURIComponent(id)}`;
+  }
+
+  function parseRoute(hash) {
+    const [path, query = ""] = hash.replace(/^#/, "").split("?");
+    const [kind, encoded, ...rest] = path.split("/").filter(Boolean);
+    let name = "";
+    try {
+      name = rest.length === 0 && encoded ? decodeURIComponent(encoded) : "";
+    } catch (_) {
+      // a malformed escape: not a route, show the overview
+    }
+    if (kind === "queues" && name) {
+      const params = new URLSearchParams(query);
+      const state = STATES.includes(params.get("state")) ? params.get("state") : "pending";
+      const offset = Math.max(0, Number.parseInt(params.get("offset") || "0", 10) || 0);
+      return { view: "queue", name, state, offset };
+    }
+    if (kind === "tasks" && name) return { view: "task", id: name };
+    return { view: "overview" };
+  }
+
+  function currentRoute() {
+    return parseRoute(location.hash);
+  }
+
+  // False once the user has moved on: an answer that arrives late is not drawn.
+  function isCurrent(route) {
+    return JSON.stringify(route) === JSON.stringify(currentRoute());
+  }
+
+  function showRoute() {
+    const route = currentRoute();
+    for (const view of document.querySelectorAll("main[data-view]")) {
+      view.hidden = view.dataset.view !== route.view;
+    }
+    if (route.view === "queue") openQueuePage(route);
+    else if (route.view === "task") openTaskPage(route);
+    else document.title = OVERVIEW_TITLE;
+  }
+
+  function replaceRoute(hash) {
+    history.replaceState(null, "", hash);
+    showRoute();
+    pollSoon();
+  }
+
+  window.addEventListener("hashchange", () => {
+    showRoute();
+    // Start keyboard and screen reader users at the new view's heading.
+    const heading = document.querySelector("main:not([hidden]) h2[tabindex]");
+    if (heading) heading.focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+    if (!waitingForToken) pollSoon();
+  });
+
+  // A 400 or 404 about what the view asks for (a bad queue name, a task that is gone): said in
+  // the view itself, while the connection stays live.
+  function isRefusal(error) {
+    return error instanceof ApiError && (error.status === 400 || error.status === 404);
+  }
+
+  function showViewProblem(element, text) {
+    setText(element, text);
+    element.hidden = false;
+  }
+
+  // A setting's seconds in the largest unit that keeps them whole: 90 s, 5 min, 24 h, 7 d.
+  function secondsText(seconds) {
+    const units = [
+      [86400, "d", 2 * 86400], // days only from two of them on: "24 h" reads better than "1 d"
+      [3600, "h", 3600],
+      [60, "min", 60],
+    ];
+    for (const [size, unit, from] of units) {
+      if (seconds >= from && seconds % size === 0) return `${seconds / size} ${unit}`;
+    }
+    return `${seconds} s`;
+  }
+
+  // --- a queue's page --------------------------------------------------------------------
+
+  // What the queue page shows, kept between polls.
+  const queuePage = {
+    name: null, // the queue shown
+    state: null, // the tab whose columns the list's rows are built with
+    settings: null, // the settings last read from the server
+    filled: {}, // the form's texts when it was last filled: what the user has not changed
+    saves: 0, // counts saved forms: a poll sent before a save does not draw the old settings
+  };
+
+  function groupCell(task) {
+    return cell(task.group ?? "–", "mono");
+  }
+
+  function resultCell(task) {
+    const td = cell(payloadText(task.result), "payload mono");
+    td.title = JSON.stringify(task.result);
+    return td;
+  }
+
+  // Cell builders for one field of a task: a number, or the time since an instant.
+  const numberCell = (field) => (task) => cell(String(task[field]), "num");
+  const sinceCell = (field) => (task) => clockCell("since", timeMs(task[field]) ?? "", "age");
+
+  // The list's columns for each state: [heading, the cell for a task, heading class].
+  const LIST_COLUMNS = {
+    pending: [
+      ["Task", taskIdCell],
+      ["Priority", numberCell("priority"), "num"],
+      ["Attempts", numberCell("attempts"), "num"],
+      ["Group", groupCell],
+      ["Waiting", sinceCell("created_at")],
+      ["Payload", payloadCell],
+    ],
+    scheduled: [
+      ["Task", taskIdCell],
+      ["Priority", numberCell("priority"), "num"],
+      ["Attempts", numberCell("attempts"), "num"], // a retry waiting out its backoff
+      ["Group", groupCell],
+      ["Due", (task) => clockCell("relative", timeMs(task.available_at) ?? "", "age")],
+      ["Payload", payloadCell],
+    ],
+    processing: [
+      ["Task", taskIdCell],
+      ["Attempt", attemptsCell, "num"],
+      ["Group", groupCell],
+      ["Started", sinceCell("started_at")],
+      ["Lease expires in", () => clockCell("until", "", "countdown")], // set by updateProcessing
+      ["Payload", payloadCell],
+    ],
+    completed: [
+      ["Task", taskIdCell],
+      ["Attempts", attemptsCell, "num"],
+      ["Group", groupCell],
+      ["Finished", sinceCell("finished_at")],
+      ["Result", resultCell],
+      ["Payload", payloadCell],
+    ],
+    failed: [
+      ["Task", taskIdCell],
+      ["Attempts", attemptsCell, "num"],
+      ["Error", errorCell],
+      ["Failed", sinceCell("finished_at")],
+      ["Payload", payloadCell],
+      ["Actions", failedActionsCell, "visually-hidden"],
+    ],
+  };
+
+  function openQueuePage(route) {
+    document.title = `${route.name} · tornado_queue`;
+    if (queuePage.name !== route.name) {
+      queuePage.name = route.name;
+      queuePage.settings = null;
+      queuePage.state = null;
+      setText($("#queue-name"), route.name);
+      clearQueueHead();
+      fillSettingsForm(null); // the first poll fills it with this queue's settings
+    }
+    selectTab(route.state);
+  }
+
+  // Another queue's page: nothing of the one shown before stays until the first answer.
+  function clearQueueHead() {
+    $("#queue-problem").hidden = true;
+    $("#queue-paused-badge").hidden = true;
+    $("#queue-retry").hidden = true;
+    $("#queue-purge").hidden = true;
+    for (const count of document.querySelectorAll("#queue-tabs [data-count]")) setText(count, "–");
+    const limits = $("#queue-limits");
+    delete limits.dataset.signature;
+    limits.replaceChildren();
+  }
+
+  function selectTab(state) {
+    for (const tab of document.querySelectorAll("#queue-tabs [role=tab]")) {
+      const selected = tab.dataset.state === state;
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+    }
+    $("#queue-list").setAttribute("aria-labelledby", `tab-${state}`);
+    if (queuePage.state === state) return;
+    // Another state has other columns: the rows shown so far cannot be reused.
+    queuePage.state = state;
+    const headings = LIST_COLUMNS[state].map(([title, , className]) => {
+      const th = document.createElement("th");
+      th.scope = "col";
+      if (className === "visually-hidden") {
+        // Named for screen readers; the column's buttons say what they do.
+        const hidden = document.createElement("span");
+        hidden.className = className;
+        hidden.textContent = title;
+        th.append(hidden);
+      } else {
+        th.textContent = title;
+        if (className) th.className = className;
+      }
+      return th;
+    });
+    $("#queue-tasks thead tr").replaceChildren(...headings);
+    $("#queue-tasks tbody").replaceChildren();
+    setText($("#queue-tasks-empty"), `No ${state} tasks.`);
+    setText($("#queue-range"), "");
+  }
+
+  function buildListRow(task) {
+    const row = document.createElement("tr");
+    row.dataset.taskId = task.id;
+    row.append(...LIST_COLUMNS[queuePage.state].map(([, build]) => build(task)));
+    return row;
+  }
+
+  async function refreshQueuePage(route) {
+    const saves = queuePage.saves;
+    const view = new URLSearchParams({
+      queue: route.name,
+      status: route.state,
+      limit: String(PAGE_SIZE),
+      offset: String(route.offset),
+    });
+    let queue;
+    let list;
+    try {
+      [queue, list] = await Promise.all([
+        api("GET", `/queues/${encodeURIComponent(route.name)}`),
+        api("GET", `/queue/view?${view}`),
+      ]);
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      if (isCurrent(route)) showViewProblem($("#queue-problem"), error.detail);
+      return;
+    }
+    if (!isCurrent(route) || saves !== queuePage.saves) return;
+    $("#queue-problem").hidden = true;
+    renderQueueHead(queue.data);
+    renderQueueList(route, list.data || [], list.total ?? queue.data[route.state]);
+    keepSettingsFormCurrent(queue.data.settings || {});
+  }
+
+  function renderQueueHead(queue) {
+    const settings = queue.settings || {};
+    const paused = Boolean(settings.paused);
+    const pause = $("#queue-pause");
+    pause.dataset.paused = String(paused); // what togglePause reads
+    pause.setAttribute("aria-checked", String(paused));
+    $("#queue-paused-badge").hidden = !paused;
+    const retry = $("#queue-retry");
+    retry.hidden = queue.failed === 0;
+    retry.dataset.failed = String(queue.failed); // what retryQueue reads
+    for (const count of document.querySelectorAll("#queue-tabs [data-count]")) {
+      setText(count, String(queue[count.dataset.count] ?? 0));
+    }
+    const purge = $("#queue-purge");
+    const shown = queuePage.state;
+    purge.hidden = shown === "processing" || !queue[shown]; // processing tasks are never purged
+    purge.dataset.count = String(queue[shown] ?? 0);
+    setText(purge, `Purge ${queue[shown] ?? 0} ${shown}`);
+    renderLimits(settings);
+  }
+
+  // Each setting in force, in words (the parts of its chip).
+  const SETTING_WORDS = {
+    max_processing: (cap) => [`at most ${cap} processing at once`],
+    rate_limit: (rate) => [`${rate.tasks} tasks per ${secondsText(rate.seconds)}`],
+    lease_seconds: (seconds) => [`leases of ${secondsText(seconds)}`],
+    max_attempts: (attempts) => [`${attempts} attempts`],
+    retry_backoff: (seconds) => [`retry backoff from ${secondsText(seconds)}`],
+    dead_letter_queue: (name) => ["failed tasks go to ", queueLink(name)],
+    ttl_seconds: (seconds) => [`tasks expire after ${secondsText(seconds)}`],
+  };
+
+  // A chip per setting in force; unset ones are left out. Rebuilt only when they change, so
+  // the dead-letter queue's link is not replaced under the pointer every second.
+  function renderLimits(settings) {
+    const list = $("#queue-limits");
+    const signature = JSON.stringify(settings);
+    if (list.dataset.signature === signature) return;
+    list.dataset.signature = signature;
+    const chip = (setting, parts) => {
+      const item = document.createElement("li");
+      item.dataset.setting = setting;
+      item.append(...parts);
+      return item;
+    };
+    const chips = Object.entries(SETTING_WORDS)
+      .filter(([setting]) => settings[setting] != null)
+      .map(([setting, words]) => chip(setting, words(settings[setting])));
+    if (chips.length === 0) chips.push(chip("none", ["No limits set: the server's defaults apply."]));
+    list.replaceChildren(...chips);
+  }
+
+  function renderQueueList(route, tasks, total) {
+    const lastPage = Math.max(0, Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE);
+    if (tasks.length === 0 && route.offset > lastPage) {
+      // Past the end (the list shrank): show its last page instead.
+      replaceRoute(queueHash(route.name, route.state, lastPage));
+      return;
+    }
+    const update = route.state === "processing" ? updateProcessing : () => {};
+    syncRows($("#queue-tasks tbody"), tasks, (task) => task.id, buildListRow, update);
+    $("#queue-table-wrap").hidden = tasks.length === 0;
+    $("#queue-tasks-empty").hidden = tasks.length > 0;
+    const first = route.offset + 1;
+    const range = tasks.length ? `${first}–${route.offset + tasks.length} of ${total}` : "";
+    setText($("#queue-range"), range);
+    $("#queue-previous").disabled = route.offset === 0;
+    $("#queue-next").disabled = route.offset + tasks.length >= total;
+    $("#queue-pager").hidden = route.offset === 0 && total <= PAGE_SIZE;
+  }
+
+  function showPage(offset) {
+    replaceRoute(queueHash(queuePage.name, queuePage.state, Math.max(0, offset)));
+  }
+
+  $("#queue-previous").addEventListener("click", () => showPage(currentRoute().offset - PAGE_SIZE));
+  $("#queue-next").addEventListener("click", () => showPage(currentRoute().offset + PAGE_SIZE));
+
+  $("#queue-tabs").addEventListener("click", (event) => {
+    const tab = event.target.closest("[role=tab]");
+    if (tab && tab.dataset.state !== currentRoute().state) {
+      replaceRoute(queueHash(queuePage.name, tab.dataset.state));
+    }
+  });
+
+  // Arrow keys move between the tabs, as in any tab list.
+  $("#queue-tabs").addEventListener("keydown", (event) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+    const tabs = [...document.querySelectorAll("#queue-tabs [role=tab]")];
+    const index = tabs.indexOf(document.activeElement);
+    if (step === undefined || index < 0) return;
+    event.preventDefault();
+    const next = tabs[(index + step + tabs.length) % tabs.length];
+    next.focus();
+    next.click();
+  });
+
+  $("#queue-pause").addEventListener("click", (event) =>
+    togglePause(event.currentTarget, queuePage.name),
+  );
+  $("#queue-retry").addEventListener("click", (event) =>
+    retryQueue(event.currentTarget, queuePage.name),
+  );
+  $("#queue-purge").addEventListener("click", (event) =>
+    purgeTasks(event.currentTarget, queuePage.name, queuePage.state),
+  );
+
+  async function purgeTasks(button, queue, state) {
+    const question = `Delete all ${button.dataset.count} ${state} tasks of queue ${queue} for good?`;
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      const path = `/queues/${encodeURIComponent(queue)}/tasks?${new URLSearchParams({ status: state })}`;
+      const { data } = await api("DELETE", path);
+      const plural = data.deleted === 1 ? "task was" : "tasks were";
+      showNotice(`${data.deleted} ${state} ${plural} deleted from queue ${queue}.`, "ok");
+      pollSoon();
+    } catch (error) {
+      showFailure(`Purge of the ${state} tasks of queue ${queue}`, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // --- a queue's settings form -----------------------------------------------------------
+
+  // The form's inputs by name; a dot names a field of an object setting.
+  const SETTING_INPUTS = [
+    "max_processing",
+    "rate_limit.tasks",
+    "rate_limit.seconds",
+    "lease_seconds",
+    "max_attempts",
+    "retry_backoff",
+    "dead_letter_queue",
+    "ttl_seconds",
+  ];
+
+  function settingsInput(name) {
+    return $("#settings-form").elements.namedItem(name);
+  }
+
+  // Each input's text for the server's settings (null: every field empty).
+  function formTexts(settings) {
+    const texts = {};
+    for (const name of SETTING_INPUTS) {
+      const [setting, field] = name.split(".");
+      let value = settings ? settings[setting] : null;
+      if (field && value != null) value = value[field];
+      texts[name] = value == null ? "" : String(value);
+    }
+    return texts;
+  }
+
+  function fillSettingsForm(settings) {
+    const texts = formTexts(settings);
+    for (const name of SETTING_INPUTS) {
+      const input = settingsInput(name);
+      if (input.value !== texts[name]) input.value = texts[name]; // leaves the caret alone
+    }
+    queuePage.filled = texts;
+    showSettingsError(null);
+  }
+
+  function editedInputs() {
+    return SETTING_INPUTS.filter(
+      (name) => settingsInput(name).value.trim() !== queuePage.filled[name],
+    );
+  }
+
+  // Follow the server's settings (someone else may change them) unless the user is editing:
+  // a half-typed value is never overwritten.
+  function keepSettingsFormCurrent(settings) {
+    queuePage.settings = settings;
+    if (editedInputs().length === 0) fillSettingsForm(settings);
+  }
+
+  // An input's value for the server: null when empty, a number when it reads as one, else the
+  // text as typed, which the server refuses with a detail naming the setting.
+  function inputValue(name) {
+    const text = settingsInput(name).value.trim();
+    if (text === "") return null;
+    if (name === "dead_letter_queue") return text;
+    const value = Number(text);
+    return Number.isFinite(value) ? value : text;
+  }
+
+  function rateLimitValue() {
+    const tasks = inputValue("rate_limit.tasks");
+    const seconds = inputValue("rate_limit.seconds");
+    if (tasks === null && seconds === null) return null;
+    // Half a pair is sent as it is: the server's answer says which field is missing.
+    const value = {};
+    if (tasks !== null) value.tasks = tasks;
+    if (seconds !== null) value.seconds = seconds;
+    return value;
+  }
+
+  // The PATCH body: only the settings the user changed, so that a setting someone else
+  // changed meanwhile is not put back.
+  function settingsChanges() {
+    const changes = {};
+    for (const name of editedInputs()) {
+      const [setting] = name.split(".");
+      changes[setting] = setting === "rate_limit" ? rateLimitValue() : inputValue(name);
+    }
+    return changes;
+  }
+
+  // The server's refusal under the form, with the input of the setting it names marked.
+  function showSettingsError(detail) {
+    for (const name of SETTING_INPUTS) settingsInput(name).removeAttribute("aria-invalid");
+    const box = $("#settings-error");
+    box.hidden = detail === null;
+    if (detail === null) return;
+    setText(box, detail);
+    const named = /^setting '([a-z_]+)'(?:\.([a-z_]+))?/.exec(detail);
+    if (!named) return;
+    const [, setting, dotted] = named;
+    const field = dotted || (/field '([a-z_]+)'/.exec(detail) || [])[1] || "tasks";
+    const input = settingsInput(setting === "rate_limit" ? `rate_limit.${field}` : setting);
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  }
+
+  async function saveSettings(event) {
+    event.preventDefault();
+    const queue = queuePage.name;
+    const changes = settingsChanges();
+    if (Object.keys(changes).length === 0) {
+      showSettingsError(null);
+      showNotice(`Nothing to save: no setting of queue ${queue} was changed.`, "ok");
+      return;
+    }
+    const save = $("#settings-save");
+    save.disabled = true;
+    try {
+      const { data } = await api("PATCH", `/queues/${encodeURIComponent(queue)}`, changes);
+      queuePage.saves += 1;
+      if (queuePage.name === queue) {
+        fillSettingsForm(data.settings);
+        renderQueueHead(data);
+      }
+      showNotice(`Settings of queue ${queue} saved.`, "ok");
+      pollSoon();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 400) showSettingsError(error.detail);
+      else showFailure(`Saving the settings of queue ${queue}`, error);
+    } finally {
+      save.disabled = false;
+    }
+  }
+
+  $("#settings-form").addEventListener("submit", saveSettings);
+  $("#settings-undo").addEventListener("click", () => fillSettingsForm(queuePage.settings));
+
+  // --- a task's page ---------------------------------------------------------------------
+
+  let shownTask = null; // the task the page shows, for its buttons
+
+  function openTaskPage(route) {
+    document.title = `Task ${shortId(route.id)} · tornado_queue`;
+    if (shownTask !== null && shownTask.id === route.id) return;
+    shownTask = null;
+    setText($("#task-id"), route.id);
+    showTaskParts(false);
+    $("#task-problem").hidden = true;
+  }
+
+  function showTaskParts(shown) {
+    $("#task-details").hidden = !shown;
+    for (const part of document.querySelectorAll("#task-page [data-task-part]")) part.hidden = !shown;
+    if (!shown) {
+      $("#task-error-card").hidden = true;
+      $("#task-retry").hidden = true;
+      $("#task-delete").hidden = true;
+    }
+  }
+
+  async function refreshTaskPage(route) {
+    let answer;
+    try {
+      answer = await api("GET", `/tasks/${encodeURIComponent(route.id)}`);
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      if (isCurrent(route)) {
+        shownTask = null;
+        showTaskParts(false);
+        const why = "It was deleted, or it finished long enough ago for the server to drop it.";
+        showViewProblem($("#task-problem"), `${error.detail}. ${why}`);
+      }
+      return;
+    }
+    if (isCurrent(route)) renderTask(answer.data);
+  }
+
+  // Payload and result as indented JSON text: shown with textContent, never parsed as HTML.
+  function prettyJson(value) {
+    return JSON.stringify(value ?? null, null, 2);
+  }
+
+  function renderTask(task) {
+    shownTask = task;
+    $("#task-problem").hidden = true;
+    showTaskParts(true);
+    setText($("#task-id"), task.id);
+    const status = $("#task-status");
+    setText(status, task.status);
+    status.className = `status-badge state-${task.status}`;
+    for (const link of [$("#task-queue"), $("#task-queue-crumb")]) {
+      link.href = queueHash(task.queue, task.status);
+      setText(link, task.queue);
+    }
+    setText($("#task-attempts"), `${task.attempts} of ${task.max_attempts}`);
+    setText($("#task-priority"), String(task.priority));
+    setText($("#task-group"), task.group ?? "–");
+    renderQueueName($("#task-dead-lettered-from"), task.dead_lettered_from);
+    setText($("#task-lease-id"), task.lease_id ?? "–");
+    for (const dd of document.querySelectorAll("#task-page [data-time]")) {
+      renderTime(dd, task[dd.dataset.time]);
+    }
+    setText($("#task-payload"), prettyJson(task.payload));
+    setText($("#task-result"), prettyJson(task.result));
+    $("#task-error-card").hidden = task.error == null;
+    setText($("#task-error"), task.error ?? "");
+    $("#task-retry").hidden = task.status !== "failed"; // only failed tasks can be retried
+    $("#task-delete").hidden = task.status === "processing"; // a consumer holds it
+  }
+
+  // A queue's name as a link to its page, or a dash; rebuilt only when it changes.
+  function renderQueueName(element, name) {
+    if (name == null) {
+      setText(element, "–");
+    } else if (element.textContent !== name || !element.querySelector("a")) {
+      element.replaceChildren(queueLink(name));
+    }
+  }
+
+  // An instant as local time and how long ago (or how soon) it is, which tick() keeps current.
+  function renderTime(dd, iso) {
+    const key = iso ?? "";
+    if (dd.dataset.iso === key && dd.childNodes.length) return; // unchanged: keep any selection
+    dd.dataset.iso = key;
+    const ms = timeMs(iso);
+    if (ms === null) {
+      dd.textContent = "–";
+      return;
+    }
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    time.title = iso;
+    time.textContent = new Date(ms).toLocaleString();
+    const relative = document.createElement("span");
+    relative.className = "sub";
+    setClock(relative, "relative", ms);
+    dd.replaceChildren(time, " · ", relative);
+  }
+
+  $("#task-retry").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    const task = shownTask;
+    if (task === null) return;
+    if (!window.confirm(`Retry task ${task.id}? It goes back to pending with fresh attempts.`)) return;
+    await retryTask(button, task);
+    button.disabled = false; // hidden until the task fails again, then usable
+  });
+
+  $("#task-delete").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    const task = shownTask;
+    if (task === null) return;
+    const deleted = await deleteTask(button, task);
+    button.disabled = false;
+    // Replace the gone task's history entry: back should not lead to a missing task.
+    if (deleted) location.replace(queueHash(task.queue, task.status));
+  });
+
   // --- polling ---------------------------------------------------------------------------
 
   async function fetchTotals() {
@@ -722,6 +1400,29 @@
     banner.hidden = false;
   }
 
+  async function refreshOverview() {
+    const [queues, totals] = await Promise.all([api("GET", "/queues"), fetchTotals()]);
+    const list = queues.data;
+    const [pending, failed, processing, settings] = await Promise.all([
+      fetchLists(list, "pending", HEAD_LIMIT),
+      fetchLists(list, "failed", LIST_LIMIT),
+      fetchLists(list, "processing", LIST_LIMIT),
+      fetchSettings(list),
+    ]);
+    renderQueues(list, settings);
+    renderThroughput(totals);
+    renderTasks("pending", pending, buildPending);
+    renderTasks("failed", failed, buildFailed);
+    renderTasks("processing", processing, buildProcessing, updateProcessing);
+  }
+
+  // Only the shown view's data is read: a queue page does not poll every queue's lists.
+  function refreshView(route) {
+    if (route.view === "queue") return refreshQueuePage(route);
+    if (route.view === "task") return refreshTaskPage(route);
+    return refreshOverview();
+  }
+
   let pollTimer = null;
   let polling = false;
   let pollAgain = false;
@@ -731,19 +1432,7 @@
     polling = true;
     const started = performance.now();
     try {
-      const [queues, totals] = await Promise.all([api("GET", "/queues"), fetchTotals()]);
-      const list = queues.data;
-      const [pending, failed, processing, settings] = await Promise.all([
-        fetchLists(list, "pending", HEAD_LIMIT),
-        fetchLists(list, "failed", LIST_LIMIT),
-        fetchLists(list, "processing", LIST_LIMIT),
-        fetchSettings(list),
-      ]);
-      renderQueues(list, settings);
-      renderThroughput(totals);
-      renderTasks("pending", pending, buildPending);
-      renderTasks("failed", failed, buildFailed);
-      renderTasks("processing", processing, buildProcessing, updateProcessing);
+      await refreshView(currentRoute());
       setConnection(null);
     } catch (error) {
       setConnection(error);
@@ -766,6 +1455,7 @@
   }
 
   keepToken(storedToken()); // show "Forget token" when the tab already holds one
+  showRoute();
   setInterval(tick, 1000);
   poll();
 })();
