@@ -7,11 +7,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from tornado_queue.clock import Clock
 from tornado_queue.models import NewTask, TaskStatus
-from tornado_queue.storage import MemoryStore
+from tornado_queue.storage import MemoryStore, Policy
+from tornado_queue.storage.redis import RedisStore
 
 # --- the task document -----------------------------------------------------------------------
 
@@ -97,3 +100,22 @@ def call(
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+# --- two servers' stores on one Redis ---------------------------------------------------------
+
+
+@contextmanager
+def shared_redis_stores(
+    redis_url: str, policy: Policy, clock: Clock | None, prefix: str
+) -> Iterator[tuple[RedisStore, RedisStore]]:
+    """Two Redis stores with one prefix, as two servers sharing a queue have: emptied before
+    and after, closed after."""
+    a, b = (RedisStore(redis_url, policy, clock, prefix=prefix) for _ in range(2))
+    try:
+        a.flush()
+        yield a, b
+    finally:
+        a.flush()
+        a.close()
+        b.close()

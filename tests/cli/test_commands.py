@@ -20,6 +20,7 @@ from tests.support import wait_until
 from tornado_queue.cli import commands as cli
 from tornado_queue.cli import main
 from tornado_queue.client import Client, NotFound
+from tornado_queue.models import QueueSettings
 from tornado_queue.testing import LISTENING, ROOT, ServerProcess, free_port
 
 DEADLINE = 15.0
@@ -134,16 +135,7 @@ def test_queue_pause_show_and_resume(server, client, capsys):
     assert client.queue("cli-paused")["settings"]["paused"] is None
 
 
-SETTINGS = (
-    "paused",
-    "max_processing",
-    "rate_limit",
-    "lease_seconds",
-    "max_attempts",
-    "retry_backoff",
-    "dead_letter_queue",
-    "ttl_seconds",
-)
+SETTINGS = QueueSettings.NAMES
 """The settings `queue show` lists after the counts."""
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from tests.conftest import FakeClock
 from tests.storage.test_queue_settings import listen
+from tests.support import shared_redis_stores
 from tornado_queue.models import NewTask, QueueSettings, RateLimit, TaskStatus
 from tornado_queue.storage import Policy, SqliteStore
-from tornado_queue.storage.redis import RedisStore
 
 
 def fill(store, count: int, queue: str = "default") -> None:
@@ -73,19 +73,12 @@ def test_raising_or_lifting_a_cap_tells_listeners(store):
 
 
 def test_a_cap_holds_across_stores_sharing_one_redis(redis_url: str, clock, policy: Policy):
-    prefix = "{tq-cap}"
-    a, b = (RedisStore(redis_url, policy, clock, prefix=prefix) for _ in range(2))
-    try:
-        a.flush()
+    with shared_redis_stores(redis_url, policy, clock, "{tq-cap}") as (a, b):
         fill(a, 4)
         a.configure("default", {"max_processing": 2})
         assert len(a.dequeue_many(1)) == 1
         assert len(b.dequeue_many(5)) == 1
         assert a.dequeue() is None and b.dequeue() is None
-    finally:
-        a.flush()
-        a.close()
-        b.close()
 
 
 # -- rate_limit -------------------------------------------------------------------------------
@@ -163,19 +156,12 @@ def test_a_changed_or_lifted_rate_limit_tells_listeners_and_keeps_counting(store
 def test_a_rate_limit_holds_across_stores_sharing_one_redis(
     redis_url: str, clock: FakeClock, policy: Policy
 ):
-    prefix = "{tq-rate}"
-    a, b = (RedisStore(redis_url, policy, clock, prefix=prefix) for _ in range(2))
-    try:
-        a.flush()
+    with shared_redis_stores(redis_url, policy, clock, "{tq-rate}") as (a, b):
         fill(a, 5)
         a.configure("default", {"rate_limit": RateLimit(3, 10.0)})
         assert len(a.dequeue_many(2)) == 2
         assert len(b.dequeue_many(5)) == 1
         assert a.dequeue() is None
-    finally:
-        a.flush()
-        a.close()
-        b.close()
 
 
 def test_sqlite_keeps_the_rate_window_across_a_restart(

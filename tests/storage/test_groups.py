@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import FakeClock
+from tests.support import shared_redis_stores
 from tornado_queue.models import NewTask, Task, TaskStatus
 from tornado_queue.storage import Policy, SqliteStore
-from tornado_queue.storage.redis import RedisStore
 
 
 def put(store, name: str, group: str | None = "customer-1", **fields) -> Task:
@@ -214,17 +214,10 @@ def test_sqlite_keeps_groups_across_a_restart(tmp_path: Path, clock: FakeClock, 
 def test_stores_sharing_one_redis_never_hand_out_two_tasks_of_a_group(
     redis_url: str, clock: FakeClock, policy: Policy
 ):
-    prefix = "{tq-groups}"
-    a, b = (RedisStore(redis_url, policy, clock, prefix=prefix) for _ in range(2))
-    try:
-        a.flush()
+    with shared_redis_stores(redis_url, policy, clock, "{tq-groups}") as (a, b):
         put(a, "a1")
         put(b, "a2")
         head = a.dequeue()
         assert b.dequeue() is None
         finish(b, head)
         assert take(a) == ["a2"]
-    finally:
-        a.flush()
-        a.close()
-        b.close()

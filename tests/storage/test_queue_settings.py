@@ -4,14 +4,12 @@ across a SQLite restart and are shared by every server on one Redis."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.conftest import FakeClock
-from tests.support import call
+from tests.support import call, shared_redis_stores, wait_until
 from tornado_queue.models import NewTask, QueueSettings, TaskStatus
 from tornado_queue.storage import Policy, SqliteStore
-from tornado_queue.storage.redis import RedisStore
 from tornado_queue.testing import ServerProcess
 
 
@@ -96,13 +94,7 @@ def test_sqlite_settings_last_across_a_restart(tmp_path: Path, policy: Policy):
 def test_every_redis_store_on_one_redis_sees_a_pause_and_hears_the_resume(
     redis_url: str, policy: Policy
 ):
-    prefix = "{tq-settings}"
-    a, b = (
-        RedisStore(redis_url, policy, prefix=prefix),
-        RedisStore(redis_url, policy, prefix=prefix),
-    )
-    try:
-        a.flush()
+    with shared_redis_stores(redis_url, policy, None, "{tq-settings}") as (a, b):
         a.enqueue(NewTask(payload=b"{}", queue="emails"))
         heard_on_b = listen(b)
         a.configure("emails", {"paused": True})
@@ -110,15 +102,9 @@ def test_every_redis_store_on_one_redis_sees_a_pause_and_hears_the_resume(
 
         a.configure("emails", {"paused": None})
 
-        deadline = time.monotonic() + 5
-        while ("emails", 1) not in heard_on_b:  # published by A's call, read by B's subscriber
-            assert time.monotonic() < deadline, "B never heard of the resume"
-            time.sleep(0.01)
+        # published by A's call, read by B's subscriber
+        assert wait_until(lambda: ("emails", 1) in heard_on_b, 5), "B never heard of the resume"
         assert b.dequeue(queue="emails") is not None
-    finally:
-        a.flush()
-        a.close()
-        b.close()
 
 
 def test_a_sqlite_server_restarted_keeps_a_queue_paused(tmp_path: Path):
