@@ -48,6 +48,7 @@ def test_attempts_used_up_and_a_last_lost_lease_dead_letter_too(store, clock: Fa
     assert store.get(by_fail.id).queue == "dead"
     lost = store.get(by_lease.id)
     assert (lost.queue, lost.status, lost.error) == ("dead", TaskStatus.PENDING, "lease expired")
+    assert lost.started_at is None and lost.lease_expires_at is None
     totals = totals_of(store, "default")
     assert (totals[Event.DEAD_LETTERED], totals[Event.FAILED]) == (2, 0)
 

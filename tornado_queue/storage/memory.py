@@ -709,6 +709,7 @@ class MemoryStore(Store):
         self._events[source][Event.DEAD_LETTERED] += 1
         self._transfer(task, queue)
         task.attempts = 0
+        task.started_at = None
         task.dead_lettered_from = source
         self._append(task, op)
         if task.expiry is not None:  # its entry may have fallen due while it was processing
