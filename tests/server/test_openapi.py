@@ -1,5 +1,7 @@
 """The OpenAPI document: valid 3.1, and the same routes and methods as the route table, both ways;
-with auth on or off, as the server is configured.
+with auth on or off, as the server is configured. Its schemas hold every field the server writes
+(tasks, settings, totals) and every field and bound it checks (bodies, settings), tried against
+`validation` at their edges.
 
 What each operation answers is checked against a real server by tests/server/test_schemathesis.py,
 and that a client generator reads it cleanly by tests/server/test_openapi_generator.py.
@@ -12,12 +14,23 @@ from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from tornado.util import re_unescape
 from tornado.web import RequestHandler, StaticFileHandler
 
-from tornado_queue import validation
+from tornado_queue import codec, limits, validation
 from tornado_queue.config import Settings
+from tornado_queue.errors import ValidationError
+from tornado_queue.models import (
+    LISTED,
+    PURGEABLE,
+    Event,
+    QueueSettings,
+    RateLimit,
+    Task,
+    TaskStatus,
+)
 from tornado_queue.server import openapi
 from tornado_queue.server.app import ROUTES, make_app
 from tornado_queue.server.handlers.base import ApiHandler, route_template
@@ -227,6 +240,7 @@ def test_request_bodies_refuse_unknown_fields_like_the_server():
         "Heartbeat": validation.HEARTBEAT_FIELDS,
         "NewTaskBatch": validation.BATCH_FIELDS,
         "CompletionBatch": validation.BATCH_FIELDS,
+        "QueueSettingsPatch": validation.SETTINGS,
     }
     for name, fields in expected.items():
         assert schemas[name]["additionalProperties"] is False, name
@@ -252,3 +266,184 @@ def test_every_operation_on_the_store_documents_a_503_with_retry_after(auth):
             if "$ref" in failure:
                 failure = document["components"]["responses"][failure["$ref"].rsplit("/", 1)[1]]
             assert "Retry-After" in failure["headers"], (method, path)
+
+
+def schema_validator(name: str) -> Draft202012Validator:
+    """A JSON Schema validator for one component schema of the document, its references
+    resolved within the document."""
+    components = openapi.document(ROUTES)["components"]
+    root = {"$ref": f"#/components/schemas/{name}", "components": components}
+    return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def full_task() -> Task:
+    """A task with every optional field set, as a dead-lettered, expiring task of a group."""
+    task = Task("63367020-82ad-4c9a-98fb-d9e46d42afb0", b'{"job":"charge"}', 1_800_000_000.25)
+    task.status = TaskStatus.PENDING
+    task.queue = "orders.dead"
+    task.error = "card declined"
+    task.group = "order-7"
+    task.expires_at = 1_800_003_600.25
+    task.dead_lettered_from = "orders"
+    return task
+
+
+def test_the_task_schema_has_every_field_the_server_writes_in_order():
+    schema = openapi.document(ROUTES)["components"]["schemas"]["Task"]
+    written = list(codec.task_document(full_task()))
+
+    assert schema["required"] == written
+    assert list(schema["properties"]) == written
+    assert written[-3:] == ["group", "expires_at", "dead_lettered_from"]
+
+
+@pytest.mark.parametrize(
+    "task", [full_task(), Task("0b8e3c1e-5d2a-4f5e-9a57-2f1f3c7d9e10", b"{}", 1_800_000_000.0)]
+)
+def test_a_task_as_the_server_writes_it_fits_the_task_schema(task):
+    document = orjson.loads(codec.dumps(codec.task_document(task)))
+
+    schema_validator("Task").validate(document)
+
+
+def test_the_settings_schema_lists_every_setting_in_the_order_get_shows_them():
+    schemas = openapi.document(ROUTES)["components"]["schemas"]
+
+    assert schemas["QueueSettings"]["required"] == list(QueueSettings.NAMES)
+    assert list(schemas["QueueSettings"]["properties"]) == list(QueueSettings.NAMES)
+    assert set(schemas["QueueSettingsPatch"]["properties"]) == set(QueueSettings.NAMES)
+
+
+SOME_SETTINGS = QueueSettings(
+    paused=True,
+    max_processing=limits.MAX_PROCESSING,
+    rate_limit=RateLimit(limits.MAX_RATE_TASKS, 0.5),
+    lease_seconds=limits.MAX_LEASE_SECONDS,
+    max_attempts=limits.MAX_ATTEMPTS,
+    retry_backoff=0.0,
+    dead_letter_queue="orders.dead",
+    ttl_seconds=limits.MIN_EXPIRY_SECONDS,
+)
+
+
+@pytest.mark.parametrize("settings", [QueueSettings(), SOME_SETTINGS], ids=["unset", "set"])
+def test_settings_as_the_server_writes_them_fit_the_settings_schema(settings):
+    document = orjson.loads(codec.dumps(settings.document()))
+
+    schema_validator("QueueSettings").validate(document)
+    schema_validator("QueueSettingsPatch").validate(document)
+
+
+def test_the_totals_schema_has_every_event_and_the_view_and_purge_their_states():
+    document = openapi.document(ROUTES)
+    totals = document["components"]["schemas"]["Totals"]
+    parameters = document["components"]["parameters"]
+
+    assert totals["required"] == [event.value for event in Event]
+    assert parameters["ViewStatus"]["schema"]["enum"] == [status.value for status in LISTED]
+    assert parameters["PurgeStatus"]["required"] is True
+    assert parameters["PurgeStatus"]["schema"]["enum"] == [status.value for status in PURGEABLE]
+    assert TaskStatus.PROCESSING.value not in parameters["PurgeStatus"]["schema"]["enum"]
+
+
+def numeric_settings() -> list[str]:
+    return [name for name, schema in openapi.SETTING_SCHEMAS.items() if "maximum" in schema]
+
+
+def just_outside(schema: dict[str, Any]) -> tuple[float, float]:
+    """The nearest values the schema refuses below and above its range."""
+    step = 1 if "integer" in schema["type"] else 0.001
+    return schema["minimum"] - step, schema["maximum"] + step
+
+
+@pytest.mark.parametrize("name", numeric_settings())
+def test_each_numeric_setting_is_bounded_as_the_server_checks_it(name):
+    schema = openapi.SETTING_SCHEMAS[name]
+    for inside in (schema["minimum"], schema["maximum"]):
+        assert validation.queue_settings_changes({name: inside}, "orders") == {name: inside}
+    for outside in just_outside(schema):
+        with pytest.raises(ValidationError, match=name):
+            validation.queue_settings_changes({name: outside}, "orders")
+
+
+def test_the_rate_limit_is_bounded_as_the_server_checks_it():
+    schema = openapi.document(ROUTES)["components"]["schemas"]["RateLimit"]
+    tasks, seconds = schema["properties"]["tasks"], schema["properties"]["seconds"]
+    validator = schema_validator("RateLimit")
+
+    for good in (
+        {"tasks": tasks["minimum"], "seconds": seconds["maximum"]},
+        {"tasks": tasks["maximum"], "seconds": 0.001},
+    ):
+        assert validator.is_valid(good)
+        validation.queue_settings_changes({"rate_limit": good}, "orders")
+    for bad in (
+        {"tasks": tasks["minimum"] - 1, "seconds": 1},
+        {"tasks": tasks["maximum"] + 1, "seconds": 1},
+        {"tasks": 1, "seconds": seconds["exclusiveMinimum"]},
+        {"tasks": 1, "seconds": seconds["maximum"] + 0.001},
+        {"tasks": 1},
+        {"tasks": 1, "seconds": 1, "burst": 5},
+    ):
+        assert not validator.is_valid(bad), bad
+        with pytest.raises(ValidationError, match="rate_limit"):
+            validation.queue_settings_changes({"rate_limit": bad}, "orders")
+
+
+def test_the_dead_letter_queue_is_a_queue_name():
+    schema = openapi.SETTING_SCHEMAS["dead_letter_queue"]
+
+    assert schema["pattern"] == openapi.QUEUE_NAME_PATTERN
+    assert validation.queue_settings_changes({"dead_letter_queue": "orders.dead"}, "orders")
+    with pytest.raises(ValidationError, match="dead_letter_queue"):
+        validation.queue_settings_changes({"dead_letter_queue": "orders"}, "orders")
+
+
+def new_task_field(name: str) -> dict[str, Any]:
+    """The non-null schema of a field of the enqueue body."""
+    schema = openapi.NEW_TASK_PROPERTIES[name]
+    return next(each for each in schema.get("anyOf", [schema]) if each.get("type") != "null")
+
+
+@pytest.mark.parametrize("item", [False, True], ids=["body", "batch-item"])
+def test_expires_in_is_bounded_as_the_server_checks_it(item):
+    schema = new_task_field("expires_in")
+
+    def enqueue(value: object) -> object:
+        body = {"payload": {}, "expires_in": value}
+        if item:
+            return validation.new_task_batch({"tasks": [body]})[0].expires_in
+        return validation.new_task(body).expires_in
+
+    assert schema["minimum"] == limits.MIN_EXPIRY_SECONDS
+    assert schema["maximum"] == limits.MAX_EXPIRY_SECONDS
+    for inside in (schema["minimum"], schema["maximum"]):
+        assert enqueue(inside) == inside
+    assert enqueue(None) is None
+    for outside in just_outside(schema):
+        with pytest.raises(ValidationError, match="expires_in"):
+            enqueue(outside)
+
+
+@pytest.mark.parametrize(
+    ("group", "valid"),
+    [
+        ("order-7", True),
+        ("x" * limits.MAX_GROUP_CHARS, True),
+        ("ünïcode ✓", True),
+        ("", False),
+        ("x" * (limits.MAX_GROUP_CHARS + 1), False),
+        ("tab\there", False),
+        ("del\x7f", False),
+    ],
+)
+def test_a_group_is_refused_by_the_document_exactly_when_the_server_refuses_it(group, valid):
+    schema = new_task_field("group")
+    body = {"payload": {}, "group": group}
+
+    assert Draft202012Validator(schema).is_valid(group) is valid
+    if valid:
+        assert validation.new_task(body).group == group
+    else:
+        with pytest.raises(ValidationError, match="group"):
+            validation.new_task(body)

@@ -143,5 +143,72 @@ def test_the_generated_client_drives_the_server(
         assert refused.parsed.type_ == models.ProblemType.ABOUTBLANK
 
 
+def test_the_generated_client_drives_queue_control(
+    client_package: ModuleType, server: ServerProcess
+) -> None:
+    """Settings (a rate limit object among them), a grouped, expiring task dead-lettered with
+    its new fields parsed, and a purge, all through the generated models."""
+    configure_queue = module("api.queues.configure_queue")
+    get_queue = module("api.queues.get_queue")
+    enqueue_task = module("api.tasks.enqueue_task")
+    dequeue_task = module("api.consumers.dequeue_task")
+    fail_task = module("api.consumers.fail_task")
+    purge_queue = module("api.queues.purge_queue")
+    models = module("models")
+    source, dead = "generated-control", "generated-control.dead"
+
+    with client_package.Client(base_url=server.url, timeout=httpx.Timeout(10)) as client:
+        patch = models.QueueSettingsPatch(
+            rate_limit=models.RateLimit(tasks=100, seconds=1.5),
+            dead_letter_queue=dead,
+            max_processing=5,
+        )
+        configured = configure_queue.sync_detailed(source, client=client, body=patch)
+        assert configured.status_code == 200, configured.content
+        settings = get_queue.sync_detailed(source, client=client).parsed.settings
+        assert isinstance(settings.rate_limit, models.RateLimit)
+        assert (settings.rate_limit.tasks, settings.rate_limit.seconds) == (100, 1.5)
+        assert settings.dead_letter_queue == dead
+        assert settings.ttl_seconds is None
+
+        refused = configure_queue.sync_detailed(
+            source, client=client, body=models.QueueSettingsPatch(dead_letter_queue=source)
+        )
+        assert refused.status_code == 400
+        assert isinstance(refused.parsed, models.Problem)
+
+        created = enqueue_task.sync_detailed(
+            client=client,
+            body=models.NewTask(
+                payload=models.NewTaskPayload.from_dict({"step": "charge"}),
+                queue=source,
+                group="order-7",
+                expires_in=3600,
+            ),
+        )
+        assert created.status_code == 201, created.content
+        assert created.parsed.group == "order-7"
+        assert created.parsed.expires_at is not None
+        assert created.parsed.dead_lettered_from is None
+
+        leased = dequeue_task.sync_detailed(client=client, queue=source).parsed
+        moved = fail_task.sync_detailed(
+            str(leased.id),
+            client=client,
+            body=models.Failure(error="card declined", retry=False, lease_id=leased.lease_id),
+        )
+        assert moved.status_code == 200, moved.content
+        assert moved.parsed.queue == dead
+        assert moved.parsed.status == models.TaskStatus.PENDING
+        assert moved.parsed.dead_lettered_from == source
+        assert moved.parsed.error == "card declined"
+
+        purged = purge_queue.sync_detailed(
+            dead, client=client, status=models.PurgeQueueStatus.PENDING
+        )
+        assert purged.status_code == 200, purged.content
+        assert purged.parsed.deleted == 1
+
+
 def test_the_server_logged_no_exception(server: ServerProcess) -> None:
     assert "Traceback" not in server.log(), server.log()[-3000:]

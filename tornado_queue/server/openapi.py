@@ -15,17 +15,33 @@ from typing import Any
 from tornado_queue import codec, limits, validation
 from tornado_queue.limits import (
     MAX_ATTEMPTS,
+    MAX_BACKOFF_SECONDS,
+    MAX_EXPIRY_SECONDS,
+    MAX_GROUP_CHARS,
     MAX_LEASE_SECONDS,
+    MAX_PROCESSING,
+    MAX_RATE_SECONDS,
+    MAX_RATE_TASKS,
     MAX_WAIT_SECONDS,
+    MIN_EXPIRY_SECONDS,
     MIN_LEASE_SECONDS,
     VIEW_DEFAULT_LIMIT,
     VIEW_MAX_LIMIT,
     VIEW_MAX_OFFSET,
 )
-from tornado_queue.models import DEFAULT_QUEUE, LISTED, Event, QueueSettings, TaskStatus
+from tornado_queue.models import (
+    DEFAULT_QUEUE,
+    LISTED,
+    PURGEABLE,
+    Event,
+    QueueSettings,
+    TaskStatus,
+)
 from tornado_queue.server.auth import describe
 from tornado_queue.server.handlers.base import PROBLEM_TYPES, route_template
 from tornado_queue.server.metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
+from tornado_queue.server.metrics import EVENT_HELP
+from tornado_queue.storage.base import EXPIRED_ERROR
 
 Json = dict[str, Any]
 Routes = Sequence[tuple[Any, ...]]
@@ -55,6 +71,7 @@ def nullable(schema: Json) -> Json:
 
 QUEUE_NAME_PATTERN = "^" + validation.QUEUE_NAME.pattern + "$"
 IDEMPOTENCY_KEY_PATTERN = "^" + validation.IDEMPOTENCY_KEY.pattern + "$"
+GROUP_PATTERN = "^" + validation.GROUP.pattern + "$"
 TIMESTAMP: Json = {
     "type": "string",
     "format": "date-time",
@@ -97,7 +114,29 @@ NEW_TASK_PROPERTIES: Json = {
             "minimum": 1,
             "maximum": limits.MAX_ATTEMPTS,
             "description": "Deliveries before the task is failed for good; null or absent: "
-            "the server's `--max-attempts` (default 3).",
+            "the queue's `max_attempts`, else the server's `--max-attempts` (default 3).",
+        }
+    ),
+    "group": nullable(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_GROUP_CHARS,
+            "pattern": GROUP_PATTERN,
+            "description": f"1 to {MAX_GROUP_CHARS} characters, no control characters. Tasks "
+            "of one queue with the same group are delivered one at a time, in the order they "
+            "became ready; null or absent: no group.",
+            "examples": ["order-7"],
+        }
+    ),
+    "expires_in": nullable(
+        {
+            "type": "number",
+            "minimum": MIN_EXPIRY_SECONDS,
+            "maximum": MAX_EXPIRY_SECONDS,
+            "description": "Seconds after enqueue (`expires_at`) past which the task is never "
+            "delivered: it becomes `failed` as expired. Null or absent: the queue's "
+            "`ttl_seconds`, else no expiry.",
         }
     ),
 }
@@ -116,6 +155,64 @@ def counts_schema(description: str, extra: Json | None = None) -> Json:
         "properties": properties,
     }
 
+
+SETTING_SCHEMAS: Json = {
+    "paused": {
+        "type": ["boolean", "null"],
+        "description": "While true the queue accepts tasks but delivers none: a dequeue "
+        "answers as if it were empty; clearing it wakes parked consumers.",
+    },
+    "max_processing": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": MAX_PROCESSING,
+        "description": "At most this many of the queue's tasks `processing` at once, across "
+        "all servers: a dequeue beyond it answers as if the queue were empty, a batch dequeue "
+        "gets at most the free slots.",
+    },
+    "rate_limit": {
+        **nullable(schema_ref("RateLimit")),
+        "description": "At most `tasks` deliveries in any window of `seconds`: beyond it a "
+        "dequeue answers as if the queue were empty, and a long-poll gets the next task when "
+        "the window allows.",
+    },
+    "lease_seconds": {
+        "type": ["number", "null"],
+        "minimum": MIN_LEASE_SECONDS,
+        "maximum": MAX_LEASE_SECONDS,
+        "description": "The lease of a dequeue, and the extension of a heartbeat, that names "
+        "none (from the next dequeue on).",
+    },
+    "max_attempts": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": MAX_ATTEMPTS,
+        "description": "The attempts of a task enqueued without `max_attempts` (tasks enqueued "
+        "before keep theirs).",
+    },
+    "retry_backoff": {
+        "type": ["number", "null"],
+        "minimum": 0,
+        "maximum": MAX_BACKOFF_SECONDS,
+        "description": "The retry backoff base in seconds (doubled per attempt, capped at "
+        f"{MAX_BACKOFF_SECONDS}) of tasks enqueued after it is set; tasks enqueued before keep "
+        "theirs. Unset: the server's `--retry-backoff`.",
+    },
+    "dead_letter_queue": {
+        "type": ["string", "null"],
+        "pattern": QUEUE_NAME_PATTERN,
+        "description": "Another queue (not this one: 400). A task of this queue that would "
+        "become `failed` moves there instead, keeping its id and `error`, as `pending` with "
+        "`attempts` 0 and `dead_lettered_from` set. An expired task is not moved.",
+    },
+    "ttl_seconds": {
+        "type": ["number", "null"],
+        "minimum": MIN_EXPIRY_SECONDS,
+        "maximum": MAX_EXPIRY_SECONDS,
+        "description": "The `expires_in` of tasks enqueued without one after it is set.",
+    },
+}
+"""Each queue setting's schema, in the order `QueueSettings.NAMES` gives (and GET shows)."""
 
 SCHEMAS: Json = {
     "QueueName": {
@@ -144,6 +241,9 @@ SCHEMAS: Json = {
             "finished_at",
             "result",
             "error",
+            "group",
+            "expires_at",
+            "dead_lettered_from",
         ],
         "additionalProperties": False,
         "properties": {
@@ -154,7 +254,10 @@ SCHEMAS: Json = {
                 "type": "string",
                 "enum": [status.value for status in TaskStatus],
                 "description": "`pending` (ready) → `processing` (leased) → `completed` or "
-                "`failed`; `scheduled` is not ready yet (a delay or a retry backoff).",
+                "`failed`; `scheduled` is not ready yet (a delay or a retry backoff). A task "
+                "of a queue with a `dead_letter_queue` moves there as `pending` instead of "
+                "becoming `failed`; a task is never delivered after its `expires_at`: it becomes "
+                "`failed`.",
             },
             "priority": PRIORITY,
             "attempts": {"type": "integer", "minimum": 0},
@@ -170,7 +273,36 @@ SCHEMAS: Json = {
             "started_at": nullable(TIMESTAMP),
             "finished_at": nullable(TIMESTAMP),
             "result": {"description": "Any JSON value given on completion, else null."},
-            "error": nullable({"type": "string"}),
+            "error": nullable(
+                {
+                    "type": "string",
+                    "description": "What the last `fail` said; `lease expired` when the last "
+                    f"lease ran out; `{EXPIRED_ERROR}` for an expired task.",
+                }
+            ),
+            "group": nullable(
+                {
+                    "type": "string",
+                    "description": "Its ordering group: tasks of one queue with the same "
+                    "group are delivered one at a time.",
+                }
+            ),
+            "expires_at": nullable(
+                {
+                    **TIMESTAMP,
+                    "description": "After this the task is never delivered (`created_at` + "
+                    "`expires_in`, or the queue's `ttl_seconds`); an operator's retry clears "
+                    "it.",
+                }
+            ),
+            "dead_lettered_from": nullable(
+                {
+                    "type": "string",
+                    "pattern": QUEUE_NAME_PATTERN,
+                    "description": "The queue whose dead-letter queue this task was moved to, "
+                    "when it failed there for good.",
+                }
+            ),
         },
     },
     "ReplayedId": {
@@ -319,49 +451,43 @@ SCHEMAS: Json = {
         "description": "Events since the store began.",
         "required": [event.value for event in Event],
         "additionalProperties": False,
-        "properties": {event.value: {"type": "integer", "minimum": 0} for event in Event},
+        "properties": {
+            event.value: {"type": "integer", "minimum": 0, "description": EVENT_HELP[event]}
+            for event in Event
+        },
+    },
+    "RateLimit": {
+        "type": "object",
+        "description": "At most `tasks` deliveries (first deliveries and redeliveries) in any "
+        "window of `seconds` (a sliding window), across all servers.",
+        "required": ["tasks", "seconds"],
+        "additionalProperties": False,
+        "properties": {
+            "tasks": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_RATE_TASKS,
+                "description": "Written without a fraction (`10`, not `10.0`).",
+            },
+            "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATE_SECONDS},
+        },
+        "examples": [{"tasks": 10, "seconds": 1}],
     },
     "QueueSettings": {
         "type": "object",
-        "description": "A queue's settings; `null` where unset (the server's default applies).",
+        "description": "A queue's settings, every one in this order; `null` where unset (the "
+        "server's default applies).",
         "required": list(QueueSettings.NAMES),
         "additionalProperties": False,
-        "properties": {
-            "paused": {
-                "type": ["boolean", "null"],
-                "description": "While true the queue accepts tasks but delivers none: a "
-                "dequeue answers as if it were empty; clearing it wakes parked consumers.",
-            },
-            "lease_seconds": {
-                "type": ["number", "null"],
-                "minimum": MIN_LEASE_SECONDS,
-                "maximum": MAX_LEASE_SECONDS,
-                "description": "The lease of a dequeue, and the extension of a heartbeat, "
-                "that names none (from the next dequeue on).",
-            },
-            "max_attempts": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "maximum": MAX_ATTEMPTS,
-                "description": "The attempts of a task enqueued without `max_attempts` "
-                "(tasks enqueued before keep theirs).",
-            },
-        },
+        "properties": SETTING_SCHEMAS,
     },
     "QueueSettingsPatch": {
         "type": "object",
         "description": "Settings to set; `null` clears one. Unknown names or bad values are "
         "400 and change nothing.",
         "additionalProperties": False,
-        "properties": {
-            "paused": {"type": ["boolean", "null"]},
-            "lease_seconds": {
-                "type": ["number", "null"],
-                "minimum": MIN_LEASE_SECONDS,
-                "maximum": MAX_LEASE_SECONDS,
-            },
-            "max_attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ATTEMPTS},
-        },
+        "properties": SETTING_SCHEMAS,
+        "examples": [{"max_processing": 20, "rate_limit": {"tasks": 10, "seconds": 1}}],
     },
     "Queue": {
         **counts_schema(
@@ -375,6 +501,13 @@ SCHEMAS: Json = {
         "required": ["retried"],
         "additionalProperties": False,
         "properties": {"retried": {"type": "integer", "minimum": 0}},
+    },
+    "Purged": {
+        "type": "object",
+        "description": "How many tasks were deleted.",
+        "required": ["deleted"],
+        "additionalProperties": False,
+        "properties": {"deleted": {"type": "integer", "minimum": 0}},
     },
     "Health": {
         "type": "object",
@@ -478,8 +611,17 @@ PARAMETERS: Json = {
             "enum": [status.value for status in LISTED],
             "default": TaskStatus.PENDING.value,
         },
-        "Which tasks: `pending` in dequeue order, `processing` and `failed` most recent first.",
+        "Which tasks: `pending` in dequeue order (those waiting behind their group's head "
+        "after the deliverable ones); the other states most recent first, by when they "
+        "entered it.",
     ),
+    "PurgeStatus": {
+        "name": "status",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "enum": [status.value for status in PURGEABLE]},
+        "description": "Which tasks to delete; `processing` tasks are never purged (400).",
+    },
     "RequestId": {
         "name": "X-Request-ID",
         "in": "header",
@@ -733,8 +875,11 @@ def _paths() -> Json:
                     **problems(400, 404, *BODY_PROBLEMS),
                 },
                 parameters=("Queue", "Wait", "Lease"),
-                description="Highest priority first, FIFO within a priority. With `wait`, the "
-                "request is answered the moment a task is ready, else 404 when the wait ends.",
+                description="Highest priority first, FIFO within a priority; a group's next "
+                "task only once the one before is done. A paused queue, one at its "
+                "`max_processing` or over its `rate_limit`, answers as if it were empty. With "
+                "`wait`, the request is answered the moment a task is ready, else 404 when the "
+                "wait ends.",
             )
         },
         "/tasks/dequeue/batch": {
@@ -810,7 +955,9 @@ def _paths() -> Json:
                 {
                     "200": json_response(
                         "The task: `scheduled` (or `pending`) for a retry after a backoff, or "
-                        "`failed` when attempts are used up or `retry` is false.",
+                        "`failed` when attempts are used up or `retry` is false (`pending` in "
+                        "its queue's `dead_letter_queue` instead, if it has one), or `failed` "
+                        "as expired when past its `expires_at`.",
                         TASK,
                         links=("RetryTask", "DeleteTask", "GetTask", "DequeueFromItsQueue"),
                     ),
@@ -842,7 +989,9 @@ def _paths() -> Json:
                 "tasks",
                 {
                     "200": json_response(
-                        "The task, now `pending`.", TASK, links=("DequeueFromItsQueue",)
+                        "The task, now `pending`, its `expires_at` cleared.",
+                        TASK,
+                        links=("DequeueFromItsQueue",),
                     ),
                     **problems(404, 409, *BODY_PROBLEMS),
                 },
@@ -935,14 +1084,31 @@ def _paths() -> Json:
                 "queues",
                 {
                     "200": json_response(
-                        "How many were retried: each atomically, in rounds of "
-                        f"{limits.RETRY_ROUND}, up to the number failed when the call began "
-                        "(0 for a queue with none).",
+                        "How many were retried (each with its `expires_at` cleared): each "
+                        f"atomically, in rounds of {limits.RETRY_ROUND}, up to the number "
+                        "failed when the call began (0 for a queue with none).",
                         schema_ref("Retried"),
                     ),
                     **problems(400, *BODY_PROBLEMS),
                 },
                 parameters=("QueueNamePath",),
+            )
+        },
+        "/queues/{name}/tasks": {
+            "delete": operation(
+                "purgeQueue",
+                "Delete every task of a queue in one state (never processing ones)",
+                "queues",
+                {
+                    "200": json_response(
+                        "How many were deleted: in rounds of "
+                        f"{limits.PURGE_ROUND}, each atomic, up to the number in that state "
+                        "when the call began (0 for a queue with none).",
+                        schema_ref("Purged"),
+                    ),
+                    **problems(400, *BODY_PROBLEMS),
+                },
+                parameters=("QueueNamePath", "PurgeStatus"),
             )
         },
         "/healthz": with_head(
