@@ -101,3 +101,24 @@ def test_an_operators_retry_clears_the_expiry(store, clock: FakeClock):
 
     assert (retried.status, retried.expires_at) == (TaskStatus.PENDING, None)
     assert store.dequeue().id == task.id
+
+
+def test_an_expired_task_retried_joins_the_tail_and_is_delivered_once(store, clock: FakeClock):
+    returned = store.enqueue(NewTask(payload=b'{"n":1}', expires_in=5))
+    waiting = store.enqueue(NewTask(payload=b'{"n":2}', expires_in=5))  # expires where it waits
+    store.enqueue(NewTask(payload=b'{"n":3}'))
+    assert store.dequeue(lease_seconds=2).id == returned.id
+    clock.advance(2)  # its lease runs out: back at its place, ahead of the others
+    store.reap()
+    clock.advance(3)
+    store.reap()
+    assert store.get(waiting.id).status is TaskStatus.FAILED
+    assert store.get(returned.id).status is TaskStatus.FAILED
+    store.enqueue(NewTask(payload=b'{"n":4}'))
+
+    store.retry(waiting.id)
+    store.retry(returned.id)
+
+    order = [task.payload for task in store.dequeue_many(10)]
+    assert order == [b'{"n":3}', b'{"n":4}', b'{"n":2}', b'{"n":1}']
+    assert store.dequeue() is None

@@ -41,13 +41,13 @@ class PendingQueue:
 
     def append(self, task: Task) -> None:
         """Put a task at the tail of its priority."""
-        task.seq = seq = self._next_seq
+        task.seq = self._next_seq
         self._next_seq += 1
         level = self._levels.get(task.priority)
         if level is None:
             level = self._level(task.priority)
         # `_Level.append` spelled out: this runs for every task.
-        level.fifo.append((seq, task.id))
+        level.fifo.append(task.id)
         level.live += 1
 
     def take_seq(self, task: Task) -> None:
@@ -69,13 +69,12 @@ class PendingQueue:
             priority = -order[0]
             level = self._levels.get(priority)
             if level is not None and level.live:
-                if not level.returned:
+                if not level.returned and not level.discarded:
                     # The common case, `_Level.pop` spelled out: a task that joined the tail.
                     fifo, lookup = level.fifo, self._lookup
                     while fifo:
-                        seq, task_id = fifo.popleft()
-                        task = lookup(task_id)
-                        if task is not None and task.status is _PENDING and task.seq == seq:
+                        task = lookup(fifo.popleft())
+                        if task is not None and task.status is _PENDING:
                             level.live -= 1
                             return task
                         level.stale -= 1
@@ -87,10 +86,11 @@ class PendingQueue:
         return None
 
     def discard(self, task: Task) -> None:
-        """Note that a pending task was deleted: its entry is now stale, and a level left with
-        no pending task is dropped at once (so views and memory never pay for it)."""
+        """Note that a pending task left the order other than by `pop` (deleted, expired): its
+        entry is now stale, and a level left with no pending task is dropped at once (so views
+        and memory never pay for it)."""
         level = self._levels[task.priority]
-        level.discard()
+        level.discard(task)
         if not level.live:
             del self._levels[task.priority]
 
@@ -109,22 +109,29 @@ class PendingQueue:
 
 
 class _Level:
-    """One priority's tasks: a deque of (seq, id) in the order they joined the tail, and a
-    min-heap of (seq, id) for tasks made deliverable at an earlier place (one that came back
-    unfinished after a lost lease or a release, or a group's next task).
+    """One priority's tasks: a deque of ids in the order they joined the tail, and a min-heap
+    of (seq, id) for tasks made deliverable at an earlier place (one that came back unfinished
+    after a lost lease or a release, or a group's next task).
 
     `pop` takes whichever of the two heads has the lower seq, so every task comes out at its
-    place. An entry whose task is gone, no longer pending, or pending under another seq (it
-    left and joined again) is "stale": readers skip it, and the level is rebuilt once stale
-    entries outnumber live ones (O(1) amortized).
+    place. An entry whose task is gone or no longer pending is "stale": readers skip it, and
+    the level is rebuilt once stale entries outnumber live ones (O(1) amortized). A heap entry
+    carries its seq, so it is also stale once its task left and came back under another. A
+    deque entry carries only the id (a tuple per task would cost 64 bytes each), so the ids of
+    discarded tasks whose stale entry is in the deque are kept in `discarded`: that entry is
+    skipped even if the task is pending again by then (an expired task an operator retried),
+    and its newer entry further back is the one that counts. `in_heap` holds the seq of each
+    live heap entry, so that a discard knows which of the two holds the task's entry.
     """
 
-    __slots__ = ("_lookup", "fifo", "live", "returned", "stale")
+    __slots__ = ("_lookup", "discarded", "fifo", "in_heap", "live", "returned", "stale")
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
-        self.fifo: deque[tuple[int, str]] = deque()
+        self.fifo: deque[str] = deque()
         self.returned: list[tuple[int, str]] = []
+        self.in_heap: dict[str, int] = {}
+        self.discarded: set[str] = set()
         self.live = 0
         self.stale = 0
 
@@ -132,47 +139,96 @@ class _Level:
         return len(self.fifo) + len(self.returned)
 
     def append(self, task: Task) -> None:
-        self.fifo.append((task.seq, task.id))
+        self.fifo.append(task.id)
         self.live += 1
 
     def put_back(self, task: Task) -> None:
         heapq.heappush(self.returned, (task.seq, task.id))
+        self.in_heap[task.id] = task.seq
         self.live += 1
 
     def pop(self) -> Task | None:
-        returned, fifo = self.returned, self.fifo
-        while returned or fifo:
-            if returned and (not fifo or returned[0][0] < fifo[0][0]):
+        returned = self.returned
+        while True:
+            head = self._fifo_head()
+            if returned and (head is None or returned[0][0] < head.seq):
                 seq, task_id = heapq.heappop(returned)
-            else:
-                seq, task_id = fifo.popleft()
-            task = self._live(task_id, seq)
-            if task is not None:
+                if self.in_heap.get(task_id) == seq:
+                    del self.in_heap[task_id]
+                    task = self._lookup(task_id)
+                    if task is not None and task.status is _PENDING and task.seq == seq:
+                        self.live -= 1
+                        return task
+                self.stale -= 1
+            elif head is not None:
+                self.fifo.popleft()
                 self.live -= 1
-                return task
+                return head
+            else:
+                return None
+
+    def _fifo_head(self) -> Task | None:
+        """The task of the first live deque entry, dropping stale ones before it."""
+        fifo, discarded = self.fifo, self.discarded
+        while fifo:
+            task_id = fifo[0]
+            if discarded and task_id in discarded:
+                discarded.remove(task_id)
+            else:
+                task = self._lookup(task_id)
+                if task is not None and task.status is _PENDING:
+                    return task
+            fifo.popleft()
             self.stale -= 1
         return None
 
-    def discard(self) -> None:
+    def discard(self, task: Task) -> None:
+        if self.in_heap.get(task.id) == task.seq:
+            del self.in_heap[task.id]  # its heap entry is stale now: its status says so
+        else:
+            self.discarded.add(task.id)
         self.live -= 1
         self.stale += 1
         if self.stale > COMPACT_AFTER and self.stale > self.live:
-            self.fifo = deque(entry for entry in self.fifo if self._live(entry[1], entry[0]))
-            self.returned = [entry for entry in self.returned if self._live(entry[1], entry[0])]
-            heapq.heapify(self.returned)
-            self.stale = 0
+            self._compact()
+
+    def _compact(self) -> None:
+        lookup, skip = self._lookup, set(self.discarded)
+        kept: deque[str] = deque()
+        for task_id in self.fifo:
+            if task_id in skip:
+                skip.remove(task_id)  # its first entry is the stale one
+                continue
+            task = lookup(task_id)
+            if task is not None and task.status is _PENDING:
+                kept.append(task_id)
+        self.fifo = kept
+        self.returned = [entry for entry in self.returned if self.in_heap.get(entry[1]) == entry[0]]
+        heapq.heapify(self.returned)
+        self.discarded.clear()
+        self.stale = 0
 
     def in_order(self) -> Iterator[Task]:
-        entries = heapq.merge(_heap_in_order(self.returned), self.fifo)
-        live = (self._live(task_id, seq) for seq, task_id in entries)
-        return (task for task in live if task is not None)
+        heap = (
+            task
+            for seq, task_id in _heap_in_order(self.returned)
+            if self.in_heap.get(task_id) == seq and (task := self._lookup(task_id)) is not None
+        )
+        return heapq.merge(heap, self._fifo_in_order(), key=_seq_of)
 
-    def _live(self, task_id: str, seq: int) -> Task | None:
-        """The task an entry stands for, if it is still pending there (else the entry is stale)."""
-        task = self._lookup(task_id)
-        if task is None or task.status is not TaskStatus.PENDING or task.seq != seq:
-            return None
-        return task
+    def _fifo_in_order(self) -> Iterator[Task]:
+        skip, lookup = set(self.discarded), self._lookup
+        for task_id in self.fifo:
+            if task_id in skip:
+                skip.remove(task_id)
+                continue
+            task = lookup(task_id)
+            if task is not None and task.status is _PENDING:
+                yield task
+
+
+def _seq_of(task: Task) -> int:
+    return task.seq
 
 
 def _heap_in_order(heap: list[tuple[int, str]]) -> Iterator[tuple[int, str]]:
