@@ -3,6 +3,7 @@ kills them (or their Redis) with SIGKILL and starts them again; afterwards every
 queue made to its clients is checked.
 
     python bench/chaos.py [--backend sqlite|redis|both] [--seconds N] [--kills K] [--seed S]
+                          [--groups G] [--max-processing N] [--pause-every S] [--pause-for S]
 
 (inside the venv: .venv/bin/python bench/chaos.py). The default run is sized for CI: about
 12 s of chaos and 6 kills per backend. Everything listens on loopback; Redis is a private
@@ -14,19 +15,33 @@ redis-server with `appendfsync always` on a free port, never 6379.
   redis-server itself, which restarts on the same port and directory and reloads its AOF.
 
 Producers enqueue tasks, each with its own Idempotency-Key, and repeat the same request after
-a lost answer or a 5xx until a 2xx (then the task is "acknowledged"). Consumers dequeue with a
+a lost answer or a 5xx until a 2xx (then the task is "acknowledged"); every other producer puts
+each task into one of a few ordered groups. Consumers dequeue (with waits of 0 to 0.5 s) with a
 short lease, complete with `{"result": {"lease_id": L}, "lease_id": L}` (so a finished task
 names the lease that finished it), or now and then fail with retry first, and repeat the same
-call after a lost answer or a 5xx until any other answer. Once the nemesis stops, producers
-stop and consumers drain the queue; then every acknowledged task is read back. Checks, each
-must be 0:
+call after a lost answer or a 5xx until any other answer. The queue has a `max_processing` cap,
+set through PATCH /queues/default before the clients start, and an admin thread pauses it now
+and then for a moment and resumes it. Once the nemesis stops, producers stop, the queue is
+resumed, and consumers drain it; then every acknowledged task is read back. Checks, each must
+be 0:
 
 1. acknowledged enqueues lost: 404, or not completed at the end;
 2. tasks completed with a 200 under two different lease ids;
 3. completed tasks whose consumer never got a 200: the lease named in the result never had
    its complete answered with 200 (it was applied, but the client was told otherwise);
 4. duplicate deliveries that neither an expired lease nor an acknowledged fail explains;
-5. tasks in the store beyond the acknowledged enqueues and those given up on (one key made two).
+5. tasks in the store beyond the acknowledged enqueues and those given up on (one key made two);
+6. group overlap: two tasks of one group held by consumers at once;
+7. group order: a task of a group first delivered before one whose enqueue was acknowledged
+   before its own was first sent;
+8. cap exceeded: more than `max_processing` leases held by consumers at once;
+9. delivered while paused: a dequeue sent after a pause was acknowledged and answered before
+   the resume was sent got a task.
+
+What the consumers saw is judged conservatively: a lease counts as held from its dequeue's
+answer until its complete or fail is first sent, or until shortly before the expiry the server
+gave it (after that the task may go to another consumer, or its group's next task may); times
+are compared on the clients' clock, except that expiry.
 
 The exit status is 1 when any check fails.
 """
@@ -41,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +74,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tornado_queue.testing import RedisServer, ServerProcess
 
 OUTCOME_UNKNOWN = "urn:tornado-queue:problem:outcome-unknown"
+QUEUE = "default"
+"""The one queue every task goes into."""
+DEQUEUE_WAITS = (0.0, 0.2, 0.5)
+"""The `wait` of each dequeue, picked at random: short ones can end inside a pause."""
 EXPIRY_TOLERANCE = 0.005
 """Seconds a redelivery may start before the previous lease's end and still count as after it:
 times travel rounded to the microsecond, and two servers read their own clocks."""
@@ -90,6 +110,14 @@ class Settings:
     request_timeout: float = 3.0
     max_downtime: float = 0.3
     seed: int | None = None
+    groups: int = 4
+    """Group names the grouped producers (every other one) pick from; 0: no groups."""
+    max_processing: int = 3
+    """The queue's cap, set before the clients start; 0: none."""
+    pause_every: float = 1.5
+    """Mean seconds between the admin's pauses; 0: never paused."""
+    pause_for: float = 0.4
+    """Seconds each pause lasts (from its answer to the resume being sent)."""
 
 
 # --- the wire ------------------------------------------------------------------------------
@@ -162,6 +190,13 @@ class Delivery:
     lease_id: str
     started_at: float
     lease_expires_at: float
+    group: str | None
+    sent: float
+    """Monotonic: just before the dequeue was sent."""
+    answered: float
+    """Monotonic: just after its answer came."""
+    answered_wall: float
+    """The same moment on the wall clock, to compare with the server's `lease_expires_at`."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +209,30 @@ class Outcome:
     status: int | None
     answers: tuple[str, ...]
     """Each try's status, "-" for no answer."""
+    sent_wall: float
+    """Wall clock: just before the first try was sent."""
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """An acknowledged enqueue of a grouped task, with monotonic times."""
+
+    task_id: str
+    group: str
+    sent: float
+    """Just before the first try was sent: the task was created after this."""
+    acknowledged: float
+    """Just after the 2xx came: the task was created before this."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """One pause of the queue, with monotonic times: it was surely paused in between."""
+
+    acknowledged: float
+    """Just after the pause's 200 came."""
+    resume_sent: float
+    """Just before the resume's first try was sent."""
 
 
 @dataclass
@@ -183,6 +242,11 @@ class History:
     acknowledged: list[str] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    grouped: dict[str, Enqueue] = field(default_factory=dict)
+    """Acknowledged grouped enqueues by task id."""
+    pauses: list[Pause] = field(default_factory=list)
+    empty_dequeues: list[tuple[float, float]] = field(default_factory=list)
+    """Each 404 dequeue's monotonic sent and answered times."""
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -231,7 +295,8 @@ class Backlog:
 
 
 class Clients:
-    """Producer and consumer threads over a list of server URLs."""
+    """Producer and consumer threads over a list of server URLs, and an admin thread that
+    pauses and resumes the queue."""
 
     def __init__(
         self, urls: list[str], settings: Settings, history: History, give_up_at: float
@@ -246,12 +311,18 @@ class Clients:
         self.errors: list[str] = []
         seed = settings.seed or 0
         self.producers = [
-            self._thread(f"producer-{n}", self._produce, n) for n in range(settings.producers)
+            self._thread(f"producer-{n}", self._produce, n, random.Random(seed + 1000 + n))
+            for n in range(settings.producers)
         ]
         self.consumers = [
             self._thread(f"consumer-{n}", self._consume, n, random.Random(seed + n))
             for n in range(settings.consumers)
         ]
+        self.admins = (
+            [self._thread("admin", self._administer, random.Random(seed - 1))]
+            if settings.pause_every > 0
+            else []
+        )
 
     def _thread(self, name: str, target: Callable[..., None], *args: Any) -> threading.Thread:
         def guarded() -> None:
@@ -265,7 +336,7 @@ class Clients:
         return threading.Thread(target=guarded, name=name, daemon=True)
 
     def start(self) -> None:
-        for thread in self.producers + self.consumers:
+        for thread in self.producers + self.consumers + self.admins:
             thread.start()
 
     def abandon(self) -> None:
@@ -275,8 +346,9 @@ class Clients:
         self.stop_consuming.set()
 
     def join_producers(self) -> None:
+        """Stop the producers, and the admin once it has resumed the queue."""
         self.stop_producing.set()
-        for thread in self.producers:
+        for thread in self.producers + self.admins:
             thread.join(max(0.0, self.give_up_at - time.monotonic()) + 5)
 
     def join_consumers(self) -> None:
@@ -309,9 +381,10 @@ class Clients:
                 return None, tuple(answers)
             time.sleep(min(0.2, 0.01 * 2 ** min(len(answers), 5)))
 
-    def _produce(self, number: int) -> None:
+    def _produce(self, number: int, rng: random.Random) -> None:
         wire = Wire(self.settings.request_timeout)
         home = number % len(self.urls)
+        grouped = self.settings.groups > 0 and number % 2 == 1
         sequence = 0
         try:
             while not self.stop_producing.is_set():
@@ -319,14 +392,23 @@ class Clients:
                 if self.stop_producing.is_set():
                     return
                 key = f"chaos-{number}-{sequence}"
-                body = {"payload": {"producer": number, "sequence": sequence}}
+                body: dict[str, Any] = {"payload": {"producer": number, "sequence": sequence}}
+                group = f"group-{rng.randrange(self.settings.groups)}" if grouped else None
+                if group is not None:
+                    body["group"] = group
+                sent = time.monotonic()
                 reply, _ = self._until_answered(
                     wire, home, "POST", "/tasks", body=body, headers={"Idempotency-Key": key}
                 )
                 sequence += 1
                 if reply is not None and reply.status in (200, 201):
+                    task_id = reply.document["id"]
+                    acknowledged = time.monotonic()
                     with self.history.lock:
-                        self.history.acknowledged.append(reply.document["id"])
+                        self.history.acknowledged.append(task_id)
+                        if group is not None:
+                            enqueue = Enqueue(task_id, group, sent, acknowledged)
+                            self.history.grouped[task_id] = enqueue
                     self.backlog.add()
                 elif reply is None:
                     self.history.count("enqueues given up")
@@ -338,9 +420,11 @@ class Clients:
     def _consume(self, number: int, rng: random.Random) -> None:
         wire = Wire(self.settings.request_timeout)
         server = number % len(self.urls)
-        dequeue = f"/tasks/dequeue?lease={self.settings.lease}&wait=0.5"
         try:
             while not self.stop_consuming.is_set():
+                wait = rng.choice(DEQUEUE_WAITS)
+                dequeue = f"/tasks/dequeue?queue={QUEUE}&lease={self.settings.lease}&wait={wait}"
+                sent = time.monotonic()
                 try:
                     reply = wire.send(self.urls[server], "POST", dequeue)
                 except NoAnswer:
@@ -349,18 +433,38 @@ class Clients:
                     server = (server + 1) % len(self.urls)
                     time.sleep(0.02)
                     continue
+                answered = (time.monotonic(), time.time())
                 self.history.saw(reply)
                 if reply.status == 200:
-                    self._work(wire, server, reply.document, rng)
-                elif reply.status != 404:  # 404: nothing to do within the wait
+                    self._work(wire, server, reply.document, rng, (sent, *answered))
+                elif reply.status == 404:  # nothing to do within the wait
+                    with self.history.lock:
+                        self.history.empty_dequeues.append((sent, answered[0]))
+                    if wait == 0:
+                        time.sleep(0.01)
+                else:
                     time.sleep(0.02)
         finally:
             wire.close()
 
-    def _work(self, wire: Wire, server: int, task: dict[str, Any], rng: random.Random) -> None:
+    def _work(
+        self,
+        wire: Wire,
+        server: int,
+        task: dict[str, Any],
+        rng: random.Random,
+        times: tuple[float, float, float],
+    ) -> None:
+        """Finish one delivered task; `times`: its dequeue's sent, answered and answered on the
+        wall clock."""
         lease_id = task["lease_id"]
         delivery = Delivery(
-            task["id"], lease_id, _epoch(task["started_at"]), _epoch(task["lease_expires_at"])
+            task["id"],
+            lease_id,
+            _epoch(task["started_at"]),
+            _epoch(task["lease_expires_at"]),
+            task.get("group"),
+            *times,
         )
         with self.history.lock:
             self.history.deliveries.append(delivery)
@@ -370,13 +474,44 @@ class Clients:
         else:
             action, body = "complete", {"result": {"lease_id": lease_id}, "lease_id": lease_id}
         path = f"/tasks/{task['id']}/{action}"
+        sent_wall = time.time()
         reply, answers = self._until_answered(wire, server, "PUT", path, body=body, headers={})
         status = None if reply is None else reply.status
-        outcome = Outcome(task["id"], lease_id, action, status, answers)
+        outcome = Outcome(task["id"], lease_id, action, status, answers, sent_wall)
         with self.history.lock:
             self.history.outcomes[lease_id] = outcome
         if action == "complete":  # whatever the answer, this client is done with the task
             self.backlog.done()
+
+    def _administer(self, rng: random.Random) -> None:
+        """Pause the queue now and then, for a moment; always resume it before stopping."""
+        wire = Wire(self.settings.request_timeout)
+        every, length = self.settings.pause_every, self.settings.pause_for
+        try:
+            while not self.stop_producing.wait(rng.uniform(0.5, 1.5) * every):
+                paused = self._set_paused(wire, rng, True)
+                acknowledged = time.monotonic()
+                self.stop_producing.wait(length)
+                resume_sent = time.monotonic()
+                if not self._set_paused(wire, rng, None):
+                    raise RuntimeError(f"resuming queue '{QUEUE}' got no answer before the end")
+                if paused:
+                    with self.history.lock:
+                        self.history.pauses.append(Pause(acknowledged, resume_sent))
+        finally:
+            wire.close()
+
+    def _set_paused(self, wire: Wire, rng: random.Random, paused: bool | None) -> bool:
+        """PATCH the queue's `paused` until a 200 (True) or the run gives up (False)."""
+        path, body = f"/queues/{QUEUE}", {"paused": paused}
+        home = rng.randrange(len(self.urls))
+        reply, _ = self._until_answered(wire, home, "PATCH", path, body=body, headers={})
+        if reply is None:
+            self.history.count("pauses given up")
+            return False
+        if reply.status != 200:
+            raise RuntimeError(f"PATCH {path} {body} answered {reply.status}: {reply.document}")
+        return True
 
 
 # --- the systems under test --------------------------------------------------------------------
@@ -480,6 +615,27 @@ def wait_until_healthy(urls: list[str], deadline: float) -> None:
         wire.close()
 
 
+def set_up_queue(url: str, settings: Settings, deadline: float) -> None:
+    """Give the queue its cap (when there is one) before any client starts."""
+    if not settings.max_processing:
+        return
+    wire = Wire(2.0)
+    body = {"max_processing": settings.max_processing}
+    try:
+        while True:
+            with contextlib.suppress(NoAnswer):
+                reply = wire.send(url, "PATCH", f"/queues/{QUEUE}", body)
+                if reply.status == 200:
+                    return
+                if reply.status < 500:
+                    raise RuntimeError(f"PATCH /queues/{QUEUE} answered {reply.status}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PATCH /queues/{QUEUE} got no 200")
+            time.sleep(0.05)
+    finally:
+        wire.close()
+
+
 def unfinished(url: str, wire: Wire) -> int | None:
     """Tasks not yet completed or failed, or None when the server did not answer."""
     counts = _stats(url, wire)
@@ -545,7 +701,26 @@ CHECKS = {
     "completed unconfirmed": "completed, but that lease's complete never got a 200",
     "unexplained redeliveries": "redeliveries before the lease expired, no fail acknowledged",
     "extra tasks": "tasks stored beyond acknowledged and given-up enqueues",
+    "group overlap": "two tasks of one group held at once",
+    "group order": "grouped tasks first delivered before one enqueued earlier",
+    "cap exceeded": "more leases held at once than max_processing",
+    "delivered while paused": "dequeues wholly inside a pause that got a task",
 }
+
+
+@dataclass(frozen=True)
+class Control:
+    """How much of queue control a run exercised."""
+
+    max_processing: int
+    most_held: int
+    """The most leases consumers surely held at once."""
+    grouped_tasks: int
+    """Acknowledged grouped tasks delivered at least once: those the group checks judge."""
+    groups: int
+    pauses: int
+    dequeues_in_pauses: int
+    """Dequeues sent after a pause was acknowledged and answered before its resume was sent."""
 
 
 @dataclass
@@ -564,6 +739,7 @@ class Report:
     chaos_seconds: float
     drain_seconds: float
     drained: bool
+    control: Control
 
     @property
     def ok(self) -> bool:
@@ -608,20 +784,34 @@ class Report:
             f"  complete/fail answered 409 {counts['409']}, given up "
             f"{counts['gave up'] + counts['enqueues given up']}, "
             f"other 5xx {counts['other 5xx']}, enqueues refused {self.refused()}",
+            f"  queue control: max_processing {self.control.max_processing or 'none'} "
+            f"(most leases held at once {self.control.most_held}), "
+            f"grouped tasks {self.control.grouped_tasks} in {self.control.groups} groups, "
+            f"pauses {self.control.pauses} (dequeues inside them "
+            f"{self.control.dequeues_in_pauses})",
         ]
         return "\n".join(lines)
 
 
 def judge(
-    history: History, tasks: dict[str, dict | None], stored: int
+    history: History, tasks: dict[str, dict | None], stored: int, max_processing: int = 0
 ) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Count each check's violations, with examples of each. `stored`: the tasks the store
-    holds at the end, in every state."""
+    holds at the end, in every state; `max_processing`: the queue's cap (0: none)."""
     examples = {
         "lost": list(_lost(tasks)),
         "completed twice": list(_completed_twice(history)),
         "completed unconfirmed": list(_completed_unconfirmed(history, tasks)),
         "unexplained redeliveries": list(_unexplained_redeliveries(history)),
+        "group overlap": list(_group_overlaps(history)),
+        "group order": list(_group_order(history)),
+        "cap exceeded": _concurrency(history, max_processing)[1] if max_processing else [],
+        "delivered while paused": [
+            f"task {delivery.task_id}: dequeue sent {delivery.sent - pause.acknowledged:.3f} s "
+            f"after the pause was acknowledged, answered "
+            f"{pause.resume_sent - delivery.answered:.3f} s before the resume was sent"
+            for delivery, pause in _inside_pauses(history, history.deliveries)
+        ],
     }
     checks = {name: len(found) for name, found in examples.items()}
     # An enqueue given up on may have been applied; beyond those, a task the store holds
@@ -692,6 +882,122 @@ def _unexplained_redeliveries(history: History) -> Iterator[str]:
             )
 
 
+def _held(delivery: Delivery, history: History) -> tuple[float, float] | None:
+    """On the wall clock, when the lease was surely held, or None if never surely: from the
+    dequeue's answer until the complete or fail was first sent, and until shortly before the
+    expiry the server gave it (the two clocks may differ a little)."""
+    end = delivery.lease_expires_at - EXPIRY_TOLERANCE
+    outcome = history.outcomes.get(delivery.lease_id)
+    if outcome is not None:
+        end = min(end, outcome.sent_wall)
+    return (delivery.answered_wall, end) if end > delivery.answered_wall else None
+
+
+def _group_overlaps(history: History) -> Iterator[str]:
+    by_group: defaultdict[str, list[tuple[float, float, Delivery]]] = defaultdict(list)
+    for delivery in history.deliveries:
+        held = _held(delivery, history)
+        if delivery.group is not None and held is not None:
+            by_group[delivery.group].append((*held, delivery))
+    for group, leases in by_group.items():
+        leases.sort(key=lambda lease: lease[0])
+        holding: list[tuple[float, Delivery]] = []
+        for start, end, delivery in leases:
+            holding = [(until, other) for until, other in holding if until > start]
+            for until, other in holding:
+                yield (
+                    f"{group}: lease {delivery.lease_id} of task {delivery.task_id} held while "
+                    f"lease {other.lease_id} of task {other.task_id} was, for "
+                    f"{(min(until, end) - start) * 1000:.1f} ms"
+                )
+            holding.append((end, delivery))
+
+
+def _group_order(history: History) -> Iterator[str]:
+    """A task Y of a group first delivered before a task X of it whose enqueue was
+    acknowledged before Y's was first sent. X's first known delivery started before X was
+    completed, and Y's turn comes only after that: so it is out of order only if Y's first
+    dequeue was answered before X's first was sent."""
+    first: dict[str, Delivery] = {}
+    for delivery in history.deliveries:
+        known = first.get(delivery.task_id)
+        if delivery.task_id in history.grouped and (known is None or delivery.sent < known.sent):
+            first[delivery.task_id] = delivery
+    by_group: defaultdict[str, list[Enqueue]] = defaultdict(list)
+    for enqueue in history.grouped.values():
+        if enqueue.task_id in first:
+            by_group[enqueue.group].append(enqueue)
+    for group, enqueues in by_group.items():
+        enqueues.sort(key=lambda enqueue: enqueue.acknowledged)
+        acknowledged = [enqueue.acknowledged for enqueue in enqueues]
+        # latest[n]: of the first n + 1 acknowledged, the one first dequeued last
+        latest: list[Enqueue] = []
+        for enqueue in enqueues:
+            later = not latest or first[enqueue.task_id].sent > first[latest[-1].task_id].sent
+            latest.append(enqueue if later else latest[-1])
+        for enqueue in enqueues:
+            before = bisect_right(acknowledged, enqueue.sent)
+            if not before:
+                continue
+            earlier = latest[before - 1]
+            delivered, due_after = first[enqueue.task_id], first[earlier.task_id]
+            if delivered.answered < due_after.sent:
+                yield (
+                    f"{group}: task {enqueue.task_id} first delivered "
+                    f"{due_after.sent - delivered.answered:.3f} s before task "
+                    f"{earlier.task_id}, whose enqueue was acknowledged before its own was sent"
+                )
+
+
+def _concurrency(history: History, cap: int) -> tuple[int, list[str]]:
+    """The most leases surely held at once, and each lease that took them over `cap`."""
+    steps: list[tuple[float, int, Delivery]] = []
+    for delivery in history.deliveries:
+        held = _held(delivery, history)
+        if held is not None:
+            steps += [(held[0], 1, delivery), (held[1], -1, delivery)]
+    steps.sort(key=lambda step: step[:2])  # at one moment, a lease ends before one starts
+    holding = most = 0
+    over: list[str] = []
+    for at, step, delivery in steps:
+        holding += step
+        most = max(most, holding)
+        if step == 1 and cap and holding > cap:
+            clock = datetime.fromtimestamp(at).isoformat(timespec="microseconds")
+            over.append(f"{holding} leases held at {clock}, lease {delivery.lease_id} the last")
+    return most, over
+
+
+def _inside_pauses(
+    history: History, dequeues: list[Delivery] | list[tuple[float, float]]
+) -> Iterator[tuple[Any, Pause]]:
+    """Each of `dequeues` (a delivery, or a 404's sent and answered times) sent after a pause
+    was acknowledged and answered before its resume was sent, with that pause."""
+    pauses = sorted(history.pauses, key=lambda pause: pause.acknowledged)
+    starts = [pause.acknowledged for pause in pauses]
+    for dequeue in dequeues:
+        sent, answered = (
+            (dequeue.sent, dequeue.answered) if isinstance(dequeue, Delivery) else dequeue
+        )
+        before = bisect_right(starts, sent)
+        if before and answered <= pauses[before - 1].resume_sent:
+            yield dequeue, pauses[before - 1]
+
+
+def control_figures(history: History, settings: Settings) -> Control:
+    grouped = {d.task_id for d in history.deliveries if d.task_id in history.grouped}
+    inside = [*_inside_pauses(history, history.deliveries)]
+    inside += _inside_pauses(history, history.empty_dequeues)
+    return Control(
+        max_processing=settings.max_processing,
+        most_held=_concurrency(history, 0)[0],
+        grouped_tasks=len(grouped),
+        groups=len({enqueue.group for enqueue in history.grouped.values()}),
+        pauses=len(history.pauses),
+        dequeues_in_pauses=len(inside),
+    )
+
+
 # --- one run -----------------------------------------------------------------------------------
 
 
@@ -715,6 +1021,7 @@ def run(backend: str, settings: Settings, directory: Path) -> Report:
 
 def _run(system: System, backend: str, settings: Settings, rng: random.Random) -> Report:
     history = History()
+    set_up_queue(system.urls[0], settings, time.monotonic() + 30)
     started = time.monotonic()
     chaos_ends = started + settings.seconds
     give_up_at = chaos_ends + settings.drain_seconds
@@ -758,7 +1065,7 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
 
     tasks = read_tasks(system.urls[0], history.acknowledged, time.monotonic() + 60)
     stored = stored_tasks(system.urls[0], time.monotonic() + 10)
-    checks, examples = judge(history, tasks, stored)
+    checks, examples = judge(history, tasks, stored, settings.max_processing)
     counts = history.counts.copy()
     for outcome in history.outcomes.values():
         if outcome.status == 409:
@@ -779,6 +1086,7 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
         chaos_seconds=chaos_seconds,
         drain_seconds=drain_seconds,
         drained=drained,
+        control=control_figures(history, settings),
     )
 
 
@@ -805,6 +1113,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-seconds", type=float, default=Settings.drain_seconds)
     parser.add_argument("--max-backlog", type=int, default=Settings.max_backlog)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--groups", type=int, default=Settings.groups, help="group names (0: no groups)"
+    )
+    parser.add_argument(
+        "--max-processing",
+        type=int,
+        default=Settings.max_processing,
+        help="the queue's cap (0: none)",
+    )
+    parser.add_argument(
+        "--pause-every",
+        type=float,
+        default=Settings.pause_every,
+        help="mean seconds between pauses (0: never paused)",
+    )
+    parser.add_argument(
+        "--pause-for", type=float, default=Settings.pause_for, help="seconds each pause lasts"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and data here")
     args = parser.parse_args(argv)
     settings = Settings(
@@ -817,6 +1143,10 @@ def main(argv: list[str] | None = None) -> int:
         drain_seconds=args.drain_seconds,
         max_backlog=args.max_backlog,
         seed=args.seed,
+        groups=args.groups,
+        max_processing=args.max_processing,
+        pause_every=args.pause_every,
+        pause_for=args.pause_for,
     )
     backends = ["sqlite", "redis"] if args.backend == "both" else [args.backend]
     ok = True

@@ -1,6 +1,8 @@
 """Jepsen-style: while producers and consumers work, SIGKILLs of the server (and, for Redis, of
 redis-server) never lose an acknowledged task, complete one twice, leave a consumer told
-"no" about a completion that happened, or hand a task out again before its lease ends.
+"no" about a completion that happened, or hand a task out again before its lease ends; nor do
+they let two tasks of an ordered group be held at once or go out of order, more tasks be held
+than the queue's `max_processing`, or a paused queue deliver.
 
 The checker itself is bench/chaos.py; this runs its CI-sized form on each durable backend.
 """
@@ -47,3 +49,9 @@ def test_kill_9_loses_no_acknowledged_task_and_finishes_none_twice(backend: str,
     assert report.kills.total() == SETTINGS.kills
     if backend == "redis":
         assert set(report.kills) == {"redis", "server"}
+    # queue control was exercised: the queue was paused, grouped tasks went through, and
+    # consumers held several leases at once
+    assert report.control.pauses > 0
+    assert report.control.groups == SETTINGS.groups
+    assert report.control.grouped_tasks > 0
+    assert report.control.most_held >= 2
