@@ -1,15 +1,23 @@
 """MemoryStore against a reference model, driven by Hypothesis with random steps.
 
-The model below is written from the rules in docs/reliability.md, not from the store's code: a dict
-of tasks, each with a state, its attempts, a place in the queue, a lease and a few deadlines. It
-is slow and obvious on purpose. After every step the store must agree with it on the counts, the
-pending order and every task; a command must succeed or fail exactly when the model says.
+The model below is written from the rules in docs/reliability.md and the store contract (the
+docstrings of `tornado_queue.storage.base` and the store tests of ordered groups, delivery
+settings, dead letters, expiry and purges), not from the store's code: a dict of tasks, each
+with a state, its attempts, a place in the queue, a lease and a few deadlines; the line of
+every ordered group; each queue's settings and its delivery times. It is slow and obvious on
+purpose. After every step the store must agree with it on the counts, the listing of every
+state (the pending order included), the settings and every task; a command must succeed or
+fail exactly when the model says.
+
+Two queues are in play: `default`, whose settings the steps change, and `dead`, which is the
+dead-letter queue `default` may name.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 import hypothesis.strategies as st
 from hypothesis import event, settings
@@ -17,8 +25,18 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from tests.conftest import FakeClock
 from tornado_queue.errors import InvalidTransition, LeaseLost, QueueError, TaskNotFound
-from tornado_queue.models import DEFAULT_QUEUE, NewTask, Task, TaskStatus
+from tornado_queue.models import (
+    DEFAULT_QUEUE,
+    LISTED,
+    Event,
+    NewTask,
+    QueueSettings,
+    RateLimit,
+    Task,
+    TaskStatus,
+)
 from tornado_queue.storage import MemoryStore, Policy
+from tornado_queue.storage.base import EXPIRED_ERROR
 
 PENDING = TaskStatus.PENDING
 SCHEDULED = TaskStatus.SCHEDULED
@@ -26,6 +44,8 @@ PROCESSING = TaskStatus.PROCESSING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
 BACKOFF_CAP = 3600.0
+DEAD = "dead"
+QUEUES = (DEFAULT_QUEUE, DEAD)
 UNKNOWN_IDS = [str(uuid.UUID(int=number)) for number in range(3)]
 
 
@@ -34,9 +54,15 @@ UNKNOWN_IDS = [str(uuid.UUID(int=number)) for number in range(3)]
 
 @dataclass
 class ModelTask:
+    queue: str
+    group: str | None
+    priority: int
     max_attempts: int
+    backoff: float  # the retry backoff base, fixed when the task was enqueued
     created_at: float
+    expires_at: float | None
     status: TaskStatus = PENDING
+    entered: int = 0  # when the task entered its state: the order of the non-pending listings
     attempts: int = 0
     place: int = 0  # the pending order: given when the task joins the tail, kept otherwise
     available_at: float = 0.0
@@ -47,6 +73,7 @@ class ModelTask:
     forget_at: float | None = None
     error: str | None = None
     result: bytes | None = None
+    dead_lettered_from: str | None = None
     old_leases: list[str] = field(default_factory=list)
     closed_lease: str | None = None  # the lease a fenced complete or fail last ended
 
@@ -64,28 +91,50 @@ class Model:
         self.retention = policy.retention_seconds
         self.tasks: dict[str, ModelTask] = {}
         self.next_place = 0
-        self.paused = False  # a paused queue delivers nothing; everything else goes on
+        self.next_entered = 0
+        self.settings: dict[str, QueueSettings] = {}
+        # An ordered group's line, by (queue, group): its head (whose turn it is, in any state
+        # but finished) and then the tasks waiting behind it, in the order they became ready.
+        self.lines: dict[tuple[str, str], list[str]] = {}
+        # The times of the deliveries each queue made while it had a rate limit.
+        self.deliveries: dict[str, list[float]] = {queue: [] for queue in QUEUES}
+        self.events: Counter[Event] = Counter()  # what happened, in all queues together
+
+    def settings_of(self, queue: str) -> QueueSettings:
+        return self.settings.get(queue, QueueSettings())
 
     # time
 
     def catch_up(self, now: float) -> None:
-        """Apply what is due at `now`: expired leases, then due retries, then retention."""
-        for task in self.tasks.values():
-            if task.status is PROCESSING and task.lease_deadline <= now:
-                self._drop_lease(task)
-                if task.attempts >= task.max_attempts:
-                    task.error = "lease expired"
-                    self._finish(task, FAILED, now)
-                else:
-                    task.status = PENDING  # back at its old place: `place` is unchanged
-        due = sorted(
+        """Apply what is due at `now`: expired leases, then due tasks, expiries, retention.
+        Equal deadlines: any order would do; take the id order."""
+        for _, task_id in sorted(
+            (task.lease_deadline, task_id)
+            for task_id, task in self.tasks.items()
+            if task.status is PROCESSING and task.lease_deadline <= now
+        ):
+            task = self.tasks[task_id]
+            self.events[Event.LEASE_EXPIRED] += 1
+            self._drop_lease(task)
+            if self.expired(task, now):
+                self._expire(task_id, now)
+            elif task.attempts >= task.max_attempts:
+                self._dead(task_id, "lease expired", now)
+            else:
+                self._set_status(task, PENDING)  # back at its old place: `place` is unchanged
+        for _, task_id in sorted(
             (task.due, task_id)
             for task_id, task in self.tasks.items()
             if task.status is SCHEDULED and task.due <= now
-        )
-        for _, task_id in due:  # equal due times: any order would do; take the id order
+        ):
             self.tasks[task_id].due = None
-            self._join_tail(self.tasks[task_id])
+            self._join_tail(task_id)
+        for _, task_id in sorted(
+            (task.expires_at, task_id)
+            for task_id, task in self.tasks.items()
+            if task.status in (PENDING, SCHEDULED) and self.expired(task, now)
+        ):
+            self._expire(task_id, now)
         for task_id in [
             task_id
             for task_id, task in self.tasks.items()
@@ -93,22 +142,71 @@ class Model:
         ]:
             del self.tasks[task_id]
 
+    @staticmethod
+    def expired(task: ModelTask, now: float) -> bool:
+        return task.expires_at is not None and now >= task.expires_at
+
     # queries
 
-    def pending(self) -> list[str]:
-        waiting = [(task.place, task_id) for task_id, task in self.tasks.items()]
-        return [
-            task_id for place, task_id in sorted(waiting) if self.tasks[task_id].status is PENDING
+    def deliverable(self, queue: str) -> list[str]:
+        """The pending tasks a dequeue may take, in dequeue order: no task behind its group's
+        head; higher priority first, then place in line."""
+        ready = [
+            (-task.priority, task.place, task_id)
+            for task_id, task in self.tasks.items()
+            if task.queue == queue and task.status is PENDING and self._has_turn(task_id)
         ]
+        return [task_id for *_, task_id in sorted(ready)]
 
-    def counts(self) -> dict[TaskStatus, int]:
+    def pending(self, queue: str) -> list[str]:
+        """The deliverable tasks, then those waiting in their group by the order they joined."""
+        waiting = [
+            (task.place, task_id)
+            for task_id, task in self.tasks.items()
+            if task.queue == queue and task.status is PENDING and not self._has_turn(task_id)
+        ]
+        return self.deliverable(queue) + [task_id for _, task_id in sorted(waiting)]
+
+    def listed(self, queue: str, status: TaskStatus) -> list[str]:
+        """The tasks of a state but pending, the most recent to enter it first."""
+        entered = [
+            (task.entered, task_id)
+            for task_id, task in self.tasks.items()
+            if task.queue == queue and task.status is status
+        ]
+        return [task_id for _, task_id in sorted(entered, reverse=True)]
+
+    def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         counts = dict.fromkeys(TaskStatus, 0)
         for task in self.tasks.values():
-            counts[task.status] += 1
+            if queue is None or task.queue == queue:
+                counts[task.status] += 1
         return counts
 
-    def processing(self) -> list[str]:
-        return [task_id for task_id, task in self.tasks.items() if task.status is PROCESSING]
+    def processing(self, queue: str | None = None) -> list[str]:
+        return [
+            task_id
+            for task_id, task in self.tasks.items()
+            if task.status is PROCESSING and queue in (None, task.queue)
+        ]
+
+    def room(self, queue: str, now: float) -> dict[str, int]:
+        """How many more tasks each of the queue's delivery settings lets out now."""
+        rules = self.settings_of(queue)
+        room = {}
+        if rules.paused:
+            room["paused"] = 0
+        if rules.max_processing is not None:
+            room["max_processing"] = rules.max_processing - len(self.processing(queue))
+        if rules.rate_limit is not None:
+            window_opens = now - rules.rate_limit.seconds
+            recent = [at for at in self.deliveries[queue] if at > window_opens]
+            room["rate_limit"] = rules.rate_limit.tasks - len(recent)
+        return room
+
+    def allowance(self, queue: str, wanted: int, now: float) -> int:
+        """How many of `wanted` tasks a dequeue may take now: the least room of any setting."""
+        return max(min([wanted, *self.room(queue, now).values()]), 0)
 
     def refusal(
         self, task_id: str, lease_id: str | None, action: str = ""
@@ -130,21 +228,43 @@ class Model:
 
     # commands (called once the store accepted them)
 
-    def enqueue(self, task_id: str, max_attempts: int | None, now: float) -> None:
-        task = ModelTask(max_attempts=max_attempts or self.max_attempts, created_at=now)
-        task.available_at = now
+    def configure(self, queue: str, name: str, value: object) -> None:
+        self.settings[queue] = replace(self.settings_of(queue), **{name: value})
+
+    def enqueue(self, task_id: str, new_task: NewTask, now: float) -> None:
+        shaping = self.settings_of(new_task.queue)
+        expires_in = new_task.expires_in or shaping.ttl_seconds
+        backoff = shaping.retry_backoff
+        task = ModelTask(
+            queue=new_task.queue,
+            group=new_task.group,
+            priority=new_task.priority,
+            max_attempts=new_task.max_attempts or shaping.max_attempts or self.max_attempts,
+            backoff=self.retry_backoff if backoff is None else backoff,
+            created_at=now,
+            expires_at=None if expires_in is None else now + expires_in,
+        )
         self.tasks[task_id] = task
-        self._join_tail(task)
+        self.events[Event.ENQUEUED] += 1
+        task.available_at = now + new_task.delay
+        if new_task.delay > 0:
+            self._set_status(task, SCHEDULED)
+            task.due = now + new_task.delay
+        else:
+            self._join_tail(task_id)
 
     def dequeue(self, task_id: str, lease_id: str, lease: float | None, now: float) -> None:
         task = self.tasks[task_id]
-        task.status = PROCESSING
+        self._set_status(task, PROCESSING)
         task.attempts += 1
         task.lease_id = lease_id
-        task.lease_deadline = now + (lease or self.lease)
+        task.lease_deadline = now + (lease or self._lease_of(task.queue))
+        if self.settings_of(task.queue).rate_limit is not None:
+            self.deliveries[task.queue].append(now)
 
     def heartbeat(self, task_id: str, lease: float | None, now: float) -> None:
-        self.tasks[task_id].lease_deadline = now + (lease or self.lease)
+        task = self.tasks[task_id]
+        task.lease_deadline = now + (lease or self._lease_of(task.queue))
 
     def complete(
         self, task_id: str, result: bytes | None, now: float, lease_id: str | None
@@ -153,7 +273,9 @@ class Model:
         task.closed_lease = lease_id
         self._drop_lease(task)
         task.result = result
+        self._leave_line(task_id)
         self._finish(task, COMPLETED, now)
+        self.events[Event.COMPLETED] += 1
 
     def fail(
         self, task_id: str, error: str | None, retry: bool, now: float, lease_id: str | None
@@ -161,39 +283,99 @@ class Model:
         task = self.tasks[task_id]
         task.closed_lease = lease_id
         self._drop_lease(task)
-        task.error = error
-        if not retry or task.attempts >= task.max_attempts:
-            self._finish(task, FAILED, now)
+        if self.expired(task, now):
+            self._expire(task_id, now)
             return
-        wait = min(self.retry_backoff * 2 ** (task.attempts - 1), BACKOFF_CAP)
+        if not retry or task.attempts >= task.max_attempts:
+            self._dead(task_id, error, now)
+            return
+        task.error = error
+        wait = min(task.backoff * 2 ** (task.attempts - 1), BACKOFF_CAP)
         task.available_at = now + wait
-        if wait > 0:
-            task.status = SCHEDULED
+        if wait > 0:  # the task keeps its group's turn meanwhile
+            self._set_status(task, SCHEDULED)
             task.due = now + wait
         else:
-            self._join_tail(task)
+            self._join_tail(task_id)
 
-    def release(self, task_id: str) -> None:
+    def release(self, task_id: str, now: float) -> None:
         task = self.tasks[task_id]
         self._drop_lease(task)
-        task.status = PENDING
+        if self.expired(task, now):
+            self._expire(task_id, now)
+        else:
+            self._set_status(task, PENDING)
 
     def retry(self, task_id: str, now: float) -> None:
         task = self.tasks[task_id]
         task.attempts = 0
         task.error = task.result = task.finished_at = task.forget_at = None
+        task.expires_at = None
         task.available_at = now
-        self._join_tail(task)
+        self._join_tail(task_id)
 
     def delete(self, task_id: str) -> None:
+        self._leave_line(task_id)
         del self.tasks[task_id]
 
     # helpers
 
-    def _join_tail(self, task: ModelTask) -> None:
-        task.status = PENDING
+    def _lease_of(self, queue: str) -> float:
+        return self.settings_of(queue).lease_seconds or self.lease
+
+    def _has_turn(self, task_id: str) -> bool:
+        task = self.tasks[task_id]
+        return task.group is None or self.lines[task.queue, task.group][0] == task_id
+
+    def _set_status(self, task: ModelTask, status: TaskStatus) -> None:
+        task.status = status
+        task.entered = self.next_entered
+        self.next_entered += 1
+
+    def _join_tail(self, task_id: str) -> None:
+        """Pending at the tail of its queue, and in its group's line unless already there."""
+        task = self.tasks[task_id]
+        self._set_status(task, PENDING)
         task.place = self.next_place
         self.next_place += 1
+        if task.group is not None:
+            line = self.lines.setdefault((task.queue, task.group), [])
+            if task_id not in line:
+                line.append(task_id)
+
+    def _leave_line(self, task_id: str) -> None:
+        """Out of its group's line: the next in line (if any) has the turn."""
+        task = self.tasks[task_id]
+        line = self.lines.get((task.queue, task.group), [])
+        if task_id in line:
+            if line[0] == task_id and len(line) > 1:
+                event("group: the turn passes to the next task")
+            line.remove(task_id)
+
+    def _dead(self, task_id: str, error: str | None, now: float) -> None:
+        """No attempt left or none wanted: to the dead-letter queue if there is one, or failed."""
+        task = self.tasks[task_id]
+        task.error = error
+        self._leave_line(task_id)
+        dead_letter_queue = self.settings_of(task.queue).dead_letter_queue
+        if dead_letter_queue is None:
+            self._finish(task, FAILED, now)
+            self.events[Event.FAILED] += 1
+            return
+        event(f"dead-lettered from {task.queue}")
+        self.events[Event.DEAD_LETTERED] += 1
+        task.dead_lettered_from = task.queue
+        task.queue = dead_letter_queue
+        task.attempts = 0
+        self._join_tail(task_id)
+
+    def _expire(self, task_id: str, now: float) -> None:
+        task = self.tasks[task_id]
+        event(f"expired while {task.status.value}")
+        task.error = EXPIRED_ERROR
+        self._leave_line(task_id)
+        self._finish(task, FAILED, now)
+        self.events[Event.EXPIRED] += 1
 
     def _drop_lease(self, task: ModelTask) -> None:
         if task.lease_id is not None:
@@ -201,7 +383,8 @@ class Model:
         task.lease_id = task.lease_deadline = None
 
     def _finish(self, task: ModelTask, status: TaskStatus, now: float) -> None:
-        task.status = status
+        self._set_status(task, status)
+        task.due = None
         task.finished_at = now
         task.forget_at = now + self.retention
 
@@ -210,11 +393,56 @@ class Model:
 
 # What a command acts on, weighted towards the tasks it can change: (kind, which one).
 targets = st.tuples(
-    st.sampled_from(["processing"] * 4 + ["failed", "live", "live", "gone", "unknown"]),
+    st.sampled_from(
+        ["processing"] * 6 + ["failed", "pending", "scheduled", "live", "live", "gone", "unknown"]
+    ),
     st.integers(0, 10_000),
 )
 lease_modes = st.sampled_from(["current"] * 3 + ["missing"] * 2 + ["stale", "other", "bogus"])
 lease_lengths = st.one_of(st.none(), st.integers(1, 60), st.floats(1, 60))
+queues = st.sampled_from([DEFAULT_QUEUE] * 3 + [DEAD])
+new_tasks = st.builds(
+    NewTask,
+    payload=st.just(b'{"n":1}'),
+    max_attempts=st.one_of(st.none(), st.integers(1, 4)),
+    queue=st.sampled_from([DEFAULT_QUEUE] * 4 + [DEAD]),
+    priority=st.sampled_from([0, 0, 0, 5]),
+    delay=st.sampled_from([0.0] * 4 + [3.0, 10.0]),
+    group=st.sampled_from([None, None, "A", "B"]),
+    expires_in=st.sampled_from([None] * 4 + [2.0, 25.0]),
+)
+# A change of one setting of the default queue: (name, value), None clearing it.
+setting_changes = st.sampled_from(
+    [
+        ("paused", True),
+        ("paused", None),
+        ("max_processing", 1),
+        ("max_processing", 2),
+        ("max_processing", None),
+        ("dead_letter_queue", DEAD),
+        ("dead_letter_queue", None),
+        ("ttl_seconds", 15.0),
+        ("ttl_seconds", None),
+        ("retry_backoff", 0.0),
+        ("retry_backoff", 4.0),
+        ("retry_backoff", None),
+        ("lease_seconds", 10.0),
+        ("lease_seconds", None),
+        ("max_attempts", 1),
+        ("max_attempts", 3),
+        ("max_attempts", None),
+    ]
+)
+
+# The default queue's settings at the start of a run, before any change.
+first_settings = st.fixed_dictionaries(
+    {
+        "max_processing": st.sampled_from([None, None, 1, 2]),
+        "rate_limit": st.sampled_from([None, None, RateLimit(2, 5.0), RateLimit(1, 1.5)]),
+        "dead_letter_queue": st.sampled_from([None, DEAD]),
+        "ttl_seconds": st.sampled_from([None, None, 15.0]),
+    }
+)
 
 
 class MemoryStoreMachine(RuleBasedStateMachine):
@@ -223,15 +451,18 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         max_attempts=st.sampled_from([1, 2, 4]),
         retry_backoff=st.sampled_from([0.0, 0.5, 1.0, 7.0, 3000.0]),
         retention=st.sampled_from([0.0, 1.0, 30.0, 200.0]),
-        initial_tasks=st.integers(0, 6),
+        initial_settings=first_settings,
+        initial_tasks=st.lists(new_tasks, max_size=6),
     )
     def start(
         self,
+        *,
         lease: float,
         max_attempts: int,
         retry_backoff: float,
         retention: float,
-        initial_tasks: int,
+        initial_settings: dict[str, object],
+        initial_tasks: list[NewTask],
     ) -> None:
         policy = Policy(
             lease_seconds=lease,
@@ -244,8 +475,10 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         self.model = Model(policy)
         self.ids: list[str] = []  # every id ever enqueued, forgotten and deleted ones included
         self.lease_ids_seen: set[str] = set()
-        for _ in range(initial_tasks):
-            self.enqueue(max_attempts=None)
+        for change in initial_settings.items():
+            self.configure(change)
+        if initial_tasks:
+            self.enqueue(initial_tasks)
 
     # -- choosing what to act on ----------------------------------------------------------------
 
@@ -261,11 +494,14 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         tasks = self.model.tasks
         candidates = {
             "processing": self.model.processing(),
-            "failed": [task_id for task_id, task in tasks.items() if task.status is FAILED],
             "live": list(tasks),
             "gone": [task_id for task_id in self.ids if task_id not in tasks],
             "unknown": UNKNOWN_IDS,
         }
+        for status in (FAILED, PENDING, SCHEDULED):
+            candidates[status.value] = [
+                task_id for task_id, task in tasks.items() if task.status is status
+            ]
         for choice in (kind, "live", "gone", "unknown"):
             if candidates[choice]:
                 return candidates[choice][number % len(candidates[choice])]
@@ -299,36 +535,48 @@ class MemoryStoreMachine(RuleBasedStateMachine):
 
     # -- rules ----------------------------------------------------------------------------------
 
-    @rule(max_attempts=st.one_of(st.none(), st.integers(1, 4)))
-    def enqueue(self, max_attempts: int | None) -> None:
+    @rule(batch=st.lists(new_tasks, min_size=1, max_size=4))
+    def enqueue(self, batch: list[NewTask]) -> None:
         now = self._catch_up()
-        task = self.store.enqueue(NewTask(payload=b'{"n":1}', max_attempts=max_attempts))
-        self.model.enqueue(task.id, max_attempts, now)
-        self.ids.append(task.id)
-        self._matches(task)
+        outcomes = self.store.enqueue_many(batch)
+        assert len(outcomes) == len(batch) and all(outcome.created for outcome in outcomes)
+        for outcome, new_task in zip(outcomes, batch, strict=True):
+            self.model.enqueue(outcome.task_id, new_task, now)
+            self.ids.append(outcome.task_id)
+        for outcome in outcomes:
+            self._matches(self.store.get(outcome.task_id))
         self._check()
 
-    @rule(paused=st.booleans())
-    def pause_or_resume(self, paused: bool) -> None:
+    @rule(change=setting_changes)
+    def configure(self, change: tuple[str, object]) -> None:
         self._catch_up()
-        settings = self.store.configure(DEFAULT_QUEUE, {"paused": paused or None})
-        self.model.paused = paused
-        assert settings.paused is (True if paused else None)
+        name, value = change
+        settings = self.store.configure(DEFAULT_QUEUE, {name: value})
+        self.model.configure(DEFAULT_QUEUE, name, value)
+        assert settings == self.model.settings_of(DEFAULT_QUEUE)
         self._check()
 
-    @rule(lease=lease_lengths)
-    def dequeue(self, lease: float | None) -> None:
+    @rule(count=st.sampled_from([1, 1, 1, 2, 4]), lease=lease_lengths, queue=queues)
+    def dequeue(self, count: int, lease: float | None, queue: str) -> None:
         now = self._catch_up()
-        pending = self.model.pending()
-        task = self.store.dequeue(lease)
-        if not pending or self.model.paused:
-            assert task is None
+        deliverable = self.model.deliverable(queue)
+        allowed = self.model.allowance(queue, count, now)
+        tasks = self.store.dequeue_many(count, lease, queue)
+        expected = deliverable[:allowed]
+        wanted = min(count, len(deliverable))
+        if len(expected) < wanted:
+            room = self.model.room(queue, now)
+            event(f"dequeue: held back by {min(room, key=room.__getitem__)}")
+        elif expected:
+            event(f"dequeue: {len(expected)} of {count}")
         else:
-            assert task is not None
-            assert task.id == pending[0], "dequeue did not take the oldest pending task"
+            event("dequeue: nothing to take")
+        assert [task.id for task in tasks] == expected, "dequeue did not take the right tasks"
+        for task in tasks:
             assert task.lease_id not in self.lease_ids_seen, "a lease id was handed out twice"
             self.lease_ids_seen.add(task.lease_id)
             self.model.dequeue(task.id, task.lease_id, lease, now)
+        for task in tasks:
             self._matches(task)
         self._check()
 
@@ -391,13 +639,13 @@ class MemoryStoreMachine(RuleBasedStateMachine):
 
     @rule(which=targets, mode=lease_modes, pick=st.integers(0, 100))
     def release(self, which: tuple[str, int], mode: str, pick: int) -> None:
-        self._catch_up()
+        now = self._catch_up()
         task_id = self._target(which)
         lease_id = self._lease_id(task_id, mode, pick)
         refusal = self.model.refusal(task_id, lease_id)
         task = self._expect("release", refusal, lambda: self.store.release(task_id, lease_id))
         if refusal is None:
-            self.model.release(task_id)
+            self.model.release(task_id, now)
             self._matches(task)
         self._check()
 
@@ -434,6 +682,31 @@ class MemoryStoreMachine(RuleBasedStateMachine):
             self.model.delete(task_id)
         self._check()
 
+    @rule(
+        queue=queues,
+        status=st.sampled_from(LISTED),
+        limit=st.one_of(st.integers(1, 3), st.just(1000)),
+    )
+    def purge(self, queue: str, status: TaskStatus, limit: int) -> None:
+        self._catch_up()
+        refusal = InvalidTransition if status is PROCESSING else None
+        deleted = self._expect(
+            f"purge {status.value}", refusal, lambda: self.store.purge(queue, status, limit)
+        )
+        if refusal is None:
+            # Which tasks of the state go first is the store's choice; each goes as `delete`.
+            held = [
+                task_id
+                for task_id, task in self.model.tasks.items()
+                if task.queue == queue and task.status is status
+            ]
+            assert deleted == min(limit, len(held))
+            gone = [task_id for task_id in held if self.store.get(task_id) is None]
+            assert len(gone) == deleted
+            for task_id in gone:
+                self.model.delete(task_id)
+        self._check()
+
     @rule(which=targets)
     def get(self, which: tuple[str, int]) -> None:
         self._catch_up()
@@ -444,18 +717,25 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         else:
             assert task is None, f"{task_id} should be gone (never known, deleted or forgotten)"
 
-    @rule(limit=st.integers(0, 10), offset=st.integers(0, 10))
-    def view(self, limit: int, offset: int) -> None:
+    @rule(
+        limit=st.integers(0, 10),
+        offset=st.integers(0, 10),
+        queue=queues,
+        status=st.sampled_from([PENDING] * 3 + list(LISTED)),
+    )
+    def view(self, limit: int, offset: int, queue: str, status: TaskStatus) -> None:
         self._catch_up()
-        page, total = self.store.view(limit, offset)
-        pending = self.model.pending()
-        assert [task.id for task in page] == pending[offset : offset + limit]
-        assert total == len(pending)
+        page, total = self.store.view(limit, offset, queue, status)
+        listed = self._listed(queue, status)
+        assert [task.id for task in page] == listed[offset : offset + limit]
+        assert total == len(listed)
         for task in page:
             self._matches(task)
 
     @rule(
-        seconds=st.one_of(st.integers(0, 5), st.integers(0, 100), st.floats(0, 100)),
+        seconds=st.one_of(
+            st.integers(0, 5), st.floats(0, 5), st.integers(0, 100), st.floats(0, 40)
+        ),
         check=st.booleans(),
     )
     def advance_the_clock(self, seconds: float, check: bool) -> None:
@@ -470,31 +750,64 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         self.store.reap()
         self._check()
 
+    # The rules that move tasks along are drawn more often than the others (a rule is drawn
+    # once for each name it has).
+    dequeue_again = dequeue
+    dequeue_once_more = dequeue
+    dequeue_yet_again = dequeue
+    complete_again = complete
+    complete_once_more = complete
+    fail_again = fail
+    enqueue_again = enqueue
+    enqueue_once_more = enqueue
+    configure_again = configure
+
     # -- comparing store and model --------------------------------------------------------------
 
-    def _matches(self, task: Task) -> None:
-        expected = self.model.tasks[task.id]
+    def _listed(self, queue: str, status: TaskStatus) -> list[str]:
+        if status is PENDING:
+            return self.model.pending(queue)
+        return self.model.listed(queue, status)
+
+    def _matches(self, task: Task | None) -> None:
         assert task is not None
+        expected = self.model.tasks[task.id]
         assert task.status is expected.status, (task.status, expected.status)
+        assert task.queue == expected.queue
+        assert task.group == expected.group
+        assert task.priority == expected.priority
         assert task.attempts == expected.attempts
         assert task.max_attempts == expected.max_attempts
         assert task.created_at == expected.created_at
         assert task.available_at == expected.available_at
+        assert task.expires_at == expected.expires_at
         assert task.lease_id == expected.lease_id
         assert task.lease_expires_at == expected.lease_deadline
         assert task.finished_at == expected.finished_at
-        if task.status in (SCHEDULED, FAILED):
+        assert task.dead_lettered_from == expected.dead_lettered_from
+        if task.status in (SCHEDULED, FAILED) or task.dead_lettered_from is not None:
             assert task.error == expected.error
         if task.status is COMPLETED:
             assert task.result == expected.result
 
     def _check(self) -> None:
-        """Counts, pending order, every task and the one-lease-per-task rule."""
+        """Counts, listings, settings, totals, every task and the one-lease-per-task rule."""
         self._catch_up()
         assert self.store.stats() == self.model.counts()
-        page, total = self.store.view(limit=10_000)
-        assert [task.id for task in page] == self.model.pending(), "pending order differs"
-        assert total == len(page)
+        for queue in QUEUES:
+            assert self.store.stats(queue) == self.model.counts(queue), queue
+            for status in LISTED:
+                page, total = self.store.view(10_000, 0, queue, status)
+                listed = self._listed(queue, status)
+                assert [task.id for task in page] == listed, f"{queue} {status.value} differs"
+                assert total == len(page)
+        assert self.store.queue_settings(DEFAULT_QUEUE) == self.model.settings_of(DEFAULT_QUEUE)
+        totals = Counter()  # the queues in use and those that emptied, together
+        for events in self.store.totals().values():
+            totals.update(events)
+        assert {name: totals[name] for name in Event} == {
+            name: self.model.events[name] for name in Event
+        }
         leases = []
         for task_id in self.ids:
             task = self.store.get(task_id)
