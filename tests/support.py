@@ -38,6 +38,8 @@ TASK_FIELDS = frozenset(
         "group",
         "expires_at",
         "dead_lettered_from",
+        "after",
+        "dependents",
     }
 )
 TIMESTAMP_FIELDS = (

@@ -6,13 +6,14 @@ import dataclasses
 
 import pytest
 
-from tornado_queue.models import NewTask, Task, TaskStatus
+from tornado_queue.models import Links, NewTask, Task, TaskStatus
 
 
 def test_task_status_values_are_the_wire_strings():
     assert {status.value for status in TaskStatus} == {
         "pending",
         "scheduled",
+        "waiting",
         "processing",
         "completed",
         "failed",
@@ -64,6 +65,7 @@ def test_snapshot_copies_every_slot():
         "dead_lettered_from": "emails-in",
         "backoff": 2.5,
         "expiry": 110.0,
+        "links": Links(after=("parent-1",), dependents=["child-1"], waiting_on=1, hold=3.0),
     }
     assert set(values) == set(Task.__slots__)
     for name, value in values.items():
@@ -89,6 +91,17 @@ def test_a_snapshot_is_independent_of_the_original():
     assert copy.status is TaskStatus.PENDING
     assert copy.attempts == 0
     assert task.error is None
+
+
+def test_a_snapshot_has_its_own_links():
+    task = Task("id-1", b"{}", 100.0)
+    task.links = Links(dependents=["child-1"])
+    copy = task.snapshot()
+
+    task.links.dependents.append("child-2")
+    task.links.waiting_on = 4
+
+    assert copy.links == Links(dependents=["child-1"])
 
 
 def test_a_task_has_no_attribute_dict():

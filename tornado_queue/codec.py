@@ -62,6 +62,7 @@ def _utc(timestamp: float | None) -> datetime | None:
 def task_document(task: Task) -> dict[str, Any]:
     """The wire form of a task (see docs/api.md, The task), for `dumps`."""
     created = _utc(task.created_at)
+    links = task.links
     available = created if task.available_at == task.created_at else _utc(task.available_at)
     return {
         "id": task.id,
@@ -82,4 +83,6 @@ def task_document(task: Task) -> dict[str, Any]:
         "group": task.group,
         "expires_at": _utc(task.expires_at),
         "dead_lettered_from": task.dead_lettered_from,
+        "after": None if links is None or not links.after else list(links.after),
+        "dependents": None if links is None else links.dependents,
     }

@@ -129,3 +129,42 @@ def key_conflict(key: str) -> IdempotencyConflict:
     return IdempotencyConflict(
         f"Idempotency-Key '{_clip(key, 64)}' was already used with a different request"
     )
+
+
+def _after_field(item: int | None) -> str:
+    return "field 'after'" if item is None else f"tasks[{item}].after"
+
+
+def parent_unknown(item: int | None, parent: str) -> ValidationError:
+    return ValidationError(
+        f"{_after_field(item)} names task '{_clip(parent)}', which does not exist (never "
+        "created, deleted, or forgotten after its retention)"
+    )
+
+
+def parent_failed(item: int | None, parent: str) -> ValidationError:
+    return ValidationError(
+        f"{_after_field(item)} names task '{_clip(parent)}', which has failed: a task waiting "
+        "for it would never run (retry the parent first)"
+    )
+
+
+def parent_twice(item: int | None, parent: str) -> ValidationError:
+    return ValidationError(f"{_after_field(item)} names task '{_clip(parent)}' twice")
+
+
+def too_many_dependents(item: int | None, parent: str, limit: int) -> ValidationError:
+    return ValidationError(
+        f"{_after_field(item)} names task '{_clip(parent)}', which already has {limit} "
+        "dependents, the most a task may have"
+    )
+
+
+def parent_failed_error(parent: str) -> str:
+    """The `error` of a waiting task failed because its (direct) parent failed."""
+    return f"parent task '{parent}' failed"
+
+
+def parent_deleted_error(parent: str) -> str:
+    """The `error` of a waiting task failed because its (direct) parent was deleted."""
+    return f"parent task '{parent}' was deleted"

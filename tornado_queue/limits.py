@@ -40,3 +40,7 @@ MAX_RATE_SECONDS = 86_400
 keeps the times of the last `tasks` deliveries)."""
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 512
+MAX_PARENTS = 100
+"""The tasks one task may wait for (`after`)."""
+MAX_DEPENDENTS = 1000
+"""The tasks that may wait for one task: its `dependents` are shown with it, so they stay few."""

@@ -15,6 +15,7 @@ class TaskStatus(StrEnum):
 
     PENDING = "pending"
     SCHEDULED = "scheduled"
+    WAITING = "waiting"
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -24,13 +25,20 @@ FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED})
 LISTED = (
     TaskStatus.PENDING,
     TaskStatus.SCHEDULED,
+    TaskStatus.WAITING,
     TaskStatus.PROCESSING,
     TaskStatus.COMPLETED,
     TaskStatus.FAILED,
 )
 """The states whose tasks a store can list in order (`Store.view`): every state, each kept in
 its own per-queue order so that a page never scans."""
-PURGEABLE = (TaskStatus.PENDING, TaskStatus.SCHEDULED, TaskStatus.COMPLETED, TaskStatus.FAILED)
+PURGEABLE = (
+    TaskStatus.PENDING,
+    TaskStatus.SCHEDULED,
+    TaskStatus.WAITING,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+)
 """The states a queue's tasks can be deleted in, in bulk (`Store.purge`): a processing task
 is held by a consumer and is never purged."""
 
@@ -71,6 +79,9 @@ class NewTask:
     """Tasks of one queue with the same group are delivered one at a time, in order."""
     expires_in: float | None = None
     """Seconds after which the task is never delivered (None: the queue's `ttl_seconds`)."""
+    after: tuple[str | int, ...] | None = None
+    """The tasks this one waits for (`waiting` until each is completed): their ids, or, in a
+    batch, the index of an earlier item of the same batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +187,25 @@ class ItemOutcome:
     error: QueueError | None = None
 
 
+@dataclass(slots=True)
+class Links:
+    """A task's place in a workflow, kept apart from `Task`'s own slots so that the many
+    tasks outside any workflow pay for one empty slot only.
+
+    `after` are the parents it was enqueued to wait for, `waiting_on` how many of them are not
+    completed yet, `hold` its delay, applied when the last parent completes; `dependents` are
+    the tasks enqueued to wait for this one (in the order they were enqueued)."""
+
+    after: tuple[str, ...] = ()
+    dependents: list[str] | None = None
+    waiting_on: int = 0
+    hold: float = 0.0
+
+    def copy(self) -> Links:
+        dependents = None if self.dependents is None else list(self.dependents)
+        return Links(self.after, dependents, self.waiting_on, self.hold)
+
+
 _new_object = object.__new__  # `Task.__new__` without looking it up on the class each time
 
 
@@ -206,6 +236,7 @@ class Task:
         "group",
         "expires_at",
         "dead_lettered_from",
+        "links",
         # Internal bookkeeping, never written out: queue position, backoff base and deadlines.
         "seq",
         "backoff",
@@ -244,6 +275,7 @@ class Task:
         self.group: str | None = None
         self.expires_at: float | None = None
         self.dead_lettered_from: str | None = None
+        self.links: Links | None = None
         self.seq = 0
         # The base of its retry backoff, fixed when it was enqueued (None: the store's policy).
         self.backoff: float | None = None
@@ -278,6 +310,8 @@ class Task:
         copy.group = self.group
         copy.expires_at = self.expires_at
         copy.dead_lettered_from = self.dead_lettered_from
+        links = self.links
+        copy.links = None if links is None else links.copy()
         copy.seq = self.seq
         copy.backoff = self.backoff
         copy.lease_deadline = self.lease_deadline

@@ -22,6 +22,7 @@ from tornado_queue.limits import (
     MAX_KEY_CHARS,
     MAX_LEASE_ID_CHARS,
     MAX_LEASE_SECONDS,
+    MAX_PARENTS,
     MAX_PRIORITY,
     MAX_PROCESSING,
     MAX_RATE_SECONDS,
@@ -40,12 +41,16 @@ IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_KEY_CHARS}}}")
 # A group is the client's own text (a customer id, an order number): any characters but
 # control characters, so it shows and logs as it was sent.
 GROUP = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_GROUP_CHARS}}}")
+# A parent in `after`: a task id as the server writes them (visible ASCII, bounded), or in a
+# batch "#<index>" of an earlier item.
+PARENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
+BATCH_REFERENCE = re.compile(r"#(0|[1-9][0-9]{0,5})")
 
 EMPTY_BODY: Any = object()
 """Stands for a request without a body (distinct from a body that is JSON `null`)."""
 
 NEW_TASK_FIELDS = frozenset(
-    {"payload", "max_attempts", "queue", "priority", "delay", "group", "expires_in"}
+    {"payload", "max_attempts", "queue", "priority", "delay", "group", "expires_in", "after"}
 )
 BATCH_ITEM_FIELDS = NEW_TASK_FIELDS | {"idempotency_key"}
 BATCH_FIELDS = frozenset({"tasks"})
@@ -89,10 +94,11 @@ def new_task(
     idempotency_key: str | None = None,
     what: str = "request body",
     allowed: frozenset[str] = NEW_TASK_FIELDS,
+    index: int | None = None,
 ) -> NewTask:
-    """Validate a `POST /tasks` body (or one item of a batch, named `what` in errors):
+    """Validate a `POST /tasks` body (or item `index` of a batch, named `what` in errors):
     `{"payload": {...}, "queue"?, "priority"?, "delay"?, "max_attempts"?, "group"?,
-    "expires_in"?}`."""
+    "expires_in"?, "after"?}`."""
     body = require_object(document, what, allowed)
     if "payload" not in body:
         raise ValidationError(f"{_field(what, 'payload')} is required")
@@ -127,6 +133,9 @@ def new_task(
         expires_in = _bounded_number(
             body["expires_in"], label, MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS
         )
+    after = None
+    if body.get("after") is not None:
+        after = parents(body["after"], _field(what, "after"), index)
     return NewTask(
         payload=codec.encode_json(payload, "payload"),
         max_attempts=max_attempts,
@@ -137,14 +146,54 @@ def new_task(
         fingerprint=_fingerprint(body) if key is not None else b"",
         group=group,
         expires_in=expires_in,
+        after=after,
     )
+
+
+def parents(value: Any, what: str, index: int | None) -> tuple[str | int, ...]:
+    """`after`: 1 to 100 distinct task ids; in item `index` of a batch also "#k", an earlier
+    item k of the same batch (returned as the int k)."""
+    if not isinstance(value, list):
+        raise ValidationError(f"{what} must be a list of task ids, got {_json_type(value)}")
+    if not 1 <= len(value) <= MAX_PARENTS:
+        raise ValidationError(f"{what} must name 1 to {MAX_PARENTS} tasks, got {len(value)}")
+    chosen: list[str | int] = []
+    for position, parent in enumerate(value):
+        label = f"{what}[{position}]"
+        if not isinstance(parent, str) or not PARENT_ID.fullmatch(parent):
+            shown = printable(parent[:80]) if isinstance(parent, str) else _json_type(parent)
+            raise ValidationError(f"{label} must be a task id, got '{shown}'")
+        reference = BATCH_REFERENCE.fullmatch(parent)
+        if reference is not None:
+            if index is None:
+                raise ValidationError(
+                    f"{label} is '{parent}': '#<index>' names an item of the same batch, "
+                    "so it is only for POST /tasks/batch"
+                )
+            earlier = int(reference.group(1))
+            if earlier >= index:
+                raise ValidationError(
+                    f"{label} is '{parent}': an item may only wait for an earlier item "
+                    f"of its batch (#0 to #{index - 1})"
+                    if index
+                    else f"{label} is '{parent}': the first item of a batch has no earlier "
+                    "item to wait for"
+                )
+            chosen.append(earlier)
+        elif parent.startswith("#"):
+            raise ValidationError(f"{label} is '{printable(parent)}': not '#<index>' nor a task id")
+        else:
+            chosen.append(parent)
+        if chosen[-1] in chosen[:-1]:
+            raise ValidationError(f"{label} names '{printable(parent)}' a second time")
+    return tuple(chosen)
 
 
 def new_task_batch(document: Any) -> list[NewTask]:
     """Validate a `POST /tasks/batch` body: `{"tasks": [<a POST /tasks body>, ...]}`."""
     items = _batch_items(document)
     return [
-        new_task(item, what=f"tasks[{index}]", allowed=BATCH_ITEM_FIELDS)
+        new_task(item, what=f"tasks[{index}]", allowed=BATCH_ITEM_FIELDS, index=index)
         for index, item in enumerate(items)
     ]
 

@@ -74,11 +74,14 @@ def test_stats_and_queues_print_tables(server, client, capsys):
         "completed       1",
         "failed          0",
         "scheduled       0",
+        "waiting         0",
     ]
     code, out = run(server, capsys, "queues")
     header, *rows = out.splitlines()
-    assert header.split() == ["queue", "pending", "processing", "completed", "failed", "scheduled"]
-    assert ["cli-tables", "2", "0", "1", "0", "0"] in [row.split() for row in rows]
+    assert header.split() == [
+        *("queue", "pending", "processing", "completed", "failed", "scheduled", "waiting")
+    ]
+    assert ["cli-tables", "2", "0", "1", "0", "0", "0"] in [row.split() for row in rows]
     code, out = run(server, capsys, "queues", "--json")
     assert {"name": "cli-tables", **client.stats("cli-tables")} in json.loads(out)
 
@@ -286,6 +289,7 @@ def test_queue_purge_asks_nothing_with_yes_or_off_a_terminal(server, client, cap
         "completed": 0,
         "failed": 0,
         "scheduled": 1,
+        "waiting": 0,
     }
 
 
@@ -340,7 +344,7 @@ def test_tail_prints_a_line_per_change_until_ctrl_c(server, client, tmp_path):
         assert wait_until(lambda: "+1 completed" in output.read_text(), DEADLINE)
         last = output.read_text().splitlines()[-1]
         assert re.fullmatch(
-            r"\d\d:\d\d:\d\d pending=1 processing=0 completed=1 failed=0 scheduled=0"
+            r"\d\d:\d\d:\d\d pending=1 processing=0 completed=1 failed=0 scheduled=0 waiting=0"
             r"  \| \+1 completed, \d+\.\d completed/s",
             last,
         ), last

@@ -166,6 +166,7 @@ def test_batches_stats_totals_and_queues(client, queue):
         "completed": 0,
         "failed": 0,
         "scheduled": 0,
+        "waiting": 0,
     }
     assert client.totals(queue)["enqueued"] == 5
     listed = {entry["name"]: entry for entry in client.queues()}

@@ -294,7 +294,7 @@ def test_the_task_schema_has_every_field_the_server_writes_in_order():
 
     assert schema["required"] == written
     assert list(schema["properties"]) == written
-    assert written[-3:] == ["group", "expires_at", "dead_lettered_from"]
+    assert written[-5:] == ["group", "expires_at", "dead_lettered_from", "after", "dependents"]
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ class Server(ServerProcess):
         return code, counts
 
 
-STATES = ("pending", "processing", "completed", "failed", "scheduled")
+STATES = ("pending", "processing", "completed", "failed", "scheduled", "waiting")
 IO_SECONDS = 10.0
 """Longest a raw socket waits for the server before the test fails."""
 

@@ -193,4 +193,5 @@ def test_the_server_workers_consume_only_the_named_queues(tmp_path: Path):
         "completed": 0,
         "failed": 0,
         "scheduled": 0,
+        "waiting": 0,
     }

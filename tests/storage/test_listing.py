@@ -235,10 +235,15 @@ def test_sqlite_opens_a_database_made_before_listings_existed(tmp_path: Path, cl
     store.close()
 
     with sqlite3.connect(path) as db:  # as an older version left it: none of the newer columns
-        for index in ("state_listing", "ready_order", "waiting_order", "group_order", "expiry"):
+        for index in ("listing_order", "ready_order", "waiting_order", "group_order"):
             db.execute(f"DROP INDEX {index}")
-        for column in ("moved", "grp", "expires_at", "dead_lettered_from", "backoff", "blocked"):
+        db.execute("DROP INDEX expiry_order")
+        for column in (
+            *("moved", "grp", "expires_at", "dead_lettered_from", "backoff", "blocked"),
+            *("parents", "dependents", "waiting_on", "hold"),
+        ):
             db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+
         db.execute(
             "CREATE INDEX pending_order ON tasks (queue, priority DESC, seq) "
             "WHERE status = 'pending'"
@@ -251,6 +256,7 @@ def test_sqlite_opens_a_database_made_before_listings_existed(tmp_path: Path, cl
         assert ids(reopened.view(10, status=PROCESSING)) == [task.id]
         indexes = {row[0] for row in reopened._db.execute("SELECT name FROM sqlite_master")}
         assert "pending_order" not in indexes and "ready_order" in indexes
+        assert "listing_order" in indexes
     finally:
         reopened.close()
 
@@ -272,7 +278,7 @@ def test_sqlite_pages_walk_an_index_not_the_table(tmp_path: Path, clock, status)
         store.close()
 
     # Pending: the deliverable ones in dequeue order, then those waiting behind a group's head.
-    indexes = ["ready_order", "waiting_order"] if status is PENDING else ["state_listing"]
+    indexes = ["ready_order", "waiting_order"] if status is PENDING else ["listing_order"]
     assert len(plans) == len(indexes)
     for plan, index in zip(plans, indexes, strict=True):
         assert f"USING INDEX {index}" in plan

@@ -201,7 +201,7 @@ def test_a_refused_operation_is_undone_alone_and_its_neighbours_commit(sqlite, g
 
     def enqueue_then_break() -> None:
         def apply(tx: Any) -> None:
-            sqlite._insert(tx, "half-done", new_task(), sqlite._next_seq(tx), QueueSettings())
+            sqlite._insert(tx, "half-done", new_task(), sqlite._next_seq(tx), QueueSettings(), None)
             raise ValueError("broken after a change")
 
         sqlite._run(apply)

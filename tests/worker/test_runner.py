@@ -242,6 +242,7 @@ def test_a_stop_signal_finishes_running_tasks_takes_no_more_and_exits_0(
         "completed": 2,
         "failed": 0,
         "scheduled": 0,
+        "waiting": 0,
     }
     assert client.get(late).attempts == 0
     assert "worker stopped: 2 done, 0 failed" in workers.log(worker)

@@ -36,7 +36,7 @@ from tornado_queue.limits import (
 from tornado_queue.models import PURGEABLE
 from tornado_queue.validation import GROUP
 
-STATES = ("pending", "processing", "completed", "failed", "scheduled")
+STATES = ("pending", "processing", "completed", "failed", "scheduled", "waiting")
 EVENTS = ("enqueued", "completed", "failed", "lease_expired", "dead_lettered", "expired")
 Command = Callable[[Client, argparse.Namespace], None]
 

@@ -139,9 +139,24 @@ NEW_TASK_PROPERTIES: Json = {
             "`ttl_seconds`, else no expiry.",
         }
     ),
+    "after": nullable(
+        {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": limits.MAX_PARENTS,
+            "uniqueItems": True,
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+            "description": f"1 to {limits.MAX_PARENTS} ids of tasks this one waits for: it is "
+            "`waiting` until every one is `completed`, then `pending` (or `scheduled` for its "
+            "`delay`). A parent that fails or is deleted fails it. In `POST /tasks/batch`, "
+            '`"#0"`, `"#1"`, … name earlier items of the same batch. An unknown or failed '
+            "parent is a 400.",
+            "examples": [["1f0e4c52-5b7a-4d8e-9a43-0c6a4d1e2b11"]],
+        }
+    ),
 }
 
-STATS_STATES = ("pending", "processing", "completed", "failed", "scheduled")
+STATS_STATES = ("pending", "processing", "completed", "failed", "scheduled", "waiting")
 
 
 def counts_schema(description: str, extra: Json | None = None) -> Json:
@@ -244,6 +259,8 @@ SCHEMAS: Json = {
             "group",
             "expires_at",
             "dead_lettered_from",
+            "after",
+            "dependents",
         ],
         "additionalProperties": False,
         "properties": {
@@ -254,7 +271,8 @@ SCHEMAS: Json = {
                 "type": "string",
                 "enum": [status.value for status in TaskStatus],
                 "description": "`pending` (ready) → `processing` (leased) → `completed` or "
-                "`failed`; `scheduled` is not ready yet (a delay or a retry backoff). A task "
+                "`failed`; `scheduled` is not ready yet (a delay or a retry backoff); "
+                "`waiting` waits for the tasks in its `after` to complete. A task "
                 "of a queue with a `dead_letter_queue` moves there as `pending` instead of "
                 "becoming `failed`; a task is never delivered after its `expires_at`: it becomes "
                 "`failed`.",
@@ -301,6 +319,22 @@ SCHEMAS: Json = {
                     "pattern": QUEUE_NAME_PATTERN,
                     "description": "The queue whose dead-letter queue this task was moved to, "
                     "when it failed there for good.",
+                }
+            ),
+            "after": nullable(
+                {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The tasks it was enqueued to wait for (`after`), as ids.",
+                }
+            ),
+            "dependents": nullable(
+                {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "maxItems": limits.MAX_DEPENDENTS,
+                    "description": "The tasks enqueued to wait for this one, oldest first (some "
+                    "may since be gone).",
                 }
             ),
         },

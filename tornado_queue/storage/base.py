@@ -39,6 +39,7 @@ from tornado_queue.errors import (
     InvalidTransition,
     QueueError,
     TaskNotFound,
+    parent_twice,
     queue_full,
     store_full,
     too_many_queues,
@@ -76,6 +77,44 @@ def to_create(new_tasks: Sequence[NewTask], replays: Mapping[str, object]) -> li
             keys.add(key)
         created.append(new_task)
     return created
+
+
+def item_ids(
+    new_tasks: Sequence[NewTask], fresh: Sequence[Task | str], replays: Mapping[str, str]
+) -> tuple[list[str], list[bool]]:
+    """For each item of a batch, the id of the task it stands for and whether it creates it:
+    its own new id (`fresh[i]`, a task or an id), or the first task of its idempotency key
+    (remembered in `replays` as key -> id, or an earlier item of the same batch)."""
+    stands_for, creates = [], []
+    first_of_key: dict[str, str] = {}
+    for new_task, made in zip(new_tasks, fresh, strict=True):
+        new_id = made if isinstance(made, str) else made.id
+        key = new_task.idempotency_key
+        first = None if key is None else replays.get(key) or first_of_key.get(key)
+        if first is not None:
+            stands_for.append(first)
+            creates.append(False)
+            continue
+        if key is not None:
+            first_of_key[key] = new_id
+        stands_for.append(new_id)
+        creates.append(True)
+    return stands_for, creates
+
+
+def resolve_after(
+    after: Sequence[str | int], item: int | None, stands_for: Sequence[str]
+) -> tuple[str, ...]:
+    """A task's `after` as task ids: an index of an earlier batch item becomes the id that item
+    stands for (see `item_ids`). `item` is the task's index in its batch (None for a single
+    enqueue), for the error when two entries name one task."""
+    chosen: list[str] = []
+    for parent in after:
+        parent_id = stands_for[parent] if isinstance(parent, int) else parent
+        if parent_id in chosen:
+            raise parent_twice(item, parent_id)
+        chosen.append(parent_id)
+    return tuple(chosen)
 
 
 def repeats_closing(action: str, task: Task, lease_id: str | None) -> bool:

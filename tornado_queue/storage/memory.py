@@ -20,14 +20,21 @@ from tornado_queue.errors import (
     lease_lost,
     not_failed,
     not_processing,
+    parent_deleted_error,
+    parent_failed,
+    parent_failed_error,
+    parent_unknown,
     still_processing,
+    too_many_dependents,
 )
+from tornado_queue.limits import MAX_DEPENDENTS
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     FINISHED,
     PURGEABLE,
     Enqueued,
     Event,
+    Links,
     NewTask,
     QueueSettings,
     Task,
@@ -39,7 +46,9 @@ from tornado_queue.storage.base import (
     Policy,
     ReadyListener,
     Store,
+    item_ids,
     repeats_closing,
+    resolve_after,
     to_create,
 )
 from tornado_queue.storage.deadlines import DeadlineHeap
@@ -55,6 +64,7 @@ _PROCESSING = TaskStatus.PROCESSING
 _SCHEDULED = TaskStatus.SCHEDULED
 _COMPLETED = TaskStatus.COMPLETED
 _FAILED = TaskStatus.FAILED
+_WAITING = TaskStatus.WAITING
 _ENQUEUED = Event.ENQUEUED
 _COMPLETED_EVENT = Event.COMPLETED
 _task_id = ids.task_id
@@ -158,6 +168,7 @@ class MemoryStore(Store):
                 and new_task.delay <= 0
                 and new_task.group is None
                 and new_task.expires_in is None
+                and new_task.after is None
                 and new_task.queue not in self._shaping
             ):
                 return [self._enqueue_one(new_task)]
@@ -168,22 +179,25 @@ class MemoryStore(Store):
             with self._operation() as op:  # the common case: nothing to match
                 if limited:
                     self._check_room(new_tasks)
-                for new_task, task in zip(new_tasks, fresh, strict=True):
-                    self._add(task, new_task, op)
+                parents = self._parents(new_tasks, *item_ids(new_tasks, fresh, {}))
+                for new_task, task, after in zip(new_tasks, fresh, parents, strict=True):
+                    self._add(task, new_task, op, after)
                 return [Enqueued(task.id, task.snapshot(), created=True) for task in fresh]
         with self._operation() as op:
             replays = self._match_keys(new_tasks)
             if limited:
                 self._check_room(to_create(new_tasks, replays))
+            first_ids = {key: first_id for key, (first_id, _) in replays.items()}
+            parents = self._parents(new_tasks, *item_ids(new_tasks, fresh, first_ids))
             outcomes = []
-            for new_task, task in zip(new_tasks, fresh, strict=True):
+            for new_task, task, after in zip(new_tasks, fresh, parents, strict=True):
                 key = new_task.idempotency_key
                 if key is not None and key in replays:
                     first_id, first = replays[key]
                     snapshot = None if first is None else first.snapshot()
                     outcomes.append(Enqueued(first_id, snapshot, created=False))
                     continue
-                self._add(task, new_task, op)
+                self._add(task, new_task, op, after)
                 if key is not None:
                     forget_at = op.now + self._retention_seconds
                     self._keys.remember(key, task.id, new_task.fingerprint, forget_at)
@@ -342,6 +356,8 @@ class MemoryStore(Store):
             if task.group is not None or (self._rules and queue in self._rules):
                 # A group's next task, or a free slot under the queue's cap: tell waiters.
                 ready = self._turn_ended(task, ready if ready is not None else {})
+            if task.links is not None and task.links.dependents:
+                ready = self._release_dependents(task, ready or {}, now, wall)
             return task.snapshot()
         finally:
             lock.release()
@@ -578,7 +594,9 @@ class MemoryStore(Store):
                 replays[key] = (remembered.task_id, self._tasks.get(remembered.task_id))
         return replays
 
-    def _add(self, task: Task, new_task: NewTask, op: _Operation) -> None:
+    def _add(
+        self, task: Task, new_task: NewTask, op: _Operation, after: tuple[str, ...] | None
+    ) -> None:
         task.created_at = task.available_at = op.wall
         # The queue's settings as they are now shape the task for good (its backoff, expiry).
         settings = self._settings.get(task.queue) if self._settings else None
@@ -595,7 +613,102 @@ class MemoryStore(Store):
             self._open_queue(task.queue)
         self._events[task.queue][Event.ENQUEUED] += 1
         self._count(task.queue, task.status, +1)
+        if after and self._wait_for(task, after, new_task.delay):
+            self._move(task, _WAITING)
+            return
         self._schedule_or_append(task, new_task.delay, op)
+
+    def _parents(
+        self, new_tasks: Sequence[NewTask], stands_for: list[str], creates: list[bool]
+    ) -> list[tuple[str, ...] | None]:
+        """Each created task's `after` as ids (see `resolve_after`), checked before anything
+        changes: every parent exists, none has failed, none would pass `MAX_DEPENDENTS`."""
+        resolved: list[tuple[str, ...] | None] = []
+        if all(new_task.after is None for new_task in new_tasks):
+            return [None] * len(new_tasks)
+        adding: Counter[str] = Counter()
+        made = {item_id for item_id, new in zip(stands_for, creates, strict=True) if new}
+        single = len(new_tasks) == 1
+        for index, new_task in enumerate(new_tasks):
+            if new_task.after is None or not creates[index]:
+                resolved.append(None)
+                continue
+            item = None if single else index
+            chosen = resolve_after(new_task.after, item, stands_for)
+            for parent_id in chosen:
+                parent = self._tasks.get(parent_id)
+                if parent is None:
+                    if parent_id in made:  # an earlier item of this batch
+                        adding[parent_id] += 1
+                        continue
+                    raise parent_unknown(item, parent_id)
+                if parent.status is _FAILED:
+                    raise parent_failed(item, parent_id)
+                links = parent.links
+                held = len(links.dependents) if links and links.dependents else 0
+                adding[parent_id] += 1
+                if held + adding[parent_id] > MAX_DEPENDENTS:
+                    raise too_many_dependents(item, parent_id, MAX_DEPENDENTS)
+            resolved.append(chosen)
+        return resolved
+
+    def _wait_for(self, task: Task, after: tuple[str, ...], delay: float) -> bool:
+        """Link a new task to its parents; True when some parent is not completed yet (the
+        task then waits, and its delay runs from when the last one completes)."""
+        open_parents = 0
+        for parent_id in after:
+            parent = self._tasks[parent_id]
+            links = parent.links
+            if links is None:
+                links = parent.links = Links()
+            if links.dependents is None:
+                links.dependents = []
+            links.dependents.append(task.id)
+            if parent.status is not _COMPLETED:
+                open_parents += 1
+        task.links = Links(after=after, waiting_on=open_parents, hold=delay)
+        return open_parents > 0
+
+    def _release_dependents(
+        self, parent: Task, ready: dict[str, int], now: float, wall: float
+    ) -> dict[str, int]:
+        """After a completion: each dependent whose last parent this was leaves `waiting` for
+        its queue (or for `scheduled`, for its delay). Returns `ready` with what became ready."""
+        op = _Operation(self)
+        op.ready, op.now, op.wall = ready, now, wall
+        assert parent.links is not None and parent.links.dependents is not None
+        for child_id in parent.links.dependents:
+            child = self._tasks.get(child_id)
+            if child is None or child.status is not _WAITING:
+                continue  # deleted, expired or failed meanwhile
+            links = child.links
+            assert links is not None
+            links.waiting_on -= 1
+            if links.waiting_on <= 0:
+                self._schedule_or_append(child, links.hold, op)
+        return op.ready
+
+    def _fail_dependents(self, parent: Task, reason: str, op: _Operation) -> None:
+        """A parent failed (`reason` its error maker's text) or was deleted: its waiting
+        dependents fail, naming it, and theirs in turn, naming them, down the chain."""
+        stack = [(parent, reason)]
+        while stack:
+            task, why = stack.pop()
+            links = task.links
+            if links is None or not links.dependents:
+                continue
+            for child_id in links.dependents:
+                child = self._tasks.get(child_id)
+                if child is None or child.status is not _WAITING:
+                    continue
+                child.error = (
+                    parent_deleted_error(task.id)
+                    if why == "deleted"
+                    else parent_failed_error(task.id)
+                )
+                self._leave_group(child, op)
+                self._finish(child, _FAILED, op.now, op.wall, Event.FAILED, cascade=False)
+                stack.append((child, "failed"))
 
     def _open_queue(self, queue: str) -> PendingQueue:
         """Start keeping a queue that holds no task yet."""
@@ -739,9 +852,11 @@ class MemoryStore(Store):
         self._schedule_or_append(task, 0.0, op)
 
     def _remove(self, task: Task, op: _Operation) -> None:
-        """Delete a task that is not processing."""
+        """Delete a task that is not processing (what waits for it fails)."""
         self._unready(task)
         self._leave_group(task, op)
+        if task.links is not None and task.links.dependents:
+            self._fail_dependents(task, "deleted", op)
         del self._tasks[task.id]
         self._forget(task)
 
@@ -856,8 +971,22 @@ class MemoryStore(Store):
         op.became_ready(task.queue)
 
     def _finish(
-        self, task: Task, status: TaskStatus, now: float, wall: float, event: Event
+        self,
+        task: Task,
+        status: TaskStatus,
+        now: float,
+        wall: float,
+        event: Event,
+        *,
+        cascade: bool = True,
     ) -> None:
+        if cascade and status is _FAILED and task.links is not None and task.links.dependents:
+            # Failed for good: whatever waits for it never runs.
+            op = _Operation(self)
+            op.now, op.wall = now, wall
+            self._finish(task, status, now, wall, event, cascade=False)
+            self._fail_dependents(task, "failed", op)
+            return
         self._move(task, status)
         self._events[task.queue][event] += 1
         task.finished_at = wall

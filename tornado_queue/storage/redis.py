@@ -31,11 +31,16 @@ from tornado_queue.errors import (
     lease_lost,
     not_failed,
     not_processing,
+    parent_failed,
+    parent_twice,
+    parent_unknown,
     queue_full,
     still_processing,
     store_full,
+    too_many_dependents,
     too_many_queues,
 )
+from tornado_queue.limits import MAX_DEPENDENTS
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     PURGEABLE,
@@ -43,6 +48,7 @@ from tornado_queue.models import (
     Enqueued,
     Event,
     ItemOutcome,
+    Links,
     NewTask,
     QueueSettings,
     Task,
@@ -182,9 +188,11 @@ class RedisStore(Store):
                 new_task.fingerprint,
                 new_task.group or "",
                 "" if new_task.expires_in is None else repr(new_task.expires_in),
+                "" if new_task.after is None else orjson.dumps(list(new_task.after)),
             ]
         policy = self.policy
         args += [policy.max_pending, policy.max_tasks, policy.max_queues, policy.max_attempts]
+        args.append(MAX_DEPENDENTS)
         outcomes = yield _Call("enqueue", tuple(args))
         # Each outcome carries its task, so a batch costs one round trip, not one per task.
         return [
@@ -584,11 +592,20 @@ def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError
         "TOOMANYQUEUES": lambda: too_many_queues(
             int(numbers[0]), " ".join(numbers[2:]), int(numbers[1])
         ),
+        # the batch item (-1 for a single enqueue), the parent's id (, the limit)
+        "PARENTUNKNOWN": lambda: parent_unknown(_item(numbers[0]), numbers[1]),
+        "PARENTFAILED": lambda: parent_failed(_item(numbers[0]), numbers[1]),
+        "PARENTTWICE": lambda: parent_twice(_item(numbers[0]), numbers[1]),
+        "DEPENDENTS": lambda: too_many_dependents(_item(numbers[0]), numbers[1], int(numbers[2])),
     }
     make = refusals.get(word)
     if make is None:
         raise RuntimeError(f"redis store script failed in {op}: {text}")
     return make()
+
+
+def _item(text: str) -> int | None:
+    return None if text == "-1" else int(text)
 
 
 STATUSES = {status.value.encode(): status for status in TaskStatus}
@@ -645,4 +662,12 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.expires_at = _time(get(b"expires_at"))
     task.dead_lettered_from = _text(get(b"dead_lettered_from"))
     task.backoff = _time(get(b"backoff"))
+    parents, dependents = get(b"parents"), get(b"dependents")
+    if parents is not None or dependents is not None:
+        task.links = Links(
+            after=tuple(orjson.loads(parents)) if parents is not None else (),
+            dependents=None if dependents is None else orjson.loads(dependents),
+            waiting_on=int(get(b"waiting_on") or 0),
+            hold=float(get(b"hold") or 0.0),
+        )
     return task

@@ -21,6 +21,8 @@ from tornado_queue.errors import (
     lease_lost,
     not_failed,
     not_processing,
+    parent_deleted_error,
+    parent_failed_error,
     still_processing,
 )
 from tornado_queue.models import (
@@ -28,18 +30,21 @@ from tornado_queue.models import (
     PURGEABLE,
     Enqueued,
     Event,
+    Links,
     NewTask,
     QueueSettings,
     Task,
     TaskStatus,
 )
 from tornado_queue.storage import sqlite_control as control
+from tornado_queue.storage import sqlite_workflows as workflows
 from tornado_queue.storage.base import (
     EXPIRED_ERROR,
     RETIRED,
     Policy,
     ReadyListener,
     Store,
+    item_ids,
     repeats_closing,
     to_create,
 )
@@ -73,7 +78,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     expires_at REAL,
     dead_lettered_from TEXT,
     backoff REAL,
-    blocked INTEGER
+    blocked INTEGER,
+    parents TEXT,
+    dependents TEXT,
+    waiting_on INTEGER,
+    hold REAL
 );
 CREATE TABLE IF NOT EXISTS queue_settings (
     queue TEXT NOT NULL,
@@ -86,7 +95,8 @@ CREATE TABLE IF NOT EXISTS queue_settings (
 of the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the
 task (see `Task.closed_lease`); `grp` is the task's group; `backoff` its retry backoff base
 (NULL: the policy's); `blocked` is 1 while a pending task waits behind its group's head (it is
-then out of the pending order). Databases made before a column existed gain it on open.
+then out of the pending order); `parents`, `dependents`, `waiting_on` and `hold` link a
+workflow's tasks (see `sqlite_workflows`). Databases made before a column existed gain it on open.
 
 `queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
 JSON text), so new settings need no new column; a row lives until `configure` clears it."""
@@ -99,6 +109,10 @@ ADDED_COLUMNS = (
     ("dead_lettered_from", "TEXT"),
     ("backoff", "REAL"),
     ("blocked", "INTEGER"),
+    ("parents", "TEXT"),
+    ("dependents", "TEXT"),
+    ("waiting_on", "INTEGER"),
+    ("hold", "REAL"),
 )
 
 INDEXES = """
@@ -110,11 +124,13 @@ CREATE INDEX IF NOT EXISTS group_order ON tasks (queue, grp, seq) WHERE blocked 
 CREATE INDEX IF NOT EXISTS lease_expiry ON tasks (lease_expires_at) WHERE status = 'processing';
 CREATE INDEX IF NOT EXISTS schedule ON tasks (available_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS retention ON tasks (forget_at) WHERE status IN ('completed', 'failed');
-CREATE INDEX IF NOT EXISTS expiry ON tasks (expires_at)
-    WHERE status IN ('pending', 'scheduled') AND expires_at IS NOT NULL;
+DROP INDEX IF EXISTS expiry;
+CREATE INDEX IF NOT EXISTS expiry_order ON tasks (expires_at)
+    WHERE status IN ('pending', 'scheduled', 'waiting') AND expires_at IS NOT NULL;
 DROP INDEX IF EXISTS listing;
-CREATE INDEX IF NOT EXISTS state_listing ON tasks (queue, status, moved)
-    WHERE status IN ('scheduled', 'processing', 'completed', 'failed');
+DROP INDEX IF EXISTS state_listing;
+CREATE INDEX IF NOT EXISTS listing_order ON tasks (queue, status, moved)
+    WHERE status IN ('scheduled', 'waiting', 'processing', 'completed', 'failed');
 CREATE TABLE IF NOT EXISTS counts (
     queue TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -173,10 +189,11 @@ trigger moves a task's count when its state or its queue changes (a dead-lettere
 COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
     "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
-    "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked"
+    "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked, parents, dependents, "
+    "waiting_on, hold"
 )
-LISTED_STATES = "('scheduled', 'processing', 'completed', 'failed')"
-"""The condition of the `state_listing` index, repeated in its queries so SQLite uses it."""
+LISTED_STATES = "('scheduled', 'waiting', 'processing', 'completed', 'failed')"
+"""The condition of the `listing_order` index, repeated in its queries so SQLite uses it."""
 
 
 class SqliteStore(Store):
@@ -237,6 +254,10 @@ class SqliteStore(Store):
             replays = self._match_keys(tx, new_tasks)
             if self.policy.limited:
                 self._check_room(tx, to_create(new_tasks, replays))
+            new_ids = [ids.task_id() for _ in new_tasks]
+            first_ids = {key: first_id for key, first_id in replays.items()}
+            stands_for, creates = item_ids(new_tasks, new_ids, first_ids)
+            parents = workflows.check_parents(tx, new_tasks, stands_for, creates)
             outcomes = []
             # One read and one write of the sequence and of each queue's total for the whole
             # batch, instead of one per task: the same values, fewer statements.
@@ -244,17 +265,16 @@ class SqliteStore(Store):
             enqueued: Counter[str] = Counter()
             # Each queue's settings, read once per batch: they shape its new tasks.
             settings: dict[str, QueueSettings] = {}
-            for new_task in new_tasks:
+            for new_task, task_id, after in zip(new_tasks, new_ids, parents, strict=True):
                 key = new_task.idempotency_key
                 if key is not None and key in replays:
                     first_id = replays[key]
                     outcomes.append(Enqueued(first_id, self._get(tx, first_id), created=False))
                     continue
-                task_id = ids.task_id()
                 queue = new_task.queue
                 if queue not in settings:
                     settings[queue] = self._settings(tx, queue)
-                task = self._insert(tx, task_id, new_task, seq, settings[queue])
+                task = self._insert(tx, task_id, new_task, seq, settings[queue], after)
                 seq += 1
                 enqueued[new_task.queue] += 1
                 if key is not None:
@@ -344,6 +364,9 @@ class SqliteStore(Store):
             control.end_turn(tx, task)
             self._finish(tx, task, TaskStatus.COMPLETED, Event.COMPLETED)
             self._slot_freed(tx, task.queue)
+            if task.links is not None and task.links.dependents:
+                for child_id, hold in workflows.released(tx, task):
+                    self._schedule_or_append(tx, self._must_get(tx, child_id), hold)
             return self._must_get(tx, task_id)
 
         return self._run(apply)
@@ -705,12 +728,14 @@ class SqliteStore(Store):
             self._append(tx, task)
         # A processing task runs on: it expires when its lease ends (see `_expired`).
         past = tx.execute(
-            f"SELECT {COLUMNS} FROM tasks WHERE status IN ('pending', 'scheduled') "
+            f"SELECT {COLUMNS} FROM tasks WHERE status IN ('pending', 'scheduled', 'waiting') "
             "AND expires_at IS NOT NULL AND expires_at <= ?",
             (tx.now,),
         ).fetchall()
         for task in map(_task, past):
-            self._expire(tx, task)
+            current = self._get(tx, task.id)  # an earlier one's failure may have failed it
+            if current is not None and current.status is task.status:
+                self._expire(tx, current)
         for queue in control.windows_opened(tx):
             rate = self._settings(tx, queue).rate_limit
             pending = self._counts(tx, queue)[TaskStatus.PENDING]
@@ -731,8 +756,14 @@ class SqliteStore(Store):
         )
         tx.execute("DELETE FROM idempotency WHERE forget_at <= ?", (tx.now,))
 
-    def _insert(
-        self, tx: _Transaction, task_id: str, new_task: NewTask, seq: int, settings: QueueSettings
+    def _insert(  # noqa: PLR0917 - one row's parts, each a column
+        self,
+        tx: _Transaction,
+        task_id: str,
+        new_task: NewTask,
+        seq: int,
+        settings: QueueSettings,
+        after: tuple[str, ...] | None,
     ) -> Task:
         """Write a new task and return it, built from the very row written (with the types
         SQLite gives back), so that it need not be read again. Its queue's `settings` give
@@ -741,7 +772,14 @@ class SqliteStore(Store):
         expires_in = new_task.expires_in or settings.ttl_seconds
         expires_at = float(tx.now + expires_in) if expires_in else None
         status, blocked, moved = TaskStatus.PENDING, None, None
-        if new_task.delay > 0:
+        waiting_on = hold = None
+        if after:
+            workflows.link(tx, task_id, after)
+            waiting_on = workflows.open_parents(tx, after)
+            hold = float(new_task.delay)
+        if waiting_on:
+            status, moved = TaskStatus.WAITING, seq
+        elif new_task.delay > 0:
             status, moved = TaskStatus.SCHEDULED, seq
         row = (
             *(task_id, new_task.queue, bytes(new_task.payload), status.value),
@@ -749,11 +787,12 @@ class SqliteStore(Store):
             *(float(tx.now), float(tx.now + new_task.delay)),
             *(None, None, None, None, None, None, seq, None, None),
             *(new_task.group, expires_at, None, settings.retry_backoff, None),
+            *(workflows.encode(after), None, waiting_on, hold),
         )
         task = _task(row)
         if status is TaskStatus.PENDING and task.group is not None:
             blocked = None if control.takes_turn(tx, task) else 1
-        row = (*row[:-1], blocked)
+        row = (*row[:22], blocked, *row[23:])
         tx.execute(
             f"INSERT INTO tasks ({COLUMNS}, moved) VALUES ({', '.join('?' * (len(row) + 1))})",
             (*row, moved),
@@ -824,7 +863,20 @@ class SqliteStore(Store):
         )
         tx.became_ready(task.queue)
 
-    def _finish(self, tx: _Transaction, task: Task, status: TaskStatus, event: Event) -> None:
+    def _finish(
+        self,
+        tx: _Transaction,
+        task: Task,
+        status: TaskStatus,
+        event: Event,
+        *,
+        cascade: bool = True,
+    ) -> None:
+        if cascade and status is TaskStatus.FAILED and task.links and task.links.dependents:
+            # Failed for good: whatever waits for it never runs.
+            self._finish(tx, task, status, event, cascade=False)
+            self._fail_dependents(tx, task, "failed")
+            return
         self._clear_lease(tx, task.id)
         tx.execute(
             "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ?, moved = ?, "
@@ -880,9 +932,29 @@ class SqliteStore(Store):
             tx.became_ready(queue)
 
     def _remove(self, tx: _Transaction, task: Task) -> None:
-        """Delete a task that is not processing (its group moves on if it was the head)."""
+        """Delete a task that is not processing (its group moves on if it was the head; what
+        waits for it fails)."""
         control.end_turn(tx, task)
+        if task.links is not None and task.links.dependents:
+            self._fail_dependents(tx, task, "deleted")
         tx.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
+
+    def _fail_dependents(self, tx: _Transaction, parent: Task, reason: str) -> None:
+        """A parent failed or was deleted (`reason`): its waiting dependents fail, naming it,
+        and theirs in turn, naming them, down the chain."""
+        stack = [(parent, reason)]
+        while stack:
+            task, why = stack.pop()
+            if task.links is None or not task.links.dependents:
+                continue
+            error = parent_deleted_error if why == "deleted" else parent_failed_error
+            for child_id in task.links.dependents:
+                child = self._get(tx, child_id)
+                if child is None or child.status is not TaskStatus.WAITING:
+                    continue
+                tx.execute("UPDATE tasks SET error = ? WHERE id = ?", (error(task.id), child_id))
+                self._finish(tx, child, TaskStatus.FAILED, Event.FAILED, cascade=False)
+                stack.append((child, "failed"))
 
     def _retire_if_empty(self, tx: _Transaction, queue: str) -> None:
         """`_retire_empty_queues` for the one queue an operation may have emptied."""
@@ -992,7 +1064,7 @@ def _task(row: Sequence[Any]) -> Task:
     (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
      seq, forget_at, closed_lease, group, expires_at, dead_lettered_from, backoff,
-     _blocked) = row  # fmt: skip
+     _blocked, parents, dependents, waiting_on, hold) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -1010,4 +1082,12 @@ def _task(row: Sequence[Any]) -> Task:
     task.expires_at = expires_at
     task.dead_lettered_from = dead_lettered_from
     task.backoff = backoff
+    if parents is not None or dependents is not None:
+        after = workflows.decode(parents)
+        task.links = Links(
+            after=tuple(after or ()),
+            dependents=workflows.decode(dependents),
+            waiting_on=waiting_on or 0,
+            hold=hold or 0.0,
+        )
     return task

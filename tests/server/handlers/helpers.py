@@ -12,7 +12,7 @@ from tornado.tcpclient import TCPClient
 
 from tests.support import TASK_FIELDS, TIMESTAMP_FIELDS
 
-STATS_KEYS = frozenset({"pending", "processing", "completed", "failed", "scheduled"})
+STATS_KEYS = frozenset({"pending", "processing", "completed", "failed", "scheduled", "waiting"})
 PROBLEM_KEYS = frozenset({"type", "title", "status", "detail"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -160,7 +160,14 @@ async def test_concurrent_enqueues_all_get_distinct_ids_and_are_all_counted(
     assert len({task["id"] for task in tasks}) == 200
     assert sorted(task["payload"]["i"] for task in tasks) == list(range(200))
     counts = await stats(wide_client, base_url)
-    assert counts == {"pending": 200, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0}
+    assert counts == {
+        "pending": 200,
+        "processing": 0,
+        "completed": 0,
+        "failed": 0,
+        "scheduled": 0,
+        "waiting": 0,
+    }
     view = await request(wide_client, base_url, "GET", "/queue/view")
     assert view.headers["X-Total-Count"] == "200"
     assert {task["id"] for task in assert_json(view, 200)} == {task["id"] for task in tasks}
@@ -200,6 +207,7 @@ async def test_concurrent_consumers_receive_every_task_exactly_once(
         "completed": 0,
         "failed": 0,
         "scheduled": 0,
+        "waiting": 0,
     }
 
 
@@ -414,7 +422,7 @@ def test_threaded_clients_and_worker_threads_complete_every_task_exactly_once(
     assert pool.done + len(http_completed) == total
     assert pool.done >= total // 2  # clients consume at most one task per two they enqueue
     assert counts == {**dict.fromkeys(counts, 0), "completed": total}
-    assert set(counts) == {"pending", "processing", "completed", "failed", "scheduled"}
+    assert set(counts) == {"pending", "processing", "completed", "failed", "scheduled", "waiting"}
     assert pending == []
     assert all(code == 200 and task["status"] == "completed" for code, task in sample)
     assert {status: n for status, n in store.stats().items() if n} == {"completed": total}

@@ -480,6 +480,7 @@ FIELD_VALUES: dict[str, list[str]] = {
     "retry": ["true", "false", "0", '"true"', "null"],
     "group": ['"customer-1"', '""', '"' + "g" * 129 + '"', '"a\\u0000b"', "1", "null"],
     "expires_in": ["60", "1", "0", "31536001", '"60"', "null", "1e308"],
+    "after": ["[]", "null", "[1]", '["#0"]', '["no-such-task"]', '"x"', '["a", "a"]'],
 }
 
 

@@ -25,7 +25,14 @@ from tests.server.handlers.helpers import (
 )
 
 DEFAULT_LEASE = 30.0
-ZERO_STATS = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0}
+ZERO_STATS = {
+    "pending": 0,
+    "processing": 0,
+    "completed": 0,
+    "failed": 0,
+    "scheduled": 0,
+    "waiting": 0,
+}
 
 
 async def create(http_client, base_url, **fields: Any) -> dict[str, Any]:
@@ -902,6 +909,7 @@ async def test_stats_count_every_state_including_failed_and_scheduled(http_clien
         "completed": 1,
         "failed": 1,
         "scheduled": 1,
+        "waiting": 0,
     }
     clock.advance(1)  # the scheduled retry falls due
     assert await stats(http_client, base_url) == {
@@ -910,4 +918,5 @@ async def test_stats_count_every_state_including_failed_and_scheduled(http_clien
         "completed": 1,
         "failed": 1,
         "scheduled": 0,
+        "waiting": 0,
     }

@@ -29,7 +29,7 @@ from tornado_queue.models import NewTask
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import MemoryStore
 
-ZERO = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0}
+ZERO = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0, "waiting": 0}
 FAST = 0.5  # a wake-up, measured end to end over loopback HTTP, must come well within this
 
 

@@ -234,7 +234,7 @@ async def test_stats_has_exactly_the_five_state_keys_all_zero_at_start(http_clie
 async def test_stats_follow_enqueue_dequeue_and_complete(http_client, base_url):
     def expected(pending: int, processing: int, completed: int) -> dict[str, int]:
         counts = {"pending": pending, "processing": processing, "completed": completed}
-        return {**counts, "failed": 0, "scheduled": 0}
+        return {**counts, "failed": 0, "scheduled": 0, "waiting": 0}
 
     ids = [(await enqueue(http_client, base_url, {"i": i}))["id"] for i in range(3)]
     assert await stats(http_client, base_url) == expected(3, 0, 0)

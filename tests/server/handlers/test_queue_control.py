@@ -276,7 +276,7 @@ async def test_a_purge_deletes_one_states_tasks_and_says_how_many(http_client, b
     [
         ("?status=processing", "processing tasks are never purged"),
         ("", "query parameter 'status' is required"),
-        ("?status=done", "must be one of pending, scheduled, completed, failed"),
+        ("?status=done", "must be one of pending, scheduled, waiting, completed, failed"),
         ("?status=failed&status=pending", "'status'"),
     ],
 )

@@ -88,14 +88,14 @@ async def test_status_pending_is_the_default_view(http_client, base_url):
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("value", ["waiting", "done", "PENDING", "", "failed%00"])
+@pytest.mark.parametrize("value", ["blocked", "done", "PENDING", "", "failed%00"])
 async def test_a_status_that_is_not_a_state_is_a_400_naming_the_choices(
     http_client, base_url, value
 ):
     response = await request(http_client, base_url, "GET", f"/queue/view?status={value}")
 
     problem = assert_problem(response, 400)
-    choices = "pending, scheduled, processing, completed, failed"
+    choices = "pending, scheduled, waiting, processing, completed, failed"
     assert f"'status' must be one of {choices}" in problem["detail"]
 
 

@@ -48,6 +48,7 @@ async def test_a_queue_shows_its_counts_and_unset_settings(http_client, base_url
         "completed": 0,
         "failed": 0,
         "scheduled": 0,
+        "waiting": 0,
         "settings": UNSET,
     }
     listed = assert_json(await request(http_client, base_url, "GET", "/queues"), 200)

@@ -19,7 +19,7 @@ from tests.server.handlers.helpers import (
     stats,
 )
 
-ZERO = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0}
+ZERO = {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "scheduled": 0, "waiting": 0}
 YEAR = 365 * 86400
 BIG = 2**31 - 1
 

@@ -174,6 +174,7 @@ async def test_dequeue_is_404_once_every_task_has_been_taken(http_client, base_u
         "completed": 0,
         "failed": 0,
         "scheduled": 0,
+        "waiting": 0,
     }
 
 

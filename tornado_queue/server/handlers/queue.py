@@ -28,6 +28,7 @@ STATS_ORDER = (
     TaskStatus.COMPLETED,
     TaskStatus.FAILED,
     TaskStatus.SCHEDULED,
+    TaskStatus.WAITING,
 )
 
 

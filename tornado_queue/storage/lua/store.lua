@@ -82,7 +82,8 @@ end
 
 -- tasks in every state but pending are listed per queue in a zset scored by when they entered
 -- that state (a counter), so a page of them never scans
-local LISTED = {scheduled = true, processing = true, completed = true, failed = true}
+local LISTED = {scheduled = true, waiting = true, processing = true, completed = true,
+  failed = true}
 
 local function list(id, queue, status)
   if LISTED[status] then redis.call('ZADD', k('s', queue, status), redis.call('INCR', k('moves')), id) end
@@ -205,7 +206,7 @@ local function put_back(id)
 end
 
 -- completed or failed, counted as `counted` (completed, failed or expired)
-local function finish(id, status, retention, counted)
+local function finish_one(id, status, retention, counted)
   local queue, from = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   clear_lease(id)
   local forget_at = num(now + retention)
@@ -214,6 +215,37 @@ local function finish(id, status, retention, counted)
   move(id, queue, from, status)
   event(queue, counted)
   due('ret', now + retention, id)
+end
+
+-- Task dependencies: a task enqueued with `after` keeps its parents (field parents, JSON), how
+-- many are not completed yet (waiting_on) and its delay (hold), and is `waiting` while any is
+-- not; each parent keeps its dependents (field dependents, JSON, in the order they came).
+
+-- a parent failed (why 'failed') or is being deleted ('deleted'): its waiting dependents fail,
+-- naming it, and theirs in turn, naming them, down the chain
+local function fail_dependents(id, why, retention)
+  local stack = {{id, why}}
+  while #stack > 0 do
+    local parent, reason = unpack(table.remove(stack))
+    local dependents = field(parent, 'dependents')
+    if dependents then
+      for _, child in ipairs(cjson.decode(dependents)) do
+        if field(child, 'status') == 'waiting' then
+          local verb = reason == 'deleted' and ' was deleted' or ' failed'
+          redis.call('HSET', k('t', child), 'error', "parent task '" .. parent .. "'" .. verb)
+          redis.call('ZREM', k('exp'), child)
+          finish_one(child, 'failed', retention, 'failed')
+          table.insert(stack, {child, 'failed'})
+        end
+      end
+    end
+  end
+end
+
+-- finish_one, and a task failed for good fails what waits for it
+local function finish(id, status, retention, counted)
+  finish_one(id, status, retention, counted)
+  if status == 'failed' then fail_dependents(id, 'failed', retention) end
 end
 
 local function expired(id)
@@ -280,10 +312,11 @@ local function slot_freed(queue)
   if tonumber(redis.call('HGET', k('c', queue), 'pending') or 0) > 0 then became_ready(queue) end
 end
 
-local function remove_task(id)
+local function remove_task(id, retention)
   local queue, status = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   unready(id)
   end_turn(id)
+  fail_dependents(id, 'deleted', retention)
   redis.call('ZREM', k('exp'), id)
   redis.call('ZREM', k('sched'), id)
   redis.call('ZREM', k('ret'), id)
@@ -318,7 +351,9 @@ local function reap(retention)
     redis.call('ZREM', k('exp'), id)
     local status = field(id, 'status')
     -- a processing task runs on: it expires when its lease ends
-    if status == 'pending' or status == 'scheduled' then expire(id, retention) end
+    if status == 'pending' or status == 'scheduled' or status == 'waiting' then
+      expire(id, retention)
+    end
   end
   for _, queue in ipairs(redis.call('ZRANGEBYSCORE', k('wake'), '-inf', num(now))) do
     -- a rate window opened for a consumer it turned away
@@ -330,7 +365,7 @@ local function reap(retention)
     end
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', num(now))) do
-    remove_task(id)
+    remove_task(id, retention)
   end
   for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', num(now))) do
     local task_id = redis.call('HGET', k('idem', key), 'id')
@@ -486,17 +521,21 @@ local function run(keys, ARGV)
 
   elseif op == 'enqueue' then
     -- n, then per task: id, queue, payload, priority, delay, max_attempts ('' for the default),
-    -- key, fingerprint, group ('' for none), expires_in ('' for the queue's ttl_seconds); then
-    -- max_pending, max_tasks, max_queues and the policy's max_attempts
-    local W = 10  -- arguments per task
+    -- key, fingerprint, group ('' for none), expires_in ('' for the queue's ttl_seconds), after
+    -- ('' for none, else a JSON list of task ids and indexes of earlier items); then
+    -- max_pending, max_tasks, max_queues, the policy's max_attempts and the most dependents
+    local W = 11  -- arguments per task
     local n = tonumber(ARGV[a])
     local items = {}
     for i = 0, n - 1 do
       local b = a + 1 + i * W
       items[i + 1] = {ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]),
-                      ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9]}
+                      ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9],
+                      ARGV[b + 10]}
     end
     local seen = {}
+    -- the id each item stands for (its own, or its key's first task), and the ids it creates
+    local stands, made, first_of_key = {}, {}, {}
     local adding, adding_total, adding_order = {}, 0, {}
     for _, item in ipairs(items) do
       local key, fingerprint = item[7], item[8]
@@ -508,6 +547,14 @@ local function run(keys, ARGV)
         end
         creates = not remembered
         seen[key] = fingerprint
+      end
+      local first = key ~= '' and (redis.call('HGET', k('idem', key), 'id') or first_of_key[key])
+      if first then
+        table.insert(stands, first)
+      else
+        if key ~= '' then first_of_key[key] = item[1] end
+        table.insert(stands, item[1])
+        made[item[1]] = true
       end
       if creates then
         local queue = item[2]
@@ -547,8 +594,37 @@ local function run(keys, ARGV)
         end
       end
     end
+    -- each created task's parents: all exist (or are made by an earlier item), none failed,
+    -- none past the most dependents; checked before anything changes
+    local most_dependents = tonumber(ARGV[a + 5 + n * W])
+    local parents, adding_dependents = {}, {}
+    for i, item in ipairs(items) do
+      if item[11] ~= '' and made[item[1]] then
+        local label = n == 1 and -1 or i - 1
+        local chosen, named = {}, {}
+        for _, parent in ipairs(cjson.decode(item[11])) do
+          local pid = type(parent) == 'number' and stands[parent + 1] or parent
+          if named[pid] then return answer('!PARENTTWICE ' .. label .. ' ' .. pid) end
+          named[pid] = true
+          table.insert(chosen, pid)
+          adding_dependents[pid] = (adding_dependents[pid] or 0) + 1
+          local status, dependents = unpack(redis.call('HMGET', k('t', pid), 'status', 'dependents'))
+          if not status then
+            if not made[pid] then return answer('!PARENTUNKNOWN ' .. label .. ' ' .. pid) end
+          elseif status == 'failed' then
+            return answer('!PARENTFAILED ' .. label .. ' ' .. pid)
+          else
+            local held = dependents and #cjson.decode(dependents) or 0
+            if held + adding_dependents[pid] > most_dependents then
+              return answer('!DEPENDENTS ' .. label .. ' ' .. pid .. ' ' .. most_dependents)
+            end
+          end
+        end
+        parents[i] = chosen
+      end
+    end
     result = {}
-    for _, item in ipairs(items) do
+    for i, item in ipairs(items) do
       local id, queue, payload, priority, delay, max_attempts, key, _, group, expires_in =
         unpack(item)
       local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
@@ -576,7 +652,21 @@ local function run(keys, ARGV)
         count(queue, 'pending', 1)
         event(queue, 'enqueued')
         if group ~= '' then redis.call('HSET', k('t', id), 'group', group) end
-        if delay > 0 then
+        local waiting_on = 0
+        if parents[i] then
+          for _, pid in ipairs(parents[i]) do
+            local dependents = field(pid, 'dependents')
+            local list = dependents and cjson.decode(dependents) or {}
+            table.insert(list, id)
+            redis.call('HSET', k('t', pid), 'dependents', cjson.encode(list))
+            if field(pid, 'status') ~= 'completed' then waiting_on = waiting_on + 1 end
+          end
+          redis.call('HSET', k('t', id), 'parents', cjson.encode(parents[i]),
+            'waiting_on', waiting_on, 'hold', num(delay))
+        end
+        if waiting_on > 0 then
+          move(id, queue, 'pending', 'waiting')  -- its delay runs once its parents completed
+        elseif delay > 0 then
           schedule_or_append(id, 'pending', delay)
         elseif group ~= '' and not takes_turn(id, queue, group) then
           wait_in_group(id, queue, group, seq)
@@ -647,6 +737,16 @@ local function run(keys, ARGV)
     end_turn(id)
     finish(id, 'completed', retention, 'completed')
     slot_freed(field(id, 'queue'))
+    local dependents = field(id, 'dependents')
+    if dependents then
+      -- each dependent has one parent less to wait for; one with none left goes to its queue
+      for _, child in ipairs(cjson.decode(dependents)) do
+        if field(child, 'status') == 'waiting'
+          and redis.call('HINCRBY', k('t', child), 'waiting_on', -1) <= 0 then
+          schedule_or_append(child, 'waiting', tonumber(field(child, 'hold')) or 0)
+        end
+      end
+    end
     result = task(id)
 
   elseif op == 'fail' then
@@ -710,7 +810,7 @@ local function run(keys, ARGV)
     local missing = known(id)
     if missing then return answer(missing) end
     if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
-    remove_task(id)
+    remove_task(id, retention)
     result = 0
 
   elseif op == 'purge' then
@@ -729,7 +829,10 @@ local function run(keys, ARGV)
     else
       chosen = redis.call('ZREVRANGE', k('s', queue, status), 0, limit - 1)
     end
-    for _, id in ipairs(chosen) do remove_task(id) end
+    for _, id in ipairs(chosen) do
+      -- a dependent of one purged before it may have failed meanwhile: it goes all the same
+      if redis.call('EXISTS', k('t', id)) == 1 then remove_task(id, retention) end
+    end
     result = #chosen
 
   elseif op == 'get' then

@@ -1,0 +1,101 @@
+"""Task dependencies for the SQLite store, as statements run in the caller's transaction.
+
+A task enqueued with `after` keeps its parents' ids (`parents`, JSON text), how many of them
+are not completed yet (`waiting_on`) and its delay (`hold`); each parent keeps the ids of its
+dependents (`dependents`, JSON text). Every statement is a primary-key lookup: a completion,
+failure or deletion touches its own dependents only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import orjson
+
+from tornado_queue.errors import parent_failed, parent_unknown, too_many_dependents
+from tornado_queue.limits import MAX_DEPENDENTS
+from tornado_queue.models import NewTask, Task
+from tornado_queue.storage.base import resolve_after
+from tornado_queue.storage.sqlite_control import Transaction
+
+
+def check_parents(
+    tx: Transaction, new_tasks: Sequence[NewTask], stands_for: list[str], creates: list[bool]
+) -> list[tuple[str, ...] | None]:
+    """Each created task's `after` as ids, checked before anything changes: every parent
+    exists (or is an earlier item of the batch), none has failed, none would pass
+    `MAX_DEPENDENTS`."""
+    if all(new_task.after is None for new_task in new_tasks):
+        return [None] * len(new_tasks)
+    made = {item_id for item_id, new in zip(stands_for, creates, strict=True) if new}
+    adding: Counter[str] = Counter()
+    single = len(new_tasks) == 1
+    resolved: list[tuple[str, ...] | None] = []
+    for index, new_task in enumerate(new_tasks):
+        if new_task.after is None or not creates[index]:
+            resolved.append(None)
+            continue
+        item = None if single else index
+        chosen = resolve_after(new_task.after, item, stands_for)
+        for parent_id in chosen:
+            adding[parent_id] += 1
+            row = tx.execute(
+                "SELECT status, json_array_length(coalesce(dependents, '[]')) FROM tasks "
+                "WHERE id = ?",
+                (parent_id,),
+            ).fetchone()
+            if row is None:
+                if parent_id in made:
+                    continue
+                raise parent_unknown(item, parent_id)
+            if row[0] == "failed":
+                raise parent_failed(item, parent_id)
+            if row[1] + adding[parent_id] > MAX_DEPENDENTS:
+                raise too_many_dependents(item, parent_id, MAX_DEPENDENTS)
+        resolved.append(chosen)
+    return resolved
+
+
+def open_parents(tx: Transaction, parents: Sequence[str]) -> int:
+    """How many of the tasks named are not completed (each exists: `check_parents` said so,
+    or it was made earlier in the same batch)."""
+    marks = ", ".join("?" * len(parents))
+    row = tx.execute(
+        f"SELECT count(*) FROM tasks WHERE id IN ({marks}) AND status != 'completed'",
+        tuple(parents),
+    ).fetchone()
+    return int(row[0])
+
+
+def link(tx: Transaction, child_id: str, parents: Sequence[str]) -> None:
+    """Note the new task among each parent's dependents."""
+    for parent_id in parents:
+        tx.execute(
+            "UPDATE tasks SET dependents = json_insert(coalesce(dependents, '[]'), '$[#]', ?) "
+            "WHERE id = ?",
+            (child_id, parent_id),
+        )
+
+
+def released(tx: Transaction, parent: Task) -> list[tuple[str, float]]:
+    """After the parent completed: its waiting dependents each have one parent less to wait
+    for; those left with none, with their delay (`hold`)."""
+    assert parent.links is not None and parent.links.dependents
+    ready = []
+    for child_id in parent.links.dependents:
+        row = tx.execute(
+            "UPDATE tasks SET waiting_on = waiting_on - 1 WHERE id = ? AND status = 'waiting' "
+            "RETURNING waiting_on, hold",
+            (child_id,),
+        ).fetchone()
+        if row is not None and row[0] <= 0:
+            ready.append((child_id, float(row[1] or 0.0)))
+    return ready
+
+
+def encode(ids: Sequence[str] | None) -> str | None:
+    return None if not ids else orjson.dumps(list(ids)).decode()
+
+
+def decode(text: str | None) -> list[str] | None:
+    return None if text is None else orjson.loads(text)
