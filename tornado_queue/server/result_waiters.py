@@ -34,7 +34,7 @@ class ResultWaiters:
         store.add_finished_listener(self._on_finished)
 
     def count(self) -> int:
-        """How many requests wait on a result right now."""
+        """How many requests are parked waiting on a result right now."""
         return self._live
 
     def expect(self, task_id: str, owner: object) -> asyncio.Future[None]:
@@ -44,7 +44,6 @@ class ResultWaiters:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._parked.setdefault(task_id, set()).add(future)
         self._by_owner[owner] = (task_id, future)
-        self._live += 1
         if self.closing:
             future.cancel()
         return future
@@ -52,10 +51,13 @@ class ResultWaiters:
     async def wait(self, future: asyncio.Future[None], timeout: float) -> bool:
         """Park until the task finishes or goes (True), or `timeout` passes, the client leaves
         or the server stops (False)."""
+        self._live += 1
         try:
             await gen.with_timeout(timedelta(seconds=timeout), future)
         except (TimeoutError, asyncio.CancelledError):
             return False
+        finally:
+            self._live -= 1
         return True
 
     def done(self, owner: object) -> None:
@@ -64,7 +66,6 @@ class ResultWaiters:
         if parked is None:
             return
         task_id, future = parked
-        self._live -= 1
         futures = self._parked.get(task_id)
         if futures is not None:
             futures.discard(future)

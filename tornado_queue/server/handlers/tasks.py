@@ -211,7 +211,7 @@ class TaskHandler(ApiHandler):
                     return task
                 if remaining <= 0 or results.closing:
                     return task
-                if limit and results.count() > limit:
+                if limit and results.count() >= limit:
                     raise Problem(
                         503,
                         f"{limit} requests are already waiting for results (--max-waiters); "
