@@ -34,6 +34,7 @@ TASK_FIELDS = frozenset(
         "started_at",
         "finished_at",
         "result",
+        "progress",
         "error",
         "group",
         "expires_at",

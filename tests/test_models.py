@@ -54,6 +54,7 @@ def test_snapshot_copies_every_slot():
         "started_at": 104.0,
         "finished_at": 105.0,
         "result": b'{"ok":true}',
+        "progress": b'{"done":3}',
         "error": "boom",
         "seq": 9,
         "lease_deadline": 106.0,

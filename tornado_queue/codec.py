@@ -79,6 +79,7 @@ def task_document(task: Task) -> dict[str, Any]:
         "started_at": _utc(task.started_at),
         "finished_at": _utc(task.finished_at),
         "result": None if task.result is None else orjson.Fragment(task.result),
+        "progress": None if task.progress is None else orjson.Fragment(task.progress),
         "error": task.error,
         "group": task.group,
         "expires_at": _utc(task.expires_at),

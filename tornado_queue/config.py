@@ -236,7 +236,8 @@ OPTIONS = (
         Option(
             "max_waiters",
             bounded(int, 0, 1_000_000),
-            "most consumers long-polling at once; one more gets 503 with Retry-After (0: no limit)",
+            "most consumers long-polling at once, and apart from them most requests waiting for "
+            "a result; one more gets 503 with Retry-After (0: no limit)",
         ),
         Option(
             "max_header_bytes",

@@ -22,6 +22,8 @@ PURGE_ROUND = 1000
 MAX_ATTEMPTS = 1000
 """The highest `max_attempts` of a task (and `--max-attempts`)."""
 MAX_ERROR_CHARS = 10_000
+MAX_PROGRESS_BYTES = 4096
+"""A task's `progress`, serialized as JSON: a worker's report, not a second result."""
 MAX_LEASE_ID_CHARS = 64
 MAX_KEY_CHARS = 255
 MAX_PRIORITY = 2**31 - 1

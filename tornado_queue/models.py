@@ -232,6 +232,7 @@ class Task:
         "started_at",
         "finished_at",
         "result",
+        "progress",
         "error",
         "group",
         "expires_at",
@@ -271,6 +272,8 @@ class Task:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.result: bytes | None = None
+        # The worker's last report (serialized JSON), kept through redeliveries.
+        self.progress: bytes | None = None
         self.error: str | None = None
         self.group: str | None = None
         self.expires_at: float | None = None
@@ -306,6 +309,7 @@ class Task:
         copy.started_at = self.started_at
         copy.finished_at = self.finished_at
         copy.result = self.result
+        copy.progress = self.progress
         copy.error = self.error
         copy.group = self.group
         copy.expires_at = self.expires_at

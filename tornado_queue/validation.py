@@ -25,6 +25,7 @@ from tornado_queue.limits import (
     MAX_PARENTS,
     MAX_PRIORITY,
     MAX_PROCESSING,
+    MAX_PROGRESS_BYTES,
     MAX_RATE_SECONDS,
     MAX_RATE_TASKS,
     MAX_TOKEN_CHARS,
@@ -58,6 +59,14 @@ COMPLETE_FIELDS = frozenset({"result", "lease_id"})
 COMPLETE_ITEM_FIELDS = frozenset({"id", "result", "lease_id"})
 FAIL_FIELDS = frozenset({"error", "retry", "lease_id"})
 HEARTBEAT_FIELDS = frozenset({"lease_id"})
+PROGRESS_FIELDS = frozenset({"progress", "lease_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    value: bytes
+    """The progress, serialized JSON."""
+    lease_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +275,21 @@ def failure(document: Any, query_lease_id: str | None) -> Failure:
 def heartbeat(document: Any, query_lease_id: str | None) -> str | None:
     """Validate a `PUT /tasks/{id}/heartbeat` body: `{"lease_id"?: str}`; return the lease id."""
     return lease_id(optional_object(document, HEARTBEAT_FIELDS), query_lease_id)
+
+
+def progress(document: Any, query_lease_id: str | None) -> Progress:
+    """Validate a `PUT /tasks/{id}/progress` body: `{"progress": any, "lease_id"?: str}`, the
+    progress at most `MAX_PROGRESS_BYTES` as JSON."""
+    body = require_object(document, "request body", PROGRESS_FIELDS)
+    if "progress" not in body:
+        raise ValidationError("field 'progress' is required")
+    value = codec.encode_json(body["progress"], "progress")
+    if len(value) > MAX_PROGRESS_BYTES:
+        raise ValidationError(
+            f"field 'progress' is {len(value)} bytes as JSON; the limit is "
+            f"{MAX_PROGRESS_BYTES} bytes"
+        )
+    return Progress(value, lease_id(body, query_lease_id))
 
 
 def lease_id(body: dict[str, Any], query_lease_id: str | None) -> str | None:

@@ -10,6 +10,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +61,41 @@ def test_enqueue_then_get_in_words_and_in_json(server, capsys):
     assert json.loads(out)["id"] == task_id and json.loads(out)["queue"] == "cli-get"
     code, out = run(server, capsys, "enqueue", "{}", "--priority", "3", "--json")
     assert list(json.loads(out)) == ["id"]
+
+
+def test_get_wait_shows_the_task_once_another_consumer_completes_it(server, client, capsys):
+    client.enqueue({"n": 1}, queue="cli-wait")
+    task = client.dequeue(queue="cli-wait", lease=600)
+    client.progress(task, {"done": 1})
+    finisher = threading.Timer(0.3, client.complete, (task, {"sum": 3}))
+    finisher.start()
+
+    started = time.monotonic()
+    code, out = run(server, capsys, "get", task.id, "--wait", "20")
+
+    assert code == 0
+    assert time.monotonic() - started < 5
+    assert re.search(r"^status +completed$", out, re.MULTILINE)
+    assert re.search(r'^result +\{"sum":3\}$', out, re.MULTILINE)
+    assert re.search(r'^progress +\{"done":1\}$', out, re.MULTILINE)
+    finisher.join()
+
+
+def test_get_wait_that_runs_out_shows_the_task_as_it_is(server, client, capsys):
+    task_id = client.enqueue({"n": 1}, queue="cli-wait-out")
+
+    code, out = run(server, capsys, "get", task_id, "--wait", "0.2", "--json")
+
+    assert (code, json.loads(out)["status"]) == (0, "pending")
+
+
+@pytest.mark.parametrize("wait", ["31", "-1", "soon"])
+def test_get_wait_out_of_range_is_a_usage_error(server, capsys, wait):
+    with pytest.raises(SystemExit) as raised:
+        main(["get", "some-id", "--wait", wait, "--url", server.url])
+
+    assert raised.value.code == 2
+    assert "--wait" in capsys.readouterr().err
 
 
 def test_stats_and_queues_print_tables(server, client, capsys):

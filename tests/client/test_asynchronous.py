@@ -106,3 +106,23 @@ async def test_queue_control_calls_work_awaited(server):
     cleared = await client.configure_queue("async-control", max_processing=None)
     assert cleared["settings"]["max_processing"] is None
     assert (await client.resume("async-control"))["settings"]["paused"] is None
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_progress_and_waiting_for_a_result_work_awaited(server):
+    client = AsyncClient(server.url)
+    task_id = await client.enqueue({"n": 1}, queue="async-results")
+    task = await client.dequeue(queue="async-results", lease=600)
+    assert task is not None
+
+    assert (await client.progress(task, [1, 2])).progress == [1, 2]
+    waiting = asyncio.ensure_future(client.wait_for(task_id, timeout=20))
+    parked = asyncio.ensure_future(client.get(task_id, wait=20))
+    await client.complete(task, result="ok")
+
+    assert (await waiting).result == "ok"
+    assert (await parked).status == "completed"
+    assert (await client.get(task_id)).progress == [1, 2]
+    other = await client.enqueue({"n": 2}, queue="async-results")
+    with pytest.raises(TimeoutError):
+        await client.wait_for(other, timeout=0.2)

@@ -144,6 +144,58 @@ def test_heartbeat_extends_the_lease_and_fail_retries_or_kills_the_task(client, 
         client.get(task.id)
 
 
+def test_progress_is_recorded_fenced_and_kept(client, queue):
+    client.enqueue({"n": 1}, queue=queue)
+    task = client.dequeue(queue=queue, lease=600)
+
+    reported = client.progress(task, {"done": 3, "of": 10})
+
+    assert reported.progress == {"done": 3, "of": 10}
+    assert reported.lease_expires_at == task.lease_expires_at
+    assert client.get(task.id).progress == {"done": 3, "of": 10}
+    client.complete(task)
+    with pytest.raises(LeaseLost):
+        client.progress(task, {"done": 4})
+    with pytest.raises(BadRequest) as raised:
+        client.progress(task.id, "x" * 5000)
+    assert "'progress'" in raised.value.detail
+
+
+def test_get_with_wait_and_wait_for_answer_when_another_thread_completes(client, queue):
+    client.enqueue({"n": 1}, queue=queue)
+    task = client.dequeue(queue=queue, lease=600)
+    finisher = threading.Timer(0.3, client.complete, (task, {"sum": 3}))
+    finisher.start()
+
+    started = time.monotonic()
+    done = client.wait_for(task.id, timeout=20)
+
+    assert (done.status, done.result) == ("completed", {"sum": 3})
+    assert time.monotonic() - started < 5
+    assert client.get(task.id, wait=30).status == "completed"  # finished: at once
+    finisher.join()
+
+
+def test_wait_for_raises_timeout_error_and_get_with_wait_answers_as_it_is(client, queue):
+    task_id = client.enqueue({"n": 1}, queue=queue)
+
+    assert client.get(task_id, wait=0.2).status == "pending"
+    with pytest.raises(TimeoutError, match="still pending"):
+        client.wait_for(task_id, timeout=0.3)
+    with pytest.raises(NotFound):
+        client.wait_for("no-such-task", timeout=5)
+
+
+def test_result_wait_rounds_are_as_long_as_the_server_allows():
+    assert calls.result_wait(95.0) == 30
+    assert calls.result_wait(2.5) == 2.5
+    assert calls.result_wait(0.0) is None
+    assert calls.result_wait(-1.0) is None
+    assert calls.get("t", 30).wait == 30
+    assert calls.get("t", 30).path == "/tasks/t?wait=30"
+    assert calls.get("t").path == "/tasks/t"
+
+
 def test_the_same_idempotency_key_gives_the_same_task(client, queue):
     first = client.enqueue({"order": 1}, queue=queue, idempotency_key="order-1")
     again = client.enqueue({"order": 1}, queue=queue, idempotency_key="order-1")

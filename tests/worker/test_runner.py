@@ -23,6 +23,7 @@ from tests.support import wait_until
 from tornado_queue.client import Client
 from tornado_queue.testing import ROOT, ServerProcess
 from tornado_queue.validation import MAX_ERROR_CHARS
+from tornado_queue.worker import report_progress
 from tornado_queue.worker.execution import error_text, load_function
 from tornado_queue.worker.runner import Runner, WorkerConfig, current_task
 
@@ -366,6 +367,26 @@ def test_an_async_function_is_awaited_and_sees_its_task(shared_server, shared_cl
 
     results = [client.get(task_id).result for task_id in ids]
     assert results == [{"id": i, "doubled": n * 2} for i, n in zip(ids, (1, 2, 3), strict=True)]
+
+
+def test_a_function_reports_progress_under_its_lease(shared_server, shared_client):
+    def handler(payload: dict) -> int:
+        for step in range(1, payload["steps"] + 1):
+            shown = report_progress({"step": step})
+            assert shown.progress == {"step": step}
+        return payload["steps"]
+
+    client = shared_client
+    task_id = client.enqueue({"steps": 3}, queue="progress-fn")
+    run_in_process(shared_server, "progress-fn", handler)
+
+    task = client.get(task_id)
+    assert (task.status, task.result, task.progress) == ("completed", 3, {"step": 3})
+
+
+def test_report_progress_outside_a_task_function_is_a_lookup_error():
+    with pytest.raises(LookupError):
+        report_progress(1)
 
 
 def test_load_function_explains_what_is_wrong():

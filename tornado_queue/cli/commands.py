@@ -30,6 +30,7 @@ from tornado_queue.limits import (
     MAX_PROCESSING,
     MAX_RATE_SECONDS,
     MAX_RATE_TASKS,
+    MAX_WAIT_SECONDS,
     MIN_EXPIRY_SECONDS,
     MIN_LEASE_SECONDS,
 )
@@ -91,7 +92,8 @@ def enqueue(client: Client, args: argparse.Namespace) -> None:
 
 
 def get(client: Client, args: argparse.Namespace) -> None:
-    show_task(client.get(args.id), args.json)
+    # With --wait: the task once finished, or as it is when the wait ends.
+    show_task(client.get(args.id, wait=args.wait), args.json)
 
 
 def retry(client: Client, args: argparse.Namespace) -> None:
@@ -201,7 +203,7 @@ def show_task(task: Task, as_json: bool) -> None:
 def _cell(name: str, value: Any) -> Any:
     if value is None:
         return "-"
-    if name in ("payload", "result"):
+    if name in ("payload", "result", "progress"):
         return _json_text(value)
     if name == "error":
         return value.partition("\n")[0]  # the whole text follows the table
@@ -420,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, summary in (("get", "show one task"), ("retry", "put a failed task back")):
         command = commands.add_parser(name, parents=[common], help=summary)
         command.add_argument("id", help="the task id")
+    commands.choices["get"].add_argument(
+        "--wait",
+        type=bounded(float, 0, MAX_WAIT_SECONDS),
+        help=f"seconds (up to {MAX_WAIT_SECONDS}) to wait for the task to be completed or failed",
+    )
 
     for name, summary in (("stats", "tasks per state"), ("tail", "follow the counts live")):
         command = commands.add_parser(name, parents=[common], help=summary)

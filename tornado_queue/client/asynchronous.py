@@ -21,7 +21,7 @@ from tornado_queue.client.endpoint import (
 )
 from tornado_queue.client.errors import ConnectionFailed
 from tornado_queue.client.task import Task
-from tornado_queue.models import TaskStatus
+from tornado_queue.models import FINISHED, TaskStatus
 
 T = TypeVar("T")
 NO_ANSWER = 599
@@ -131,8 +131,22 @@ class AsyncClient:
     async def heartbeat(self, task: TaskRef, *, lease: float | None = None) -> Task:
         return await self._call(calls.heartbeat(task, lease))
 
-    async def get(self, task: TaskRef) -> Task:
-        return await self._call(calls.get(task))
+    async def progress(self, task: TaskRef, value: Any) -> Task:
+        return await self._call(calls.progress(task, value))
+
+    async def get(self, task: TaskRef, *, wait: float | None = None) -> Task:
+        return await self._call(calls.get(task, wait))
+
+    async def wait_for(self, task: TaskRef, timeout: float) -> Task:
+        """As `Client.wait_for`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = await self.get(task, wait=calls.result_wait(deadline - loop.time()))
+            if found.status in FINISHED:
+                return found
+            if loop.time() >= deadline:
+                raise calls.timed_out(found, timeout)
 
     async def retry(self, task: TaskRef) -> Task:
         return await self._call(calls.retry(task))

@@ -25,6 +25,7 @@ from tornado_queue.client.errors import (
     Unavailable,
 )
 from tornado_queue.client.task import Task
+from tornado_queue.limits import MAX_WAIT_SECONDS
 
 T = TypeVar("T")
 TaskRef = Task | str
@@ -149,6 +150,10 @@ def heartbeat(task: TaskRef, lease: float | None) -> Call[Task]:
     return _fenced(_query("heartbeat", lease=lease), task, {})
 
 
+def progress(task: TaskRef, value: Any) -> Call[Task]:
+    return _fenced("progress", task, {"progress": value})
+
+
 def _fenced(action: str, task: TaskRef, body: dict[str, Any]) -> Call[Task]:
     # Retrying is safe: with the lease id a repeat is the same change or a refusal, never a
     # change made on someone else's lease.
@@ -171,8 +176,22 @@ def _fenced(action: str, task: TaskRef, body: dict[str, Any]) -> Call[Task]:
 # --- reading and operating ---------------------------------------------------------------
 
 
-def get(task: TaskRef) -> Call[Task]:
-    return Call("GET", f"/tasks/{_id(task)}", _task)
+def get(task: TaskRef, wait: float | None = None) -> Call[Task]:
+    # With a wait the server may hold the request that long (until the task finishes).
+    wait = wait or None
+    return Call("GET", _query(f"/tasks/{_id(task)}", wait=wait), _task, wait=wait or 0.0)
+
+
+def result_wait(remaining: float) -> float | None:
+    """The `wait` of the next `get` of a `wait_for` with `remaining` seconds left: as long as
+    the server allows, none once the time is up (then a plain read)."""
+    if remaining <= 0:
+        return None
+    return round(min(remaining, MAX_WAIT_SECONDS), 3) or None
+
+
+def timed_out(task: Task, timeout: float) -> TimeoutError:
+    return TimeoutError(f"task {task.id} is still {task.status.value} after {timeout:g} s")
 
 
 def retry(task: TaskRef) -> Call[Task]:

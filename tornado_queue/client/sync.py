@@ -23,7 +23,7 @@ from tornado_queue.client.endpoint import (
 )
 from tornado_queue.client.errors import ConnectionFailed
 from tornado_queue.client.task import Task
-from tornado_queue.models import TaskStatus
+from tornado_queue.models import FINISHED, TaskStatus
 
 T = TypeVar("T")
 
@@ -171,11 +171,30 @@ class Client:
         """Extend the task's lease to `lease` seconds from now (default: the server's)."""
         return self._call(calls.heartbeat(task, lease))
 
+    def progress(self, task: TaskRef, value: Any) -> Task:
+        """Record how far the task has come (any JSON value, at most 4096 bytes), shown as its
+        `progress`; the lease is not extended. `LeaseLost` as for `complete`."""
+        return self._call(calls.progress(task, value))
+
     # --- reading and operating -----------------------------------------------------------
 
-    def get(self, task: TaskRef) -> Task:
-        """One task; `NotFound` if unknown or forgotten."""
-        return self._call(calls.get(task))
+    def get(self, task: TaskRef, *, wait: float | None = None) -> Task:
+        """One task; `NotFound` if unknown or forgotten. With `wait` (up to 30 seconds) an
+        unfinished task is answered once it is completed or failed, or as it is when the wait
+        ends."""
+        return self._call(calls.get(task, wait))
+
+    def wait_for(self, task: TaskRef, timeout: float) -> Task:
+        """The task once it is completed or failed, waiting up to `timeout` seconds (in waits
+        of up to 30 s, each answered the moment it finishes); `TimeoutError` if it has not
+        finished by then, `NotFound` if it is unknown or deleted meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.get(task, wait=calls.result_wait(deadline - time.monotonic()))
+            if found.status in FINISHED:
+                return found
+            if time.monotonic() >= deadline:
+                raise calls.timed_out(found, timeout)
 
     def retry(self, task: TaskRef) -> Task:
         """Put a failed task back in its queue with fresh attempts; `Conflict` unless failed."""

@@ -33,6 +33,7 @@ class Task:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     result: Any = None
+    progress: Any = None
     error: str | None = None
     group: str | None = None
     expires_at: datetime | None = None
@@ -56,6 +57,7 @@ class Task:
             started_at=_time(document.get("started_at")),
             finished_at=_time(document.get("finished_at")),
             result=document.get("result"),
+            progress=document.get("progress"),
             error=document.get("error"),
             group=document.get("group"),
             expires_at=_time(document.get("expires_at")),

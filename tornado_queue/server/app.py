@@ -50,6 +50,7 @@ from tornado_queue.server.handlers.tasks import (
     DequeueHandler,
     FailHandler,
     HeartbeatHandler,
+    ProgressHandler,
     RetryHandler,
     TaskBatchHandler,
     TaskHandler,
@@ -57,6 +58,7 @@ from tornado_queue.server.handlers.tasks import (
 )
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
+from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.services import RequestTracker, Services
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import Store
@@ -74,6 +76,7 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/tasks/([^/]+)/complete", CompleteHandler),
     (r"/tasks/([^/]+)/fail", FailHandler),
     (r"/tasks/([^/]+)/heartbeat", HeartbeatHandler),
+    (r"/tasks/([^/]+)/progress", ProgressHandler),
     (r"/tasks/([^/]+)/retry", RetryHandler),
     (r"/queue/view", QueueViewHandler),
     (r"/queue/stats", QueueStatsHandler),
@@ -170,6 +173,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
         tokens=tokens,
         tracker=RequestTracker(),
         waiters=Waiters(store),
+        result_waiters=ResultWaiters(store),
         metrics=Metrics(),
         body_deadlines=BodyDeadlines(settings.body_timeout),
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,

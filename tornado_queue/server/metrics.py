@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -57,6 +58,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._waiters = Gauge(
+            "taskqueue_waiters",
+            "Requests parked on this process: consumers long-polling (dequeue) and requests "
+            "waiting for a task's result (result).",
+            ["kind"],
+            registry=self.registry,
+        )
         # labels() takes a lock and builds a key each call; the children are looked up here.
         self._children: dict[tuple[str, str, int], Histogram] = {}
 
@@ -70,6 +78,11 @@ class Metrics:
         if child is None:
             child = self._children[key] = self._latency.labels(key[0], key[1], str(key[2]))
         child.observe(handler.request.request_time())
+
+    def waiting(self, consumers: int, results: int) -> None:
+        """The parked requests right now (set at each scrape)."""
+        self._waiters.labels("dequeue").set(consumers)
+        self._waiters.labels("result").set(results)
 
     def exposition(
         self,

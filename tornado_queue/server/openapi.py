@@ -255,6 +255,7 @@ SCHEMAS: Json = {
             "started_at",
             "finished_at",
             "result",
+            "progress",
             "error",
             "group",
             "expires_at",
@@ -291,6 +292,12 @@ SCHEMAS: Json = {
             "started_at": nullable(TIMESTAMP),
             "finished_at": nullable(TIMESTAMP),
             "result": {"description": "Any JSON value given on completion, else null."},
+            "progress": {
+                "description": "The last JSON value a worker reported with `PUT "
+                "/tasks/{id}/progress` (at most "
+                f"{limits.MAX_PROGRESS_BYTES} bytes), else null. Kept through redeliveries, "
+                "dead-lettering and after the task finishes; an operator's retry clears it."
+            },
             "error": nullable(
                 {
                     "type": "string",
@@ -431,6 +438,18 @@ SCHEMAS: Json = {
         "type": "object",
         "additionalProperties": False,
         "properties": {"lease_id": nullable(LEASE_ID)},
+    },
+    "Progress": {
+        "type": "object",
+        "required": ["progress"],
+        "additionalProperties": False,
+        "properties": {
+            "progress": {
+                "description": f"Any JSON value, at most {limits.MAX_PROGRESS_BYTES} bytes "
+                "as JSON: replaces the task's `progress`."
+            },
+            "lease_id": nullable(LEASE_ID),
+        },
     },
     "CompletionBatch": {
         "type": "object",
@@ -619,6 +638,12 @@ PARAMETERS: Json = {
         {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
         "Long-poll: seconds to wait for a task when none is ready, written in plain ASCII "
         "digits with optional decimals and exponent (`0`, `2.5`, `1e-05`).",
+    ),
+    "ResultWait": query(
+        "wait",
+        {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
+        "Seconds to wait for the task to become `completed` or `failed`, written as the "
+        "dequeue's `wait` (`0`, `2.5`, `1e-05`). 0 or absent: answer at once.",
     ),
     "LeaseIdQuery": query(
         "lease_id", LEASE_ID, "The lease being acted on; if the body has one too they must match."
@@ -949,10 +974,15 @@ def _paths() -> Json:
             **with_head(
                 operation(
                     "getTask",
-                    "Read one task",
+                    "Read one task, or wait for it to finish",
                     "tasks",
-                    {"200": json_response("The task.", TASK), **problems(404)},
-                    parameters=("TaskId",),
+                    {"200": json_response("The task.", TASK), **problems(400, 404, 503)},
+                    parameters=("TaskId", "ResultWait"),
+                    description="With `wait`, a task not yet `completed` or `failed` is "
+                    "answered the moment it becomes so (wherever it is finished, on any "
+                    "server sharing the store), or as it is when the wait ends; a task "
+                    "deleted meanwhile is 404 at that moment. Past `--max-waiters` parked "
+                    "result waits: 503 with `Retry-After`.",
                 )
             ),
             "delete": operation(
@@ -1014,6 +1044,25 @@ def _paths() -> Json:
                 },
                 parameters=("TaskId", "Lease", "LeaseIdQuery"),
                 body=json_body("Heartbeat", required=False),
+            )
+        },
+        "/tasks/{id}/progress": {
+            "put": operation(
+                "reportProgress",
+                "Record a processing task's progress",
+                "consumers",
+                {
+                    "200": json_response(
+                        "The task with its new `progress`; its lease is unchanged.",
+                        TASK,
+                        links=LEASED_TASK_LINKS,
+                    ),
+                    **problems(400, 404, 409, *BODY_PROBLEMS),
+                },
+                parameters=("TaskId", "LeaseIdQuery"),
+                body=json_body("Progress", required=True),
+                description="Fenced as a heartbeat: the task must be `processing`, under "
+                "`lease_id` when one is given (else 409). It does not extend the lease.",
             )
         },
         "/tasks/{id}/retry": {

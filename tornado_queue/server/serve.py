@@ -25,6 +25,7 @@ from tornado_queue.server import store_calls
 from tornado_queue.server.app import make_app
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.services import RequestTracker
 from tornado_queue.server.simulation import SimulatedWorkers
 from tornado_queue.server.waiters import Waiters
@@ -157,6 +158,7 @@ class Running:
     tracker: RequestTracker
     bodies: BodyDeadlines
     waiters: Waiters
+    result_waiters: ResultWaiters
     reaper: PeriodicCallback
     pool: SimulatedWorkers
     store: Store
@@ -200,7 +202,14 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     reaper.start()
     services = app.services
     running = Running(
-        server, services.tracker, services.body_deadlines, services.waiters, reaper, pool, store
+        server,
+        services.tracker,
+        services.body_deadlines,
+        services.waiters,
+        services.result_waiters,
+        reaper,
+        pool,
+        store,
     )
 
     shutdown = asyncio.Event()
@@ -239,6 +248,7 @@ async def shut_down(running: Running) -> None:
     running.server.stop()
     running.reaper.stop()
     running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
+    running.result_waiters.close()  # as do requests waiting for a result
     if not await wait_for_requests(running.tracker, running.bodies, SHUTDOWN_GRACE_SECONDS):
         log.warning("requests still in progress after %.0fs; closing", SHUTDOWN_GRACE_SECONDS)
     try:

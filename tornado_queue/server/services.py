@@ -10,6 +10,7 @@ from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
+from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import Store
 
@@ -32,6 +33,8 @@ class Services:
     tracker: RequestTracker
     waiters: Waiters
     """The long-polling consumers."""
+    result_waiters: ResultWaiters
+    """The requests waiting for a task to finish (`GET /tasks/{id}?wait=`)."""
     metrics: Metrics
     """Request latencies, and the exposition of /metrics."""
     body_deadlines: BodyDeadlines

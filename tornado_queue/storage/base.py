@@ -64,6 +64,11 @@ ReadyListener = Callable[[str, int], None]
 It runs on the thread that made them ready, outside the store's lock, so it must be quick and
 thread-safe."""
 
+FinishedListener = Callable[[str], None]
+"""Called with a task id after the task became `completed` or `failed`, or was deleted. It runs
+on the thread that made the change (on Redis, also a pub/sub subscriber thread), outside the
+store's lock, so it must be quick and thread-safe."""
+
 
 def to_create(new_tasks: Sequence[NewTask], replays: Mapping[str, object]) -> list[NewTask]:
     """The tasks of a batch that will be created: not replays of a remembered key, nor
@@ -299,6 +304,12 @@ class Store(ABC):
         """Extend a processing task's lease to `lease_seconds` from now."""
 
     @abstractmethod
+    def progress(self, task_id: str, value: bytes, lease_id: str | None = None) -> Task:
+        """Record a processing task's progress (serialized JSON), fenced as `heartbeat` is;
+        the lease is not extended. Progress stays through redeliveries and dead-lettering
+        (a worker may resume from it) and is cleared by `retry`, which starts the task anew."""
+
+    @abstractmethod
     def complete(
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
@@ -426,6 +437,18 @@ class Store(ABC):
     @abstractmethod
     def add_ready_listener(self, listener: ReadyListener) -> None:
         """Call `listener(queue, n)` whenever n tasks become ready to dequeue in `queue`."""
+
+    @abstractmethod
+    def add_finished_listener(self, listener: FinishedListener) -> None:
+        """Call `listener(task_id)` when a task becomes completed or failed, or is deleted.
+        A store may call it for every such task, or only for those `watch`ed."""
+
+    def watch(self, task_id: str, seconds: float) -> Task | None:
+        """The task, as `get` returns it; and for the next `seconds`, its finishing (or
+        deletion) reaches the finished listeners of every server sharing the store, even
+        when another server makes it. Stores whose listeners hear of every task in process
+        (memory, SQLite) need nothing more than `get`."""
+        return self.get(task_id)
 
     async def run_async(self, method: Callable[..., T], *args: Any) -> T:
         """`method(*args)` awaited on the running loop; only for an `asynchronous` store."""

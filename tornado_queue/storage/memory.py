@@ -43,6 +43,7 @@ from tornado_queue.models import (
 from tornado_queue.storage.base import (
     EXPIRED_ERROR,
     RETIRED,
+    FinishedListener,
     Policy,
     ReadyListener,
     Store,
@@ -134,6 +135,10 @@ class MemoryStore(Store):
         self._windows = DeadlineHeap()  # (when, queue): a rate window opens for a waiter
         self._keys = IdempotencyKeys()
         self._listeners: list[ReadyListener] = []
+        self._finished_listeners: list[FinishedListener] = []
+        # Ids of tasks finished or deleted under the lock, told to the finished listeners
+        # once it is released (kept only while anyone listens).
+        self._finished: list[str] = []
         self._settings: dict[str, QueueSettings] = {}
         # Read on every dequeue and completion: a dict lookup, not a settings read.
         self._rules: dict[str, DeliveryRules] = {}
@@ -243,9 +248,12 @@ class MemoryStore(Store):
             if ready is not None:  # told together with what reaping made ready
                 ready[queue] = ready.get(queue, 0) + 1
         finally:
+            finished = self._take_finished() if self._finished else None
             lock.release()
             if ready:
                 self._notify_ready(ready)
+            if finished:
+                self._notify_finished(finished)
         if ready is None:
             for listener in self._listeners:
                 listener(queue, 1)
@@ -300,9 +308,12 @@ class MemoryStore(Store):
                 self._wake_when_open(queue, rules)
             return taken
         finally:
+            finished = self._take_finished() if self._finished else None
             lock.release()
             if ready:
                 self._notify_ready(ready)
+            if finished:
+                self._notify_finished(finished)
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
@@ -348,6 +359,8 @@ class MemoryStore(Store):
             self._listed[queue][_COMPLETED][task_id] = None
             task.status = _COMPLETED
             task.finished_at = wall
+            if self._finished_listeners:
+                self._finished.append(task_id)
             task.forget_at = forget_at = now + self._retention_seconds
             finished = counts[_COMPLETED] + counts[_FAILED]
             self._retention.push(forget_at, task_id, finished, self._is_retention_entry)
@@ -360,9 +373,12 @@ class MemoryStore(Store):
                 ready = self._release_dependents(task, ready or {}, now, wall)
             return task.snapshot()
         finally:
+            finished = self._take_finished() if self._finished else None
             lock.release()
             if ready:
                 self._notify_ready(ready)
+            if finished:
+                self._notify_finished(finished)
 
     def fail(
         self,
@@ -389,6 +405,12 @@ class MemoryStore(Store):
             else:
                 self._dead(task, op)
             self._slot_freed(queue, op)
+            return task.snapshot()
+
+    def progress(self, task_id: str, value: bytes, lease_id: str | None = None) -> Task:
+        with self._operation():
+            task = self._leased_task(task_id, "progress", lease_id)
+            task.progress = value
             return task.snapshot()
 
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
@@ -535,6 +557,10 @@ class MemoryStore(Store):
     def add_ready_listener(self, listener: ReadyListener) -> None:
         with self._lock:
             self._listeners = [*self._listeners, listener]
+
+    def add_finished_listener(self, listener: FinishedListener) -> None:
+        with self._lock:
+            self._finished_listeners = [*self._finished_listeners, listener]
 
     def _operation(self) -> _Operation:
         return _Operation(self)
@@ -848,6 +874,7 @@ class MemoryStore(Store):
         however old it is: its expiry goes."""
         task.attempts = 0
         task.error = task.finished_at = task.forget_at = task.result = task.started_at = None
+        task.progress = None
         task.expires_at = task.expiry = None
         self._schedule_or_append(task, 0.0, op)
 
@@ -859,6 +886,8 @@ class MemoryStore(Store):
             self._fail_dependents(task, "deleted", op)
         del self._tasks[task.id]
         self._forget(task)
+        if self._finished_listeners:
+            self._finished.append(task.id)  # a waiter on it learns it is gone
 
     def _push_lease(self, task: Task) -> None:
         assert task.lease_deadline is not None
@@ -990,6 +1019,8 @@ class MemoryStore(Store):
         self._move(task, status)
         self._events[task.queue][event] += 1
         task.finished_at = wall
+        if self._finished_listeners:
+            self._finished.append(task.id)
         task.forget_at = forget_at = now + self._retention_seconds
         counts = self._counts
         finished = counts[_COMPLETED] + counts[_FAILED]
@@ -1050,6 +1081,17 @@ class MemoryStore(Store):
             for event, n in self._events.pop(queue).items():
                 retired[event] += n
 
+    def _take_finished(self) -> list[str]:
+        """The ids finished since the last call (with the lock held)."""
+        finished, self._finished = self._finished, []
+        return finished
+
+    def _notify_finished(self, finished: list[str]) -> None:
+        # After the lock is released, as for ready listeners.
+        for task_id in finished:
+            for listener in self._finished_listeners:
+                listener(task_id)
+
     def _notify_ready(self, ready: dict[str, int]) -> None:
         # Called after the lock is released; the list is replaced, never mutated, so reading
         # it without the lock is safe.
@@ -1089,6 +1131,10 @@ class _Operation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.store._lock.release()
+        store = self.store
+        finished = store._take_finished() if store._finished else None
+        store._lock.release()
         if self.ready:
-            self.store._notify_ready(self.ready)
+            store._notify_ready(self.ready)
+        if finished:
+            store._notify_finished(finished)

@@ -55,7 +55,7 @@ from tornado_queue.models import (
     TaskStatus,
 )
 from tornado_queue.storage.autopipeline import AutoPipeline, LuaCode, NotSent, is_code_missing
-from tornado_queue.storage.base import Policy, ReadyListener, Store
+from tornado_queue.storage.base import FinishedListener, Policy, ReadyListener, Store
 
 log = logging.getLogger("tornado_queue.redis")
 
@@ -65,10 +65,15 @@ MIN_REDIS_VERSION = (5, 0)
 """The script pops tasks with ZPOPMIN, which came in Redis 5.0."""
 
 UNCHANGING = frozenset(
-    {"get", "view", "counts", "totals", "deadline", "reap", "settings", "configured"}
+    {"get", "view", "counts", "totals", "deadline", "reap", "settings", "configured", "watch"}
 )
 """Operations that change nothing a client asked for (reads, and reaping, which only applies
-what was due anyway): a failure in the middle of one is a plain outage."""
+what was due anyway; a watch only marks a task as waited on): a failure in the middle of one is
+a plain outage."""
+
+WATCH_MARGIN_SECONDS = 5.0
+"""A watch outlives the wait it is for by this much, so a finish at the wait's very end (or a
+clock a little apart from Redis's) is still told."""
 
 
 class _NotSent(redis.ConnectionError):
@@ -136,7 +141,9 @@ class RedisStore(Store):
     in one slot. When an operation makes tasks ready, the store tells its own listeners at once
     and the script publishes `origin queue count` on `<prefix>:ready`; a subscriber thread
     passes other servers' messages to this server's listeners, so a consumer long-polling here
-    gets a task enqueued there within milliseconds.
+    gets a task enqueued there within milliseconds. Finished tasks go the same way on
+    `<prefix>:finished`, but only those someone `watch`es (a key with a time to live), so a
+    task nobody waits on costs one EXISTS.
 
     Each operation is written once, as steps that yield script calls (`_operation`): worker
     threads call the methods, which block; handlers await `run_async`, which sends the calls
@@ -164,6 +171,7 @@ class RedisStore(Store):
         self._script = self._redis.register_script(CODE.script)
         self._functions: bool | None = None  # known at the first blocking call
         self._listeners: list[ReadyListener] = []
+        self._finished_listeners: list[FinishedListener] = []
         self._lock = threading.Lock()
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._subscriber: Any = None  # started with the first listener
@@ -218,6 +226,11 @@ class RedisStore(Store):
         lease = repr(lease_seconds) if lease_seconds else ""
         args = (task_id, lease, lease_id or "", repr(self.policy.lease_seconds))
         return _task((yield _Call("heartbeat", args, task_id, lease_id or "")))
+
+    @_operation
+    def progress(self, task_id: str, value: bytes, lease_id: str | None = None) -> Steps[Task]:
+        args = (task_id, value, lease_id or "")
+        return _task((yield _Call("progress", args, task_id, lease_id or "")))
 
     @_operation
     def complete(
@@ -292,6 +305,12 @@ class RedisStore(Store):
     @_operation
     def get(self, task_id: str) -> Steps[Task | None]:
         flat = yield _Call("get", (task_id,))
+        return _task(flat) if flat else None
+
+    @_operation
+    def watch(self, task_id: str, seconds: float) -> Steps[Task | None]:
+        milliseconds = int((seconds + WATCH_MARGIN_SECONDS) * 1000)
+        flat = yield _Call("watch", (task_id, milliseconds))
         return _task(flat) if flat else None
 
     @_operation
@@ -386,12 +405,26 @@ class RedisStore(Store):
     def add_ready_listener(self, listener: ReadyListener) -> None:
         with self._lock:
             self._listeners = [*self._listeners, listener]
-            if self._subscriber is None:
-                # Other servers' ready messages matter only once someone here listens.
-                self._pubsub.subscribe(**{f"{self._prefix}:ready": self._on_message})
-                self._subscriber = self._pubsub.run_in_thread(
-                    sleep_time=0.05, daemon=True, exception_handler=self._on_subscriber_error
-                )
+            self._subscribe()
+
+    def add_finished_listener(self, listener: FinishedListener) -> None:
+        with self._lock:
+            self._finished_listeners = [*self._finished_listeners, listener]
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        """With the lock held: start the subscriber on both channels at the first listener
+        (other servers' messages matter only once someone here listens)."""
+        if self._subscriber is None:
+            self._pubsub.subscribe(
+                **{
+                    f"{self._prefix}:ready": self._on_message,
+                    f"{self._prefix}:finished": self._on_finished_message,
+                }
+            )
+            self._subscriber = self._pubsub.run_in_thread(
+                sleep_time=0.05, daemon=True, exception_handler=self._on_subscriber_error
+            )
 
     def check(self) -> None:
         """Ask Redis for its version: a URL that cannot be reached, or a Redis too old for
@@ -497,9 +530,11 @@ class RedisStore(Store):
     def _answer(self, call: _Call, reply: Any) -> Any:
         """Tell this server's listeners what became ready (the script told the others); turn
         a refusal into its domain error."""
-        result, ready = reply
+        result, ready, finished = reply
         for queue, count in zip(ready[::2], ready[1::2], strict=True):
             self._notify(queue.decode(), int(count))
+        for task_id in finished:
+            self._notify_finished(task_id.decode())
         if isinstance(result, bytes) and result.startswith(b"!"):
             # A refusal: what was due was still applied (and told), nothing else changed.
             raise _domain_error(result[1:].decode(), call.op, call.task_id, call.lease_id)
@@ -515,16 +550,29 @@ class RedisStore(Store):
         time.sleep(1.0)
 
     def _on_message(self, message: dict[str, Any]) -> None:
-        if self._subscriber_failing:
-            log.info("ready channel back")
-            self._subscriber_failing = False
+        self._channel_back()
         origin, queue, count = message["data"].decode().split(" ")
         if origin != self._origin:
             self._notify(queue, int(count))
 
+    def _on_finished_message(self, message: dict[str, Any]) -> None:
+        self._channel_back()
+        origin, task_id = message["data"].decode().split(" ", 1)
+        if origin != self._origin:  # this server's own were told from the script's reply
+            self._notify_finished(task_id)
+
+    def _channel_back(self) -> None:
+        if self._subscriber_failing:
+            log.info("ready channel back")
+            self._subscriber_failing = False
+
     def _notify(self, queue: str, count: int) -> None:
         for listener in self._listeners:
             listener(queue, count)
+
+    def _notify_finished(self, task_id: str) -> None:
+        for listener in self._finished_listeners:
+            listener(task_id)
 
 
 def _resume(steps: Steps[Any], call: _Call | list[_Call], outcome: Any) -> _Call | list[_Call]:
@@ -653,6 +701,7 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.error = _text(get(b"error"))
     task.closed_lease = _text(get(b"closed_lease"))
     task.result = get(b"result")
+    task.progress = get(b"progress")
     task.available_at = _time(get(b"available_at"))
     task.lease_expires_at = _time(get(b"lease_expires_at"))
     task.started_at = _time(get(b"started_at"))

@@ -41,6 +41,7 @@ from tornado_queue.storage import sqlite_workflows as workflows
 from tornado_queue.storage.base import (
     EXPIRED_ERROR,
     RETIRED,
+    FinishedListener,
     Policy,
     ReadyListener,
     Store,
@@ -79,6 +80,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     dead_lettered_from TEXT,
     backoff REAL,
     blocked INTEGER,
+    progress BLOB,
     parents TEXT,
     dependents TEXT,
     waiting_on INTEGER,
@@ -95,8 +97,9 @@ CREATE TABLE IF NOT EXISTS queue_settings (
 of the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the
 task (see `Task.closed_lease`); `grp` is the task's group; `backoff` its retry backoff base
 (NULL: the policy's); `blocked` is 1 while a pending task waits behind its group's head (it is
-then out of the pending order); `parents`, `dependents`, `waiting_on` and `hold` link a
-workflow's tasks (see `sqlite_workflows`). Databases made before a column existed gain it on open.
+then out of the pending order); `progress` is the worker's last report (serialized JSON);
+`parents`, `dependents`, `waiting_on` and `hold` link a workflow's tasks (see
+`sqlite_workflows`). Databases made before a column existed gain it on open.
 
 `queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
 JSON text), so new settings need no new column; a row lives until `configure` clears it."""
@@ -109,6 +112,7 @@ ADDED_COLUMNS = (
     ("dead_lettered_from", "TEXT"),
     ("backoff", "REAL"),
     ("blocked", "INTEGER"),
+    ("progress", "BLOB"),
     ("parents", "TEXT"),
     ("dependents", "TEXT"),
     ("waiting_on", "INTEGER"),
@@ -189,8 +193,8 @@ trigger moves a task's count when its state or its queue changes (a dead-lettere
 COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
     "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
-    "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked, parents, dependents, "
-    "waiting_on, hold"
+    "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked, progress, parents, "
+    "dependents, waiting_on, hold"
 )
 LISTED_STATES = "('scheduled', 'waiting', 'processing', 'completed', 'failed')"
 """The condition of the `listing_order` index, repeated in its queries so SQLite uses it."""
@@ -229,6 +233,7 @@ class SqliteStore(Store):
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._listeners: list[ReadyListener] = []
+        self._finished_listeners: list[FinishedListener] = []
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'normal' else 'FULL'}")
@@ -401,6 +406,14 @@ class SqliteStore(Store):
 
         return self._run(apply)
 
+    def progress(self, task_id: str, value: bytes, lease_id: str | None = None) -> Task:
+        def apply(tx: _Transaction) -> Task:
+            self._leased(tx, task_id, "progress", lease_id)
+            tx.execute("UPDATE tasks SET progress = ? WHERE id = ?", (value, task_id))
+            return self._must_get(tx, task_id)
+
+        return self._run(apply)
+
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
         def apply(tx: _Transaction) -> Task:
             task = self._leased(tx, task_id, "release", lease_id)
@@ -443,7 +456,8 @@ class SqliteStore(Store):
         old it is: its expiry goes."""
         tx.execute(
             "UPDATE tasks SET attempts = 0, error = NULL, finished_at = NULL, "
-            "forget_at = NULL, result = NULL, started_at = NULL, expires_at = NULL WHERE id = ?",
+            "forget_at = NULL, result = NULL, started_at = NULL, expires_at = NULL, "
+            "progress = NULL WHERE id = ?",
             (task.id,),
         )
         self._schedule_or_append(tx, task, 0.0)
@@ -634,6 +648,10 @@ class SqliteStore(Store):
         with self._lock:
             self._listeners = [*self._listeners, listener]
 
+    def add_finished_listener(self, listener: FinishedListener) -> None:
+        with self._lock:
+            self._finished_listeners = [*self._finished_listeners, listener]
+
     def check(self) -> None:
         """Update a row and roll it back: a database SQLite can open but not write (read-only,
         or locked by another process for good) is refused now, not at the first enqueue.
@@ -677,28 +695,39 @@ class SqliteStore(Store):
             return apply(tx)
 
         operation = self._writer.run(work)
-        # What the group's reaping made ready is committed even when this operation failed.
-        ready: dict[str, int] = operation.opened or {}
+        # What the group's reaping made ready (or finished) is committed even when this
+        # operation failed.
+        opened: _Transaction | None = operation.opened
+        ready: dict[str, int] = opened.ready if opened is not None else {}
+        finished: list[str] = opened.finished if opened is not None else []
         if operation.error is None and tx is not None:
             for queue, count in tx.ready.items():
                 ready[queue] = ready.get(queue, 0) + count
+            finished += tx.finished
         self._notify(ready)
+        self._notify_finished(finished)
         if operation.error is not None:
             raise operation.error
         return operation.result  # type: ignore[return-value]
 
-    def _open_group(self) -> dict[str, int]:
+    def _open_group(self) -> _Transaction:
         """Each group's first step, with the group's own clock reading: apply what is due.
-        Returns the tasks that became ready, for the group's first caller to announce."""
+        Returns its transaction, whose tasks made ready or finished the group's first caller
+        announces."""
         tx = _Transaction(self._db, self._clock.time())
         self._reap(tx)
-        return tx.ready
+        return tx
 
     def _notify(self, ready: dict[str, int]) -> None:
         # On the caller's thread, never the writer's: a listener may call the store.
         for queue, count in ready.items():
             for listener in self._listeners:
                 listener(queue, count)
+
+    def _notify_finished(self, finished: list[str]) -> None:
+        for task_id in finished:
+            for listener in self._finished_listeners:
+                listener(task_id)
 
     def _reap(self, tx: _Transaction) -> None:
         """Apply what is due, in this order: expired leases, due scheduled tasks, expiries,
@@ -786,7 +815,7 @@ class SqliteStore(Store):
             *(int(new_task.priority), 0, int(attempts)),
             *(float(tx.now), float(tx.now + new_task.delay)),
             *(None, None, None, None, None, None, seq, None, None),
-            *(new_task.group, expires_at, None, settings.retry_backoff, None),
+            *(new_task.group, expires_at, None, settings.retry_backoff, None, None),
             *(workflows.encode(after), None, waiting_on, hold),
         )
         task = _task(row)
@@ -890,6 +919,7 @@ class SqliteStore(Store):
             ),
         )
         self._count_event(tx, task.queue, event)
+        tx.finished.append(task.id)
 
     def _expire(self, tx: _Transaction, task: Task) -> None:
         """A task past its expiry (pending, scheduled, or just off its lease) becomes failed and
@@ -938,6 +968,7 @@ class SqliteStore(Store):
         if task.links is not None and task.links.dependents:
             self._fail_dependents(tx, task, "deleted")
         tx.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
+        tx.finished.append(task.id)  # a waiter on it learns it is gone
 
     def _fail_dependents(self, tx: _Transaction, parent: Task, reason: str) -> None:
         """A parent failed or was deleted (`reason`): its waiting dependents fail, naming it,
@@ -1034,12 +1065,13 @@ class SqliteStore(Store):
 class _Transaction:
     """The connection plus the operation's time and the tasks it made ready, per queue."""
 
-    __slots__ = ("_db", "now", "ready")
+    __slots__ = ("_db", "finished", "now", "ready")
 
     def __init__(self, db: sqlite3.Connection, now: float) -> None:
         self._db = db
         self.now = now
         self.ready: dict[str, int] = {}
+        self.finished: list[str] = []  # tasks completed, failed or deleted
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, parameters)
@@ -1064,7 +1096,7 @@ def _task(row: Sequence[Any]) -> Task:
     (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
      seq, forget_at, closed_lease, group, expires_at, dead_lettered_from, backoff,
-     _blocked, parents, dependents, waiting_on, hold) = row  # fmt: skip
+     _blocked, progress, parents, dependents, waiting_on, hold) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -1074,6 +1106,7 @@ def _task(row: Sequence[Any]) -> Task:
     task.started_at = started_at
     task.finished_at = finished_at
     task.result = result
+    task.progress = progress
     task.error = error
     task.seq = seq
     task.forget_at = forget_at

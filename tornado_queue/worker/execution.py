@@ -3,7 +3,8 @@ payload, and turn what happened into a result to complete with or an error text 
 
 The rule: the function receives the task's payload (a dict) as its only argument. An
 `async def` function is run to completion on the calling thread's own event loop. Inside
-either, `current_task()` gives the whole `Task` (id, attempts, ...).
+either, `current_task()` gives the whole `Task` (id, attempts, ...) and `report_progress(value)`
+records how far it has come (the task's `progress`, kept if it is delivered again).
 """
 
 from __future__ import annotations
@@ -23,13 +24,23 @@ from tornado_queue.client import Task
 from tornado_queue.validation import MAX_ERROR_CHARS
 
 TaskFunction = Callable[[dict[str, Any]], Any]
+Reporter = Callable[[Any], Task]
+"""Sends a running task's progress to the server (under its lease)."""
 
 _current: contextvars.ContextVar[Task] = contextvars.ContextVar("tornado_queue_task")
+_reporter: contextvars.ContextVar[Reporter] = contextvars.ContextVar("tornado_queue_progress")
 
 
 def current_task() -> Task:
     """The task whose function is running (from inside that function); LookupError outside."""
     return _current.get()
+
+
+def report_progress(value: Any) -> Task:
+    """Record the running task's progress (any JSON value, at most 4096 bytes), fenced by its
+    lease; a task delivered again after a crash starts with it in `current_task().progress`.
+    Raises `LeaseLost` when the lease has moved on; LookupError outside a task's function."""
+    return _reporter.get()(value)
 
 
 def load_function(spec: str) -> TaskFunction:
@@ -63,9 +74,13 @@ class Outcome:
     retry: bool = True
 
 
-def run(function: TaskFunction, task: Task, loop: asyncio.Runner) -> Outcome:
-    """Call `function(task.payload)`; an awaitable it returns is run on `loop`."""
+def run(
+    function: TaskFunction, task: Task, loop: asyncio.Runner, report: Reporter | None = None
+) -> Outcome:
+    """Call `function(task.payload)`; an awaitable it returns is run on `loop`. `report`
+    is what `report_progress` calls meanwhile."""
     token = _current.set(task)
+    reporter = _reporter.set(report or _no_reporter)
     try:
         value = function(task.payload)
         if inspect.isawaitable(value):
@@ -74,6 +89,7 @@ def run(function: TaskFunction, task: Task, loop: asyncio.Runner) -> Outcome:
     except BaseException as exc:  # whatever the function raises (SystemExit too) fails the task
         return Outcome(ok=False, error=error_text(exc))
     finally:
+        _reporter.reset(reporter)
         _current.reset(token)
     try:
         orjson.dumps(value)
@@ -83,6 +99,10 @@ def run(function: TaskFunction, task: Task, loop: asyncio.Runner) -> Outcome:
         error = f"TypeError: the return value of {name} is not JSON-serialisable: {exc}"
         return Outcome(ok=False, error=error, retry=False)
     return Outcome(ok=True, result=value)
+
+
+def _no_reporter(_value: Any) -> Task:
+    raise LookupError("this task's function runs without a server to report progress to")
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -171,7 +172,8 @@ class Slot:
         """Run the function on `task`, heartbeating meanwhile, and report the outcome."""
         self.heartbeats.track(task)
         try:
-            outcome = execution.run(self.function, task, loop)
+            report = functools.partial(self.client.progress, task)
+            outcome = execution.run(self.function, task, loop, report)
         finally:
             self.heartbeats.untrack(task)
         self._report(task, outcome)

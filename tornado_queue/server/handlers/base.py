@@ -570,6 +570,7 @@ OUTCOME_ADVICE = {
     "complete_many": "send it again with each item's lease_id: a repeat answers as the first did",
     "fail": "send it again with the lease_id: a repeat answers as the first did",
     "heartbeat": "send it again with the lease_id",
+    "progress": "send it again with the lease_id",
     "retry_failed": "send it again: a repeat retries only what is still failed",
 }
 """What a client should do when a call's outcome is unknown, by store method."""

@@ -16,6 +16,7 @@ class MetricsHandler(ApiHandler):
         counts = await self.call_store(self.store.queues)
         totals = await self.call_store(self.store.totals)
         settings = await self.call_store(self.store.configured_queues)
+        self.services.metrics.waiting(self.waiters.count(), self.services.result_waiters.count())
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(self.services.metrics.exposition(counts, totals, settings))
 

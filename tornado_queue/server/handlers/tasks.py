@@ -11,7 +11,7 @@ from tornado.ioloop import IOLoop
 from tornado_queue import codec, validation
 from tornado_queue.errors import TaskNotFound
 from tornado_queue.limits import MAX_BATCH, MAX_LEASE_SECONDS, MAX_WAIT_SECONDS, MIN_LEASE_SECONDS
-from tornado_queue.models import DEFAULT_QUEUE, Enqueued, Task
+from tornado_queue.models import DEFAULT_QUEUE, FINISHED, Enqueued, Task
 from tornado_queue.server.auth import ADMIN, ANY_ROLE, CONSUMERS, PRODUCERS
 from tornado_queue.server.handlers.base import ApiHandler, Problem, status_for
 
@@ -179,12 +179,57 @@ class TaskHandler(ApiHandler):
     method_roles = MappingProxyType({"DELETE": ADMIN})
 
     async def get(self, task_id: str) -> None:
-        task: Task | None = await self.call_store(self.store.get, task_id)
+        wait = self.number_argument("wait", 0, 0, MAX_WAIT_SECONDS) or 0.0
+        task: Task | None
+        if wait:
+            task = await self.wait_for_result(task_id, wait)
+        else:
+            task = await self.call_store(self.store.get, task_id)
         if task is None:
             raise TaskNotFound(task_id)
         self.write_task(task)
 
     head = get
+
+    async def wait_for_result(self, task_id: str, wait: float) -> Task | None:
+        """The task once it is completed or failed, or as it is when `wait` seconds have
+        passed; None if it does not exist (or is deleted meanwhile: answered at that moment).
+        Parked on the IOLoop in between (see `ResultWaiters`), woken by the store."""
+        results = self.services.result_waiters
+        io_loop = IOLoop.current()
+        deadline = io_loop.time() + wait
+        limit = self.config.max_waiters
+        try:
+            while True:
+                # Expected before the read, so a finish right after it still wakes this wait.
+                future = results.expect(task_id, self)
+                remaining = deadline - io_loop.time()
+                task: Task | None = await self.call_store(
+                    self.store.watch, task_id, max(remaining, 0.0)
+                )
+                if task is None or task.status in FINISHED or self.connection_lost():
+                    return task
+                if remaining <= 0 or results.closing:
+                    return task
+                if limit and results.count() >= limit:
+                    raise Problem(
+                        503,
+                        f"{limit} requests are already waiting for results (--max-waiters); "
+                        "try again shortly",
+                        {"Retry-After": "1"},
+                    )
+                if not await results.wait(future, remaining):
+                    break  # the wait ran out, the client left or the server is stopping
+                results.done(self)  # woken: look again (a wake-up may find it retried)
+        finally:
+            results.done(self)
+        if self.connection_lost():
+            return task
+        return await self.call_store(self.store.get, task_id)
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self.services.result_waiters.leave(self)
 
     async def delete(self, task_id: str) -> None:
         await self.call_store(self.store.delete, task_id)
@@ -234,6 +279,24 @@ class HeartbeatHandler(ConsumerArguments):
         lease_id = validation.heartbeat(self.json_body(), self.query_lease_id())
         task = await self.call_store(
             self.store.heartbeat, task_id, lease, lease_id, reapply=fenced(lease_id)
+        )
+        self.write_task(task)
+
+
+class ProgressHandler(ConsumerArguments):
+    """`PUT /tasks/{id}/progress`: record a processing task's progress (fenced as a heartbeat;
+    the lease is not extended)."""
+
+    roles = CONSUMERS
+
+    async def put(self, task_id: str) -> None:
+        report = validation.progress(self.json_body(), self.query_lease_id())
+        task = await self.call_store(
+            self.store.progress,
+            task_id,
+            report.value,
+            report.lease_id,
+            reapply=fenced(report.lease_id),
         )
         self.write_task(task)
 

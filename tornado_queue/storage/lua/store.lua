@@ -4,14 +4,17 @@
 -- with it, so all of a store's keys live in one Cluster slot. ARGV[1] names the operation,
 -- ARGV[2] is the caller's clock (wall seconds), ARGV[3] the retention in seconds, ARGV[4] the
 -- calling server's origin id; the rest are the operation's arguments.
--- Each call returns {result, ready} where ready is a flat list of queue, count pairs, and
--- publishes "origin queue count" on <prefix>:ready for each of them, in the same atomic step,
--- so other servers hear of ready tasks without a second round trip.
+-- Each call returns {result, ready, finished} where ready is a flat list of queue, count pairs,
+-- and publishes "origin queue count" on <prefix>:ready for each of them, in the same atomic
+-- step, so other servers hear of ready tasks without a second round trip. `finished` lists the
+-- watched tasks (k('w', id) exists: someone waits for their result) that became completed or
+-- failed, or were deleted; each is published as "origin id" on <prefix>:finished. A task nobody
+-- watches costs one EXISTS when it finishes.
 
 -- The state of the call in progress, set by run() at its start: the helpers below are made
 -- once (when Redis loads the library) and read these.
 local P, op, now, origin
-local ready, ready_order
+local ready, ready_order, finished_ids
 -- the earliest time anything may fall due (a lease, a delay, a retention, a key's expiry), so
 -- that most calls skip reaping with one GET; a lower bound, lowered when something earlier is
 -- added and recomputed whenever a reap runs
@@ -54,7 +57,15 @@ local function answer(result)
     table.insert(flat, ready[queue])
     redis.call('PUBLISH', P .. ':ready', origin .. ' ' .. queue .. ' ' .. ready[queue])
   end
-  return {result, flat}
+  for _, id in ipairs(finished_ids) do
+    redis.call('PUBLISH', P .. ':finished', origin .. ' ' .. id)
+  end
+  return {result, flat, finished_ids}
+end
+
+-- a task finished or went: waiters on its result hear of it, if anyone watches it
+local function settled(id)
+  if redis.call('EXISTS', k('w', id)) == 1 then table.insert(finished_ids, id) end
 end
 
 local function count(queue, status, delta)
@@ -215,6 +226,7 @@ local function finish_one(id, status, retention, counted)
   move(id, queue, from, status)
   event(queue, counted)
   due('ret', now + retention, id)
+  settled(id)
 end
 
 -- Task dependencies: a task enqueued with `after` keeps its parents (field parents, JSON), how
@@ -323,6 +335,7 @@ local function remove_task(id, retention)
   unlist(id, queue, status)
   count(queue, status, -1)
   redis.call('DEL', k('t', id))
+  settled(id)
 end
 
 local function reap(retention)
@@ -504,7 +517,7 @@ end
 -- One call: ARGV as described at the top.
 local function run(keys, ARGV)
   P, op, now, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
-  ready, ready_order = {}, {}
+  ready, ready_order, finished_ids = {}, {}, {}
   local retention = tonumber(ARGV[3])
   local stored_due = redis.call('GET', k('next'))
   if stored_due == 'none' then
@@ -726,6 +739,14 @@ local function run(keys, ARGV)
     due('leases', now + lease, id)
     result = task(id)
 
+  elseif op == 'progress' then
+    -- id, value (JSON text), lease_id: fenced as a heartbeat, the lease unchanged
+    local id, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+    local refused = leased(id, 'progress', lease_id)
+    if refused then return answer(refused) end
+    redis.call('HSET', k('t', id), 'progress', value)
+    result = task(id)
+
   elseif op == 'complete' then
     local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     -- the first result stands
@@ -799,7 +820,7 @@ local function run(keys, ARGV)
     -- an operator's retry runs it however old it is: its expiry goes
     redis.call('HSET', k('t', id), 'attempts', 0)
     redis.call('HDEL', k('t', id), 'error', 'finished_at', 'forget_at', 'result', 'started_at',
-      'expires_at')
+      'expires_at', 'progress')
     redis.call('ZREM', k('ret'), id)
     redis.call('ZREM', k('exp'), id)
     append(id, 'failed')
@@ -837,6 +858,16 @@ local function run(keys, ARGV)
 
   elseif op == 'get' then
     result = task(ARGV[a])
+
+  elseif op == 'watch' then
+    -- id, milliseconds: the task, and for that long its finishing is published (the longest
+    -- of the waits on it wins); in the same step, so no finish falls between the two
+    local id, ms = ARGV[a], tonumber(ARGV[a + 1])
+    result = task(id)
+    if result then
+      local key = k('w', id)
+      if redis.call('PTTL', key) < ms then redis.call('SET', key, '1', 'PX', ms) end
+    end
 
   elseif op == 'view' and ARGV[a + 3] ~= 'pending' then
     -- queue, limit, offset, status (processing or failed): the most recent first
