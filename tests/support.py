@@ -38,6 +38,8 @@ TASK_FIELDS = frozenset(
         "group",
         "expires_at",
         "dead_lettered_from",
+        "schedule",
+        "fire_time",
     }
 )
 TIMESTAMP_FIELDS = (
@@ -47,6 +49,7 @@ TIMESTAMP_FIELDS = (
     "started_at",
     "finished_at",
     "expires_at",
+    "fire_time",
 )
 
 # --- waiting on threads ----------------------------------------------------------------------

@@ -54,6 +54,8 @@ def test_snapshot_copies_every_slot():
         "finished_at": 105.0,
         "result": b'{"ok":true}',
         "error": "boom",
+        "schedule": "nightly",
+        "fire_time": 99.0,
         "seq": 9,
         "lease_deadline": 106.0,
         "due": 107.0,

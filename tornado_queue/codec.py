@@ -82,4 +82,6 @@ def task_document(task: Task) -> dict[str, Any]:
         "group": task.group,
         "expires_at": _utc(task.expires_at),
         "dead_lettered_from": task.dead_lettered_from,
+        "schedule": task.schedule,
+        "fire_time": _utc(task.fire_time),
     }

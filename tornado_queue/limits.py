@@ -40,3 +40,11 @@ MAX_RATE_SECONDS = 86_400
 keeps the times of the last `tasks` deliveries)."""
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 512
+MAX_SCHEDULES = 10_000
+"""Schedules a store holds at most: a PUT of a new one beyond it is refused (409)."""
+MIN_EVERY_SECONDS = 1
+MAX_EVERY_SECONDS = 365 * 86400
+"""A schedule's `every`: one second to a year."""
+MAX_CRON_CHARS = 200
+SCHEDULE_ROUND = 100
+"""Due schedules one store call fires at most; the scheduler calls again at once for more."""

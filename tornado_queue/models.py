@@ -71,6 +71,9 @@ class NewTask:
     """Tasks of one queue with the same group are delivered one at a time, in order."""
     expires_in: float | None = None
     """Seconds after which the task is never delivered (None: the queue's `ttl_seconds`)."""
+    schedule: str | None = None
+    fire_time: float | None = None
+    """The schedule enqueuing it and the occurrence it stands for (never from a client)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,8 @@ class Task:
         "group",
         "expires_at",
         "dead_lettered_from",
+        "schedule",
+        "fire_time",
         # Internal bookkeeping, never written out: queue position, backoff base and deadlines.
         "seq",
         "backoff",
@@ -244,6 +249,9 @@ class Task:
         self.group: str | None = None
         self.expires_at: float | None = None
         self.dead_lettered_from: str | None = None
+        # The schedule that enqueued it and the occurrence it stands for (None: not scheduled).
+        self.schedule: str | None = None
+        self.fire_time: float | None = None
         self.seq = 0
         # The base of its retry backoff, fixed when it was enqueued (None: the store's policy).
         self.backoff: float | None = None
@@ -278,6 +286,8 @@ class Task:
         copy.group = self.group
         copy.expires_at = self.expires_at
         copy.dead_lettered_from = self.dead_lettered_from
+        copy.schedule = self.schedule
+        copy.fire_time = self.fire_time
         copy.seq = self.seq
         copy.backoff = self.backoff
         copy.lease_deadline = self.lease_deadline

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,12 +18,14 @@ from tornado_queue.errors import (
     InvalidTransition,
     StoreUnavailable,
     TaskNotFound,
+    TooManySchedules,
     key_conflict,
     lease_lost,
     not_failed,
     not_processing,
     still_processing,
 )
+from tornado_queue.limits import MAX_SCHEDULES, SCHEDULE_ROUND
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     PURGEABLE,
@@ -33,7 +36,9 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
+from tornado_queue.schedules import Round, Schedule, fire
 from tornado_queue.storage import sqlite_control as control
+from tornado_queue.storage import sqlite_schedules as schedule_rows
 from tornado_queue.storage.base import (
     EXPIRED_ERROR,
     RETIRED,
@@ -73,7 +78,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     expires_at REAL,
     dead_lettered_from TEXT,
     backoff REAL,
-    blocked INTEGER
+    blocked INTEGER,
+    schedule TEXT,
+    fire_time REAL
 );
 CREATE TABLE IF NOT EXISTS queue_settings (
     queue TEXT NOT NULL,
@@ -86,7 +93,8 @@ CREATE TABLE IF NOT EXISTS queue_settings (
 of the same sequence as `seq`); `closed_lease` is the lease that last completed or failed the
 task (see `Task.closed_lease`); `grp` is the task's group; `backoff` its retry backoff base
 (NULL: the policy's); `blocked` is 1 while a pending task waits behind its group's head (it is
-then out of the pending order). Databases made before a column existed gain it on open.
+then out of the pending order); `schedule` and `fire_time` name the schedule that enqueued
+the task and the occurrence it stands for. Databases made before a column existed gain it on open.
 
 `queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
 JSON text), so new settings need no new column; a row lives until `configure` clears it."""
@@ -99,6 +107,8 @@ ADDED_COLUMNS = (
     ("dead_lettered_from", "TEXT"),
     ("backoff", "REAL"),
     ("blocked", "INTEGER"),
+    ("schedule", "TEXT"),
+    ("fire_time", "REAL"),
 )
 
 INDEXES = """
@@ -173,7 +183,7 @@ trigger moves a task's count when its state or its queue changes (a dead-lettere
 COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
     "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
-    "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked"
+    "closed_lease, grp, expires_at, dead_lettered_from, backoff, schedule, fire_time, blocked"
 )
 LISTED_STATES = "('scheduled', 'processing', 'completed', 'failed')"
 """The condition of the `state_listing` index, repeated in its queries so SQLite uses it."""
@@ -227,6 +237,7 @@ class SqliteStore(Store):
                 if "duplicate column" not in str(error):
                     raise
         self._db.executescript(INDEXES)
+        self._db.executescript(schedule_rows.SCHEMA)
         # The writer holds the lock for each whole group; `check` and `close` take it too.
         self._writer = GroupWriter(lambda: self._db, self._lock, self._open_group)
 
@@ -447,6 +458,57 @@ class SqliteStore(Store):
                 if pending:
                     tx.ready[queue] = tx.ready.get(queue, 0) + pending
             return settings
+
+        return self._run(apply)
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def put_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        def apply(tx: _Transaction) -> tuple[Schedule, bool]:
+            before = schedule_rows.get(tx, schedule.name)
+            if before is None and schedule_rows.count(tx) >= MAX_SCHEDULES:
+                raise TooManySchedules(MAX_SCHEDULES)
+            stored = replace(
+                schedule.placed(tx.now),
+                last_run_at=before and before.last_run_at,
+                revision=(before.revision if before else 0) + 1,
+            )
+            schedule_rows.write(tx, stored)
+            return stored, before is None
+
+        return self._run(apply)
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        return self._run(lambda tx: schedule_rows.get(tx, name))
+
+    def schedules(self) -> list[Schedule]:
+        return self._run(schedule_rows.listing)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._run(lambda tx: schedule_rows.delete(tx, name))
+
+    def fire_due_schedules(self, limit: int = SCHEDULE_ROUND) -> Round:
+        def apply(tx: _Transaction) -> Round:
+            def enqueue(new_task: NewTask) -> str:
+                if self.policy.limited:
+                    self._check_room(tx, [new_task])
+                task_id = ids.task_id()
+                settings = self._settings(tx, new_task.queue)
+                self._insert(tx, task_id, new_task, self._next_seq(tx), settings)
+                self._count_event(tx, new_task.queue, Event.ENQUEUED)
+                return task_id
+
+            # The firing and the task it enqueues commit together, or neither does: a
+            # server killed at any point never enqueues an occurrence twice.
+            fired = []
+            due = schedule_rows.due(tx, tx.now, limit)
+            for schedule in due:
+                after, outcome = fire(schedule, tx.now, enqueue)
+                schedule_rows.advance(tx, after)
+                if outcome is not None:
+                    fired.append(outcome)
+            next_due = schedule_rows.next_due(tx)
+            return Round(fired, next_due is not None and next_due <= tx.now, next_due)
 
         return self._run(apply)
 
@@ -748,7 +810,8 @@ class SqliteStore(Store):
             *(int(new_task.priority), 0, int(attempts)),
             *(float(tx.now), float(tx.now + new_task.delay)),
             *(None, None, None, None, None, None, seq, None, None),
-            *(new_task.group, expires_at, None, settings.retry_backoff, None),
+            *(new_task.group, expires_at, None, settings.retry_backoff),
+            *(new_task.schedule, new_task.fire_time, None),
         )
         task = _task(row)
         if status is TaskStatus.PENDING and task.group is not None:
@@ -992,7 +1055,7 @@ def _task(row: Sequence[Any]) -> Task:
     (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
      seq, forget_at, closed_lease, group, expires_at, dead_lettered_from, backoff,
-     _blocked) = row  # fmt: skip
+     schedule, fire_time, _blocked) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -1010,4 +1073,6 @@ def _task(row: Sequence[Any]) -> Task:
     task.expires_at = expires_at
     task.dead_lettered_from = dead_lettered_from
     task.backoff = backoff
+    task.schedule = schedule
+    task.fire_time = fire_time
     return task
