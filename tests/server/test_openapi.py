@@ -285,6 +285,8 @@ def full_task() -> Task:
     task.group = "order-7"
     task.expires_at = 1_800_003_600.25
     task.dead_lettered_from = "orders"
+    task.schedule = "nightly"
+    task.fire_time = 1_799_999_940.0
     return task
 
 
@@ -294,7 +296,7 @@ def test_the_task_schema_has_every_field_the_server_writes_in_order():
 
     assert schema["required"] == written
     assert list(schema["properties"]) == written
-    assert written[-3:] == ["group", "expires_at", "dead_lettered_from"]
+    assert written[-5:] == ["group", "expires_at", "dead_lettered_from", "schedule", "fire_time"]
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ from tornado_queue.server.handlers.queue import (
     QueueTotalsHandler,
     QueueViewHandler,
 )
+from tornado_queue.server.handlers.schedules import ScheduleHandler, SchedulesHandler
 from tornado_queue.server.handlers.tasks import (
     CompleteBatchHandler,
     CompleteHandler,
@@ -57,6 +58,7 @@ from tornado_queue.server.handlers.tasks import (
 )
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
+from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.services import RequestTracker, Services
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import Store
@@ -82,6 +84,8 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queues/(?P<name>[^/]+)", QueueHandler),
     (r"/queues/(?P<name>[^/]+)/retry", QueueRetryHandler),
     (r"/queues/(?P<name>[^/]+)/tasks", QueuePurgeHandler),
+    (r"/schedules", SchedulesHandler),
+    (r"/schedules/(?P<name>[^/]+)", ScheduleHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),
     (r"/", DashboardHandler),
@@ -174,6 +178,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
         body_deadlines=BodyDeadlines(settings.body_timeout),
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
         openapi_document=openapi.document_bytes(ROUTES, auth=tokens.enabled),
+        scheduler=Scheduler(store),
     )
 
     def log_function(handler: RequestHandler) -> None:

@@ -25,6 +25,7 @@ from tornado_queue.server import store_calls
 from tornado_queue.server.app import make_app
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.services import RequestTracker
 from tornado_queue.server.simulation import SimulatedWorkers
 from tornado_queue.server.waiters import Waiters
@@ -158,6 +159,7 @@ class Running:
     bodies: BodyDeadlines
     waiters: Waiters
     reaper: PeriodicCallback
+    scheduler: Scheduler
     pool: SimulatedWorkers
     store: Store
 
@@ -199,8 +201,16 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     reaper = PeriodicCallback(lambda: store_calls.reap(store), REAP_INTERVAL_MS)
     reaper.start()
     services = app.services
+    services.scheduler.start()
     running = Running(
-        server, services.tracker, services.body_deadlines, services.waiters, reaper, pool, store
+        server,
+        services.tracker,
+        services.body_deadlines,
+        services.waiters,
+        reaper,
+        services.scheduler,
+        pool,
+        store,
     )
 
     shutdown = asyncio.Event()
@@ -238,6 +248,7 @@ async def shut_down(running: Running) -> None:
     lifecycle_log.info("shutting down: no longer accepting connections")
     running.server.stop()
     running.reaper.stop()
+    await running.scheduler.stop()
     running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
     if not await wait_for_requests(running.tracker, running.bodies, SHUTDOWN_GRACE_SECONDS):
         log.warning("requests still in progress after %.0fs; closing", SHUTDOWN_GRACE_SECONDS)

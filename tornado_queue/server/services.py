@@ -10,6 +10,7 @@ from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
+from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import Store
 
@@ -40,3 +41,5 @@ class Services:
     """Per token (or address) request rates; None without --rate-limit."""
     openapi_document: bytes
     """`/openapi.json`, encoded once."""
+    scheduler: Scheduler
+    """Fires due schedules (started by `serve`; a PUT pokes it)."""
