@@ -106,3 +106,20 @@ async def test_queue_control_calls_work_awaited(server):
     cleared = await client.configure_queue("async-control", max_processing=None)
     assert cleared["settings"]["max_processing"] is None
     assert (await client.resume("async-control"))["settings"]["paused"] is None
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_schedule_calls_work_awaited(server):
+    client = AsyncClient(server.url)
+
+    created = await client.put_schedule("async-tick", queue="async-tick", payload={}, every=1)
+    assert created["every"] == 1.0
+    assert await client.get_schedule("async-tick") == created
+    assert "async-tick" in [schedule["name"] for schedule in await client.schedules()]
+
+    # Then its first task comes about a second later, long-polled
+    task = await client.dequeue(queue="async-tick", wait=10)
+    assert task is not None and task.schedule == "async-tick"
+    await client.delete_schedule("async-tick")
+    with pytest.raises(NotFound):
+        await client.get_schedule("async-tick")
