@@ -168,17 +168,18 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
     """
     tokens = Tokens.configured(settings.auth_token, settings.tokens_file)
     warn_if_open(tokens, settings.host)
+    metrics = Metrics()
     services = Services(
         store=store,
         config=settings,
         tokens=tokens,
         tracker=RequestTracker(),
         waiters=Waiters(store),
-        metrics=Metrics(),
+        metrics=metrics,
         body_deadlines=BodyDeadlines(settings.body_timeout),
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
         openapi_document=openapi.document_bytes(ROUTES, auth=tokens.enabled),
-        scheduler=Scheduler(store),
+        scheduler=Scheduler(store, metrics.schedule_fired),
     )
 
     def log_function(handler: RequestHandler) -> None:

@@ -34,8 +34,14 @@ class Scheduler:
     a PUT on this server (`poke`). Each round runs as handlers call the store (inline, awaited
     or on the executor), so the IOLoop never blocks on it."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_fired: Callable[[str], None] = lambda _schedule: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
+        self._on_fired = on_fired
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -103,4 +109,5 @@ class Scheduler:
             )
             return
         self.fired += 1
+        self._on_fired(outcome.schedule)
         log.info("schedule '%s' enqueued task %s for %s", outcome.schedule, outcome.task_id, when)

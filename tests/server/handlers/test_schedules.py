@@ -432,3 +432,18 @@ async def test_on_a_fall_back_day_a_repeated_time_fires_once(
         "2026-10-25T00:30:00Z",
         "2026-10-26T01:30:00Z",  # 02:30 CET: the repeated 02:30 of the 25th did not fire
     ]
+
+
+@pytest.mark.gen_test
+async def test_each_occurrence_fired_is_counted_by_schedule_in_the_metrics(
+    http_client, base_url, clock: FakeClock, store, app
+):
+    await put(http_client, base_url, "minutely", EVERY)
+    for _ in range(3):
+        clock.advance(60)
+        await fire(app)
+
+    response = await request(http_client, base_url, "GET", "/metrics")
+
+    assert response.code == 200
+    assert b'taskqueue_schedule_fired_total{schedule="minutely"} 3.0' in response.body
