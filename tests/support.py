@@ -41,6 +41,8 @@ TASK_FIELDS = frozenset(
         "dead_lettered_from",
         "after",
         "dependents",
+        "schedule",
+        "fire_time",
     }
 )
 TIMESTAMP_FIELDS = (
@@ -50,6 +52,7 @@ TIMESTAMP_FIELDS = (
     "started_at",
     "finished_at",
     "expires_at",
+    "fire_time",
 )
 
 # --- waiting on threads ----------------------------------------------------------------------
@@ -94,13 +97,15 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def call(
     url: str, method: str, path: str, body: object = None, timeout: float = 30
 ) -> tuple[int, Any]:
-    """One JSON request to a real server: its status and document, whatever the status."""
+    """One JSON request to a real server: its status and document (None for an empty answer,
+    a 204), whatever the status."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} if data else {}
     request = urllib.request.Request(url + path, data, headers, method=method)
     try:
         with NO_PROXY.open(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
+            answer = response.read()
+            return response.status, json.loads(answer) if answer else None
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
 

@@ -30,6 +30,8 @@ def finished_task() -> Task:
     task.finished_at = 1.5e9 + 2.5
     task.result = b'{"ok":true}'
     task.expires_at = 1.5e9 + 3600
+    task.schedule = "nightly"
+    task.fire_time = 1.5e9 - 0.5
     return task
 
 

@@ -56,6 +56,8 @@ def test_snapshot_copies_every_slot():
         "result": b'{"ok":true}',
         "progress": b'{"done":3}',
         "error": "boom",
+        "schedule": "nightly",
+        "fire_time": 99.0,
         "seq": 9,
         "lease_deadline": 106.0,
         "due": 107.0,

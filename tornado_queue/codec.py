@@ -86,4 +86,6 @@ def task_document(task: Task) -> dict[str, Any]:
         "dead_lettered_from": task.dead_lettered_from,
         "after": None if links is None or not links.after else list(links.after),
         "dependents": None if links is None else links.dependents,
+        "schedule": task.schedule,
+        "fire_time": _utc(task.fire_time),
     }

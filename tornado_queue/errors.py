@@ -26,6 +26,24 @@ class LeaseLost(InvalidTransition):
     was handed to another consumer or finished since)."""
 
 
+class ScheduleNotFound(QueueError):
+    """Raised when no schedule has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named '{_clip(name)}'")
+        self.name = name
+
+
+class TooManySchedules(QueueError):
+    """Raised when a new schedule would pass `limits.MAX_SCHEDULES` (nothing changes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"cannot create another schedule: the store holds {limit}, the most it keeps; "
+            "delete one first"
+        )
+
+
 class IdempotencyConflict(QueueError):
     """Raised when an idempotency key is reused with a different request."""
 

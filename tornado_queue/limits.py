@@ -46,3 +46,11 @@ MAX_PARENTS = 100
 """The tasks one task may wait for (`after`)."""
 MAX_DEPENDENTS = 1000
 """The tasks that may wait for one task: its `dependents` are shown with it, so they stay few."""
+MAX_SCHEDULES = 10_000
+"""Schedules a store holds at most: a PUT of a new one beyond it is refused (409)."""
+MIN_EVERY_SECONDS = 1
+MAX_EVERY_SECONDS = 365 * 86400
+"""A schedule's `every`: one second to a year."""
+MAX_CRON_CHARS = 200
+SCHEDULE_ROUND = 100
+"""Due schedules one store call fires at most; the scheduler calls again at once for more."""

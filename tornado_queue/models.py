@@ -82,6 +82,9 @@ class NewTask:
     after: tuple[str | int, ...] | None = None
     """The tasks this one waits for (`waiting` until each is completed): their ids, or, in a
     batch, the index of an earlier item of the same batch."""
+    schedule: str | None = None
+    fire_time: float | None = None
+    """The schedule enqueuing it and the occurrence it stands for (never from a client)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,8 @@ class Task:
         "expires_at",
         "dead_lettered_from",
         "links",
+        "schedule",
+        "fire_time",
         # Internal bookkeeping, never written out: queue position, backoff base and deadlines.
         "seq",
         "backoff",
@@ -279,6 +284,9 @@ class Task:
         self.expires_at: float | None = None
         self.dead_lettered_from: str | None = None
         self.links: Links | None = None
+        # The schedule that enqueued it and the occurrence it stands for (None: not scheduled).
+        self.schedule: str | None = None
+        self.fire_time: float | None = None
         self.seq = 0
         # The base of its retry backoff, fixed when it was enqueued (None: the store's policy).
         self.backoff: float | None = None
@@ -316,6 +324,8 @@ class Task:
         copy.dead_lettered_from = self.dead_lettered_from
         links = self.links
         copy.links = None if links is None else links.copy()
+        copy.schedule = self.schedule
+        copy.fire_time = self.fire_time
         copy.seq = self.seq
         copy.backoff = self.backoff
         copy.lease_deadline = self.lease_deadline

@@ -15,8 +15,10 @@ from tornado_queue.limits import (
     MAX_ATTEMPTS,
     MAX_BACKOFF_SECONDS,
     MAX_BATCH,
+    MAX_CRON_CHARS,
     MAX_DELAY_SECONDS,
     MAX_ERROR_CHARS,
+    MAX_EVERY_SECONDS,
     MAX_EXPIRY_SECONDS,
     MAX_GROUP_CHARS,
     MAX_KEY_CHARS,
@@ -29,11 +31,13 @@ from tornado_queue.limits import (
     MAX_RATE_SECONDS,
     MAX_RATE_TASKS,
     MAX_TOKEN_CHARS,
+    MIN_EVERY_SECONDS,
     MIN_EXPIRY_SECONDS,
     MIN_LEASE_SECONDS,
     MIN_TOKEN_CHARS,
 )
 from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask, QueueSettings, RateLimit
+from tornado_queue.schedules import DEFAULT_TIMEZONE, Schedule, check_cron, timezones
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
@@ -453,3 +457,73 @@ _SETTING_CHECKS = {
     "ttl_seconds": _number_setting("ttl_seconds", MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS),
 }
 """How each setting's value is checked (None, which clears it, is never passed)."""
+
+
+SCHEDULE_FIELDS = frozenset(
+    {"queue", "payload", "cron", "every", "timezone", "priority", "max_attempts", "paused"}
+)
+
+
+def schedule(document: Any, name: str) -> Schedule:
+    """Validate a `PUT /schedules/{name}` body: `{"queue", "payload", "cron" | "every",
+    "timezone"?, "priority"?, "max_attempts"?, "paused"?}`; the schedule it defines (its
+    `next_run_at` is the store's to set)."""
+    body = require_object(document, "request body", SCHEDULE_FIELDS)
+    for required in ("queue", "payload"):
+        if required not in body:
+            raise ValidationError(f"field '{required}' is required")
+    queue = queue_name(body["queue"], "field 'queue'")
+    payload = body["payload"]
+    if not isinstance(payload, dict):
+        raise ValidationError(f"field 'payload' must be a JSON object, got {_json_type(payload)}")
+    timezone = body.get("timezone", DEFAULT_TIMEZONE)
+    if not isinstance(timezone, str) or timezone not in timezones():
+        shown = printable(timezone[:80]) if isinstance(timezone, str) else _json_type(timezone)
+        raise ValidationError(
+            f"field 'timezone' must be an IANA timezone name like 'Europe/Berlin' or 'UTC'; "
+            f"got '{shown}'"
+        )
+    cron, every = body.get("cron"), body.get("every")
+    if (cron is None) == (every is None):
+        raise ValidationError(
+            "give exactly one of field 'cron' (a cron expression) and field 'every' (seconds)"
+        )
+    if cron is not None:
+        cron = _cron_expression(cron, timezone)
+    if every is not None:
+        every = _bounded_number(every, "field 'every'", MIN_EVERY_SECONDS, MAX_EVERY_SECONDS)
+    priority = 0
+    if "priority" in body:
+        priority = _bounded_int(body["priority"], "field 'priority'", -MAX_PRIORITY, MAX_PRIORITY)
+    max_attempts = body.get("max_attempts")
+    if max_attempts is not None:
+        max_attempts = _bounded_int(max_attempts, "field 'max_attempts'", 1, MAX_ATTEMPTS)
+    paused = body.get("paused", False)
+    if not isinstance(paused, bool):
+        raise ValidationError(f"field 'paused' must be true or false, got {_json_type(paused)}")
+    return Schedule(
+        name=name,
+        queue=queue,
+        payload=codec.encode_json(payload, "payload"),
+        cron=cron,
+        every=every,
+        timezone=timezone,
+        priority=priority,
+        max_attempts=max_attempts,
+        paused=paused,
+    )
+
+
+def _cron_expression(value: Any, timezone: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"field 'cron' must be a string, got {_json_type(value)}")
+    if len(value) > MAX_CRON_CHARS:
+        raise ValidationError(f"field 'cron' is over {MAX_CRON_CHARS} characters")
+    try:
+        check_cron(value, timezone)
+    except ValueError as error:
+        raise ValidationError(
+            f"field 'cron' is not a cron expression like '*/5 * * * *' ({error}); "
+            f"got '{printable(value[:80])}'"
+        ) from None
+    return value

@@ -408,3 +408,47 @@ def test_serve_is_the_same_server_as_main_py(tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_schedule_set_show_list_and_delete(server, capsys):
+    code, out = run(
+        server,
+        capsys,
+        *("schedule", "set", "cli-nightly", '{"report": "daily"}', "--queue", "cli-reports"),
+        *("--cron", "0 6 * * *", "--timezone", "Europe/Berlin", "--priority", "2"),
+    )
+    assert code == 0, out
+    assert re.search(r"^cron +0 6 \* \* \*$", out, re.MULTILINE)
+    assert re.search(r'^payload +\{"report":"daily"\}$', out, re.MULTILINE)
+    assert re.search(r"^last_run_at +-$", out, re.MULTILINE)
+
+    code, out = run(server, capsys, "schedule", "set", "cli-pings", "{}", "--queue", "cli-p",
+                    "--every", "30", "--paused")  # fmt: skip
+    assert code == 0, out
+    code, out = run(server, capsys, "schedule", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["name", "queue", "runs", "timezone", "next_run_at", "last_run_at"]
+    assert lines[1].startswith("cli-nightly") and "Europe/Berlin" in lines[1]
+    assert re.match(r"cli-pings +cli-p +every 30 s \(paused\) +UTC +- +-$", lines[2])
+
+    code, out = run(server, capsys, "schedule", "show", "cli-nightly", "--json")
+    shown = json.loads(out)
+    assert (shown["name"], shown["priority"], shown["every"]) == ("cli-nightly", 2, None)
+
+    for name in ("cli-nightly", "cli-pings"):
+        code, out = run(server, capsys, "schedule", "delete", name)
+        assert (code, out) == (0, f"deleted schedule '{name}' (the tasks it enqueued stay)\n")
+    code, out = run(server, capsys, "schedule", "list")
+    assert out.startswith("no schedules yet")
+    code, out = run(server, capsys, "schedule", "show", "cli-nightly")
+    assert code == 1
+    assert "no schedule named 'cli-nightly' (HTTP 404)" in out
+
+
+def test_schedule_set_with_a_cron_the_server_refuses_names_the_field(server, capsys):
+    code, out = run(server, capsys, "schedule", "set", "cli-bad", "{}", "--queue", "q",
+                    "--cron", "61 * * * *")  # fmt: skip
+
+    assert code == 1
+    assert out.startswith("error: field 'cron' is not a cron expression")

@@ -96,6 +96,18 @@ def test_an_unknown_command_is_one_line_naming_the_commands(capsys):
             ["enqueue", "{}", "--group", "a\tb"],
             "tornado-queue enqueue: error: argument --group: must be 1 to 128 characters",
         ),
+        (
+            ["schedule", "set", "nightly", "{}", "--queue", "q"],
+            "tornado-queue schedule set: error: one of the arguments --cron --every is required",
+        ),
+        (
+            ["schedule", "set", "nightly", "{}", "--queue", "q", "--every", "0"],
+            "tornado-queue schedule set: error: argument --every: must be from 1 to 31536000",
+        ),
+        (
+            ["schedule", "set", "nightly", "[]", "--queue", "q", "--every", "5"],
+            "tornado-queue schedule set: error: argument payload: must be a JSON object",
+        ),
     ],
     ids=[
         "worker range",
@@ -114,6 +126,9 @@ def test_an_unknown_command_is_one_line_naming_the_commands(capsys):
         "purge no status",
         "expires in",
         "group",
+        "schedule without a time",
+        "schedule every",
+        "schedule payload",
     ],
 )
 def test_a_bad_argument_is_one_line_with_status_2(args, expected):

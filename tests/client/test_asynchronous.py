@@ -126,3 +126,19 @@ async def test_progress_and_waiting_for_a_result_work_awaited(server):
     other = await client.enqueue({"n": 2}, queue="async-results")
     with pytest.raises(TimeoutError):
         await client.wait_for(other, timeout=0.2)
+
+
+async def test_schedule_calls_work_awaited(server):
+    client = AsyncClient(server.url)
+
+    created = await client.put_schedule("async-tick", queue="async-tick", payload={}, every=1)
+    assert created["every"] == 1.0
+    assert await client.get_schedule("async-tick") == created
+    assert "async-tick" in [schedule["name"] for schedule in await client.schedules()]
+
+    # Then its first task comes about a second later, long-polled
+    task = await client.dequeue(queue="async-tick", wait=10)
+    assert task is not None and task.schedule == "async-tick"
+    await client.delete_schedule("async-tick")
+    with pytest.raises(NotFound):
+        await client.get_schedule("async-tick")

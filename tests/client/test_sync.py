@@ -629,3 +629,60 @@ def test_a_task_from_a_server_without_the_newer_fields_reads_them_as_none():
     task = Task.from_document(orjson.loads(DONE))
 
     assert (task.group, task.expires_at, task.dead_lettered_from) == (None, None, None)
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+def test_a_schedule_is_put_read_listed_and_deleted(client: Client, queue: str):
+    name = "client-" + queue[:40]
+
+    created = client.put_schedule(
+        name, queue=queue, payload={"n": 1}, cron="0 6 * * *", timezone="Europe/Berlin"
+    )
+
+    assert (created["name"], created["cron"], created["every"]) == (name, "0 6 * * *", None)
+    assert created["timezone"] == "Europe/Berlin"
+    assert created["next_run_at"] is not None and created["last_run_at"] is None
+    assert client.get_schedule(name) == created
+    assert name in [schedule["name"] for schedule in client.schedules()]
+    paused = client.put_schedule(name, queue=queue, payload={}, every=60, paused=True)
+    assert (paused["every"], paused["paused"], paused["next_run_at"]) == (60.0, True, None)
+
+    client.delete_schedule(name)
+
+    with pytest.raises(NotFound):
+        client.get_schedule(name)
+    with pytest.raises(NotFound):
+        client.delete_schedule(name)
+
+
+def test_a_bad_schedule_raises_bad_request_naming_the_field(client: Client, queue: str):
+    with pytest.raises(BadRequest) as raised:
+        client.put_schedule("bad-tz", queue=queue, payload={}, every=5, timezone="Nowhere/Land")
+
+    assert "timezone" in raised.value.detail
+    with pytest.raises(NotFound):
+        client.get_schedule("bad-tz")
+
+
+def test_a_schedules_task_carries_its_name_and_fire_time(client: Client, queue: str):
+    name = "tick-" + queue[:40]
+    client.put_schedule(name, queue=queue, payload={"tick": 1}, every=1)
+
+    assert wait_until(lambda: client.stats(queue)["pending"] >= 1)
+    client.delete_schedule(name)
+
+    task = client.dequeue(queue=queue)
+    assert task is not None
+    assert task.schedule == name
+    assert isinstance(task.fire_time, datetime)
+    assert task.payload == {"tick": 1}
+
+
+def test_a_put_schedule_is_sent_again_after_a_dropped_connection():
+    stub = StubServer(DROP, Answer(200, b'{"name": "s"}'))
+    with stub, Client(stub.url, backoff=0.01) as client:
+        client.put_schedule("a b", queue="q", payload={}, every=5)
+    assert [(seen.method, seen.path) for seen in stub.seen] == [("PUT", "/schedules/a%20b")] * 2
+    assert orjson.loads(stub.seen[0].body) == {"queue": "q", "payload": {}, "every": 5}

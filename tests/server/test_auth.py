@@ -216,8 +216,8 @@ def test_the_http_table_covers_every_protected_route_and_method():
         (
             method,
             re.sub(
-                r"/queues/emails\b",
-                "/queues/{name}",
+                r"/(queues/emails|schedules/nightly)\b",
+                lambda match: "/" + match.group(1).split("/")[0] + "/{name}",
                 re.sub(r"/tasks/[0-9a-f-]{36}", "/tasks/{id}", path),
             ),
         ): set(roles)

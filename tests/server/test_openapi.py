@@ -10,6 +10,7 @@ and that a client generator reads it cleanly by tests/server/test_openapi_genera
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from tornado_queue.models import (
 from tornado_queue.server import openapi
 from tornado_queue.server.app import ROUTES, make_app
 from tornado_queue.server.handlers.base import ApiHandler, route_template
+from tornado_queue.server.handlers.schedules import schedule_document
 
 HTTP_METHODS = frozenset({"get", "head", "post", "put", "patch", "delete", "options", "trace"})
 AUTH = pytest.mark.parametrize("auth", [True, False], ids=["auth-on", "auth-off"])
@@ -285,6 +287,8 @@ def full_task() -> Task:
     task.group = "order-7"
     task.expires_at = 1_800_003_600.25
     task.dead_lettered_from = "orders"
+    task.schedule = "nightly"
+    task.fire_time = 1_799_999_940.0
     return task
 
 
@@ -294,7 +298,10 @@ def test_the_task_schema_has_every_field_the_server_writes_in_order():
 
     assert schema["required"] == written
     assert list(schema["properties"]) == written
-    assert written[-5:] == ["group", "expires_at", "dead_lettered_from", "after", "dependents"]
+    assert written[-7:] == [
+        *("group", "expires_at", "dead_lettered_from", "after", "dependents"),
+        *("schedule", "fire_time"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -447,3 +454,29 @@ def test_a_group_is_refused_by_the_document_exactly_when_the_server_refuses_it(g
     else:
         with pytest.raises(ValidationError, match="group"):
             validation.new_task(body)
+
+
+def test_the_schedule_schema_has_every_field_the_server_writes_in_order():
+    schedule = validation.schedule(
+        {"queue": "reports", "payload": {"r": 1}, "cron": "0 6 * * *", "timezone": "Europe/Berlin"},
+        "nightly",
+    )
+    stored = replace(schedule, next_run_at=1_800_000_000.0, last_run_at=1_799_913_600.0)
+    document = orjson.loads(codec.dumps(schedule_document(stored)))
+    schema = openapi.document(ROUTES)["components"]["schemas"]["Schedule"]
+
+    assert schema["required"] == list(document)
+    assert list(schema["properties"]) == list(document)
+    schema_validator("Schedule").validate(document)
+    schema_validator("Schedule").validate({**document, "next_run_at": None, "cron": None})
+
+
+def test_every_definition_the_server_accepts_fits_the_definition_schema():
+    validator = schema_validator("ScheduleDefinition")
+    for body in (
+        {"queue": "q", "payload": {}, "every": 1},
+        {"queue": "q", "payload": {}, "cron": "*/5 * * * *", "timezone": "UTC", "paused": True},
+        {"queue": "q", "payload": {}, "every": 60, "priority": -3, "max_attempts": 1000},
+    ):
+        validation.schedule(body, "s")
+        validator.validate(body)

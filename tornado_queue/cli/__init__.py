@@ -24,6 +24,9 @@ USAGE = """usage: tornado-queue COMMAND [ARGS...]   (COMMAND --help for its argu
                                 a queue's counts and settings; stop or restart its delivery;
                                 put all its failed tasks back; change its settings; delete
                                 its tasks in one state
+  schedule set|show|list|delete cron and interval schedules: create or replace one (a task
+                                on a queue at each cron time, or every N seconds), read one,
+                                list them, remove one
   tail                          follow the counts live, a line per change
 """
 

@@ -1,4 +1,5 @@
-"""The client commands: `python -m tornado_queue enqueue|get|stats|queues|retry|queue|tail`.
+"""The client commands: `python -m tornado_queue
+enqueue|get|stats|queues|retry|queue|schedule|tail`.
 
 Output is for people (tables, one sentence) unless `--json` is given: then it is exactly the
 server's JSON, one document per line, for scripts. Exit codes: 0 done, 1 the server refused
@@ -17,6 +18,8 @@ from typing import Any
 import orjson
 
 from tornado_queue.arguments import bounded, choice, queue_name
+from tornado_queue.cli.output import emit, table
+from tornado_queue.cli.schedules import add_schedule_actions, schedule
 from tornado_queue.client import Client, ConnectionFailed, Task, TaskQueueError
 from tornado_queue.client.arguments import add_server_arguments
 from tornado_queue.config import OneLineParser
@@ -44,26 +47,6 @@ Command = Callable[[Client, argparse.Namespace], None]
 
 class Declined(Exception):
     """The person at the terminal answered no: nothing was done."""
-
-
-def emit(document: Any) -> None:
-    sys.stdout.write(orjson.dumps(document).decode() + "\n")
-    sys.stdout.flush()
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns padded to their widest cell; numbers right-aligned, text left-aligned."""
-    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    numeric = [all(isinstance(row[column], int) for row in rows) for column in range(len(headers))]
-    lines = []
-    for row in cells:
-        padded = [
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, right in zip(row, widths, numeric, strict=True)
-        ]
-        lines.append("  ".join(padded).rstrip())
-    return "\n".join(lines)
 
 
 def _json_text(value: Any) -> str:
@@ -393,6 +376,7 @@ COMMANDS: dict[str, Command] = {
     "retry": retry,
     "queue": queue,
     "tail": tail,
+    "schedule": schedule,
 }
 
 
@@ -436,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("queues", parents=[common], help="every queue with its counts")
     add_queue_actions(commands.add_parser("queue", help="act on one queue"), common)
+    add_schedule_actions(
+        commands.add_parser("schedule", help="cron and interval schedules"), common
+    )
     return parser
 
 

@@ -191,6 +191,40 @@ class AsyncClient:
     async def queues(self) -> list[dict[str, Any]]:
         return await self._call(calls.queues())
 
+    async def put_schedule(
+        self,
+        name: str,
+        *,
+        queue: str,
+        payload: dict[str, Any],
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        definition = {
+            "queue": queue,
+            "payload": payload,
+            "cron": cron,
+            "every": every,
+            "timezone": timezone,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "paused": paused,
+        }
+        return await self._call(calls.put_schedule(name, definition))
+
+    async def get_schedule(self, name: str) -> dict[str, Any]:
+        return await self._call(calls.get_schedule(name))
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await self._call(calls.schedules())
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._call(calls.delete_schedule(name))
+
     async def _call(self, call: Call[T]) -> T:
         attempt = 0
         while True:

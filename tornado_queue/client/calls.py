@@ -221,6 +221,26 @@ def _deleted(response: Response) -> int:
     return int(_body(response)["deleted"])
 
 
+def put_schedule(name: str, definition: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    # A PUT sets the whole definition: sending it twice leaves the same schedule.
+    body = {field: value for field, value in definition.items() if value is not None}
+    path = f"/schedules/{quote(name, safe='')}"
+    return Call("PUT", path, _body, _json(body), {"Content-Type": JSON})
+
+
+def get_schedule(name: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/schedules/{quote(name, safe='')}", _body)
+
+
+def schedules() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/schedules", _body)
+
+
+def delete_schedule(name: str) -> Call[None]:
+    # As a task's DELETE: a repeat after a lost answer finds it gone (404).
+    return Call("DELETE", f"/schedules/{quote(name, safe='')}", _nothing)
+
+
 def view(queue: str, status: str, limit: int | None, offset: int | None) -> Call[list[Task]]:
     path = _query("/queue/view", queue=queue, status=status, limit=limit, offset=offset)
     return Call("GET", path, _tasks)

@@ -40,10 +40,10 @@ class Client:
     doubling in between (at least the 503's Retry-After). Safe are GET, DELETE (a repeated
     `purge_queue` deletes what is left), complete / fail / heartbeat (fenced by the lease id:
     a repeat is answered as the first was), enqueue (every enqueue carries an idempotency
-    key), `configure_queue` (absolute values: a repeat sets the same) and `retry_queue` (a
-    repeat retries what is still failed). A dequeue is repeated only after a 503 saying
-    nothing was applied (see `dequeue`). Other errors the server answers with are never
-    retried; they raise a `TaskQueueError` subclass carrying the server's `detail`.
+    key), `configure_queue` and `put_schedule` (absolute values: a repeat sets the same) and
+    `retry_queue` (a repeat retries what is still failed). A dequeue is repeated only after a
+    503 saying nothing was applied (see `dequeue`). Other errors the server answers with are
+    never retried; they raise a `TaskQueueError` subclass carrying the server's `detail`.
     """
 
     def __init__(
@@ -259,6 +259,49 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         """Every queue: `{"name": ..., "pending": n, "processing": n, ...}`, by name."""
         return self._call(calls.queues())
+
+    # --- schedules -----------------------------------------------------------------------
+
+    def put_schedule(
+        self,
+        name: str,
+        *,
+        queue: str,
+        payload: dict[str, Any],
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        """Create or replace schedule `name`: a task with `payload` on `queue` at each time of
+        `cron` (read in `timezone`, default UTC) or every `every` seconds (give exactly one).
+        The schedule as stored, with `next_run_at` and `last_run_at`. A bad field raises
+        `BadRequest` naming it, and nothing changes."""
+        definition = {
+            "queue": queue,
+            "payload": payload,
+            "cron": cron,
+            "every": every,
+            "timezone": timezone,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "paused": paused,
+        }
+        return self._call(calls.put_schedule(name, definition))
+
+    def get_schedule(self, name: str) -> dict[str, Any]:
+        """One schedule; `NotFound` when there is none."""
+        return self._call(calls.get_schedule(name))
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule, sorted by name."""
+        return self._call(calls.schedules())
+
+    def delete_schedule(self, name: str) -> None:
+        """Remove a schedule (the tasks it enqueued stay); `NotFound` when there is none."""
+        self._call(calls.delete_schedule(name))
 
     # --- connections ---------------------------------------------------------------------
 

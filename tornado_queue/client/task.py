@@ -38,6 +38,8 @@ class Task:
     group: str | None = None
     expires_at: datetime | None = None
     dead_lettered_from: str | None = None
+    schedule: str | None = None
+    fire_time: datetime | None = None
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> Task:
@@ -62,6 +64,8 @@ class Task:
             group=document.get("group"),
             expires_at=_time(document.get("expires_at")),
             dead_lettered_from=document.get("dead_lettered_from"),
+            schedule=document.get("schedule"),
+            fire_time=_time(document.get("fire_time")),
         )
 
     def to_document(self) -> dict[str, Any]:

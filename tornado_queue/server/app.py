@@ -43,6 +43,7 @@ from tornado_queue.server.handlers.queue import (
     QueueTotalsHandler,
     QueueViewHandler,
 )
+from tornado_queue.server.handlers.schedules import ScheduleHandler, SchedulesHandler
 from tornado_queue.server.handlers.tasks import (
     CompleteBatchHandler,
     CompleteHandler,
@@ -59,6 +60,7 @@ from tornado_queue.server.handlers.tasks import (
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
 from tornado_queue.server.result_waiters import ResultWaiters
+from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.services import RequestTracker, Services
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import Store
@@ -85,6 +87,8 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queues/(?P<name>[^/]+)", QueueHandler),
     (r"/queues/(?P<name>[^/]+)/retry", QueueRetryHandler),
     (r"/queues/(?P<name>[^/]+)/tasks", QueuePurgeHandler),
+    (r"/schedules", SchedulesHandler),
+    (r"/schedules/(?P<name>[^/]+)", ScheduleHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),
     (r"/", DashboardHandler),
@@ -167,6 +171,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
     """
     tokens = Tokens.configured(settings.auth_token, settings.tokens_file)
     warn_if_open(tokens, settings.host)
+    metrics = Metrics()
     services = Services(
         store=store,
         config=settings,
@@ -174,10 +179,11 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
         tracker=RequestTracker(),
         waiters=Waiters(store),
         result_waiters=ResultWaiters(store),
-        metrics=Metrics(),
+        metrics=metrics,
         body_deadlines=BodyDeadlines(settings.body_timeout),
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
         openapi_document=openapi.document_bytes(ROUTES, auth=tokens.enabled),
+        scheduler=Scheduler(store, metrics.schedule_fired),
     )
 
     def log_function(handler: RequestHandler) -> None:

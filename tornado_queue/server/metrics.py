@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
+    Counter,
     Gauge,
     Histogram,
     PlatformCollector,
@@ -67,6 +68,17 @@ class Metrics:
         )
         # labels() takes a lock and builds a key each call; the children are looked up here.
         self._children: dict[tuple[str, str, int], Histogram] = {}
+        self._fired = Counter(
+            "taskqueue_schedule_fired",
+            "Occurrences of each schedule this server enqueued (a skipped one is not counted).",
+            ["schedule"],
+            registry=self.registry,
+        )
+
+    def schedule_fired(self, schedule: str) -> None:
+        """Count one occurrence of `schedule` enqueued by this server (called by its
+        scheduler; schedule names are bounded by `limits.MAX_SCHEDULES`)."""
+        self._fired.labels(schedule).inc()
 
     def observe(self, handler: RequestHandler) -> None:
         """Record one finished request (called from the app's `log_function`)."""

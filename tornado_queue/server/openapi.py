@@ -156,6 +156,45 @@ NEW_TASK_PROPERTIES: Json = {
     ),
 }
 
+SCHEDULE_PROPERTIES: Json = {
+    "queue": schema_ref("QueueName"),
+    "payload": NEW_TASK_PROPERTIES["payload"],
+    "cron": nullable(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.MAX_CRON_CHARS,
+            "description": "A cron expression (`minute hour day month weekday`, or six fields "
+            "with seconds first), read in `timezone`; null or absent with `every`.",
+            "examples": ["*/5 * * * *"],
+        }
+    ),
+    "every": nullable(
+        {
+            "type": "number",
+            "minimum": limits.MIN_EVERY_SECONDS,
+            "maximum": limits.MAX_EVERY_SECONDS,
+            "description": "Seconds between runs, the first one interval after the PUT; null "
+            "or absent with `cron`.",
+        }
+    ),
+    "timezone": {
+        "type": "string",
+        "default": "UTC",
+        "description": "An IANA timezone name the cron is read in.",
+        "examples": ["Europe/Berlin"],
+    },
+    "priority": {**PRIORITY, "default": 0},
+    "max_attempts": NEW_TASK_PROPERTIES["max_attempts"],
+    "paused": {
+        "type": "boolean",
+        "default": False,
+        "description": "A paused schedule never fires; a PUT with false resumes it from its "
+        "next occurrence after now, with no catch-up.",
+    },
+}
+"""The fields of a schedule a PUT gives (and a GET shows, with the rest)."""
+
 STATS_STATES = ("pending", "processing", "completed", "failed", "scheduled", "waiting")
 
 
@@ -262,6 +301,8 @@ SCHEMAS: Json = {
             "dead_lettered_from",
             "after",
             "dependents",
+            "schedule",
+            "fire_time",
         ],
         "additionalProperties": False,
         "properties": {
@@ -342,6 +383,20 @@ SCHEMAS: Json = {
                     "maxItems": limits.MAX_DEPENDENTS,
                     "description": "The tasks enqueued to wait for this one, oldest first (some "
                     "may since be gone).",
+                }
+            ),
+            "schedule": nullable(
+                {
+                    "type": "string",
+                    "pattern": QUEUE_NAME_PATTERN,
+                    "description": "The schedule that enqueued this task; null for others.",
+                }
+            ),
+            "fire_time": nullable(
+                {
+                    **TIMESTAMP,
+                    "description": "The occurrence of its schedule this task stands for (at "
+                    "most one task per schedule and fire time); null for others.",
                 }
             ),
         },
@@ -548,6 +603,46 @@ SCHEMAS: Json = {
             {"name": schema_ref("QueueName"), "settings": schema_ref("QueueSettings")},
         ),
     },
+    "ScheduleDefinition": {
+        "type": "object",
+        "description": "A schedule: exactly one of `cron` and `every`. Unknown fields or bad "
+        "values are 400 naming the field, and change nothing.",
+        "required": ["queue", "payload"],
+        "additionalProperties": False,
+        "properties": SCHEDULE_PROPERTIES,
+        "examples": [
+            {
+                "queue": "reports",
+                "payload": {"report": "daily"},
+                "cron": "0 6 * * *",
+                "timezone": "Europe/Berlin",
+            },
+            {"queue": "pings", "payload": {}, "every": 60},
+        ],
+    },
+    "Schedule": {
+        "type": "object",
+        "description": "A schedule as stored, with its name and runs.",
+        "required": ["name", *SCHEDULE_PROPERTIES, "next_run_at", "last_run_at"],
+        "additionalProperties": False,
+        "properties": {
+            "name": schema_ref("QueueName"),
+            **SCHEDULE_PROPERTIES,
+            "next_run_at": nullable(
+                {
+                    **TIMESTAMP,
+                    "description": "The occurrence fired next; null while paused.",
+                }
+            ),
+            "last_run_at": nullable(
+                {
+                    **TIMESTAMP,
+                    "description": "The fire time of the last task it enqueued; null before "
+                    "the first.",
+                }
+            ),
+        },
+    },
     "Retried": {
         "type": "object",
         "description": "How many failed tasks went back to `pending`.",
@@ -616,6 +711,13 @@ PARAMETERS: Json = {
         "required": True,
         "schema": schema_ref("QueueName"),
         "description": "The queue; a name that is not a queue name is 400.",
+    },
+    "ScheduleNamePath": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": schema_ref("QueueName"),
+        "description": "The schedule: a name by the rules of a queue name (else 400).",
     },
     "Queue": query(
         "queue",
@@ -728,9 +830,13 @@ PROBLEMS: dict[int, tuple[str, str]] = {
         "Auth is on and the request has no bearer token, or one the server does not know.",
     ),
     403: ("Forbidden", "The token's role may not call this operation (see its description)."),
-    404: ("NotFound", "No such task (or nothing to dequeue)."),
+    404: ("NotFound", "No such task or schedule (or nothing to dequeue)."),
     405: ("MethodNotAllowed", "The route does not answer this method; see `Allow`."),
-    409: ("Conflict", "The task is not in a state that allows this, or the lease was lost."),
+    409: (
+        "Conflict",
+        "The task is not in a state that allows this, the lease was lost, or the store holds "
+        "the most schedules it keeps.",
+    ),
     413: ("ContentTooLarge", "The body is over `--max-body-bytes` (default 1 MiB)."),
     415: ("UnsupportedMediaType", "A body declared as other than JSON, or compressed."),
     422: ("UnprocessableContent", "The Idempotency-Key was used with a different request."),
@@ -1194,6 +1300,57 @@ def _paths() -> Json:
                 parameters=("QueueNamePath", "PurgeStatus"),
             )
         },
+        "/schedules": with_head(
+            operation(
+                "listSchedules",
+                "Every schedule, sorted by name",
+                "schedules",
+                {
+                    "200": json_response(
+                        "The schedules.", {"type": "array", "items": schema_ref("Schedule")}
+                    )
+                },
+            )
+        ),
+        "/schedules/{name}": {
+            **with_head(
+                operation(
+                    "getSchedule",
+                    "One schedule",
+                    "schedules",
+                    {
+                        "200": json_response("The schedule.", schema_ref("Schedule")),
+                        **problems(400, 404),
+                    },
+                    parameters=("ScheduleNamePath",),
+                )
+            ),
+            "put": operation(
+                "putSchedule",
+                "Create or replace a schedule",
+                "schedules",
+                {
+                    "200": json_response("Replaced: the schedule now.", schema_ref("Schedule")),
+                    "201": json_response("Created.", schema_ref("Schedule")),
+                    **problems(400, 409, *BODY_PROBLEMS),
+                },
+                parameters=("ScheduleNamePath",),
+                body=json_body("ScheduleDefinition", required=True),
+                description="Its next run is set afresh (one interval from now, or the cron's "
+                "next time after now); `last_run_at` is kept. A new schedule beyond "
+                f"{limits.MAX_SCHEDULES} is 409.",
+            ),
+            "delete": operation(
+                "deleteSchedule",
+                "Remove a schedule (the tasks it enqueued stay)",
+                "schedules",
+                {
+                    "204": {"description": "Removed.", "headers": REQUEST_ID_HEADER},
+                    **problems(400, 404),
+                },
+                parameters=("ScheduleNamePath",),
+            ),
+        },
         "/healthz": with_head(
             operation(
                 "health",
@@ -1371,6 +1528,7 @@ def document(routes: Routes, *, auth: bool = True) -> Json:
             {"name": "tasks", "description": "Producing and managing tasks."},
             {"name": "consumers", "description": "Leasing and finishing tasks."},
             {"name": "queues", "description": "What is in the queues."},
+            {"name": "schedules", "description": "Tasks enqueued on a cron or an interval."},
             {"name": "operations", "description": "Health, metrics and the dashboard."},
             {"name": "documentation", "description": "This description, and its UI."},
         ],

@@ -26,6 +26,7 @@ from tornado_queue.server.app import make_app
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
 from tornado_queue.server.result_waiters import ResultWaiters
+from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.services import RequestTracker
 from tornado_queue.server.simulation import SimulatedWorkers
 from tornado_queue.server.waiters import Waiters
@@ -160,6 +161,7 @@ class Running:
     waiters: Waiters
     result_waiters: ResultWaiters
     reaper: PeriodicCallback
+    scheduler: Scheduler
     pool: SimulatedWorkers
     store: Store
 
@@ -201,6 +203,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     reaper = PeriodicCallback(lambda: store_calls.reap(store), REAP_INTERVAL_MS)
     reaper.start()
     services = app.services
+    services.scheduler.start()
     running = Running(
         server,
         services.tracker,
@@ -208,6 +211,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         services.waiters,
         services.result_waiters,
         reaper,
+        services.scheduler,
         pool,
         store,
     )
@@ -247,6 +251,7 @@ async def shut_down(running: Running) -> None:
     lifecycle_log.info("shutting down: no longer accepting connections")
     running.server.stop()
     running.reaper.stop()
+    await running.scheduler.stop()
     running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
     running.result_waiters.close()  # as do requests waiting for a result
     if not await wait_for_requests(running.tracker, running.bodies, SHUTDOWN_GRACE_SECONDS):

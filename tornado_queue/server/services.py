@@ -11,6 +11,7 @@ from tornado_queue.server.bodywatch import BodyDeadlines
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
 from tornado_queue.server.result_waiters import ResultWaiters
+from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.waiters import Waiters
 from tornado_queue.storage import Store
 
@@ -43,3 +44,5 @@ class Services:
     """Per token (or address) request rates; None without --rate-limit."""
     openapi_document: bytes
     """`/openapi.json`, encoded once."""
+    scheduler: Scheduler
+    """Fires due schedules (started by `serve`; a PUT pokes it)."""

@@ -55,6 +55,7 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
+from tornado_queue.schedules import Round, Schedule
 from tornado_queue.storage.outage import OutageLog
 
 T = TypeVar("T")
@@ -387,6 +388,44 @@ class Store(ABC):
     @abstractmethod
     def configured_queues(self) -> dict[str, QueueSettings]:
         """Every queue with at least one setting, by name."""
+
+    # -- schedules -------------------------------------------------------------------------
+
+    @abstractmethod
+    def put_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        """Create or replace the schedule named `schedule.name` in one atomic step; return it as
+        stored and whether it was created.
+
+        The store sets `next_run_at` from its clock (`Schedule.placed`: an `every` schedule
+        fires one interval from now, a cron one at its next time after now, a paused one
+        never), keeps `last_run_at` of the schedule it replaces and raises its `revision`.
+        A new schedule beyond `limits.MAX_SCHEDULES` raises `TooManySchedules`."""
+
+    @abstractmethod
+    def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule with this name, or None."""
+
+    @abstractmethod
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, sorted by name (at most `limits.MAX_SCHEDULES`)."""
+
+    @abstractmethod
+    def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule; False when there was none. Tasks it enqueued stay."""
+
+    @abstractmethod
+    def fire_due_schedules(self, limit: int = limits.SCHEDULE_ROUND) -> Round:
+        """Fire up to `limit` schedules whose `next_run_at` has come, earliest first, found
+        through an index on `next_run_at` (never a scan of every schedule).
+
+        Each firing is one atomic step that checks the schedule's stored `next_run_at` (and
+        revision) is the occurrence being fired, enqueues its task through the normal enqueue
+        rules with `schedule` and `fire_time` set (`schedules.fire`: the latest occurrence not
+        after now, so a store that was down past several occurrences catches up once), and
+        advances `next_run_at` to the first occurrence after now. However many servers share
+        the store and whenever they restart, each occurrence is enqueued at most once, and
+        never one at or before `last_run_at`. A full queue or store skips the occurrence (its
+        `Fired` carries the error); a paused schedule is not due."""
 
     @abstractmethod
     def delete(self, task_id: str) -> None:

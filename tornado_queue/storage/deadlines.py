@@ -46,6 +46,10 @@ class DeadlineHeap:
         """The earliest deadline held (possibly a stale one), or None."""
         return self._heap[0][0] if self._heap else None
 
+    def peek_key(self) -> str:
+        """The key of the earliest entry (the heap must not be empty)."""
+        return self._heap[0][1]
+
     def due(self, now: float) -> bool:
         """Whether any entry is due at `now` (cheap: one peek)."""
         return bool(self._heap) and self._heap[0][0] <= now

@@ -16,6 +16,7 @@ from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
     InvalidTransition,
     TaskNotFound,
+    TooManySchedules,
     key_conflict,
     lease_lost,
     not_failed,
@@ -27,7 +28,7 @@ from tornado_queue.errors import (
     still_processing,
     too_many_dependents,
 )
-from tornado_queue.limits import MAX_DEPENDENTS
+from tornado_queue.limits import MAX_DEPENDENTS, MAX_SCHEDULES, SCHEDULE_ROUND
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     FINISHED,
@@ -40,6 +41,7 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
+from tornado_queue.schedules import Round, Schedule, fire
 from tornado_queue.storage.base import (
     EXPIRED_ERROR,
     RETIRED,
@@ -57,6 +59,7 @@ from tornado_queue.storage.delivery import DeliveryRules, delivers_more
 from tornado_queue.storage.groups import Groups
 from tornado_queue.storage.idempotency import IdempotencyKeys
 from tornado_queue.storage.pending import PendingQueue
+from tornado_queue.storage.schedule_book import ScheduleBook
 
 # Globals read instead of enum class attributes on the hot paths (a class attribute of an enum
 # costs several times a global read).
@@ -146,6 +149,7 @@ class MemoryStore(Store):
         # enqueue is for the others.
         self._shaping: set[str] = set()
         self._groups = Groups(self._tasks.get)
+        self._schedules = ScheduleBook()
         # No deadline of any heap comes before this: an operation starting earlier has nothing
         # to reap (one comparison instead of a look at four heaps).
         self._reap_from = math.inf
@@ -542,6 +546,55 @@ class MemoryStore(Store):
         with self._operation():
             return dict(self._settings)
 
+    # -- schedules ----------------------------------------------------------------------------
+
+    def put_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        with self._operation() as op:
+            before = self._schedules.get(schedule.name)
+            if before is None and len(self._schedules) >= MAX_SCHEDULES:
+                raise TooManySchedules(MAX_SCHEDULES)
+            stored = replace(
+                schedule.placed(op.wall),
+                last_run_at=before and before.last_run_at,
+                revision=(before.revision if before else 0) + 1,
+            )
+            self._schedules.put(stored)
+            return stored, before is None
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        with self._lock:
+            return self._schedules.get(name)
+
+    def schedules(self) -> list[Schedule]:
+        with self._lock:
+            return self._schedules.sorted()
+
+    def delete_schedule(self, name: str) -> bool:
+        with self._lock:
+            return self._schedules.delete(name)
+
+    def fire_due_schedules(self, limit: int = SCHEDULE_ROUND) -> Round:
+        with self._operation() as op:
+
+            def enqueue(new_task: NewTask) -> str:
+                if self._limited:
+                    self._check_room([new_task])
+                task = self._new_record(new_task)
+                self._add(task, new_task, op, None)
+                return task.id
+
+            fired = []
+            for _ in range(limit):
+                schedule = self._schedules.pop_due(op.wall)
+                if schedule is None:
+                    break
+                after, outcome = fire(schedule, op.wall, enqueue)
+                self._schedules.put(after)
+                if outcome is not None:
+                    fired.append(outcome)
+            next_due = self._schedules.next_due()
+            return Round(fired, next_due is not None and next_due <= op.wall, next_due)
+
     def totals(self) -> dict[str, dict[Event, int]]:
         with self._operation():
             return {name: dict(events) for name, events in self._events.items()}
@@ -589,6 +642,7 @@ class MemoryStore(Store):
             priority=new_task.priority,
         )
         task.group = new_task.group
+        task.schedule, task.fire_time = new_task.schedule, new_task.fire_time
         return task
 
     def _check_room(self, created: Sequence[NewTask]) -> None:

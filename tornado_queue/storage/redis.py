@@ -27,6 +27,7 @@ from tornado_queue.errors import (
     QueueError,
     StoreUnavailable,
     TaskNotFound,
+    TooManySchedules,
     key_conflict,
     lease_lost,
     not_failed,
@@ -40,7 +41,7 @@ from tornado_queue.errors import (
     too_many_dependents,
     too_many_queues,
 )
-from tornado_queue.limits import MAX_DEPENDENTS
+from tornado_queue.limits import MAX_DEPENDENTS, MAX_SCHEDULES, SCHEDULE_ROUND
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     PURGEABLE,
@@ -54,6 +55,7 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
+from tornado_queue.schedules import Fired, Round, Schedule, firing
 from tornado_queue.storage.autopipeline import AutoPipeline, LuaCode, NotSent, is_code_missing
 from tornado_queue.storage.base import FinishedListener, Policy, ReadyListener, Store
 
@@ -65,7 +67,20 @@ MIN_REDIS_VERSION = (5, 0)
 """The script pops tasks with ZPOPMIN, which came in Redis 5.0."""
 
 UNCHANGING = frozenset(
-    {"get", "view", "counts", "totals", "deadline", "reap", "settings", "configured", "watch"}
+    {
+        "get",
+        "view",
+        "counts",
+        "totals",
+        "deadline",
+        "reap",
+        "settings",
+        "configured",
+        "watch",
+        "schedule_get",
+        "schedule_list",
+        "schedule_due",
+    }
 )
 """Operations that change nothing a client asked for (reads, and reaping, which only applies
 what was due anyway; a watch only marks a task as waited on): a failure in the middle of one is
@@ -196,6 +211,8 @@ class RedisStore(Store):
                 new_task.fingerprint,
                 new_task.group or "",
                 "" if new_task.expires_in is None else repr(new_task.expires_in),
+                "",  # schedule and fire_time: set only by a schedule's firing
+                "",
                 "" if new_task.after is None else orjson.dumps(list(new_task.after)),
             ]
         policy = self.policy
@@ -378,6 +395,70 @@ class RedisStore(Store):
     @_operation
     def configured_queues(self) -> Steps[dict[str, QueueSettings]]:
         return {name.decode(): _settings(flat) for name, flat in (yield _Call("configured", ()))}
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    @_operation
+    def put_schedule(self, schedule: Schedule) -> Steps[tuple[Schedule, bool]]:
+        placed = schedule.placed(self._clock.time())
+        args = (schedule.name, MAX_SCHEDULES, *_schedule_values(placed))
+        created, flat = yield _Call("schedule_put", args)
+        return _schedule(flat), bool(created)
+
+    @_operation
+    def get_schedule(self, name: str) -> Steps[Schedule | None]:
+        flat = yield _Call("schedule_get", (name,))
+        return _schedule(flat) if flat else None
+
+    @_operation
+    def schedules(self) -> Steps[list[Schedule]]:
+        found = [_schedule(flat) for flat in (yield _Call("schedule_list", ()))]
+        return sorted(found, key=lambda schedule: schedule.name)
+
+    @_operation
+    def delete_schedule(self, name: str) -> Steps[bool]:
+        return bool((yield _Call("schedule_delete", (name,))))
+
+    @_operation
+    def fire_due_schedules(self, limit: int = SCHEDULE_ROUND) -> Steps[Round]:
+        # Two steps: read the due schedules, then fire each in the script only if its stored
+        # revision and next_run_at are still the ones the occurrence was computed from, so of
+        # servers racing for one occurrence exactly one enqueues it.
+        flats, after = yield _Call("schedule_due", (limit,))
+        due = [_schedule(flat) for flat in flats]
+        next_due = None if after is False or after is None else float(after)
+        if not due:
+            return Round([], False, next_due)
+        policy = self.policy
+        args: list[Any] = [policy.max_pending, policy.max_tasks, policy.max_queues]
+        args.append(policy.max_attempts)
+        now = self._clock.time()
+        steps = []
+        for schedule in due:
+            assert schedule.next_run_at is not None
+            step = firing(schedule, max(now, schedule.next_run_at))
+            steps.append(step)
+            args += [
+                schedule.name,
+                schedule.revision,
+                repr(schedule.next_run_at),
+                repr(step.fire_time),
+                repr(step.next_run_at),
+                ids.task_id(),
+            ]
+        outcomes = yield _Call("schedule_fire", tuple(args))
+        fired = []
+        for schedule, step, outcome in zip(due, steps, outcomes, strict=True):
+            kind = outcome[0]
+            if kind == b"stale":  # another server fired it, or it was replaced meanwhile
+                continue
+            next_due = step.next_run_at if next_due is None else min(next_due, step.next_run_at)
+            if kind == b"fired":
+                fired.append(Fired(schedule.name, step.fire_time, outcome[1].decode()))
+            elif kind == b"skipped":
+                refusal = _domain_error(outcome[1].decode()[1:], "enqueue", "", "")
+                fired.append(Fired(schedule.name, step.fire_time, error=str(refusal)))
+        return Round(fired, len(due) == limit, next_due)
 
     @_operation
     def seconds_to_next_deadline(self) -> Steps[float | None]:
@@ -637,6 +718,7 @@ def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError
         ),
         "STOREFULL": lambda: store_full(int(numbers[0]), int(numbers[1]), int(numbers[2])),
         # in use, limit, queue
+        "TOOMANYSCHEDULES": lambda: TooManySchedules(int(rest)),
         "TOOMANYQUEUES": lambda: too_many_queues(
             int(numbers[0]), " ".join(numbers[2:]), int(numbers[1])
         ),
@@ -673,6 +755,58 @@ def _settings(flat: Sequence[bytes]) -> QueueSettings:
     pairs = iter(flat)
     values = {name.decode(): orjson.loads(value) for name, value in zip(pairs, pairs, strict=True)}
     return QueueSettings.from_stored(values)
+
+
+SCHEDULE_FIELDS = (
+    "queue",
+    "payload",
+    "cron",
+    "every",
+    "timezone",
+    "priority",
+    "max_attempts",
+    "paused",
+    "next_run_at",
+)
+"""A schedule's fields in the order the script's `schedule_put` reads them."""
+
+
+def _schedule_values(schedule: Schedule) -> list[Any]:
+    """The values of `SCHEDULE_FIELDS`, '' for unset (numbers with every digit)."""
+    values: list[Any] = []
+    for name in SCHEDULE_FIELDS:
+        value = getattr(schedule, name)
+        if value is None or value is False:
+            values.append("")
+        elif value is True:
+            values.append("1")
+        elif isinstance(value, float):
+            values.append(repr(value))
+        else:
+            values.append(value)
+    return values
+
+
+def _schedule(flat: Sequence[bytes]) -> Schedule:
+    """A schedule from its hash (HGETALL's flat list of names and values)."""
+    pairs = iter(flat)
+    fields = dict(zip(pairs, pairs, strict=True))
+    get = fields.get
+    max_attempts = get(b"max_attempts")
+    return Schedule(
+        name=fields[b"name"].decode(),
+        queue=fields[b"queue"].decode(),
+        payload=fields[b"payload"],
+        cron=_text(get(b"cron")),
+        every=_time(get(b"every")),
+        timezone=fields[b"timezone"].decode(),
+        priority=int(fields[b"priority"]),
+        max_attempts=None if max_attempts is None else int(max_attempts),
+        paused=get(b"paused") == b"1",
+        next_run_at=_time(get(b"next_run_at")),
+        last_run_at=_time(get(b"last_run_at")),
+        revision=int(fields[b"revision"]),
+    )
 
 
 def _task_id(flat: Sequence[bytes]) -> str:
@@ -719,4 +853,6 @@ def _task(flat: Sequence[bytes]) -> Task:
             waiting_on=int(get(b"waiting_on") or 0),
             hold=float(get(b"hold") or 0.0),
         )
+    task.schedule = _text(get(b"schedule"))
+    task.fire_time = _time(get(b"fire_time"))
     return task

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from tornado_queue.errors import (
     InvalidTransition,
     StoreUnavailable,
     TaskNotFound,
+    TooManySchedules,
     key_conflict,
     lease_lost,
     not_failed,
@@ -25,6 +27,7 @@ from tornado_queue.errors import (
     parent_failed_error,
     still_processing,
 )
+from tornado_queue.limits import MAX_SCHEDULES, SCHEDULE_ROUND
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     PURGEABLE,
@@ -36,7 +39,9 @@ from tornado_queue.models import (
     Task,
     TaskStatus,
 )
+from tornado_queue.schedules import Round, Schedule, fire
 from tornado_queue.storage import sqlite_control as control
+from tornado_queue.storage import sqlite_schedules as schedule_rows
 from tornado_queue.storage import sqlite_workflows as workflows
 from tornado_queue.storage.base import (
     EXPIRED_ERROR,
@@ -84,7 +89,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     parents TEXT,
     dependents TEXT,
     waiting_on INTEGER,
-    hold REAL
+    hold REAL,
+    schedule TEXT,
+    fire_time REAL
 );
 CREATE TABLE IF NOT EXISTS queue_settings (
     queue TEXT NOT NULL,
@@ -99,7 +106,8 @@ task (see `Task.closed_lease`); `grp` is the task's group; `backoff` its retry b
 (NULL: the policy's); `blocked` is 1 while a pending task waits behind its group's head (it is
 then out of the pending order); `progress` is the worker's last report (serialized JSON);
 `parents`, `dependents`, `waiting_on` and `hold` link a workflow's tasks (see
-`sqlite_workflows`). Databases made before a column existed gain it on open.
+`sqlite_workflows`); `schedule` and `fire_time` name the schedule that enqueued the task and
+the occurrence it stands for. Databases made before a column existed gain it on open.
 
 `queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
 JSON text), so new settings need no new column; a row lives until `configure` clears it."""
@@ -117,6 +125,8 @@ ADDED_COLUMNS = (
     ("dependents", "TEXT"),
     ("waiting_on", "INTEGER"),
     ("hold", "REAL"),
+    ("schedule", "TEXT"),
+    ("fire_time", "REAL"),
 )
 
 INDEXES = """
@@ -194,7 +204,7 @@ COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
     "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
     "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked, progress, parents, "
-    "dependents, waiting_on, hold"
+    "dependents, waiting_on, hold, schedule, fire_time"
 )
 LISTED_STATES = "('scheduled', 'waiting', 'processing', 'completed', 'failed')"
 """The condition of the `listing_order` index, repeated in its queries so SQLite uses it."""
@@ -249,6 +259,7 @@ class SqliteStore(Store):
                 if "duplicate column" not in str(error):
                     raise
         self._db.executescript(INDEXES)
+        self._db.executescript(schedule_rows.SCHEMA)
         # The writer holds the lock for each whole group; `check` and `close` take it too.
         self._writer = GroupWriter(lambda: self._db, self._lock, self._open_group)
 
@@ -484,6 +495,57 @@ class SqliteStore(Store):
                 if pending:
                     tx.ready[queue] = tx.ready.get(queue, 0) + pending
             return settings
+
+        return self._run(apply)
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def put_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        def apply(tx: _Transaction) -> tuple[Schedule, bool]:
+            before = schedule_rows.get(tx, schedule.name)
+            if before is None and schedule_rows.count(tx) >= MAX_SCHEDULES:
+                raise TooManySchedules(MAX_SCHEDULES)
+            stored = replace(
+                schedule.placed(tx.now),
+                last_run_at=before and before.last_run_at,
+                revision=(before.revision if before else 0) + 1,
+            )
+            schedule_rows.write(tx, stored)
+            return stored, before is None
+
+        return self._run(apply)
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        return self._run(lambda tx: schedule_rows.get(tx, name))
+
+    def schedules(self) -> list[Schedule]:
+        return self._run(schedule_rows.listing)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._run(lambda tx: schedule_rows.delete(tx, name))
+
+    def fire_due_schedules(self, limit: int = SCHEDULE_ROUND) -> Round:
+        def apply(tx: _Transaction) -> Round:
+            def enqueue(new_task: NewTask) -> str:
+                if self.policy.limited:
+                    self._check_room(tx, [new_task])
+                task_id = ids.task_id()
+                settings = self._settings(tx, new_task.queue)
+                self._insert(tx, task_id, new_task, self._next_seq(tx), settings, None)
+                self._count_event(tx, new_task.queue, Event.ENQUEUED)
+                return task_id
+
+            # The firing and the task it enqueues commit together, or neither does: a
+            # server killed at any point never enqueues an occurrence twice.
+            fired = []
+            due = schedule_rows.due(tx, tx.now, limit)
+            for schedule in due:
+                after, outcome = fire(schedule, tx.now, enqueue)
+                schedule_rows.advance(tx, after)
+                if outcome is not None:
+                    fired.append(outcome)
+            next_due = schedule_rows.next_due(tx)
+            return Round(fired, next_due is not None and next_due <= tx.now, next_due)
 
         return self._run(apply)
 
@@ -817,6 +879,7 @@ class SqliteStore(Store):
             *(None, None, None, None, None, None, seq, None, None),
             *(new_task.group, expires_at, None, settings.retry_backoff, None, None),
             *(workflows.encode(after), None, waiting_on, hold),
+            *(new_task.schedule, new_task.fire_time),
         )
         task = _task(row)
         if status is TaskStatus.PENDING and task.group is not None:
@@ -1096,7 +1159,8 @@ def _task(row: Sequence[Any]) -> Task:
     (task_id, queue, payload, status, priority, attempts, max_attempts, created_at,
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
      seq, forget_at, closed_lease, group, expires_at, dead_lettered_from, backoff,
-     _blocked, progress, parents, dependents, waiting_on, hold) = row  # fmt: skip
+     _blocked, progress, parents, dependents, waiting_on, hold, schedule,
+     fire_time) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -1123,4 +1187,6 @@ def _task(row: Sequence[Any]) -> Task:
             waiting_on=waiting_on or 0,
             hold=hold or 0.0,
         )
+    task.schedule = schedule
+    task.fire_time = fire_time
     return task

@@ -52,6 +52,12 @@ PROTECTED = [
     ("PATCH", "/queues/emails", {"admin"}),
     ("POST", "/queues/emails/retry", {"admin"}),
     ("DELETE", "/queues/emails/tasks", {"admin"}),
+    ("GET", "/schedules", {"admin"}),
+    ("HEAD", "/schedules", {"admin"}),
+    ("GET", "/schedules/nightly", {"admin"}),
+    ("HEAD", "/schedules/nightly", {"admin"}),
+    ("PUT", "/schedules/nightly", {"admin"}),
+    ("DELETE", "/schedules/nightly", {"admin"}),
     ("GET", "/metrics", {"admin"}),
     ("HEAD", "/metrics", {"admin"}),
 ]

@@ -24,9 +24,11 @@ from tornado_queue.errors import (
     OutcomeUnknown,
     QueueError,
     QueueFull,
+    ScheduleNotFound,
     StoreFailure,
     StoreUnavailable,
     TaskNotFound,
+    TooManySchedules,
     ValidationError,
     printable,
 )
@@ -46,7 +48,9 @@ T = TypeVar("T")
 ERROR_STATUS: dict[type[QueueError], int] = {
     ValidationError: 400,
     TaskNotFound: 404,
+    ScheduleNotFound: 404,
     InvalidTransition: 409,
+    TooManySchedules: 409,
     IdempotencyConflict: 422,
     QueueFull: 503,
 }
@@ -572,6 +576,7 @@ OUTCOME_ADVICE = {
     "heartbeat": "send it again with the lease_id",
     "progress": "send it again with the lease_id",
     "retry_failed": "send it again: a repeat retries only what is still failed",
+    "delete_schedule": "GET the schedule: 404 means it is gone",
 }
 """What a client should do when a call's outcome is unknown, by store method."""
 

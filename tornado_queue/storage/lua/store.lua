@@ -513,6 +513,193 @@ local function pop(queue)
   end
 end
 
+-- Enqueue the items (each a list as the 'enqueue' operation reads them), all or nothing:
+-- the outcomes (id, created, task) in order, or nil and the refusal of the whole batch.
+local ITEM_WIDTH = 13  -- arguments per task
+local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempts, retention,
+    most_dependents)
+  local seen = {}
+  -- the id each item stands for (its own, or its key's first task), and the ids it creates
+  local stands, made, first_of_key = {}, {}, {}
+  local adding, adding_total, adding_order = {}, 0, {}
+  for _, item in ipairs(items) do
+    local key, fingerprint = item[7], item[8]
+    local creates = true
+    if key ~= '' then
+      local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
+      if remembered and remembered ~= fingerprint then
+        return nil, '!CONFLICT ' .. key
+      end
+      creates = not remembered
+      seen[key] = fingerprint
+    end
+    local first = key ~= '' and (redis.call('HGET', k('idem', key), 'id') or first_of_key[key])
+    if first then
+      table.insert(stands, first)
+    else
+      if key ~= '' then first_of_key[key] = item[1] end
+      table.insert(stands, item[1])
+      made[item[1]] = true
+    end
+    if creates then
+      local queue = item[2]
+      if not adding[queue] then adding[queue] = 0; table.insert(adding_order, queue) end
+      adding[queue] = adding[queue] + 1
+      adding_total = adding_total + 1
+    end
+  end
+  -- limits (0: none), checked before anything changes, as every store does
+  if max_queues > 0 and adding_total > 0 then
+    local in_use = redis.call('SCARD', k('queues'))
+    local new = {}
+    for _, queue in ipairs(adding_order) do
+      if redis.call('SISMEMBER', k('queues'), queue) == 0 then table.insert(new, queue) end
+    end
+    if #new > 0 and in_use + #new > max_queues then
+      return nil, '!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1]
+    end
+  end
+  if max_tasks > 0 and adding_total > 0 then
+    local held = held_total()
+    if held + adding_total > max_tasks then
+      return nil, '!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks
+    end
+  end
+  if max_pending > 0 then
+    for _, queue in ipairs(adding_order) do
+      local pending, scheduled = unpack(redis.call('HMGET', k('c', queue), 'pending', 'scheduled'))
+      local waiting = (tonumber(pending) or 0) + (tonumber(scheduled) or 0)
+      if waiting + adding[queue] > max_pending then
+        return nil, '!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue
+      end
+    end
+  end
+  -- each created task's parents: all exist (or are made by an earlier item), none failed,
+  -- none past the most dependents; checked before anything changes
+  local parents, adding_dependents = {}, {}
+  for i, item in ipairs(items) do
+    if item[13] ~= '' and made[item[1]] then
+      local label = #items == 1 and -1 or i - 1
+      local chosen, named = {}, {}
+      for _, parent in ipairs(cjson.decode(item[13])) do
+        local pid = type(parent) == 'number' and stands[parent + 1] or parent
+        if named[pid] then return nil, '!PARENTTWICE ' .. label .. ' ' .. pid end
+        named[pid] = true
+        table.insert(chosen, pid)
+        adding_dependents[pid] = (adding_dependents[pid] or 0) + 1
+        local status, dependents = unpack(redis.call('HMGET', k('t', pid), 'status', 'dependents'))
+        if not status then
+          if not made[pid] then return nil, '!PARENTUNKNOWN ' .. label .. ' ' .. pid end
+        elseif status == 'failed' then
+          return nil, '!PARENTFAILED ' .. label .. ' ' .. pid
+        else
+          local held = dependents and #cjson.decode(dependents) or 0
+          if held + adding_dependents[pid] > most_dependents then
+            return nil, '!DEPENDENTS ' .. label .. ' ' .. pid .. ' ' .. most_dependents
+          end
+        end
+      end
+      parents[i] = chosen
+    end
+  end
+  -- the queue's settings shape its new tasks (attempts unless given, backoff base, expiry
+  -- unless given): read once per queue
+  local shaping = {}
+  local result = {}
+  for i, item in ipairs(items) do
+    local id, queue, payload, priority, delay, max_attempts, key, _, group, expires_in,
+      schedule, fire_time = unpack(item)
+    local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
+    if first then
+      table.insert(result, {first, 0, task(first)})
+    else
+      -- ready now (the usual case): its place in line is taken here, in the one HSET
+      local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
+      local shape = shaping[queue]
+      if not shape then
+        shape = redis.call('HMGET', k('qs', queue), 'max_attempts', 'retry_backoff', 'ttl_seconds')
+        shaping[queue] = shape
+      end
+      if max_attempts == '' then max_attempts = shape[1] or policy_attempts end
+      redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
+        'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
+        'created_at', num(now), 'available_at', num(now), 'seq', seq)
+      if shape[2] then redis.call('HSET', k('t', id), 'backoff', shape[2]) end
+      local lifetime = tonumber(expires_in) or tonumber(shape[3])
+      if lifetime then
+        redis.call('HSET', k('t', id), 'expires_at', num(now + lifetime))
+        due('exp', now + lifetime, id)
+      end
+      redis.call('SADD', k('queues'), queue)
+      count(queue, 'pending', 1)
+      event(queue, 'enqueued')
+      if group ~= '' then redis.call('HSET', k('t', id), 'group', group) end
+      if schedule ~= '' then
+        redis.call('HSET', k('t', id), 'schedule', schedule, 'fire_time', fire_time)
+      end
+      local waiting_on = 0
+      if parents[i] then
+        for _, pid in ipairs(parents[i]) do
+          local dependents = field(pid, 'dependents')
+          local list = dependents and cjson.decode(dependents) or {}
+          table.insert(list, id)
+          redis.call('HSET', k('t', pid), 'dependents', cjson.encode(list))
+          if field(pid, 'status') ~= 'completed' then waiting_on = waiting_on + 1 end
+        end
+        redis.call('HSET', k('t', id), 'parents', cjson.encode(parents[i]),
+          'waiting_on', waiting_on, 'hold', num(delay))
+      end
+      if waiting_on > 0 then
+        move(id, queue, 'pending', 'waiting')  -- its delay runs once its parents completed
+      elseif delay > 0 then
+        schedule_or_append(id, 'pending', delay)
+      elseif group ~= '' and not takes_turn(id, queue, group) then
+        wait_in_group(id, queue, group, seq)
+      else
+        push_pending(id, queue, priority, seq)
+        became_ready(queue)
+      end
+      if key ~= '' then
+        redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
+        due('idemexp', now + retention, key)
+      end
+      table.insert(result, {id, 1, task(id)})
+    end
+  end
+
+  return result
+end
+
+-- Schedules: k('sch', name) holds a schedule's fields (queue, payload, cron or every,
+-- timezone, priority, max_attempts, paused, next_run_at, last_run_at, revision; an unset one
+-- is absent), k('schedules') the set of names, and k('schruns') the running ones scored by
+-- next_run_at, so the due ones are found in O(log n).
+local SCHEDULE_FIELDS = {'queue', 'payload', 'cron', 'every', 'timezone', 'priority',
+                         'max_attempts', 'paused', 'next_run_at'}
+
+-- fire one occurrence of schedule `name` decided on its revision `revision` and due time
+-- `expected`: refused ('stale') unless both are still what is stored; otherwise next_run_at
+-- advances to `next_run`, and the task is enqueued unless `fire_time` is not after last_run_at
+-- ('old') or the queue or store is full ('skipped', with the refusal)
+local function fire_schedule(name, revision, expected, fire_time, next_run, id, limits)
+  local key = k('sch', name)
+  local stored_revision, stored_next, last, queue, payload, priority, max_attempts =
+    unpack(redis.call('HMGET', key, 'revision', 'next_run_at', 'last_run_at', 'queue',
+      'payload', 'priority', 'max_attempts'))
+  if stored_revision ~= revision or not stored_next
+      or tonumber(stored_next) ~= tonumber(expected) then
+    return {'stale'}
+  end
+  redis.call('HSET', key, 'next_run_at', next_run)
+  redis.call('ZADD', k('schruns'), next_run, name)
+  if last and tonumber(fire_time) <= tonumber(last) then return {'old'} end
+  local item = {id, queue, payload, priority, 0, max_attempts or '', '', '', '', '', name,
+                fire_time, ''}
+  local _, refusal = enqueue({item}, limits[1], limits[2], limits[3], limits[4], limits[5], 0)
+  if refusal then return {'skipped', refusal} end
+  redis.call('HSET', key, 'last_run_at', fire_time)
+  return {'fired', id}
+end
 
 -- One call: ARGV as described at the top.
 local function run(keys, ARGV)
@@ -534,165 +721,85 @@ local function run(keys, ARGV)
 
   elseif op == 'enqueue' then
     -- n, then per task: id, queue, payload, priority, delay, max_attempts ('' for the default),
-    -- key, fingerprint, group ('' for none), expires_in ('' for the queue's ttl_seconds), after
-    -- ('' for none, else a JSON list of task ids and indexes of earlier items); then
-    -- max_pending, max_tasks, max_queues, the policy's max_attempts and the most dependents
-    local W = 11  -- arguments per task
+    -- key, fingerprint, group ('' for none), expires_in ('' for the queue's ttl_seconds),
+    -- schedule and fire_time ('' for none), after ('' for none, else a JSON list of task ids
+    -- and indexes of earlier items); then max_pending, max_tasks, max_queues, the policy's
+    -- max_attempts and the most dependents a task may have
     local n = tonumber(ARGV[a])
     local items = {}
     for i = 0, n - 1 do
-      local b = a + 1 + i * W
+      local b = a + 1 + i * ITEM_WIDTH
       items[i + 1] = {ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], tonumber(ARGV[b + 4]),
                       ARGV[b + 5], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9],
-                      ARGV[b + 10]}
+                      ARGV[b + 10], ARGV[b + 11], ARGV[b + 12]}
     end
-    local seen = {}
-    -- the id each item stands for (its own, or its key's first task), and the ids it creates
-    local stands, made, first_of_key = {}, {}, {}
-    local adding, adding_total, adding_order = {}, 0, {}
-    for _, item in ipairs(items) do
-      local key, fingerprint = item[7], item[8]
-      local creates = true
-      if key ~= '' then
-        local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
-        if remembered and remembered ~= fingerprint then
-          return answer('!CONFLICT ' .. key)
-        end
-        creates = not remembered
-        seen[key] = fingerprint
-      end
-      local first = key ~= '' and (redis.call('HGET', k('idem', key), 'id') or first_of_key[key])
-      if first then
-        table.insert(stands, first)
-      else
-        if key ~= '' then first_of_key[key] = item[1] end
-        table.insert(stands, item[1])
-        made[item[1]] = true
-      end
-      if creates then
-        local queue = item[2]
-        if not adding[queue] then adding[queue] = 0; table.insert(adding_order, queue) end
-        adding[queue] = adding[queue] + 1
-        adding_total = adding_total + 1
-      end
+    local c = a + 1 + n * ITEM_WIDTH
+    local refusal
+    result, refusal = enqueue(items, tonumber(ARGV[c]), tonumber(ARGV[c + 1]),
+      tonumber(ARGV[c + 2]), tonumber(ARGV[c + 3]), retention, tonumber(ARGV[c + 4]))
+    if refusal then return answer(refusal) end
+  elseif op == 'schedule_put' then
+    -- name, the most schedules kept, then the value of each of SCHEDULE_FIELDS ('' for unset):
+    -- {created, the schedule's hash}
+    local name, most = ARGV[a], tonumber(ARGV[a + 1])
+    local key = k('sch', name)
+    local revision, last = unpack(redis.call('HMGET', key, 'revision', 'last_run_at'))
+    if not revision and redis.call('SCARD', k('schedules')) >= most then
+      return answer('!TOOMANYSCHEDULES ' .. most)
     end
-    -- limits (0: none), checked before anything changes, as every store does
-    local max_pending, max_tasks = tonumber(ARGV[a + 1 + n * W]), tonumber(ARGV[a + 2 + n * W])
-    local max_queues = tonumber(ARGV[a + 3 + n * W])
-    -- the queue's settings shape its new tasks (attempts unless given, backoff base, expiry
-    -- unless given): read once per queue
-    local policy_attempts, shaping = tonumber(ARGV[a + 4 + n * W]), {}
-    if max_queues > 0 and adding_total > 0 then
-      local in_use = redis.call('SCARD', k('queues'))
-      local new = {}
-      for _, queue in ipairs(adding_order) do
-        if redis.call('SISMEMBER', k('queues'), queue) == 0 then table.insert(new, queue) end
-      end
-      if #new > 0 and in_use + #new > max_queues then
-        return answer('!TOOMANYQUEUES ' .. in_use .. ' ' .. max_queues .. ' ' .. new[1])
-      end
+    redis.call('DEL', key)
+    for i, name_of in ipairs(SCHEDULE_FIELDS) do
+      local value = ARGV[a + 1 + i]
+      if value ~= '' then redis.call('HSET', key, name_of, value) end
     end
-    if max_tasks > 0 and adding_total > 0 then
-      local held = held_total()
-      if held + adding_total > max_tasks then
-        return answer('!STOREFULL ' .. held .. ' ' .. adding_total .. ' ' .. max_tasks)
-      end
+    redis.call('HSET', key, 'name', name, 'revision', (tonumber(revision) or 0) + 1)
+    if last then redis.call('HSET', key, 'last_run_at', last) end
+    redis.call('SADD', k('schedules'), name)
+    local next_run = redis.call('HGET', key, 'next_run_at')
+    if next_run then
+      redis.call('ZADD', k('schruns'), next_run, name)
+    else
+      redis.call('ZREM', k('schruns'), name)
     end
-    if max_pending > 0 then
-      for _, queue in ipairs(adding_order) do
-        local pending, scheduled = unpack(redis.call('HMGET', k('c', queue), 'pending', 'scheduled'))
-        local waiting = (tonumber(pending) or 0) + (tonumber(scheduled) or 0)
-        if waiting + adding[queue] > max_pending then
-          return answer('!QUEUEFULL ' .. waiting .. ' ' .. adding[queue] .. ' ' .. max_pending .. ' ' .. queue)
-        end
-      end
-    end
-    -- each created task's parents: all exist (or are made by an earlier item), none failed,
-    -- none past the most dependents; checked before anything changes
-    local most_dependents = tonumber(ARGV[a + 5 + n * W])
-    local parents, adding_dependents = {}, {}
-    for i, item in ipairs(items) do
-      if item[11] ~= '' and made[item[1]] then
-        local label = n == 1 and -1 or i - 1
-        local chosen, named = {}, {}
-        for _, parent in ipairs(cjson.decode(item[11])) do
-          local pid = type(parent) == 'number' and stands[parent + 1] or parent
-          if named[pid] then return answer('!PARENTTWICE ' .. label .. ' ' .. pid) end
-          named[pid] = true
-          table.insert(chosen, pid)
-          adding_dependents[pid] = (adding_dependents[pid] or 0) + 1
-          local status, dependents = unpack(redis.call('HMGET', k('t', pid), 'status', 'dependents'))
-          if not status then
-            if not made[pid] then return answer('!PARENTUNKNOWN ' .. label .. ' ' .. pid) end
-          elseif status == 'failed' then
-            return answer('!PARENTFAILED ' .. label .. ' ' .. pid)
-          else
-            local held = dependents and #cjson.decode(dependents) or 0
-            if held + adding_dependents[pid] > most_dependents then
-              return answer('!DEPENDENTS ' .. label .. ' ' .. pid .. ' ' .. most_dependents)
-            end
-          end
-        end
-        parents[i] = chosen
-      end
-    end
+    result = {revision and 0 or 1, redis.call('HGETALL', key)}
+
+  elseif op == 'schedule_get' then
+    -- name: its hash (empty when there is none)
+    result = redis.call('HGETALL', k('sch', ARGV[a]))
+
+  elseif op == 'schedule_list' then
+    -- every schedule's hash
     result = {}
-    for i, item in ipairs(items) do
-      local id, queue, payload, priority, delay, max_attempts, key, _, group, expires_in =
-        unpack(item)
-      local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
-      if first then
-        table.insert(result, {first, 0, task(first)})
-      else
-        -- ready now (the usual case): its place in line is taken here, in the one HSET
-        local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
-        local shape = shaping[queue]
-        if not shape then
-          shape = redis.call('HMGET', k('qs', queue), 'max_attempts', 'retry_backoff', 'ttl_seconds')
-          shaping[queue] = shape
-        end
-        if max_attempts == '' then max_attempts = shape[1] or policy_attempts end
-        redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
-          'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
-          'created_at', num(now), 'available_at', num(now), 'seq', seq)
-        if shape[2] then redis.call('HSET', k('t', id), 'backoff', shape[2]) end
-        local lifetime = tonumber(expires_in) or tonumber(shape[3])
-        if lifetime then
-          redis.call('HSET', k('t', id), 'expires_at', num(now + lifetime))
-          due('exp', now + lifetime, id)
-        end
-        redis.call('SADD', k('queues'), queue)
-        count(queue, 'pending', 1)
-        event(queue, 'enqueued')
-        if group ~= '' then redis.call('HSET', k('t', id), 'group', group) end
-        local waiting_on = 0
-        if parents[i] then
-          for _, pid in ipairs(parents[i]) do
-            local dependents = field(pid, 'dependents')
-            local list = dependents and cjson.decode(dependents) or {}
-            table.insert(list, id)
-            redis.call('HSET', k('t', pid), 'dependents', cjson.encode(list))
-            if field(pid, 'status') ~= 'completed' then waiting_on = waiting_on + 1 end
-          end
-          redis.call('HSET', k('t', id), 'parents', cjson.encode(parents[i]),
-            'waiting_on', waiting_on, 'hold', num(delay))
-        end
-        if waiting_on > 0 then
-          move(id, queue, 'pending', 'waiting')  -- its delay runs once its parents completed
-        elseif delay > 0 then
-          schedule_or_append(id, 'pending', delay)
-        elseif group ~= '' and not takes_turn(id, queue, group) then
-          wait_in_group(id, queue, group, seq)
-        else
-          push_pending(id, queue, priority, seq)
-          became_ready(queue)
-        end
-        if key ~= '' then
-          redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
-          due('idemexp', now + retention, key)
-        end
-        table.insert(result, {id, 1, task(id)})
-      end
+    for _, name in ipairs(redis.call('SMEMBERS', k('schedules'))) do
+      table.insert(result, redis.call('HGETALL', k('sch', name)))
+    end
+
+  elseif op == 'schedule_delete' then
+    -- name: 1 when it was there
+    local name = ARGV[a]
+    redis.call('ZREM', k('schruns'), name)
+    redis.call('DEL', k('sch', name))
+    result = redis.call('SREM', k('schedules'), name)
+
+  elseif op == 'schedule_due' then
+    -- limit: the hashes of up to `limit` schedules due now, earliest first, and the due time
+    -- of the first one after them (false when none)
+    local names = redis.call('ZRANGEBYSCORE', k('schruns'), '-inf', num(now), 'LIMIT', 0,
+      tonumber(ARGV[a]))
+    local found = {}
+    for _, name in ipairs(names) do table.insert(found, redis.call('HGETALL', k('sch', name))) end
+    local after = redis.call('ZRANGE', k('schruns'), #names, #names, 'WITHSCORES')
+    result = {found, after[2] or false}
+
+  elseif op == 'schedule_fire' then
+    -- max_pending, max_tasks, max_queues, the policy's max_attempts, then per occurrence: name,
+    -- revision, expected next_run_at, fire_time, the next run, a fresh task id
+    local limits = {tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+                    tonumber(ARGV[a + 3]), retention}
+    result = {}
+    for b = a + 4, #ARGV, 6 do
+      table.insert(result, fire_schedule(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+        ARGV[b + 4], ARGV[b + 5], limits))
     end
 
   elseif op == 'dequeue' then
