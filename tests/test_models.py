@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tornado_queue.models import Links, NewTask, Task, TaskStatus
+from tornado_queue.models import Extras, NewTask, Task, TaskStatus
 
 
 def test_task_status_values_are_the_wire_strings():
@@ -54,10 +54,7 @@ def test_snapshot_copies_every_slot():
         "started_at": 104.0,
         "finished_at": 105.0,
         "result": b'{"ok":true}',
-        "progress": b'{"done":3}',
         "error": "boom",
-        "schedule": "nightly",
-        "fire_time": 99.0,
         "seq": 9,
         "lease_deadline": 106.0,
         "due": 107.0,
@@ -68,7 +65,15 @@ def test_snapshot_copies_every_slot():
         "dead_lettered_from": "emails-in",
         "backoff": 2.5,
         "expiry": 110.0,
-        "links": Links(after=("parent-1",), dependents=["child-1"], waiting_on=1, hold=3.0),
+        "extras": Extras(
+            after=("parent-1",),
+            dependents=["child-1"],
+            waiting_on=1,
+            hold=3.0,
+            progress=b'{"done":3}',
+            schedule="nightly",
+            fire_time=99.0,
+        ),
     }
     assert set(values) == set(Task.__slots__)
     for name, value in values.items():
@@ -96,15 +101,27 @@ def test_a_snapshot_is_independent_of_the_original():
     assert task.error is None
 
 
-def test_a_snapshot_has_its_own_links():
+def test_a_snapshot_has_its_own_extras():
     task = Task("id-1", b"{}", 100.0)
-    task.links = Links(dependents=["child-1"])
+    task.extras = Extras(dependents=["child-1"])
     copy = task.snapshot()
 
-    task.links.dependents.append("child-2")
-    task.links.waiting_on = 4
+    task.extras.dependents.append("child-2")
+    task.extras.waiting_on = 4
 
-    assert copy.links == Links(dependents=["child-1"])
+    assert copy.extras == Extras(dependents=["child-1"])
+
+
+def test_rare_fields_live_in_extras_made_on_first_write():
+    task = Task("id-1", b"{}", 100.0)
+    task.progress = None
+    assert task.extras is None and task.schedule is None
+
+    task.progress = b"[1]"
+    task.schedule = "nightly"
+
+    assert task.extras == Extras(progress=b"[1]", schedule="nightly")
+    assert (task.progress, task.fire_time) == (b"[1]", None)
 
 
 def test_a_task_has_no_attribute_dict():

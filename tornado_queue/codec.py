@@ -62,9 +62,9 @@ def _utc(timestamp: float | None) -> datetime | None:
 def task_document(task: Task) -> dict[str, Any]:
     """The wire form of a task (see docs/api.md, The task), for `dumps`."""
     created = _utc(task.created_at)
-    links = task.links
+    extras = task.extras
     available = created if task.available_at == task.created_at else _utc(task.available_at)
-    return {
+    document = {
         "id": task.id,
         "queue": task.queue,
         "payload": orjson.Fragment(task.payload),
@@ -79,13 +79,22 @@ def task_document(task: Task) -> dict[str, Any]:
         "started_at": _utc(task.started_at),
         "finished_at": _utc(task.finished_at),
         "result": None if task.result is None else orjson.Fragment(task.result),
-        "progress": None if task.progress is None else orjson.Fragment(task.progress),
+        "progress": None,
         "error": task.error,
         "group": task.group,
         "expires_at": _utc(task.expires_at),
         "dead_lettered_from": task.dead_lettered_from,
-        "after": None if links is None or not links.after else list(links.after),
-        "dependents": None if links is None else links.dependents,
-        "schedule": task.schedule,
-        "fire_time": _utc(task.fire_time),
+        "after": None,
+        "dependents": None,
+        "schedule": None,
+        "fire_time": None,
     }
+    if extras is not None:  # the few tasks with a progress, a workflow or a schedule
+        if extras.progress is not None:
+            document["progress"] = orjson.Fragment(extras.progress)
+        if extras.after:
+            document["after"] = list(extras.after)
+        document["dependents"] = extras.dependents
+        document["schedule"] = extras.schedule
+        document["fire_time"] = _utc(extras.fire_time)
+    return document

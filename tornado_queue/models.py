@@ -191,22 +191,53 @@ class ItemOutcome:
 
 
 @dataclass(slots=True)
-class Links:
-    """A task's place in a workflow, kept apart from `Task`'s own slots so that the many
-    tasks outside any workflow pay for one empty slot only.
+class Extras:
+    """The fields most tasks never have, kept apart from `Task`'s own slots so that a task
+    without any pays for one empty slot only (a million pending tasks are 8 MB a slot).
 
-    `after` are the parents it was enqueued to wait for, `waiting_on` how many of them are not
-    completed yet, `hold` its delay, applied when the last parent completes; `dependents` are
-    the tasks enqueued to wait for this one (in the order they were enqueued)."""
+    `after` are the parents a task was enqueued to wait for, `waiting_on` how many of them are
+    not completed yet, `hold` its delay, applied when the last one completes; `dependents` are
+    the tasks enqueued to wait for this one (in the order they were enqueued); `progress` is
+    what its worker last reported (serialized JSON); `schedule` and `fire_time` name the
+    schedule that enqueued it and the occurrence it stands for."""
 
     after: tuple[str, ...] = ()
     dependents: list[str] | None = None
     waiting_on: int = 0
     hold: float = 0.0
+    progress: bytes | None = None
+    schedule: str | None = None
+    fire_time: float | None = None
 
-    def copy(self) -> Links:
+    def copy(self) -> Extras:
         dependents = None if self.dependents is None else list(self.dependents)
-        return Links(self.after, dependents, self.waiting_on, self.hold)
+        return Extras(
+            self.after,
+            dependents,
+            self.waiting_on,
+            self.hold,
+            self.progress,
+            self.schedule,
+            self.fire_time,
+        )
+
+
+def _extra(name: str, doc: str) -> property:
+    """A field of `Task.extras` read and written as if it were the task's own (None while the
+    task has no extras)."""
+
+    def read(task: Task) -> object:
+        extras = task.extras
+        return None if extras is None else getattr(extras, name)
+
+    def write(task: Task, value: object) -> None:
+        if task.extras is None:
+            if value is None:
+                return
+            task.extras = Extras()
+        setattr(task.extras, name, value)
+
+    return property(read, write, doc=doc)
 
 
 _new_object = object.__new__  # `Task.__new__` without looking it up on the class each time
@@ -235,14 +266,11 @@ class Task:
         "started_at",
         "finished_at",
         "result",
-        "progress",
         "error",
         "group",
         "expires_at",
         "dead_lettered_from",
-        "links",
-        "schedule",
-        "fire_time",
+        "extras",
         # Internal bookkeeping, never written out: queue position, backoff base and deadlines.
         "seq",
         "backoff",
@@ -278,15 +306,11 @@ class Task:
         self.finished_at: float | None = None
         self.result: bytes | None = None
         # The worker's last report (serialized JSON), kept through redeliveries.
-        self.progress: bytes | None = None
         self.error: str | None = None
         self.group: str | None = None
         self.expires_at: float | None = None
         self.dead_lettered_from: str | None = None
-        self.links: Links | None = None
-        # The schedule that enqueued it and the occurrence it stands for (None: not scheduled).
-        self.schedule: str | None = None
-        self.fire_time: float | None = None
+        self.extras: Extras | None = None
         self.seq = 0
         # The base of its retry backoff, fixed when it was enqueued (None: the store's policy).
         self.backoff: float | None = None
@@ -317,15 +341,12 @@ class Task:
         copy.started_at = self.started_at
         copy.finished_at = self.finished_at
         copy.result = self.result
-        copy.progress = self.progress
         copy.error = self.error
         copy.group = self.group
         copy.expires_at = self.expires_at
         copy.dead_lettered_from = self.dead_lettered_from
-        links = self.links
-        copy.links = None if links is None else links.copy()
-        copy.schedule = self.schedule
-        copy.fire_time = self.fire_time
+        extras = self.extras
+        copy.extras = None if extras is None else extras.copy()
         copy.seq = self.seq
         copy.backoff = self.backoff
         copy.lease_deadline = self.lease_deadline
@@ -334,6 +355,10 @@ class Task:
         copy.closed_lease = self.closed_lease
         copy.expiry = self.expiry
         return copy
+
+    progress = _extra("progress", "What its worker last reported (serialized JSON), or None.")
+    schedule = _extra("schedule", "The schedule that enqueued it, or None.")
+    fire_time = _extra("fire_time", "The occurrence of its schedule it stands for, or None.")
 
     def __repr__(self) -> str:
         return f"Task(id={self.id!r}, status={self.status.value!r})"

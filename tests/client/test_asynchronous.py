@@ -128,6 +128,7 @@ async def test_progress_and_waiting_for_a_result_work_awaited(server):
         await client.wait_for(other, timeout=0.2)
 
 
+@pytest.mark.gen_test(timeout=20)
 async def test_schedule_calls_work_awaited(server):
     client = AsyncClient(server.url)
 

@@ -36,9 +36,9 @@ def test_a_task_waits_until_its_parent_completes(store):
     child = store.enqueue(new(parent.id))
 
     assert child.status is WAITING
-    assert (child.links.after, child.links.waiting_on) == ((parent.id,), 1)
+    assert (child.extras.after, child.extras.waiting_on) == ((parent.id,), 1)
     assert store.stats()[WAITING] == 1
-    assert store.get(parent.id).links.dependents == [child.id]
+    assert store.get(parent.id).extras.dependents == [child.id]
 
     finish(store, parent.id)
 
@@ -149,8 +149,8 @@ def test_a_batch_is_a_workflow_fan_out_and_fan_in(store):
     root, left, right, join = (outcome.task_id for outcome in outcomes)
 
     assert [outcome.task.status for outcome in outcomes] == [PENDING, WAITING, WAITING, WAITING]
-    assert store.get(join).links.after == (left, right)
-    assert store.get(root).links.dependents == [left, right]
+    assert store.get(join).extras.after == (left, right)
+    assert store.get(root).extras.dependents == [left, right]
 
     finish(store, root)
     taken = store.dequeue_many(2)
@@ -192,8 +192,8 @@ def test_an_index_names_the_task_an_idempotent_item_stands_for(store):
     first = store.enqueue(NewTask(payload=b"{}", idempotency_key="k"))
     outcomes = store.enqueue_many([NewTask(payload=b"{}", idempotency_key="k"), new(0)])
     assert outcomes[0].task_id == first.id and not outcomes[0].created
-    assert outcomes[1].task.links.after == (first.id,)
-    assert store.get(first.id).links.dependents == [outcomes[1].task_id]
+    assert outcomes[1].task.extras.after == (first.id,)
+    assert store.get(first.id).extras.dependents == [outcomes[1].task_id]
 
 
 def test_a_parent_has_at_most_so_many_dependents(store):

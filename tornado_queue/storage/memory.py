@@ -35,7 +35,7 @@ from tornado_queue.models import (
     PURGEABLE,
     Enqueued,
     Event,
-    Links,
+    Extras,
     NewTask,
     QueueSettings,
     Task,
@@ -373,7 +373,7 @@ class MemoryStore(Store):
             if task.group is not None or (self._rules and queue in self._rules):
                 # A group's next task, or a free slot under the queue's cap: tell waiters.
                 ready = self._turn_ended(task, ready if ready is not None else {})
-            if task.links is not None and task.links.dependents:
+            if task.extras is not None and task.extras.dependents:
                 ready = self._release_dependents(task, ready or {}, now, wall)
             return task.snapshot()
         finally:
@@ -724,7 +724,7 @@ class MemoryStore(Store):
                     raise parent_unknown(item, parent_id)
                 if parent.status is _FAILED:
                     raise parent_failed(item, parent_id)
-                links = parent.links
+                links = parent.extras
                 held = len(links.dependents) if links and links.dependents else 0
                 adding[parent_id] += 1
                 if held + adding[parent_id] > MAX_DEPENDENTS:
@@ -738,15 +738,18 @@ class MemoryStore(Store):
         open_parents = 0
         for parent_id in after:
             parent = self._tasks[parent_id]
-            links = parent.links
+            links = parent.extras
             if links is None:
-                links = parent.links = Links()
+                links = parent.extras = Extras()
             if links.dependents is None:
                 links.dependents = []
             links.dependents.append(task.id)
             if parent.status is not _COMPLETED:
                 open_parents += 1
-        task.links = Links(after=after, waiting_on=open_parents, hold=delay)
+        extras = task.extras
+        if extras is None:
+            extras = task.extras = Extras()
+        extras.after, extras.waiting_on, extras.hold = after, open_parents, delay
         return open_parents > 0
 
     def _release_dependents(
@@ -756,12 +759,12 @@ class MemoryStore(Store):
         its queue (or for `scheduled`, for its delay). Returns `ready` with what became ready."""
         op = _Operation(self)
         op.ready, op.now, op.wall = ready, now, wall
-        assert parent.links is not None and parent.links.dependents is not None
-        for child_id in parent.links.dependents:
+        assert parent.extras is not None and parent.extras.dependents is not None
+        for child_id in parent.extras.dependents:
             child = self._tasks.get(child_id)
             if child is None or child.status is not _WAITING:
                 continue  # deleted, expired or failed meanwhile
-            links = child.links
+            links = child.extras
             assert links is not None
             links.waiting_on -= 1
             if links.waiting_on <= 0:
@@ -774,7 +777,7 @@ class MemoryStore(Store):
         stack = [(parent, reason)]
         while stack:
             task, why = stack.pop()
-            links = task.links
+            links = task.extras
             if links is None or not links.dependents:
                 continue
             for child_id in links.dependents:
@@ -936,7 +939,7 @@ class MemoryStore(Store):
         """Delete a task that is not processing (what waits for it fails)."""
         self._unready(task)
         self._leave_group(task, op)
-        if task.links is not None and task.links.dependents:
+        if task.extras is not None and task.extras.dependents:
             self._fail_dependents(task, "deleted", op)
         del self._tasks[task.id]
         self._forget(task)
@@ -1063,7 +1066,7 @@ class MemoryStore(Store):
         *,
         cascade: bool = True,
     ) -> None:
-        if cascade and status is _FAILED and task.links is not None and task.links.dependents:
+        if cascade and status is _FAILED and task.extras is not None and task.extras.dependents:
             # Failed for good: whatever waits for it never runs.
             op = _Operation(self)
             op.now, op.wall = now, wall

@@ -48,8 +48,8 @@ from tornado_queue.models import (
     Completion,
     Enqueued,
     Event,
+    Extras,
     ItemOutcome,
-    Links,
     NewTask,
     QueueSettings,
     Task,
@@ -835,7 +835,6 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.error = _text(get(b"error"))
     task.closed_lease = _text(get(b"closed_lease"))
     task.result = get(b"result")
-    task.progress = get(b"progress")
     task.available_at = _time(get(b"available_at"))
     task.lease_expires_at = _time(get(b"lease_expires_at"))
     task.started_at = _time(get(b"started_at"))
@@ -847,12 +846,13 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.backoff = _time(get(b"backoff"))
     parents, dependents = get(b"parents"), get(b"dependents")
     if parents is not None or dependents is not None:
-        task.links = Links(
+        task.extras = Extras(
             after=tuple(orjson.loads(parents)) if parents is not None else (),
             dependents=None if dependents is None else orjson.loads(dependents),
             waiting_on=int(get(b"waiting_on") or 0),
             hold=float(get(b"hold") or 0.0),
         )
+    task.progress = get(b"progress")
     task.schedule = _text(get(b"schedule"))
     task.fire_time = _time(get(b"fire_time"))
     return task

@@ -33,7 +33,7 @@ from tornado_queue.models import (
     PURGEABLE,
     Enqueued,
     Event,
-    Links,
+    Extras,
     NewTask,
     QueueSettings,
     Task,
@@ -380,7 +380,7 @@ class SqliteStore(Store):
             control.end_turn(tx, task)
             self._finish(tx, task, TaskStatus.COMPLETED, Event.COMPLETED)
             self._slot_freed(tx, task.queue)
-            if task.links is not None and task.links.dependents:
+            if task.extras is not None and task.extras.dependents:
                 for child_id, hold in workflows.released(tx, task):
                     self._schedule_or_append(tx, self._must_get(tx, child_id), hold)
             return self._must_get(tx, task_id)
@@ -964,7 +964,7 @@ class SqliteStore(Store):
         *,
         cascade: bool = True,
     ) -> None:
-        if cascade and status is TaskStatus.FAILED and task.links and task.links.dependents:
+        if cascade and status is TaskStatus.FAILED and task.extras and task.extras.dependents:
             # Failed for good: whatever waits for it never runs.
             self._finish(tx, task, status, event, cascade=False)
             self._fail_dependents(tx, task, "failed")
@@ -1028,7 +1028,7 @@ class SqliteStore(Store):
         """Delete a task that is not processing (its group moves on if it was the head; what
         waits for it fails)."""
         control.end_turn(tx, task)
-        if task.links is not None and task.links.dependents:
+        if task.extras is not None and task.extras.dependents:
             self._fail_dependents(tx, task, "deleted")
         tx.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
         tx.finished.append(task.id)  # a waiter on it learns it is gone
@@ -1039,10 +1039,10 @@ class SqliteStore(Store):
         stack = [(parent, reason)]
         while stack:
             task, why = stack.pop()
-            if task.links is None or not task.links.dependents:
+            if task.extras is None or not task.extras.dependents:
                 continue
             error = parent_deleted_error if why == "deleted" else parent_failed_error
-            for child_id in task.links.dependents:
+            for child_id in task.extras.dependents:
                 child = self._get(tx, child_id)
                 if child is None or child.status is not TaskStatus.WAITING:
                     continue
@@ -1170,7 +1170,6 @@ def _task(row: Sequence[Any]) -> Task:
     task.started_at = started_at
     task.finished_at = finished_at
     task.result = result
-    task.progress = progress
     task.error = error
     task.seq = seq
     task.forget_at = forget_at
@@ -1181,12 +1180,13 @@ def _task(row: Sequence[Any]) -> Task:
     task.backoff = backoff
     if parents is not None or dependents is not None:
         after = workflows.decode(parents)
-        task.links = Links(
+        task.extras = Extras(
             after=tuple(after or ()),
             dependents=workflows.decode(dependents),
             waiting_on=waiting_on or 0,
             hold=hold or 0.0,
         )
+    task.progress = progress
     task.schedule = schedule
     task.fire_time = fire_time
     return task

@@ -80,9 +80,9 @@ def link(tx: Transaction, child_id: str, parents: Sequence[str]) -> None:
 def released(tx: Transaction, parent: Task) -> list[tuple[str, float]]:
     """After the parent completed: its waiting dependents each have one parent less to wait
     for; those left with none, with their delay (`hold`)."""
-    assert parent.links is not None and parent.links.dependents
+    assert parent.extras is not None and parent.extras.dependents
     ready = []
-    for child_id in parent.links.dependents:
+    for child_id in parent.extras.dependents:
         row = tx.execute(
             "UPDATE tasks SET waiting_on = waiting_on - 1 WHERE id = ? AND status = 'waiting' "
             "RETURNING waiting_on, hold",

@@ -38,6 +38,7 @@ PROTECTED = [
     ("PUT", f"/tasks/{ID}/complete", {"consumer", "admin"}),
     ("PUT", f"/tasks/{ID}/fail", {"consumer", "admin"}),
     ("PUT", f"/tasks/{ID}/heartbeat", {"consumer", "admin"}),
+    ("PUT", f"/tasks/{ID}/progress", {"consumer", "admin"}),
     ("POST", f"/tasks/{ID}/retry", {"admin"}),
     ("GET", "/queue/view", {"admin"}),
     ("HEAD", "/queue/view", {"admin"}),
