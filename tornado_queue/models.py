@@ -60,13 +60,16 @@ class Event(StrEnum):
 DEFAULT_QUEUE = "default"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewTask:
     """What a producer asks for. `payload` is the task's JSON object, already serialized;
     `max_attempts` None means the store's default; `delay` is seconds before it is ready.
 
     With an `idempotency_key`, `fingerprint` identifies the request's content: the same key
-    with the same fingerprint returns the first task, with another one is refused."""
+    with the same fingerprint returns the first task, with another one is refused.
+
+    Not to be changed once made. It is not frozen: a frozen dataclass sets each of its dozen
+    fields through `object.__setattr__`, which cost 1.5 µs of every enqueue."""
 
     payload: bytes
     max_attempts: int | None = None
