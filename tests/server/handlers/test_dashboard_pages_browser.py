@@ -8,6 +8,7 @@ Chromium missing is a failure with the command to install it, never a skip.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -435,7 +436,17 @@ def test_the_pages_run_under_the_csp_and_fit_a_narrow_window(
     task_id = enqueue(server, "narrow-pages", {"long": "x" * 400}, group="g" * 128)
     page.set_viewport_size({"width": 360, "height": 740})
 
-    for hash_ in ("#/queues/narrow-pages", f"#/tasks/{task_id}"):
+    child = enqueue(server, "narrow-pages", {"long": "x" * 400}, after=[task_id])
+    schedule = {"queue": "narrow-pages", "payload": {"long": "x" * 400}, "cron": "0 6 * * *"}
+    assert call(server, "PUT", "/schedules/narrow-pages", schedule)[0] == 201
+
+    for hash_ in (
+        "#/queues/narrow-pages",
+        "#/queues/narrow-pages?state=waiting",
+        f"#/tasks/{task_id}",
+        f"#/tasks/{child}",
+        "#/schedules",
+    ):
         page.goto(f"{server.url}/{hash_}")
         expect(page.locator("#connection-text")).to_contain_text("Live")
         expect(page.locator("main:not([hidden]) .card").first).to_be_visible()
@@ -460,3 +471,201 @@ def test_the_views_ask_for_a_token_like_the_overview(page: Page, tmp_path: Path)
 
         expect(page.locator("#connection-text")).to_contain_text("Live")
         expect(tab_count(page, "pending")).to_have_text("0")
+
+
+# --- workflows, progress and schedules ---------------------------------------------------------
+
+
+def test_a_waiting_task_is_counted_and_listed_under_its_tab_with_its_parents_linked(
+    page: Page, server: ServerProcess
+):
+    first = enqueue(server, "workflow", {"step": "fetch"})
+    second = enqueue(server, "workflow", {"step": "resize"})
+    child = enqueue(server, "workflow", {"step": "publish"}, after=[first, second], group="g-1")
+    open_dashboard(page, server)
+
+    waiting_count = page.locator('#queues tr[data-queue="workflow"] td[data-state="waiting"]')
+    expect(waiting_count).to_have_text("1")
+    expect(page.locator('#queues tr[data-queue="workflow"] td[data-state="pending"]')).to_have_text(
+        "2"
+    )
+    assert page.locator("#queues thead th").nth(3).text_content() == "Waiting"
+
+    page.goto(f"{server.url}/#/queues/workflow")
+    expect(tab_count(page, "waiting")).to_have_text("1")
+    expect(tab_count(page, "pending")).to_have_text("2")
+    tab(page, "waiting").click()
+
+    expect(page).to_have_url(f"{server.url}/#/queues/workflow?state=waiting")
+    expect(tab(page, "waiting")).to_have_attribute("aria-selected", "true")
+    headings = page.locator("#queue-tasks thead th")
+    expect(headings).to_have_text(["Task", "Waits for", "Group", "Waiting since", "Payload"])
+    for th in range(headings.count()):
+        assert headings.nth(th).get_attribute("scope") == "col"
+    expect(list_rows(page)).to_have_count(1)
+    waiting_row = list_rows(page).first
+    assert waiting_row.get_attribute("data-task-id") == child
+    expect(waiting_row).to_contain_text('{"step":"publish"}')
+    expect(waiting_row).to_contain_text("g-1")
+    expect(waiting_row.locator("td").nth(3)).to_contain_text("ago")
+    parents = waiting_row.locator("td.parents a")
+    expect(parents).to_have_text([first[:8], second[:8]])
+    expect(parents.first).to_have_attribute("href", f"#/tasks/{first}")
+
+    complete(server, dequeue(server, "workflow"))  # one parent done: it still waits
+
+    expect(tab_count(page, "completed")).to_have_text("1")
+    expect(tab_count(page, "waiting")).to_have_text("1")
+
+    parents.nth(1).click()  # the parent's page, from the child's row
+
+    expect(page).to_have_url(f"{server.url}/#/tasks/{second}")
+    expect(page.locator("#task-status")).to_have_text("pending")
+
+    complete(server, dequeue(server, "workflow"))  # the last parent: the child is pending
+    page.goto(f"{server.url}/#/queues/workflow?state=waiting")
+
+    expect(tab_count(page, "waiting")).to_have_text("0")
+    expect(tab_count(page, "pending")).to_have_text("1")
+    expect(page.locator("#queue-tasks-empty")).to_have_text("No waiting tasks.")
+
+
+def test_a_task_page_shows_its_parents_and_dependents_as_links_that_navigate(
+    page: Page, server: ServerProcess
+):
+    parent = enqueue(server, "chain", {"step": 1})
+    middle = enqueue(server, "chain", {"step": 2}, after=[parent])
+    last = enqueue(server, "chain", {"step": 3}, after=[middle])
+    plain = enqueue(server, "chain-plain", {"step": 0})
+
+    page.goto(f"{server.url}/#/tasks/{middle}")
+    expect(page.locator("#task-status")).to_have_text("waiting")
+    expect(page.locator("#task-status")).to_have_class("status-badge state-waiting")
+    workflow = page.locator("#task-workflow-card")
+    expect(workflow).to_be_visible()
+    expect(page.locator("#task-after a")).to_have_text([parent])
+    expect(page.locator("#task-dependents a")).to_have_text([last])
+
+    page.locator("#task-after").get_by_role("link", name=parent).click()
+
+    expect(page).to_have_url(f"{server.url}/#/tasks/{parent}")
+    expect(page.locator("#task-id")).to_have_text(parent)
+    expect(page.locator("#task-status")).to_have_text("pending")
+    expect(page.locator("#task-after li")).to_have_text(["None: it waits for no task."])
+    expect(page.locator("#task-dependents a")).to_have_text([middle])
+
+    page.locator("#task-dependents").get_by_role("link", name=middle).click()
+    expect(page).to_have_url(f"{server.url}/#/tasks/{middle}")
+    page.locator("#task-dependents").get_by_role("link", name=last).click()
+
+    expect(page).to_have_url(f"{server.url}/#/tasks/{last}")
+    expect(page.locator("#task-after a")).to_have_text([middle])
+    expect(page.locator("#task-dependents li")).to_have_text(["None: no task waits for it."])
+
+    page.go_back()  # each link was a step in the history
+    expect(page.locator("#task-id")).to_have_text(middle)
+
+    page.goto(f"{server.url}/#/tasks/{plain}")  # outside any workflow: no card
+    expect(page.locator("#task-id")).to_have_text(plain)
+    expect(page.locator("#task-status")).to_have_text("pending")
+    expect(workflow).to_be_hidden()
+
+    # Deleting a parent asks, saying that its waiting dependents fail with it.
+    page.goto(f"{server.url}/#/tasks/{parent}")
+    expect(page.locator("#task-dependents a")).to_have_text([middle])
+    questions: list[str] = []
+    page.once("dialog", accept_and_keep(questions))
+    page.get_by_role("button", name="Delete").click()
+
+    expect(page).to_have_url(f"{server.url}/#/queues/chain")
+    assert questions == [f"Delete task {parent} for good? Tasks still waiting for it fail with it."]
+    assert call(server, "GET", f"/tasks/{middle}")[1]["status"] == "failed"
+
+
+def test_a_task_page_shows_its_progress_once_reported(page: Page, server: ServerProcess):
+    task_id = enqueue(server, "progressing", {"n": 1})
+    leased = dequeue(server, "progressing", lease=300)
+    page.goto(f"{server.url}/#/tasks/{task_id}")
+    expect(page.locator("#task-status")).to_have_text("processing")
+    expect(page.locator("#task-progress-card")).to_be_hidden()
+    expect(page.locator("#task-schedule-field")).to_be_hidden()
+    expect(page.locator("#task-fire-time-field")).to_be_hidden()
+
+    progress = {"done": 40, "of": 100, "note": XSS}
+    body = {"lease_id": leased["lease_id"], "progress": progress}
+    assert call(server, "PUT", f"/tasks/{task_id}/progress", body)[0] == 200
+
+    expect(page.locator("#task-progress-card")).to_be_visible()
+    expect(page.locator("#task-progress")).to_have_text(json.dumps(progress, indent=2))
+    assert page.locator("main img, main script").count() == 0
+    assert page.evaluate("typeof window.pwned") == "undefined"
+
+
+def test_the_schedules_view_lists_schedules_and_their_tasks_show_where_they_came_from(
+    page: Page, server: ServerProcess
+):
+    nightly = {
+        "queue": "reports-view",
+        "payload": {"report": "daily"},
+        "cron": "0 6 * * *",
+        "timezone": "Europe/Berlin",
+        "priority": 5,
+        "max_attempts": 2,
+    }
+    assert call(server, "PUT", "/schedules/nightly-view", nightly)[0] == 201
+    open_dashboard(page, server)
+
+    page.locator("nav.views").get_by_role("link", name="Schedules").click()
+
+    expect(page).to_have_url(f"{server.url}/#/schedules")
+    expect(page.locator("#schedules-page")).to_be_visible()
+    expect(page.locator("#overview")).to_be_hidden()
+    expect(page).to_have_title("Schedules · tornado_queue")
+    expect(page.locator('nav.views a[aria-current="page"]')).to_have_text("Schedules")
+    row = page.locator('#schedules tr[data-schedule="nightly-view"]')
+    expect(row.locator("th")).to_have_attribute("scope", "row")
+    expect(row.locator("td")).to_have_text(
+        [
+            "reports-view",
+            "0 6 * * *",
+            "Europe/Berlin",
+            "5",
+            "2",
+            re.compile(r"^in \d+"),
+            "–",
+            '{"report":"daily"}',
+        ]
+    )
+    expect(row.locator(".paused-badge")).to_be_hidden()
+    expect(row.get_by_role("link", name="reports-view")).to_have_attribute(
+        "href", "#/queues/reports-view"
+    )
+
+    # A schedule put meanwhile shows by itself; paused, it says it never runs.
+    ticking = {"queue": "ticks-view", "payload": {"tick": True}, "every": 1}
+    assert call(server, "PUT", "/schedules/ticking-view", ticking)[0] == 201
+    ticks = page.locator('#schedules tr[data-schedule="ticking-view"]')
+    expect(ticks.locator("td").nth(1)).to_have_text("every 1 s")
+    expect(ticks.locator("td").nth(2)).to_have_text("–")  # an interval ignores the timezone
+    expect(ticks.locator("td").nth(6)).to_contain_text("ago")  # it has fired
+    paused = {**ticking, "paused": True}
+    assert call(server, "PUT", "/schedules/ticking-view", paused)[0] == 200
+    expect(ticks.locator(".paused-badge")).to_be_visible()
+    expect(ticks.locator("td").nth(5)).to_have_text("paused: never")
+
+    # Its task names the schedule and the occurrence it stands for.
+    _, tasks = call(server, "GET", "/queue/view?queue=ticks-view")
+    task = tasks[0]
+    page.goto(f"{server.url}/#/tasks/{task['id']}")
+    expect(page.locator("#task-schedule")).to_have_text("ticking-view")
+    fire_time = page.locator('#task-page dd[data-time="fire_time"] time')
+    expect(fire_time).to_have_attribute("datetime", task["fire_time"])
+    expect(page.locator('nav.views a[aria-current="page"]')).to_have_count(0)
+
+    page.locator("#task-schedule").click()
+
+    expect(page).to_have_url(f"{server.url}/#/schedules")
+    expect(ticks).to_be_visible()
+    page.locator("nav.views").get_by_role("link", name="Queues").click()
+    expect(page.locator("#overview")).to_be_visible()
+    expect(page.locator('nav.views a[aria-current="page"]')).to_have_text("Queues")

@@ -15,7 +15,8 @@
   const MAX_DETAIL_QUEUES = 20; // bounds the requests one poll makes
   const PAYLOAD_CHARS = 160;
   const PAGE_SIZE = 20; // tasks per page of a queue page's list
-  const STATES = ["pending", "scheduled", "processing", "completed", "failed"];
+  const STATES = ["pending", "scheduled", "waiting", "processing", "completed", "failed"];
+  const PARENTS_SHOWN = 3; // parents linked per row of a waiting list; the task page has all
   const SERIES = ["enqueued", "completed", "failed"];
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -206,8 +207,9 @@
     return Number.isNaN(ms) ? null : ms;
   }
 
-  // A cell that tick() keeps current: a countdown to a deadline, the time since an instant, or
-  // (kind "relative") either, for an instant that may be past or to come.
+  // A cell that tick() keeps current: a countdown to a deadline, the time since an instant,
+  // (kind "relative") either, for an instant that may be past or to come, or (kind "next") the
+  // time to an instant that is due once past.
   function clockCell(kind, atMs, className) {
     const td = cell("", className);
     setClock(td, kind, atMs);
@@ -230,7 +232,9 @@
     if (element.dataset.clock === "until") {
       element.classList.toggle("overdue", left <= 0);
       setText(element, left <= 0 ? "expired" : formatDuration(left));
-    } else if (element.dataset.clock === "relative" && left > 0) {
+    } else if (element.dataset.clock === "next" && left <= 0) {
+      setText(element, "due now"); // a schedule's next run, fired at the next poll's latest
+    } else if ((element.dataset.clock === "relative" || element.dataset.clock === "next") && left > 0) {
       setText(element, `in ${formatDuration(left)}`);
     } else {
       setText(element, `${formatDuration(-left)} ago`);
@@ -346,6 +350,34 @@
     link.title = task.id;
     const td = cell("", "mono");
     td.append(link);
+    return td;
+  }
+
+  // A link to a task's page: its short id, the whole id as its title (or as its text).
+  function taskLink(id, whole) {
+    const link = document.createElement("a");
+    link.href = taskHash(id);
+    link.textContent = whole ? String(id) : shortId(id);
+    link.title = String(id);
+    return link;
+  }
+
+  // The parents a waiting task waits for (its `after`), each a link to its page.
+  function parentsCell(task) {
+    const td = cell("", "mono parents");
+    const parents = task.after || [];
+    parents.slice(0, PARENTS_SHOWN).forEach((id, index) => {
+      if (index > 0) td.append(", ");
+      td.append(taskLink(id));
+    });
+    if (parents.length > PARENTS_SHOWN) {
+      const more = document.createElement("a");
+      more.href = taskHash(task.id);
+      more.className = "more";
+      more.textContent = `+${parents.length - PARENTS_SHOWN} more`;
+      td.append(" ", more);
+    }
+    if (parents.length === 0) td.textContent = "–";
     return td;
   }
 
@@ -500,7 +532,10 @@
   }
 
   async function deleteTask(button, task) {
-    if (!window.confirm(`Delete task ${task.id} for good?`)) return false;
+    const dependents = task.dependents && task.dependents.length
+      ? " Tasks still waiting for it fail with it."
+      : "";
+    if (!window.confirm(`Delete task ${task.id} for good?${dependents}`)) return false;
     return act(button, "DELETE", `/tasks/${encodeURIComponent(task.id)}`, "Delete", task);
   }
 
@@ -690,6 +725,8 @@
 
   // --- routing: #/ the overview, #/queues/NAME?state=&offset= a queue, #/tasks/ID a task ---
   //
+  // #/schedules is the schedules view.
+  //
   // The view lives in the hash: the server serves one page, and the browser's back button
   // walks between views. Changing a queue page's tab or page replaces the history entry
   // rather than adding one, so back still returns to where the user came from.
@@ -724,6 +761,7 @@
       return { view: "queue", name, state, offset };
     }
     if (kind === "tasks" && name) return { view: "task", id: name };
+    if (kind === "schedules" && !encoded) return { view: "schedules" };
     return { view: "overview" };
   }
 
@@ -741,8 +779,13 @@
     for (const view of document.querySelectorAll("main[data-view]")) {
       view.hidden = view.dataset.view !== route.view;
     }
+    for (const link of document.querySelectorAll("nav.views [data-nav]")) {
+      if (link.dataset.nav === route.view) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
     if (route.view === "queue") openQueuePage(route);
     else if (route.view === "task") openTaskPage(route);
+    else if (route.view === "schedules") document.title = "Schedules · tornado_queue";
     else document.title = OVERVIEW_TITLE;
   }
 
@@ -818,6 +861,13 @@
       ["Attempts", numberCell("attempts"), "num"],
       ["Group", groupCell],
       ["Waiting", sinceCell("created_at")],
+      ["Payload", payloadCell],
+    ],
+    waiting: [
+      ["Task", taskIdCell],
+      ["Waits for", parentsCell],
+      ["Group", groupCell],
+      ["Waiting since", sinceCell("created_at")],
       ["Payload", payloadCell],
     ],
     scheduled: [
@@ -1220,6 +1270,8 @@
     for (const part of document.querySelectorAll("#task-page [data-task-part]")) part.hidden = !shown;
     if (!shown) {
       $("#task-error-card").hidden = true;
+      $("#task-workflow-card").hidden = true;
+      $("#task-progress-card").hidden = true;
       $("#task-retry").hidden = true;
       $("#task-delete").hidden = true;
     }
@@ -1267,12 +1319,131 @@
     for (const dd of document.querySelectorAll("#task-page [data-time]")) {
       renderTime(dd, task[dd.dataset.time]);
     }
+    $("#task-fire-time-field").hidden = task.fire_time == null;
+    const schedule = $("#task-schedule");
+    $("#task-schedule-field").hidden = task.schedule == null;
+    setText(schedule, task.schedule ?? "");
+    schedule.title = task.schedule == null ? "" : `Schedule ${task.schedule}: see all schedules`;
+    renderWorkflow(task);
     setText($("#task-payload"), prettyJson(task.payload));
     setText($("#task-result"), prettyJson(task.result));
+    $("#task-progress-card").hidden = task.progress == null;
+    setText($("#task-progress"), prettyJson(task.progress));
     $("#task-error-card").hidden = task.error == null;
     setText($("#task-error"), task.error ?? "");
     $("#task-retry").hidden = task.status !== "failed"; // only failed tasks can be retried
     $("#task-delete").hidden = task.status === "processing"; // a consumer holds it
+  }
+
+  // The parents (`after`) and dependents of a task, each a link to its page; the card is
+  // hidden for a task outside any workflow. Rebuilt only when they change, so a link is not
+  // replaced under the pointer every second.
+  function renderWorkflow(task) {
+    const after = task.after || [];
+    const dependents = task.dependents || [];
+    $("#task-workflow-card").hidden = after.length === 0 && dependents.length === 0;
+    renderTaskLinks($("#task-after"), after, "None: it waits for no task.");
+    renderTaskLinks($("#task-dependents"), dependents, "None: no task waits for it.");
+  }
+
+  function renderTaskLinks(list, ids, none) {
+    const signature = JSON.stringify(ids);
+    if (list.dataset.signature === signature) return;
+    list.dataset.signature = signature;
+    const items = ids.map((id) => {
+      const item = document.createElement("li");
+      item.append(taskLink(id, true));
+      return item;
+    });
+    if (items.length === 0) {
+      const item = document.createElement("li");
+      item.className = "none";
+      item.textContent = none;
+      items.push(item);
+    }
+    list.replaceChildren(...items);
+  }
+
+  // --- the schedules view ----------------------------------------------------------------
+
+  // How a schedule runs, in words: its cron expression, or its interval.
+  function scheduleRuns(schedule) {
+    if (schedule.cron != null) return schedule.cron;
+    if (schedule.every != null) return `every ${secondsText(schedule.every)}`;
+    return "–";
+  }
+
+  // An instant of a schedule, "in 5m" or "3m ago", kept current by tick(); its time as title.
+  function instantCell(kind, iso, className) {
+    const ms = timeMs(iso);
+    const td = ms === null ? cell("–", className) : clockCell(kind, ms, className);
+    td.title = ms === null ? "" : `${new Date(ms).toLocaleString()} (${iso})`;
+    return td;
+  }
+
+  function buildSchedule(schedule) {
+    const row = document.createElement("tr");
+    row.dataset.schedule = schedule.name;
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.className = "mono";
+    const badge = document.createElement("span");
+    badge.className = "paused-badge";
+    badge.textContent = "paused";
+    name.append(schedule.name, " ", badge);
+    row.append(name, cell("", "queue"), cell("", "mono runs"), cell("", "timezone"));
+    row.append(cell("", "num priority"), cell("", "num max-attempts"));
+    row.append(cell("", "next-run"), cell("", "last-run"), cell("", "payload mono"));
+    return row;
+  }
+
+  // Every cell from the schedule as it is now: a PUT elsewhere may have replaced it.
+  function updateSchedule(row, schedule) {
+    const signature = JSON.stringify(schedule);
+    if (row.dataset.signature === signature) return;
+    row.dataset.signature = signature;
+    row.querySelector(".paused-badge").hidden = !schedule.paused;
+    row.classList.toggle("paused", schedule.paused);
+    row.querySelector(".queue").replaceChildren(queueLink(schedule.queue));
+    setText(row.querySelector(".runs"), scheduleRuns(schedule));
+    setText(row.querySelector(".timezone"), schedule.cron != null ? schedule.timezone : "–");
+    setText(row.querySelector(".priority"), String(schedule.priority));
+    const attempts = row.querySelector(".max-attempts");
+    setText(attempts, schedule.max_attempts == null ? "default" : String(schedule.max_attempts));
+    attempts.title = schedule.max_attempts == null ? "the queue's max_attempts, else the server's" : "";
+    const next = schedule.paused
+      ? cell("paused: never", "next-run")
+      : instantCell("next", schedule.next_run_at, "next-run");
+    row.querySelector(".next-run").replaceWith(next);
+    row.querySelector(".last-run").replaceWith(instantCell("since", schedule.last_run_at, "last-run"));
+    const payload = row.querySelector(".payload");
+    setText(payload, payloadText(schedule.payload));
+    payload.title = JSON.stringify(schedule.payload);
+  }
+
+  async function refreshSchedulesView(route) {
+    let answer;
+    try {
+      answer = await api("GET", "/schedules");
+    } catch (error) {
+      // An older server without schedules (404): said in the view, the connection live.
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      if (isCurrent(route)) {
+        showViewProblem($("#schedules-problem"), "This server has no schedules (GET /schedules is 404).");
+        $("#schedules-wrap").hidden = true;
+        $("#schedules-empty").hidden = true;
+      }
+      return;
+    }
+    if (!isCurrent(route)) return;
+    const schedules = answer.data || [];
+    $("#schedules-problem").hidden = true;
+    syncRows($("#schedules tbody"), schedules, (schedule) => schedule.name, buildSchedule, updateSchedule);
+    $("#schedules-wrap").hidden = schedules.length === 0;
+    $("#schedules-empty").hidden = schedules.length > 0;
+    const paused = schedules.filter((schedule) => schedule.paused).length;
+    const count = `${schedules.length} ${schedules.length === 1 ? "schedule" : "schedules"}`;
+    setText($("#schedules-count"), paused ? `${count} · ${paused} paused` : count);
   }
 
   // A queue's name as a link to its page, or a dash; rebuilt only when it changes.
@@ -1420,6 +1591,7 @@
   function refreshView(route) {
     if (route.view === "queue") return refreshQueuePage(route);
     if (route.view === "task") return refreshTaskPage(route);
+    if (route.view === "schedules") return refreshSchedulesView(route);
     return refreshOverview();
   }
 
