@@ -263,6 +263,30 @@ def test_enqueue_with_a_group_and_an_expiry(server, client, capsys):
     assert client.dequeue(queue="cli-group") is None, "the second waits for the first"
 
 
+def test_enqueue_after_one_or_more_tasks_waits_for_them(server, client, capsys):
+    first = client.enqueue({"n": 1}, queue="cli-after")
+    second = client.enqueue({"n": 2}, queue="cli-after")
+
+    code, out = run(
+        server,
+        capsys,
+        *("enqueue", "{}", "--queue", "cli-after", "--after", first, "--after", second, "--json"),
+    )
+
+    assert code == 0
+    child = json.loads(out)["id"]
+    code, out = run(server, capsys, "get", child)
+    assert re.search(r"^status +waiting$", out, re.MULTILINE)
+    assert re.search(rf"^after +{first}, {second}$", out, re.MULTILINE)
+    assert re.search(r"^dependents +-$", out, re.MULTILINE)
+    code, out = run(server, capsys, "get", first)
+    assert re.search(rf"^dependents +{child}$", out, re.MULTILINE)
+    code, out = run(server, capsys, "enqueue", "{}", "--after", "no-such-task")
+    assert code == 1 and "field 'after' names task 'no-such-task'" in out
+    code, out = run(server, capsys, "stats", "--queue", "cli-after")
+    assert re.search(r"^waiting +1$", out, re.MULTILINE)
+
+
 class Terminal(io.StringIO):
     """Stands for stdin on a terminal, holding what the person will type."""
 

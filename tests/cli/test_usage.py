@@ -97,6 +97,10 @@ def test_an_unknown_command_is_one_line_naming_the_commands(capsys):
             "tornado-queue enqueue: error: argument --group: must be 1 to 128 characters",
         ),
         (
+            ["enqueue", "{}", "--after", "#0"],
+            "tornado-queue enqueue: error: argument --after: must be a task id, got '#0'",
+        ),
+        (
             ["schedule", "set", "nightly", "{}", "--queue", "q"],
             "tornado-queue schedule set: error: one of the arguments --cron --every is required",
         ),
@@ -126,6 +130,7 @@ def test_an_unknown_command_is_one_line_naming_the_commands(capsys):
         "purge no status",
         "expires in",
         "group",
+        "after",
         "schedule without a time",
         "schedule every",
         "schedule payload",

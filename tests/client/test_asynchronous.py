@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.client.support import DROP, Answer, StubServer, real_server
-from tornado_queue.client import AsyncClient, ConnectionFailed, LeaseLost, NotFound
+from tornado_queue.client import (
+    AsyncClient,
+    BadRequest,
+    BatchItem,
+    ConnectionFailed,
+    LeaseLost,
+    NotFound,
+)
 from tornado_queue.testing import ServerProcess, free_port
 
 
@@ -143,3 +150,25 @@ async def test_schedule_calls_work_awaited(server):
     await client.delete_schedule("async-tick")
     with pytest.raises(NotFound):
         await client.get_schedule("async-tick")
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_dependencies_work_awaited(server):
+    client = AsyncClient(server.url)
+    parent = await client.enqueue({"n": 1}, queue="async-after")
+    child = await client.enqueue({"n": 2}, queue="async-after", after=[parent])
+    first, last = await client.enqueue_many(
+        [{"n": 3}, BatchItem({"n": 4}, after=["#0", parent])], queue="async-after"
+    )
+
+    assert (await client.get(child)).status == "waiting"
+    assert (await client.get(last)).after == [first, parent]
+    assert (await client.get(parent)).dependents == [child, last]
+    with pytest.raises(BadRequest) as raised:
+        await client.enqueue({}, queue="async-after", after=["no-such-task"])
+    assert "names task 'no-such-task'" in raised.value.detail
+
+    for _ in range(2):
+        await client.complete(await client.dequeue(queue="async-after"))
+    assert (await client.get(child)).status == "pending"
+    assert (await client.get(last)).status == "pending"

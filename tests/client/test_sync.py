@@ -17,6 +17,7 @@ from tests.client.support import DROP, Answer, StubServer, real_server, tasks_in
 from tests.support import wait_until
 from tornado_queue.client import (
     BadRequest,
+    BatchItem,
     Client,
     Conflict,
     ConnectionFailed,
@@ -629,6 +630,92 @@ def test_a_task_from_a_server_without_the_newer_fields_reads_them_as_none():
     task = Task.from_document(orjson.loads(DONE))
 
     assert (task.group, task.expires_at, task.dead_lettered_from) == (None, None, None)
+    assert (task.after, task.dependents) == (None, None)
+
+
+# --- dependencies ----------------------------------------------------------------------------
+
+
+def test_a_task_enqueued_after_another_waits_for_it_and_shows_the_links(client, queue):
+    parent = client.enqueue({"step": 1}, queue=queue)
+    child = client.enqueue({"step": 2}, queue=queue, after=[parent])
+
+    shown = client.get(child)
+    assert (shown.status, shown.after, shown.dependents) == ("waiting", [parent], None)
+    assert client.get(parent).dependents == [child]
+    assert Task.from_document(shown.to_document()) == shown
+    assert client.stats(queue)["waiting"] == 1
+    assert [task.id for task in client.view(queue, status="waiting")] == [child]
+
+    leased = client.dequeue(queue=queue)
+    assert leased.id == parent and client.dequeue(queue=queue) is None
+    client.complete(leased)
+    assert client.dequeue(queue=queue).id == child
+
+
+def test_a_batch_of_items_is_a_workflow_and_a_failed_parent_fails_what_waits(client, queue):
+    side = f"{queue[:58]}.side"
+    root, left, right, join = client.enqueue_many(
+        [
+            {"step": "root"},
+            BatchItem({"step": "left"}, after=["#0"], queue=side, priority=5),
+            BatchItem({"step": "right"}, after=("#0",)),
+            BatchItem({"step": "join"}, after=["#1", "#2"]),
+        ],
+        queue=queue,
+        priority=1,
+    )
+
+    assert [client.get(task_id).status for task_id in (root, left, right, join)] == [
+        *("pending", "waiting", "waiting", "waiting")
+    ]
+    left_task, right_task = client.get(left), client.get(right)
+    assert (left_task.queue, left_task.priority) == (side, 5)
+    assert (right_task.queue, right_task.priority) == (queue, 1)
+    assert client.get(join).after == [left, right]
+
+    client.fail(client.dequeue(queue=queue), "boom", retry=False)
+
+    assert client.get(left).error == f"parent task '{root}' failed"
+    assert client.get(join).error in (
+        f"parent task '{left}' failed",
+        f"parent task '{right}' failed",
+    )
+    assert client.stats(queue)["failed"] == 3 and client.stats(side)["failed"] == 1
+
+
+def test_a_bad_parent_raises_bad_request_naming_it_and_creates_nothing(client, queue):
+    with pytest.raises(BadRequest) as raised:
+        client.enqueue({}, queue=queue, after=["no-such-task"])
+    assert "field 'after' names task 'no-such-task'" in raised.value.detail
+    with pytest.raises(BadRequest) as raised:
+        client.enqueue_many([{}, BatchItem({}, after=["#1"])], queue=queue)
+    assert "tasks[1].after[0] is '#1'" in raised.value.detail
+    with pytest.raises(BadRequest) as raised:
+        client.enqueue({}, queue=queue, after="a-lone-id")  # type: ignore[arg-type]
+    assert "field 'after' must be a list of task ids" in raised.value.detail
+    assert client.totals(queue)["enqueued"] == 0
+
+
+def test_after_is_sent_as_a_list_and_an_items_fields_win_over_the_calls():
+    stub = StubServer(Answer(201, b'{"id": "t1"}'), Answer(201, b'{"ids": ["t2", "t3"]}'))
+    with stub, Client(stub.url) as client:
+        client.enqueue({"n": 1}, after=("p1", "p2"))
+        client.enqueue_many(
+            [{"n": 2}, BatchItem({"n": 3}, after=["#0"], delay=5, queue="other")],
+            queue="jobs",
+            delay=1,
+        )
+    single, many = (orjson.loads(seen.body) for seen in stub.seen)
+    assert single == {"payload": {"n": 1}, "after": ["p1", "p2"]}
+    first, second = many["tasks"]
+    assert {name: first[name] for name in first if name != "idempotency_key"} == {
+        "payload": {"n": 2},
+        "queue": "jobs",
+        "delay": 1,
+    }
+    second.pop("idempotency_key")
+    assert second == {"payload": {"n": 3}, "queue": "other", "delay": 5, "after": ["#0"]}
 
 
 # --- schedules -------------------------------------------------------------------------------

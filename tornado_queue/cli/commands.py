@@ -30,6 +30,7 @@ from tornado_queue.limits import (
     MAX_EXPIRY_SECONDS,
     MAX_GROUP_CHARS,
     MAX_LEASE_SECONDS,
+    MAX_PARENTS,
     MAX_PROCESSING,
     MAX_RATE_SECONDS,
     MAX_RATE_TASKS,
@@ -38,7 +39,7 @@ from tornado_queue.limits import (
     MIN_LEASE_SECONDS,
 )
 from tornado_queue.models import PURGEABLE
-from tornado_queue.validation import GROUP
+from tornado_queue.validation import BATCH_REFERENCE, GROUP, PARENT_ID
 
 STATES = ("pending", "processing", "completed", "failed", "scheduled", "waiting")
 EVENTS = ("enqueued", "completed", "failed", "lease_expired", "dead_lettered", "expired")
@@ -67,6 +68,7 @@ def enqueue(client: Client, args: argparse.Namespace) -> None:
         idempotency_key=args.key,
         group=args.group,
         expires_in=args.expires_in,
+        after=args.after,
     )
     if args.json:
         emit({"id": task_id})
@@ -188,6 +190,8 @@ def _cell(name: str, value: Any) -> Any:
         return "-"
     if name in ("payload", "result", "progress"):
         return _json_text(value)
+    if name in ("after", "dependents"):
+        return ", ".join(value) or "-"
     if name == "error":
         return value.partition("\n")[0]  # the whole text follows the table
     return value
@@ -270,6 +274,13 @@ def group_text(text: str) -> str:
             f"must be 1 to {MAX_GROUP_CHARS} characters without control characters, "
             f"got {text[:40]!r}"
         )
+    return text
+
+
+def task_id(text: str) -> str:
+    """A task id as the server writes them, for `--after`."""
+    if not PARENT_ID.fullmatch(text) or BATCH_REFERENCE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be a task id, got {text[:80]!r}")
     return text
 
 
@@ -401,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--expires-in",
         type=bounded(float, MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS),
         help="seconds after which it is never delivered (default: the queue's ttl_seconds)",
+    )
+    add.add_argument(
+        "--after",
+        action="append",
+        type=task_id,
+        metavar="ID",
+        help=f"wait until this task is completed (repeat for up to {MAX_PARENTS} tasks)",
     )
 
     for name, summary in (("get", "show one task"), ("retry", "put a failed task back")):

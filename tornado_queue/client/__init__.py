@@ -27,6 +27,7 @@ from tornado_queue.client.errors import (
     Unauthorized,
     Unavailable,
 )
+from tornado_queue.client.items import BatchItem
 from tornado_queue.client.sync import Client
 from tornado_queue.client.task import Task
 
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_URL",
     "AsyncClient",
     "BadRequest",
+    "BatchItem",
     "Client",
     "Conflict",
     "ConnectionFailed",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -20,6 +20,7 @@ from tornado_queue.client.endpoint import (
     base_headers,
 )
 from tornado_queue.client.errors import ConnectionFailed
+from tornado_queue.client.items import BatchItem
 from tornado_queue.client.task import Task
 from tornado_queue.models import FINISHED, TaskStatus
 
@@ -74,6 +75,7 @@ class AsyncClient:
         idempotency_key: str | None = None,
         group: str | None = None,
         expires_in: float | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         return await self._call(
             calls.enqueue(
@@ -85,12 +87,13 @@ class AsyncClient:
                 max_attempts=max_attempts,
                 group=group,
                 expires_in=expires_in,
+                after=after,
             )
         )
 
     async def enqueue_many(
         self,
-        payloads: Iterable[dict[str, Any]],
+        payloads: Iterable[dict[str, Any] | BatchItem],
         *,
         queue: str | None = None,
         priority: int | None = None,

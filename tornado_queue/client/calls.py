@@ -24,6 +24,7 @@ from tornado_queue.client.errors import (
     TooManyRequests,
     Unavailable,
 )
+from tornado_queue.client.items import BatchItem
 from tornado_queue.client.task import Task
 from tornado_queue.limits import MAX_WAIT_SECONDS
 
@@ -91,7 +92,17 @@ def new_key() -> str:
 
 
 def _new_task(payload: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    return {"payload": payload} | {name: v for name, v in options.items() if v is not None}
+    given = {name: v for name, v in options.items() if v is not None}
+    after = given.get("after")
+    if after is not None and not isinstance(after, str):  # a lone id: the server says why
+        given["after"] = list(after)  # any sequence of ids, as the JSON list the server takes
+    return {"payload": payload} | given
+
+
+def _batch_item(entry: dict[str, Any] | BatchItem, options: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(entry, BatchItem):
+        return _new_task(entry.payload, {**options, **entry.given()})
+    return _new_task(entry, options)
 
 
 # --- producers ---------------------------------------------------------------------------
@@ -107,10 +118,10 @@ def enqueue(payload: dict[str, Any], key: str | None, **options: Any) -> Call[st
     )
 
 
-def enqueue_many(payloads: Iterable[dict[str, Any]], **options: Any) -> Call[list[str]]:
+def enqueue_many(entries: Iterable[dict[str, Any] | BatchItem], **options: Any) -> Call[list[str]]:
     # Each item carries its own key (the header is refused on a batch): a retried batch
-    # replays every item instead of creating any twice.
-    items = [_new_task(payload, options) | {"idempotency_key": new_key()} for payload in payloads]
+    # replays every item instead of creating any twice, and its "#k" still name the same tasks.
+    items = [_batch_item(entry, options) | {"idempotency_key": new_key()} for entry in entries]
     return Call(
         "POST",
         "/tasks/batch",

@@ -7,7 +7,7 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from tornado_queue.client.endpoint import (
     base_headers,
 )
 from tornado_queue.client.errors import ConnectionFailed
+from tornado_queue.client.items import BatchItem
 from tornado_queue.client.task import Task
 from tornado_queue.models import FINISHED, TaskStatus
 
@@ -83,6 +84,7 @@ class Client:
         idempotency_key: str | None = None,
         group: str | None = None,
         expires_in: float | None = None,
+        after: Sequence[str] | None = None,
     ) -> str:
         """Put one task on `queue` (default "default"); return its id.
 
@@ -90,6 +92,10 @@ class Client:
         next only once the one before is completed, deleted, failed, dead-lettered or expired.
         A task is never delivered more than `expires_in` seconds after it was enqueued
         (default: the queue's `ttl_seconds`); it then fails as expired.
+
+        With `after` (1 to 100 task ids) the task is `waiting` until every one of them is
+        completed, then pending (its `delay` counted from then); should one fail for good or
+        be deleted, it fails too. An unknown or failed parent raises `BadRequest` naming it.
 
         Every enqueue is sent with an `Idempotency-Key`: yours, or a fresh one made for this
         call, so retrying it after a lost answer never creates a second task. Give your own
@@ -105,12 +111,13 @@ class Client:
                 max_attempts=max_attempts,
                 group=group,
                 expires_in=expires_in,
+                after=after,
             )
         )
 
     def enqueue_many(
         self,
-        payloads: Iterable[dict[str, Any]],
+        payloads: Iterable[dict[str, Any] | BatchItem],
         *,
         queue: str | None = None,
         priority: int | None = None,
@@ -121,7 +128,11 @@ class Client:
     ) -> list[str]:
         """Put up to 1000 tasks on `queue` in one request, all or nothing; their ids in order
         (with a `group`, also the order they are delivered in, one at a time). Each item gets
-        its own idempotency key, so a retried batch creates nothing twice."""
+        its own idempotency key, so a retried batch creates nothing twice.
+
+        An item is a payload, or a `BatchItem` with fields of its own (which win over the
+        call's): its `after` may name an earlier item of the batch as `"#k"`, so one batch
+        holds a whole workflow."""
         return self._call(
             calls.enqueue_many(
                 payloads,
@@ -226,8 +237,8 @@ class Client:
         return self._call(calls.retry_queue(queue))
 
     def purge_queue(self, name: str, status: str) -> int:
-        """Delete every task of queue `name` in `status` (pending, scheduled, completed or
-        failed; processing tasks are never purged); how many were deleted."""
+        """Delete every task of queue `name` in `status` (pending, scheduled, waiting,
+        completed or failed; processing tasks are never purged); how many were deleted."""
         return self._call(calls.purge_queue(name, status))
 
     def view(

@@ -38,6 +38,8 @@ class Task:
     group: str | None = None
     expires_at: datetime | None = None
     dead_lettered_from: str | None = None
+    after: list[str] | None = None
+    dependents: list[str] | None = None
     schedule: str | None = None
     fire_time: datetime | None = None
 
@@ -64,6 +66,8 @@ class Task:
             group=document.get("group"),
             expires_at=_time(document.get("expires_at")),
             dead_lettered_from=document.get("dead_lettered_from"),
+            after=document.get("after"),
+            dependents=document.get("dependents"),
             schedule=document.get("schedule"),
             fire_time=_time(document.get("fire_time")),
         )
