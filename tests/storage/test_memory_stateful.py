@@ -2,12 +2,12 @@
 
 The model below is written from the rules in docs/reliability.md and the store contract (the
 docstrings of `tornado_queue.storage.base` and the store tests of ordered groups, delivery
-settings, dead letters, expiry and purges), not from the store's code: a dict of tasks, each
-with a state, its attempts, a place in the queue, a lease and a few deadlines; the line of
-every ordered group; each queue's settings and its delivery times. It is slow and obvious on
-purpose. After every step the store must agree with it on the counts, the listing of every
-state (the pending order included), the settings and every task; a command must succeed or
-fail exactly when the model says.
+settings, dead letters, expiry, purges and dependencies), not from the store's code: a dict
+of tasks, each with a state, its attempts, a place in the queue, a lease, a few deadlines and
+the tasks it waits for; the line of every ordered group; each queue's settings and its
+delivery times. It is slow and obvious on purpose. After every step the store must agree with
+it on the counts, the listing of every state (the pending order included), the settings and
+every task; a command must succeed or fail exactly when the model says.
 
 Two queues are in play: `default`, whose settings the steps change, and `dead`, which is the
 dead-letter queue `default` may name.
@@ -24,7 +24,18 @@ from hypothesis import event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from tests.conftest import FakeClock
-from tornado_queue.errors import InvalidTransition, LeaseLost, QueueError, TaskNotFound
+from tornado_queue.errors import (
+    InvalidTransition,
+    LeaseLost,
+    QueueError,
+    TaskNotFound,
+    ValidationError,
+    parent_deleted_error,
+    parent_failed,
+    parent_failed_error,
+    parent_twice,
+    parent_unknown,
+)
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     LISTED,
@@ -43,10 +54,13 @@ SCHEDULED = TaskStatus.SCHEDULED
 PROCESSING = TaskStatus.PROCESSING
 COMPLETED = TaskStatus.COMPLETED
 FAILED = TaskStatus.FAILED
+WAITING = TaskStatus.WAITING
 BACKOFF_CAP = 3600.0
 DEAD = "dead"
 QUEUES = (DEFAULT_QUEUE, DEAD)
 UNKNOWN_IDS = [str(uuid.UUID(int=number)) for number in range(3)]
+# The ways an enqueue's `after` is refused: (words of the message, what the statistics say).
+REFUSALS = [("twice", "named twice"), ("not exist", "unknown"), ("has failed", "failed")]
 
 
 # --- the reference model ---------------------------------------------------------------------
@@ -76,6 +90,12 @@ class ModelTask:
     dead_lettered_from: str | None = None
     old_leases: list[str] = field(default_factory=list)
     closed_lease: str | None = None  # the lease a fenced complete or fail last ended
+    after: tuple[str, ...] = ()  # the parents it was enqueued to wait for
+    dependents: list[str] = field(default_factory=list)  # enqueued to wait for it, in order
+    open: set[str] = field(default_factory=set)  # its parents not completed yet
+    hold: float = 0.0  # its delay, counted from when its last parent completes
+    # When it failed with several of its parents, each may be the one its error names.
+    errors: frozenset[str] | None = None
 
 
 class Repeat(QueueError):
@@ -132,9 +152,10 @@ class Model:
         for _, task_id in sorted(
             (task.expires_at, task_id)
             for task_id, task in self.tasks.items()
-            if task.status in (PENDING, SCHEDULED) and self.expired(task, now)
+            if task.status in (PENDING, SCHEDULED, WAITING) and self.expired(task, now)
         ):
-            self._expire(task_id, now)
+            if self.tasks[task_id].status is not FAILED:  # else failed with an earlier parent
+                self._expire(task_id, now)
         for task_id in [
             task_id
             for task_id, task in self.tasks.items()
@@ -167,14 +188,15 @@ class Model:
         ]
         return self.deliverable(queue) + [task_id for _, task_id in sorted(waiting)]
 
-    def listed(self, queue: str, status: TaskStatus) -> list[str]:
-        """The tasks of a state but pending, the most recent to enter it first."""
+    def listed(self, queue: str, status: TaskStatus) -> list[tuple[int, str]]:
+        """The tasks of a state but pending, the most recent to enter it first, each with when
+        it entered it: tasks that entered it together (failed with a parent) in any order."""
         entered = [
             (task.entered, task_id)
             for task_id, task in self.tasks.items()
             if task.queue == queue and task.status is status
         ]
-        return [task_id for _, task_id in sorted(entered, reverse=True)]
+        return sorted(entered, reverse=True)
 
     def counts(self, queue: str | None = None) -> dict[TaskStatus, int]:
         counts = dict.fromkeys(TaskStatus, 0)
@@ -226,12 +248,44 @@ class Model:
             return InvalidTransition
         return None
 
+    def refusals(self, afters: list[tuple[str | int, ...] | None]) -> list[tuple[str, str]]:
+        """Why a batch with these `after`s must be refused, nothing changed: the problems of its
+        first item with any, each as the start and end of the error's message (a parent given
+        as a batch index has an id the model does not know before the store made it); []
+        when it is accepted. A parent must exist (an earlier item of the batch does), must not
+        have failed, and must be named once."""
+        single = len(afters) == 1
+        for index, after in enumerate(afters):
+            if after is None:
+                continue
+            item = None if single else index
+            problems = []
+            for position, parent in enumerate(after):
+                if parent in after[:position]:
+                    if isinstance(parent, int):
+                        start = str(parent_twice(item, "")).partition("''")[0] + "'"
+                        problems.append((start, "' twice"))
+                    else:
+                        problems.append((str(parent_twice(item, parent)), ""))
+                elif isinstance(parent, int):
+                    continue
+                elif parent not in self.tasks:
+                    problems.append((str(parent_unknown(item, parent)), ""))
+                elif self.tasks[parent].status is FAILED:
+                    problems.append((str(parent_failed(item, parent)), ""))
+            if problems:
+                return problems
+        return []
+
     # commands (called once the store accepted them)
 
     def configure(self, queue: str, name: str, value: object) -> None:
         self.settings[queue] = replace(self.settings_of(queue), **{name: value})
 
-    def enqueue(self, task_id: str, new_task: NewTask, now: float) -> None:
+    def enqueue(
+        self, task_id: str, new_task: NewTask, now: float, after: tuple[str, ...] = ()
+    ) -> None:
+        """`after` is the task's `after` as ids (an earlier item of its batch already here)."""
         shaping = self.settings_of(new_task.queue)
         expires_in = new_task.expires_in or shaping.ttl_seconds
         backoff = shaping.retry_backoff
@@ -246,6 +300,18 @@ class Model:
         )
         self.tasks[task_id] = task
         self.events[Event.ENQUEUED] += 1
+        task.after = after
+        for parent_id in after:
+            self.tasks[parent_id].dependents.append(task_id)
+        task.open = {
+            parent_id for parent_id in after if self.tasks[parent_id].status is not COMPLETED
+        }
+        if task.open:  # its delay runs once the last of them completes
+            event(f"enqueue: waits for {len(task.open)} of {len(after)}")
+            task.hold = new_task.delay
+            task.available_at = now
+            self._set_status(task, WAITING)
+            return
         task.available_at = now + new_task.delay
         if new_task.delay > 0:
             self._set_status(task, SCHEDULED)
@@ -276,6 +342,20 @@ class Model:
         self._leave_line(task_id)
         self._finish(task, COMPLETED, now)
         self.events[Event.COMPLETED] += 1
+        for child_id in task.dependents:  # in the order they were enqueued
+            child = self.tasks.get(child_id)
+            if child is None or child.status is not WAITING:
+                continue
+            child.open.discard(task_id)
+            if child.open:
+                continue
+            event("dependency: released" + (" for its delay" if child.hold > 0 else ""))
+            child.available_at = now + child.hold
+            if child.hold > 0:
+                self._set_status(child, SCHEDULED)
+                child.due = now + child.hold
+            else:
+                self._join_tail(child_id)
 
     def fail(
         self, task_id: str, error: str | None, retry: bool, now: float, lease_id: str | None
@@ -310,13 +390,17 @@ class Model:
         task = self.tasks[task_id]
         task.attempts = 0
         task.error = task.result = task.finished_at = task.forget_at = None
-        task.expires_at = None
-        task.available_at = now
+        task.expires_at = task.errors = None
+        task.available_at = now  # it runs: its dependents, failed with it, stay failed
         self._join_tail(task_id)
 
-    def delete(self, task_id: str) -> None:
-        self._leave_line(task_id)
-        del self.tasks[task_id]
+    def delete(self, task_ids: list[str], now: float) -> None:
+        """Delete tasks at once (a purge takes them in an order of its own, which changes which
+        parent the tasks failed with them name: any one deleted or failed with them will do)."""
+        self._fail_dependents(task_ids, now, deleted=True)
+        for task_id in task_ids:
+            self._leave_line(task_id)
+            del self.tasks[task_id]
 
     # helpers
 
@@ -361,6 +445,7 @@ class Model:
         if dead_letter_queue is None:
             self._finish(task, FAILED, now)
             self.events[Event.FAILED] += 1
+            self._fail_dependents([task_id], now)
             return
         event(f"dead-lettered from {task.queue}")
         self.events[Event.DEAD_LETTERED] += 1
@@ -376,6 +461,47 @@ class Model:
         self._leave_line(task_id)
         self._finish(task, FAILED, now)
         self.events[Event.EXPIRED] += 1
+        self._fail_dependents([task_id], now)
+
+    def _fail_dependents(self, roots: list[str], now: float, deleted: bool = False) -> None:
+        """The tasks failed (or are being deleted): what waits for them fails, and what waits
+        for those, all at once. Each names a parent of its own that failed or went with it."""
+        failing: list[str] = []
+        reached = list(roots)
+        while reached:
+            for child_id in self.tasks[reached.pop()].dependents:
+                child = self.tasks.get(child_id)
+                if (
+                    child is not None
+                    and child.status is WAITING
+                    and child_id not in failing
+                    and child_id not in roots
+                ):
+                    failing.append(child_id)
+                    reached.append(child_id)
+        if not failing:
+            return
+        event(
+            f"dependency: {len(failing)} failed with a {'deleted' if deleted else 'failed'} parent"
+        )
+        entered = self.next_entered  # together: their order in the failed listing is free
+        self.next_entered += 1
+        for child_id in failing:
+            child = self.tasks[child_id]
+            errors = {
+                parent_deleted_error(parent_id)
+                if deleted and parent_id in roots
+                else parent_failed_error(parent_id)
+                for parent_id in child.after
+                if parent_id in roots or parent_id in failing
+            }
+            if len(errors) > 1:
+                event("dependency: failed with two of its parents at once")
+            child.error = min(errors)
+            child.errors = frozenset(errors) if len(errors) > 1 else None
+            self._finish(child, FAILED, now)
+            child.entered = entered
+            self.events[Event.FAILED] += 1
 
     def _drop_lease(self, task: ModelTask) -> None:
         if task.lease_id is not None:
@@ -394,7 +520,9 @@ class Model:
 # What a command acts on, weighted towards the tasks it can change: (kind, which one).
 targets = st.tuples(
     st.sampled_from(
-        ["processing"] * 6 + ["failed", "pending", "scheduled", "live", "live", "gone", "unknown"]
+        ["processing"] * 4
+        + ["parent"] * 3
+        + ["failed", "pending", "scheduled", "waiting", "live", "live", "gone", "unknown"]
     ),
     st.integers(0, 10_000),
 )
@@ -410,6 +538,23 @@ new_tasks = st.builds(
     delay=st.sampled_from([0.0] * 4 + [3.0, 10.0]),
     group=st.sampled_from([None, None, "A", "B"]),
     expires_in=st.sampled_from([None] * 4 + [2.0, 25.0]),
+)
+# A parent of a new task: an earlier item of its batch, or a task of the kind asked for (as
+# `targets`); some are failed, gone or never existed, so that the store must refuse them.
+parent_picks = st.tuples(
+    st.sampled_from(
+        ["item"] * 3
+        + ["processing"] * 4
+        + ["pending"] * 3
+        + ["completed"] * 2
+        + ["live", "live", "waiting", "scheduled", "failed", "gone", "unknown"]
+    ),
+    st.integers(0, 10_000),
+)
+# An item of a batch: the task, and what it waits for (None: nothing).
+batch_items = st.tuples(
+    new_tasks,
+    st.one_of(st.none(), st.none(), st.lists(parent_picks, min_size=1, max_size=2)),
 )
 # A change of one setting of the default queue: (name, value), None clearing it.
 setting_changes = st.sampled_from(
@@ -452,7 +597,7 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         retry_backoff=st.sampled_from([0.0, 0.5, 1.0, 7.0, 3000.0]),
         retention=st.sampled_from([0.0, 1.0, 30.0, 200.0]),
         initial_settings=first_settings,
-        initial_tasks=st.lists(new_tasks, max_size=6),
+        initial_tasks=st.lists(batch_items, max_size=6),
     )
     def start(
         self,
@@ -462,7 +607,7 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         retry_backoff: float,
         retention: float,
         initial_settings: dict[str, object],
-        initial_tasks: list[NewTask],
+        initial_tasks: list[tuple[NewTask, list[tuple[str, int]] | None]],
     ) -> None:
         policy = Policy(
             lease_seconds=lease,
@@ -491,21 +636,36 @@ class MemoryStoreMachine(RuleBasedStateMachine):
     def _target(self, which: tuple[str, int]) -> str:
         """A task id of the kind asked for, or the nearest kind there is."""
         kind, number = which
+        candidates = self._candidates()
+        for choice in (kind, "processing" if kind == "parent" else kind, "live", "gone", "unknown"):
+            if candidates[choice]:
+                return candidates[choice][number % len(candidates[choice])]
+        raise AssertionError("unreachable: UNKNOWN_IDS is never empty")
+
+    def _candidates(self) -> dict[str, list[str]]:
+        """The task ids of each kind `targets` names."""
         tasks = self.model.tasks
         candidates = {
             "processing": self.model.processing(),
+            # What some waiting task waits for: completing it may release it, failing it fails it.
+            "parent": [
+                task_id
+                for task_id in self.model.processing()
+                if any(
+                    self.model.tasks[child_id].status is WAITING
+                    for child_id in self.model.tasks[task_id].dependents
+                    if child_id in self.model.tasks
+                )
+            ],
             "live": list(tasks),
             "gone": [task_id for task_id in self.ids if task_id not in tasks],
             "unknown": UNKNOWN_IDS,
         }
-        for status in (FAILED, PENDING, SCHEDULED):
+        for status in (FAILED, PENDING, SCHEDULED, WAITING, COMPLETED):
             candidates[status.value] = [
                 task_id for task_id, task in tasks.items() if task.status is status
             ]
-        for choice in (kind, "live", "gone", "unknown"):
-            if candidates[choice]:
-                return candidates[choice][number % len(candidates[choice])]
-        raise AssertionError("unreachable: UNKNOWN_IDS is never empty")
+        return candidates
 
     def _lease_id(self, task_id: str, mode: str, number: int) -> str | None:
         task = self.model.tasks.get(task_id)
@@ -535,15 +695,61 @@ class MemoryStoreMachine(RuleBasedStateMachine):
 
     # -- rules ----------------------------------------------------------------------------------
 
-    @rule(batch=st.lists(new_tasks, min_size=1, max_size=4))
-    def enqueue(self, batch: list[NewTask]) -> None:
+    def _after(
+        self, index: int, picks: list[tuple[str, int]] | None
+    ) -> tuple[str | int, ...] | None:
+        """The `after` of item `index` of a batch: earlier items' indexes and tasks' ids. A pick
+        of a kind there is none of takes a live task, or none when there is none (the first
+        item's picks of an earlier item too): only the picks asking for them name failed, gone
+        or unknown tasks."""
+        after: list[str | int] = []
+        candidates = self._candidates()
+        for kind, number in picks or ():
+            if kind == "item":
+                if index:
+                    after.append(number % index)
+                continue
+            for choice in (kind, "live"):
+                if candidates[choice]:
+                    after.append(candidates[choice][number % len(candidates[choice])])
+                    break
+        return tuple(after) or None
+
+    @rule(batch=st.lists(batch_items, min_size=1, max_size=4))
+    def enqueue(self, batch: list[tuple[NewTask, list[tuple[str, int]] | None]]) -> None:
         now = self._catch_up()
-        outcomes = self.store.enqueue_many(batch)
+        afters = [self._after(index, picks) for index, (_, picks) in enumerate(batch)]
+        new_tasks = [
+            replace(new_task, after=after)
+            for (new_task, _), after in zip(batch, afters, strict=True)
+        ]
+        refusals = self.model.refusals(afters)
+        if refusals:
+            try:
+                self.store.enqueue_many(new_tasks)
+            except ValidationError as exc:
+                message = str(exc)
+                assert any(
+                    message.startswith(start) and message.endswith(end) for start, end in refusals
+                ), (message, refusals)
+                kind = next(label for words, label in REFUSALS if words in message)
+                event(f"enqueue: refused, a parent {kind}")
+            else:
+                raise AssertionError(f"the batch should be refused: {refusals}")
+            self._check()
+            return
+        outcomes = self.store.enqueue_many(new_tasks)
         assert len(outcomes) == len(batch) and all(outcome.created for outcome in outcomes)
-        for outcome, new_task in zip(outcomes, batch, strict=True):
-            self.model.enqueue(outcome.task_id, new_task, now)
-            self.ids.append(outcome.task_id)
+        made = [outcome.task_id for outcome in outcomes]
+        for task_id, new_task in zip(made, new_tasks, strict=True):
+            after = tuple(
+                made[parent] if isinstance(parent, int) else parent
+                for parent in new_task.after or ()
+            )
+            self.model.enqueue(task_id, new_task, now, after)
+            self.ids.append(task_id)
         for outcome in outcomes:
+            self._matches(outcome.task)
             self._matches(self.store.get(outcome.task_id))
         self._check()
 
@@ -668,7 +874,7 @@ class MemoryStoreMachine(RuleBasedStateMachine):
 
     @rule(which=targets)
     def delete(self, which: tuple[str, int]) -> None:
-        self._catch_up()
+        now = self._catch_up()
         task_id = self._target(which)
         known = self.model.tasks.get(task_id)
         if known is None:
@@ -679,7 +885,7 @@ class MemoryStoreMachine(RuleBasedStateMachine):
             refusal = None
         self._expect("delete", refusal, lambda: self.store.delete(task_id))
         if refusal is None:
-            self.model.delete(task_id)
+            self.model.delete([task_id], now)
         self._check()
 
     @rule(
@@ -688,13 +894,13 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         limit=st.one_of(st.integers(1, 3), st.just(1000)),
     )
     def purge(self, queue: str, status: TaskStatus, limit: int) -> None:
-        self._catch_up()
+        now = self._catch_up()
         refusal = InvalidTransition if status is PROCESSING else None
         deleted = self._expect(
             f"purge {status.value}", refusal, lambda: self.store.purge(queue, status, limit)
         )
         if refusal is None:
-            # Which tasks of the state go first is the store's choice; each goes as `delete`.
+            # Which tasks of the state go is the store's choice; they go as one `delete`.
             held = [
                 task_id
                 for task_id, task in self.model.tasks.items()
@@ -703,8 +909,7 @@ class MemoryStoreMachine(RuleBasedStateMachine):
             assert deleted == min(limit, len(held))
             gone = [task_id for task_id in held if self.store.get(task_id) is None]
             assert len(gone) == deleted
-            for task_id in gone:
-                self.model.delete(task_id)
+            self.model.delete(gone, now)
         self._check()
 
     @rule(which=targets)
@@ -727,7 +932,9 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         self._catch_up()
         page, total = self.store.view(limit, offset, queue, status)
         listed = self._listed(queue, status)
-        assert [task.id for task in page] == listed[offset : offset + limit]
+        page_ids = [task.id for task in page]
+        what = f"{queue} {status.value}"
+        self._same_listing(page_ids, listed[offset : offset + limit], listed, what)
         assert total == len(listed)
         for task in page:
             self._matches(task)
@@ -764,10 +971,23 @@ class MemoryStoreMachine(RuleBasedStateMachine):
 
     # -- comparing store and model --------------------------------------------------------------
 
-    def _listed(self, queue: str, status: TaskStatus) -> list[str]:
+    def _listed(self, queue: str, status: TaskStatus) -> list[tuple[int, str]]:
+        """The model's listing of a state, each task with its rank: its place in the pending
+        order, else when it entered the state (tasks with one rank may come in any order)."""
         if status is PENDING:
-            return self.model.pending(queue)
+            return list(enumerate(self.model.pending(queue)))
         return self.model.listed(queue, status)
+
+    @staticmethod
+    def _same_listing(
+        ids: list[str], expected: list[tuple[int, str]], listed: list[tuple[int, str]], what: str
+    ) -> None:
+        """The store listed `ids` where the model lists `expected`, part of `listed`: the same
+        tasks in the same order, those of one rank in any order."""
+        rank = {task_id: number for number, task_id in listed}
+        assert len(set(ids)) == len(ids), f"{what}: a task is listed twice"
+        got = [rank.get(task_id) for task_id in ids]
+        assert got == [number for number, _ in expected], f"{what} differs: {ids} {expected}"
 
     def _matches(self, task: Task | None) -> None:
         assert task is not None
@@ -785,8 +1005,16 @@ class MemoryStoreMachine(RuleBasedStateMachine):
         assert task.lease_expires_at == expected.lease_deadline
         assert task.finished_at == expected.finished_at
         assert task.dead_lettered_from == expected.dead_lettered_from
+        if task.status is FAILED and expected.errors is not None:
+            assert task.error in expected.errors, (task.error, expected.errors)
+            expected.error, expected.errors = task.error, None  # the one it named, from now on
         if task.status in (SCHEDULED, FAILED) or task.dead_lettered_from is not None:
             assert task.error == expected.error
+        extras = task.extras
+        assert (() if extras is None else extras.after) == expected.after
+        assert (None if extras is None else extras.dependents) == (expected.dependents or None)
+        if task.status is WAITING:
+            assert extras is not None and extras.waiting_on == len(expected.open)
         if task.status is COMPLETED:
             assert task.result == expected.result
 
@@ -799,7 +1027,8 @@ class MemoryStoreMachine(RuleBasedStateMachine):
             for status in LISTED:
                 page, total = self.store.view(10_000, 0, queue, status)
                 listed = self._listed(queue, status)
-                assert [task.id for task in page] == listed, f"{queue} {status.value} differs"
+                what = f"{queue} {status.value}"
+                self._same_listing([task.id for task in page], listed, listed, what)
                 assert total == len(page)
         assert self.store.queue_settings(DEFAULT_QUEUE) == self.model.settings_of(DEFAULT_QUEUE)
         totals = Counter()  # the queues in use and those that emptied, together
