@@ -28,6 +28,7 @@ is calling.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -39,9 +40,12 @@ from tornado_queue.errors import (
     InvalidTransition,
     QueueError,
     TaskNotFound,
+    parent_failed,
     parent_twice,
+    parent_unknown,
     queue_full,
     store_full,
+    too_many_dependents,
     too_many_queues,
 )
 from tornado_queue.models import (
@@ -121,6 +125,49 @@ def resolve_after(
             raise parent_twice(item, parent_id)
         chosen.append(parent_id)
     return tuple(chosen)
+
+
+ParentLookup = Callable[[str], tuple[bool, int] | None]
+"""For a parent id: (whether it has failed, how many dependents it has), or None when it does
+not exist."""
+
+
+def check_parents(
+    new_tasks: Sequence[NewTask],
+    stands_for: list[str],
+    creates: list[bool],
+    lookup: ParentLookup,
+) -> list[tuple[str, ...] | None]:
+    """Each created task's `after` as ids (see `resolve_after`), None for a task without one,
+    checked before anything changes: every parent exists (or is made by an earlier item of the
+    batch), none has failed, none would pass `MAX_DEPENDENTS`. Raises `ValidationError`
+    naming the first bad parent."""
+    if all(new_task.after is None for new_task in new_tasks):
+        return [None] * len(new_tasks)
+    made = {item_id for item_id, new in zip(stands_for, creates, strict=True) if new}
+    adding: Counter[str] = Counter()
+    single = len(new_tasks) == 1
+    resolved: list[tuple[str, ...] | None] = []
+    for index, new_task in enumerate(new_tasks):
+        if new_task.after is None or not creates[index]:
+            resolved.append(None)
+            continue
+        item = None if single else index
+        chosen = resolve_after(new_task.after, item, stands_for)
+        for parent_id in chosen:
+            adding[parent_id] += 1
+            state = lookup(parent_id)
+            if state is None:
+                if parent_id in made:  # an earlier item of this batch
+                    continue
+                raise parent_unknown(item, parent_id)
+            failed, held = state
+            if failed:
+                raise parent_failed(item, parent_id)
+            if held + adding[parent_id] > limits.MAX_DEPENDENTS:
+                raise too_many_dependents(item, parent_id, limits.MAX_DEPENDENTS)
+        resolved.append(chosen)
+    return resolved
 
 
 def repeats_closing(action: str, task: Task, lease_id: str | None) -> bool:

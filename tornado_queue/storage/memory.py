@@ -22,13 +22,10 @@ from tornado_queue.errors import (
     not_failed,
     not_processing,
     parent_deleted_error,
-    parent_failed,
     parent_failed_error,
-    parent_unknown,
     still_processing,
-    too_many_dependents,
 )
-from tornado_queue.limits import MAX_DEPENDENTS, MAX_SCHEDULES, SCHEDULE_ROUND
+from tornado_queue.limits import MAX_SCHEDULES, SCHEDULE_ROUND
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     FINISHED,
@@ -49,9 +46,9 @@ from tornado_queue.storage.base import (
     Policy,
     ReadyListener,
     Store,
+    check_parents,
     item_ids,
     repeats_closing,
-    resolve_after,
     to_create,
 )
 from tornado_queue.storage.deadlines import DeadlineHeap
@@ -701,36 +698,17 @@ class MemoryStore(Store):
     def _parents(
         self, new_tasks: Sequence[NewTask], stands_for: list[str], creates: list[bool]
     ) -> list[tuple[str, ...] | None]:
-        """Each created task's `after` as ids (see `resolve_after`), checked before anything
-        changes: every parent exists, none has failed, none would pass `MAX_DEPENDENTS`."""
-        resolved: list[tuple[str, ...] | None] = []
-        if all(new_task.after is None for new_task in new_tasks):
-            return [None] * len(new_tasks)
-        adding: Counter[str] = Counter()
-        made = {item_id for item_id, new in zip(stands_for, creates, strict=True) if new}
-        single = len(new_tasks) == 1
-        for index, new_task in enumerate(new_tasks):
-            if new_task.after is None or not creates[index]:
-                resolved.append(None)
-                continue
-            item = None if single else index
-            chosen = resolve_after(new_task.after, item, stands_for)
-            for parent_id in chosen:
-                parent = self._tasks.get(parent_id)
-                if parent is None:
-                    if parent_id in made:  # an earlier item of this batch
-                        adding[parent_id] += 1
-                        continue
-                    raise parent_unknown(item, parent_id)
-                if parent.status is _FAILED:
-                    raise parent_failed(item, parent_id)
-                links = parent.extras
-                held = len(links.dependents) if links and links.dependents else 0
-                adding[parent_id] += 1
-                if held + adding[parent_id] > MAX_DEPENDENTS:
-                    raise too_many_dependents(item, parent_id, MAX_DEPENDENTS)
-            resolved.append(chosen)
-        return resolved
+        """`check_parents` against the tasks held."""
+
+        def lookup(parent_id: str) -> tuple[bool, int] | None:
+            parent = self._tasks.get(parent_id)
+            if parent is None:
+                return None
+            extras = parent.extras
+            held = len(extras.dependents) if extras and extras.dependents else 0
+            return parent.status is _FAILED, held
+
+        return check_parents(new_tasks, stands_for, creates, lookup)
 
     def _wait_for(self, task: Task, after: tuple[str, ...], delay: float) -> bool:
         """Link a new task to its parents; True when some parent is not completed yet (the

@@ -7,53 +7,28 @@ failure or deletion touches its own dependents only."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 import orjson
 
-from tornado_queue.errors import parent_failed, parent_unknown, too_many_dependents
-from tornado_queue.limits import MAX_DEPENDENTS
 from tornado_queue.models import NewTask, Task
-from tornado_queue.storage.base import resolve_after
+from tornado_queue.storage import base
 from tornado_queue.storage.sqlite_control import Transaction
 
 
 def check_parents(
     tx: Transaction, new_tasks: Sequence[NewTask], stands_for: list[str], creates: list[bool]
 ) -> list[tuple[str, ...] | None]:
-    """Each created task's `after` as ids, checked before anything changes: every parent
-    exists (or is an earlier item of the batch), none has failed, none would pass
-    `MAX_DEPENDENTS`."""
-    if all(new_task.after is None for new_task in new_tasks):
-        return [None] * len(new_tasks)
-    made = {item_id for item_id, new in zip(stands_for, creates, strict=True) if new}
-    adding: Counter[str] = Counter()
-    single = len(new_tasks) == 1
-    resolved: list[tuple[str, ...] | None] = []
-    for index, new_task in enumerate(new_tasks):
-        if new_task.after is None or not creates[index]:
-            resolved.append(None)
-            continue
-        item = None if single else index
-        chosen = resolve_after(new_task.after, item, stands_for)
-        for parent_id in chosen:
-            adding[parent_id] += 1
-            row = tx.execute(
-                "SELECT status, json_array_length(coalesce(dependents, '[]')) FROM tasks "
-                "WHERE id = ?",
-                (parent_id,),
-            ).fetchone()
-            if row is None:
-                if parent_id in made:
-                    continue
-                raise parent_unknown(item, parent_id)
-            if row[0] == "failed":
-                raise parent_failed(item, parent_id)
-            if row[1] + adding[parent_id] > MAX_DEPENDENTS:
-                raise too_many_dependents(item, parent_id, MAX_DEPENDENTS)
-        resolved.append(chosen)
-    return resolved
+    """`base.check_parents` against the rows of the transaction."""
+
+    def lookup(parent_id: str) -> tuple[bool, int] | None:
+        row = tx.execute(
+            "SELECT status, json_array_length(coalesce(dependents, '[]')) FROM tasks WHERE id = ?",
+            (parent_id,),
+        ).fetchone()
+        return None if row is None else (row[0] == "failed", int(row[1]))
+
+    return base.check_parents(new_tasks, stands_for, creates, lookup)
 
 
 def open_parents(tx: Transaction, parents: Sequence[str]) -> int:
