@@ -1044,13 +1044,6 @@ class MemoryStore(Store):
         *,
         cascade: bool = True,
     ) -> None:
-        if cascade and status is _FAILED and task.extras is not None and task.extras.dependents:
-            # Failed for good: whatever waits for it never runs.
-            op = _Operation(self)
-            op.now, op.wall = now, wall
-            self._finish(task, status, now, wall, event, cascade=False)
-            self._fail_dependents(task, "failed", op)
-            return
         self._move(task, status)
         self._events[task.queue][event] += 1
         task.finished_at = wall
@@ -1061,6 +1054,11 @@ class MemoryStore(Store):
         finished = counts[_COMPLETED] + counts[_FAILED]
         self._retention.push(forget_at, task.id, finished, self._is_retention_entry)
         self._reap_from = min(self._reap_from, forget_at)
+        if cascade and status is _FAILED and task.extras is not None and task.extras.dependents:
+            # Failed for good: whatever waits for it never runs.
+            op = _Operation(self)
+            op.now, op.wall = now, wall
+            self._fail_dependents(task, "failed", op)
 
     def _known_task(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)

@@ -964,11 +964,6 @@ class SqliteStore(Store):
         *,
         cascade: bool = True,
     ) -> None:
-        if cascade and status is TaskStatus.FAILED and task.extras and task.extras.dependents:
-            # Failed for good: whatever waits for it never runs.
-            self._finish(tx, task, status, event, cascade=False)
-            self._fail_dependents(tx, task, "failed")
-            return
         self._clear_lease(tx, task.id)
         tx.execute(
             "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ?, moved = ?, "
@@ -983,6 +978,9 @@ class SqliteStore(Store):
         )
         self._count_event(tx, task.queue, event)
         tx.finished.append(task.id)
+        if cascade and status is TaskStatus.FAILED and task.extras and task.extras.dependents:
+            # Failed for good: whatever waits for it never runs.
+            self._fail_dependents(tx, task, "failed")
 
     def _expire(self, tx: _Transaction, task: Task) -> None:
         """A task past its expiry (pending, scheduled, or just off its lease) becomes failed and

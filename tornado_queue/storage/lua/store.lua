@@ -524,24 +524,20 @@ local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempt
   local adding, adding_total, adding_order = {}, 0, {}
   for _, item in ipairs(items) do
     local key, fingerprint = item[7], item[8]
-    local creates = true
+    local first
     if key ~= '' then
-      local remembered = redis.call('HGET', k('idem', key), 'fp') or seen[key]
+      local remembered, remembered_id = unpack(redis.call('HMGET', k('idem', key), 'fp', 'id'))
+      remembered = remembered or seen[key]
       if remembered and remembered ~= fingerprint then
         return nil, '!CONFLICT ' .. key
       end
-      creates = not remembered
       seen[key] = fingerprint
+      first = remembered_id or first_of_key[key]
+      if not first then first_of_key[key] = item[1] end
     end
-    local first = key ~= '' and (redis.call('HGET', k('idem', key), 'id') or first_of_key[key])
-    if first then
-      table.insert(stands, first)
-    else
-      if key ~= '' then first_of_key[key] = item[1] end
-      table.insert(stands, item[1])
+    table.insert(stands, first or item[1])
+    if not first then
       made[item[1]] = true
-    end
-    if creates then
       local queue = item[2]
       if not adding[queue] then adding[queue] = 0; table.insert(adding_order, queue) end
       adding[queue] = adding[queue] + 1
@@ -609,9 +605,8 @@ local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempt
   for i, item in ipairs(items) do
     local id, queue, payload, priority, delay, max_attempts, key, _, group, expires_in,
       schedule, fire_time = unpack(item)
-    local first = key ~= '' and redis.call('HGET', k('idem', key), 'id')
-    if first then
-      table.insert(result, {first, 0, task(first)})
+    if not made[id] then  -- a replay: the task its key (or an earlier item) stands for
+      table.insert(result, {stands[i], 0, task(stands[i])})
     else
       -- ready now (the usual case): its place in line is taken here, in the one HSET
       local seq = delay <= 0 and redis.call('INCR', k('seq')) or 0
