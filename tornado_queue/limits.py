@@ -54,3 +54,13 @@ MAX_EVERY_SECONDS = 365 * 86400
 MAX_CRON_CHARS = 200
 SCHEDULE_ROUND = 100
 """Due schedules one store call fires at most; the scheduler calls again at once for more."""
+MAX_WORKER_ID_CHARS = 128
+"""An `X-Worker-Id`: 1 to 128 visible ASCII characters."""
+WORKER_SEEN_SECONDS = 60
+"""GET /workers lists the workers seen in this many seconds; a store forgets older ones."""
+MAX_WORKERS = 10_000
+"""Workers a store keeps at most: beyond it, the one seen longest ago is forgotten."""
+EVENT_BUFFER = 10_000
+"""Events a store keeps for stream clients resuming with Last-Event-ID (the last ones)."""
+EVENT_CLIENT_BUFFER = 1_000
+"""Events a stream client may have unsent; beyond it, the server drops that client."""

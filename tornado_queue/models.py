@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from tornado_queue.errors import QueueError
@@ -55,6 +55,42 @@ class Event(StrEnum):
     LEASE_EXPIRED = "lease_expired"
     DEAD_LETTERED = "dead_lettered"
     EXPIRED = "expired"
+
+
+class Happened(StrEnum):
+    """What a task's history records (and the event stream reports), one per change."""
+
+    ENQUEUED = "enqueued"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    """An attempt failed and a retry follows."""
+    DEAD = "dead"
+    """The task became `failed` (its last attempt failed, or a parent of it did)."""
+    LEASE_EXPIRED = "lease_expired"
+    RETRIED = "retried"
+    """Back from `failed`, by an operator."""
+    DEAD_LETTERED = "dead_lettered"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+    WAITING = "waiting"
+    RELEASED = "released"
+    """Its last parent completed: it stops waiting."""
+
+
+class HistoryEntry(NamedTuple):
+    """One change in a task's life: when (epoch seconds), what, under which lease, by which
+    worker (as its consumer named itself) and with which error, where they apply."""
+
+    at: float
+    event: str
+    lease_id: str | None = None
+    worker: str | None = None
+    error: str | None = None
+
+
+HISTORY_LENGTH = 20
+"""A task keeps its last so many history entries."""
 
 
 DEFAULT_QUEUE = "default"
@@ -202,7 +238,8 @@ class Extras:
     not completed yet, `hold` its delay, applied when the last one completes; `dependents` are
     the tasks enqueued to wait for this one (in the order they were enqueued); `progress` is
     what its worker last reported (serialized JSON); `schedule` and `fire_time` name the
-    schedule that enqueued it and the occurrence it stands for."""
+    schedule that enqueued it and the occurrence it stands for; `history` is its last changes,
+    oldest first (None while its only one is its enqueue: see `history_of`)."""
 
     after: tuple[str, ...] = ()
     dependents: list[str] | None = None
@@ -211,9 +248,11 @@ class Extras:
     progress: bytes | None = None
     schedule: str | None = None
     fire_time: float | None = None
+    history: list[HistoryEntry] | None = None
 
     def copy(self) -> Extras:
         dependents = None if self.dependents is None else list(self.dependents)
+        history = None if self.history is None else list(self.history)
         return Extras(
             self.after,
             dependents,
@@ -222,6 +261,7 @@ class Extras:
             self.progress,
             self.schedule,
             self.fire_time,
+            history,
         )
 
 
@@ -362,6 +402,50 @@ class Task:
     progress = _extra("progress", "What its worker last reported (serialized JSON), or None.")
     schedule = _extra("schedule", "The schedule that enqueued it, or None.")
     fire_time = _extra("fire_time", "The occurrence of its schedule it stands for, or None.")
+    history = _extra("history", "Its last changes, or None while it was only enqueued.")
 
     def __repr__(self) -> str:
         return f"Task(id={self.id!r}, status={self.status.value!r})"
+
+
+def history_of(task: Task) -> list[HistoryEntry]:
+    """A task's history, oldest first: a store keeps none for a task that was only enqueued
+    (most pending tasks), which costs a million of them nothing."""
+    history = task.history
+    if history is None:
+        return [HistoryEntry(task.created_at, Happened.ENQUEUED)]
+    return history
+
+
+def add_history(task: Task, entry: HistoryEntry) -> None:
+    """Append a change to a task's history, keeping the last `HISTORY_LENGTH`."""
+    extras = task.extras
+    if extras is None:
+        extras = task.extras = Extras()
+    history = extras.history
+    if history is None:
+        extras.history = [HistoryEntry(task.created_at, Happened.ENQUEUED), entry]
+        return
+    history.append(entry)
+    if len(history) > HISTORY_LENGTH:
+        del history[0]
+
+
+def holder(task: Task) -> str | None:
+    """The worker a processing task was delivered to (as its consumer named itself), if any."""
+    history = task.history
+    if history and history[-1].event == Happened.DELIVERED:
+        return history[-1].worker
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A consumer that named itself (X-Worker-Id): when it was last seen (epoch seconds), the
+    tasks it holds now, and how many it completed and failed (attempts) so far."""
+
+    id: str
+    last_seen: float
+    tasks: tuple[str, ...]
+    completed: int
+    failed: int

@@ -58,8 +58,10 @@ from tornado_queue.models import (
     QueueSettings,
     Task,
     TaskStatus,
+    WorkerInfo,
 )
 from tornado_queue.schedules import Round, Schedule
+from tornado_queue.storage.events import EventFeed
 from tornado_queue.storage.outage import OutageLog
 
 T = TypeVar("T")
@@ -333,13 +335,23 @@ class Store(ABC):
 
     @abstractmethod
     def dequeue_many(
-        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+        self,
+        count: int,
+        lease_seconds: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        worker: str | None = None,
     ) -> list[Task]:
         """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would,
         within the queue's delivery settings: none while it is paused, no more than its
         `max_processing` leaves room for, no more than its `rate_limit` allows now (a consumer
         turned away by the rate limit is woken, through the ready listeners, when the window
-        lets the next task through). Tasks past their expiry are never handed out."""
+        lets the next task through). Tasks past their expiry are never handed out.
+
+        A `worker` (the consumer's own name for itself) is recorded with each delivery in the
+        task's history and in `workers`: it holds the task until the task stops processing.
+
+        Every change to a task is recorded in its history (`models.Happened`; the last
+        `models.HISTORY_LENGTH` kept) and, once `event_feed` is started, in the feed."""
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None:
@@ -528,6 +540,22 @@ class Store(ABC):
     def add_finished_listener(self, listener: FinishedListener) -> None:
         """Call `listener(task_id)` when a task becomes completed or failed, or is deleted.
         A store may call it for every such task, or only for those `watch`ed."""
+
+    @abstractmethod
+    def saw_worker(self, worker_id: str) -> None:
+        """A consumer named `worker_id` called (a fenced call): it is seen now."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """The workers seen in the last `limits.WORKER_SEEN_SECONDS`, the latest seen first,
+        each with the tasks delivered to it that are still processing under that delivery, and
+        how many of its tasks it completed and failed (failed attempts, final or not). Shared
+        by every server of a shared store."""
+
+    @property
+    @abstractmethod
+    def event_feed(self) -> EventFeed:
+        """Where this store's changes are read as a stream (see `storage.events`)."""
 
     def watch(self, task_id: str, seconds: float) -> Task | None:
         """The task, as `get` returns it; and for the next `seconds`, its finishing (or

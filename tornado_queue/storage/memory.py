@@ -33,10 +33,15 @@ from tornado_queue.models import (
     Enqueued,
     Event,
     Extras,
+    Happened,
+    HistoryEntry,
     NewTask,
     QueueSettings,
     Task,
     TaskStatus,
+    WorkerInfo,
+    add_history,
+    holder,
 )
 from tornado_queue.schedules import Round, Schedule, fire
 from tornado_queue.storage.base import (
@@ -53,10 +58,12 @@ from tornado_queue.storage.base import (
 )
 from tornado_queue.storage.deadlines import DeadlineHeap
 from tornado_queue.storage.delivery import DeliveryRules, delivers_more
+from tornado_queue.storage.events import EventFeed, LocalFeed
 from tornado_queue.storage.groups import Groups
 from tornado_queue.storage.idempotency import IdempotencyKeys
 from tornado_queue.storage.pending import PendingQueue
 from tornado_queue.storage.schedule_book import ScheduleBook
+from tornado_queue.storage.workers import WorkerBook
 
 # Globals read instead of enum class attributes on the hot paths (a class attribute of an enum
 # costs several times a global read).
@@ -68,6 +75,7 @@ _FAILED = TaskStatus.FAILED
 _WAITING = TaskStatus.WAITING
 _ENQUEUED = Event.ENQUEUED
 _COMPLETED_EVENT = Event.COMPLETED
+_DELIVERED = Happened.DELIVERED
 _task_id = ids.task_id
 _lease_id = ids.lease_id
 _new_object = object.__new__
@@ -147,6 +155,8 @@ class MemoryStore(Store):
         self._shaping: set[str] = set()
         self._groups = Groups(self._tasks.get)
         self._schedules = ScheduleBook()
+        self._workers = WorkerBook()
+        self._feed = LocalFeed()
         # No deadline of any heap comes before this: an operation starting earlier has nothing
         # to reap (one comparison instead of a look at four heaps).
         self._reap_from = math.inf
@@ -248,26 +258,26 @@ class MemoryStore(Store):
             copy = task.snapshot()
             if ready is not None:  # told together with what reaping made ready
                 ready[queue] = ready.get(queue, 0) + 1
+            if self._feed.on:
+                self._feed.record(task, HistoryEntry(wall, Happened.ENQUEUED))
         finally:
-            finished = self._take_finished() if self._finished else None
-            lock.release()
-            if ready:
-                self._notify_ready(ready)
-            if finished:
-                self._notify_finished(finished)
+            self._unlock(ready)
         if ready is None:
             for listener in self._listeners:
                 listener(queue, 1)
         return Enqueued(task.id, copy, created=True)
 
     def dequeue_many(
-        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+        self,
+        count: int,
+        lease_seconds: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        worker: str | None = None,
     ) -> list[Task]:
         lease = lease_seconds or self._default_lease(queue)
         taken: list[Task] = []
         ready = None
-        lock = self._lock
-        lock.acquire()
+        self._lock.acquire()
         try:
             wall = self._time()
             now = self._monotonic()
@@ -285,6 +295,7 @@ class MemoryStore(Store):
             processing = self._listed[queue][_PROCESSING]
             leases, is_lease_entry = self._leases, self._is_lease_entry
             deadline, expires_at = now + lease, wall + lease
+            feed = self._feed if self._feed.on else None
             while len(taken) < count:
                 task = pending.pop()
                 if task is None:
@@ -297,11 +308,18 @@ class MemoryStore(Store):
                 processing[task_id] = None
                 task.status = _PROCESSING
                 task.attempts += 1
-                task.lease_id = _lease_id()
+                task.lease_id = lease_id = _lease_id()
                 task.started_at = wall
                 task.lease_deadline = deadline
                 task.lease_expires_at = expires_at
                 leases.push(deadline, task_id, counts[_PROCESSING], is_lease_entry)
+                # Its history and worker, and the feed while it is on.
+                entry = HistoryEntry(wall, _DELIVERED, lease_id, worker)
+                add_history(task, entry)
+                if worker is not None:
+                    self._workers.took(worker, task_id, wall)
+                if feed is not None:
+                    feed.record(task, entry)
                 taken.append(task.snapshot())
             if taken:
                 self._reap_from = min(self._reap_from, deadline)
@@ -309,12 +327,7 @@ class MemoryStore(Store):
                 self._wake_when_open(queue, rules)
             return taken
         finally:
-            finished = self._take_finished() if self._finished else None
-            lock.release()
-            if ready:
-                self._notify_ready(ready)
-            if finished:
-                self._notify_finished(finished)
+            self._unlock(ready)
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
@@ -347,6 +360,7 @@ class MemoryStore(Store):
                     return task.snapshot()  # the first result stands
                 task = self._leased_task(task_id, "complete", lease_id)
             task.closed_lease = lease_id
+            ended, worker = task.lease_id, holder(task)
             task.lease_id = task.lease_deadline = task.lease_expires_at = None  # `_end_lease`
             task.result = result
             # `_finish` and `_move` spelled out for a processing task that completes.
@@ -367,6 +381,9 @@ class MemoryStore(Store):
             self._retention.push(forget_at, task_id, finished, self._is_retention_entry)
             self._reap_from = min(self._reap_from, forget_at)
             self._events[queue][_COMPLETED_EVENT] += 1
+            if worker is not None:
+                self._workers.let_go(worker, task_id, "completed")
+            self._note(task, HistoryEntry(wall, Happened.COMPLETED, ended, worker))
             if task.group is not None or (self._rules and queue in self._rules):
                 # A group's next task, or a free slot under the queue's cap: tell waiters.
                 ready = self._turn_ended(task, ready if ready is not None else {})
@@ -374,12 +391,7 @@ class MemoryStore(Store):
                 ready = self._release_dependents(task, ready or {}, now, wall)
             return task.snapshot()
         finally:
-            finished = self._take_finished() if self._finished else None
-            lock.release()
-            if ready:
-                self._notify_ready(ready)
-            if finished:
-                self._notify_finished(finished)
+            self._unlock(ready)
 
     def fail(
         self,
@@ -395,6 +407,8 @@ class MemoryStore(Store):
             task = self._leased_task(task_id, "fail", lease_id)
             queue = task.queue
             task.closed_lease = lease_id
+            ended = task.lease_id
+            worker = self._let_go(task, "failed")
             self._end_lease(task)
             task.error = error
             task.started_at = None
@@ -403,8 +417,9 @@ class MemoryStore(Store):
             elif retry and task.attempts < task.max_attempts:
                 backoff = self.policy.backoff(task.attempts, task.backoff)
                 self._schedule_or_append(task, backoff, op)
+                self._note(task, HistoryEntry(op.wall, Happened.FAILED, ended, worker, error))
             else:
-                self._dead(task, op)
+                self._dead(task, op, ended, worker)
             self._slot_freed(queue, op)
             return task.snapshot()
 
@@ -417,6 +432,7 @@ class MemoryStore(Store):
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
         with self._operation() as op:
             task = self._leased_task(task_id, "release", lease_id)
+            self._let_go(task, None)
             self._end_lease(task)
             if self._expired(task, op.now):
                 self._expire(task, op)
@@ -612,6 +628,18 @@ class MemoryStore(Store):
         with self._lock:
             self._finished_listeners = [*self._finished_listeners, listener]
 
+    def saw_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.seen(worker_id, self._time())
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._operation() as op:
+            return self._workers.listing(op.wall)
+
+    @property
+    def event_feed(self) -> EventFeed:
+        return self._feed
+
     def _operation(self) -> _Operation:
         return _Operation(self)
 
@@ -641,6 +669,20 @@ class MemoryStore(Store):
         task.group = new_task.group
         task.schedule, task.fire_time = new_task.schedule, new_task.fire_time
         return task
+
+    def _note(self, task: Task, entry: HistoryEntry) -> None:
+        """Record a change in the task's history and, while it is on, the event feed."""
+        add_history(task, entry)
+        if self._feed.on:
+            self._feed.record(task, entry)
+
+    def _let_go(self, task: Task, outcome: str | None) -> str | None:
+        """A processing task stops processing (`completed`, `failed` or None for neither):
+        its worker, if it named one, holds it no more. Returns that worker."""
+        worker = holder(task)
+        if worker is not None:
+            self._workers.let_go(worker, task.id, outcome)
+        return worker
 
     def _check_room(self, created: Sequence[NewTask]) -> None:
         def waiting(queue: str) -> int:
@@ -692,8 +734,13 @@ class MemoryStore(Store):
         self._count(task.queue, task.status, +1)
         if after and self._wait_for(task, after, new_task.delay):
             self._move(task, _WAITING)
+            if self._feed.on:
+                self._feed.record(task, HistoryEntry(op.wall, Happened.ENQUEUED))
+            self._note(task, HistoryEntry(op.wall, Happened.WAITING))
             return
         self._schedule_or_append(task, new_task.delay, op)
+        if self._feed.on:
+            self._feed.record(task, HistoryEntry(op.wall, Happened.ENQUEUED))
 
     def _parents(
         self, new_tasks: Sequence[NewTask], stands_for: list[str], creates: list[bool]
@@ -747,6 +794,7 @@ class MemoryStore(Store):
             links.waiting_on -= 1
             if links.waiting_on <= 0:
                 self._schedule_or_append(child, links.hold, op)
+                self._note(child, HistoryEntry(wall, Happened.RELEASED))
         return op.ready
 
     def _fail_dependents(self, parent: Task, reason: str, op: _Operation) -> None:
@@ -769,6 +817,7 @@ class MemoryStore(Store):
                 )
                 self._leave_group(child, op)
                 self._finish(child, _FAILED, op.now, op.wall, Event.FAILED, cascade=False)
+                self._note(child, HistoryEntry(op.wall, Happened.DEAD, error=child.error))
                 stack.append((child, "failed"))
 
     def _open_queue(self, queue: str) -> PendingQueue:
@@ -842,16 +891,21 @@ class MemoryStore(Store):
         return now + self._retention_seconds
 
     def _expire_lease(self, task: Task, op: _Operation) -> None:
+        ended = task.lease_id
+        worker = self._let_go(task, None)
         self._end_lease(task)
         self._events[task.queue][Event.LEASE_EXPIRED] += 1
         queue = task.queue
         if self._expired(task, op.now):
+            self._note(task, HistoryEntry(op.wall, Happened.LEASE_EXPIRED, ended, worker))
             self._expire(task, op)
         elif task.attempts >= task.max_attempts:
             task.error = "lease expired"
-            self._dead(task, op)
+            self._note(task, HistoryEntry(op.wall, Happened.LEASE_EXPIRED, ended, worker))
+            self._dead(task, op, ended, worker)
         else:
             self._put_back(task, op)
+            self._note(task, HistoryEntry(op.wall, Happened.LEASE_EXPIRED, ended, worker))
         self._slot_freed(queue, op)
 
     def _expired(self, task: Task, now: float) -> bool:
@@ -865,16 +919,20 @@ class MemoryStore(Store):
         task.error = EXPIRED_ERROR
         task.started_at = None
         self._finish(task, TaskStatus.FAILED, op.now, op.wall, Event.EXPIRED)
+        self._note(task, HistoryEntry(op.wall, Happened.EXPIRED, error=EXPIRED_ERROR))
 
-    def _dead(self, task: Task, op: _Operation) -> None:
-        """A processing task that failed for good: to its queue's dead-letter queue, if it has
-        one, else `failed`."""
+    def _dead(self, task: Task, op: _Operation, lease_id: str | None, worker: str | None) -> None:
+        """A processing task that failed for good (under `lease_id`, delivered to `worker`): to
+        its queue's dead-letter queue, if it has one, else `failed`."""
         settings = self._settings.get(task.queue) if self._settings else None
         if settings is not None and settings.dead_letter_queue is not None:
             self._dead_letter(task, settings.dead_letter_queue, op)
+            entry = HistoryEntry(op.wall, Happened.DEAD_LETTERED, lease_id, worker, task.error)
+            self._note(task, entry)
             return
         self._leave_group(task, op)
         self._finish(task, TaskStatus.FAILED, op.now, op.wall, Event.FAILED)
+        self._note(task, HistoryEntry(op.wall, Happened.DEAD, lease_id, worker, task.error))
 
     def _dead_letter(self, task: Task, queue: str, op: _Operation) -> None:
         """Move a task that failed for good to `queue` as pending, keeping its id and error."""
@@ -912,6 +970,7 @@ class MemoryStore(Store):
         task.progress = None
         task.expires_at = task.expiry = None
         self._schedule_or_append(task, 0.0, op)
+        self._note(task, HistoryEntry(op.wall, Happened.RETRIED))
 
     def _remove(self, task: Task, op: _Operation) -> None:
         """Delete a task that is not processing (what waits for it fails)."""
@@ -923,6 +982,8 @@ class MemoryStore(Store):
         self._forget(task)
         if self._finished_listeners:
             self._finished.append(task.id)  # a waiter on it learns it is gone
+        if self._feed.on:
+            self._feed.record(task, HistoryEntry(op.wall, Happened.DELETED))
 
     def _push_lease(self, task: Task) -> None:
         assert task.lease_deadline is not None
@@ -1114,6 +1175,18 @@ class MemoryStore(Store):
             for event, n in self._events.pop(queue).items():
                 retired[event] += n
 
+    def _unlock(self, ready: dict[str, int] | None) -> None:
+        """End an operation that took the lock itself: release it, then tell the listeners
+        what became ready and finished, and hand the feed its events."""
+        finished = self._take_finished() if self._finished else None
+        self._lock.release()
+        if ready:
+            self._notify_ready(ready)
+        if finished:
+            self._notify_finished(finished)
+        if self._feed.on:
+            self._feed.flush()
+
     def _take_finished(self) -> list[str]:
         """The ids finished since the last call (with the lock held)."""
         finished, self._finished = self._finished, []
@@ -1171,3 +1244,5 @@ class _Operation:
             store._notify_ready(self.ready)
         if finished:
             store._notify_finished(finished)
+        if store._feed.on:
+            store._feed.flush()
