@@ -21,9 +21,11 @@ short lease, complete with `{"result": {"lease_id": L}, "lease_id": L}` (so a fi
 names the lease that finished it), or now and then fail with retry first, and repeat the same
 call after a lost answer or a 5xx until any other answer. The queue has a `max_processing` cap,
 set through PATCH /queues/default before the clients start, and an admin thread pauses it now
-and then for a moment and resumes it. Once the nemesis stops, producers stop, the queue is
-resumed, and consumers drain it; then every acknowledged task is read back. Checks, each must
-be 0:
+and then for a moment and resumes it. Every third task of the other producers is a workflow: a
+batch of a parent and a child enqueued `after` it. Consumers name themselves (X-Worker-Id). A
+schedule fires every second into a queue nobody consumes. Once the nemesis stops, producers
+stop, the queue is resumed, and consumers drain it; then every acknowledged task is read back.
+Checks, each must be 0:
 
 1. acknowledged enqueues lost: 404, or not completed at the end;
 2. tasks completed with a 200 under two different lease ids;
@@ -36,7 +38,12 @@ be 0:
    before its own was first sent;
 8. cap exceeded: more than `max_processing` leases held by consumers at once;
 9. delivered while paused: a dequeue sent after a pause was acknowledged and answered before
-   the resume was sent got a task.
+   the resume was sent got a task;
+10. workflow order: a child delivered before its parent completed (the server's own times);
+11. schedule fired twice: two tasks of the schedule for one occurrence (`fire_time`);
+12. history disagrees: a completed task whose history does not end in its completion, under
+    the lease and by the worker that completed it, or a child whose history does not show it
+    waiting and released before its first delivery.
 
 What the consumers saw is judged conservatively: a lease counts as held from its dequeue's
 answer until its complete or fail is first sent, or until shortly before the expiry the server
@@ -76,6 +83,9 @@ from tornado_queue.testing import RedisServer, ServerProcess
 OUTCOME_UNKNOWN = "urn:tornado-queue:problem:outcome-unknown"
 QUEUE = "default"
 """The one queue every task goes into."""
+TICKS = "ticks"
+"""The queue the schedule fires into; nobody consumes it."""
+SCHEDULE = "chaos-tick"
 DEQUEUE_WAITS = (0.0, 0.2, 0.5)
 """The `wait` of each dequeue, picked at random: short ones can end inside a pause."""
 EXPIRY_TOLERANCE = 0.005
@@ -118,6 +128,11 @@ class Settings:
     """Mean seconds between the admin's pauses; 0: never paused."""
     pause_for: float = 0.4
     """Seconds each pause lasts (from its answer to the resume being sent)."""
+    workflow_every: int = 3
+    """Every so many tasks of an ungrouped producer is a workflow (a parent and a child after
+    it, in one batch); 0: none."""
+    schedule_every: float = 1.0
+    """Seconds between the schedule's occurrences; 0: no schedule."""
 
 
 # --- the wire ------------------------------------------------------------------------------
@@ -191,6 +206,8 @@ class Delivery:
     started_at: float
     lease_expires_at: float
     group: str | None
+    worker: str
+    """The X-Worker-Id its consumer sent."""
     sent: float
     """Monotonic: just before the dequeue was sent."""
     answered: float
@@ -245,6 +262,8 @@ class History:
     grouped: dict[str, Enqueue] = field(default_factory=dict)
     """Acknowledged grouped enqueues by task id."""
     pauses: list[Pause] = field(default_factory=list)
+    workflows: list[tuple[str, str]] = field(default_factory=list)
+    """Acknowledged workflows: (parent id, child id)."""
     empty_dequeues: list[tuple[float, float]] = field(default_factory=list)
     """Each 404 dequeue's monotonic sent and answered times."""
     counts: Counter[str] = field(default_factory=Counter)
@@ -392,7 +411,13 @@ class Clients:
                 if self.stop_producing.is_set():
                     return
                 key = f"chaos-{number}-{sequence}"
-                body: dict[str, Any] = {"payload": {"producer": number, "sequence": sequence}}
+                payload = {"producer": number, "sequence": sequence}
+                every = self.settings.workflow_every
+                if not grouped and every and sequence % every == every - 1:
+                    sequence += 1
+                    self._enqueue_workflow(wire, home, key, payload)
+                    continue
+                body: dict[str, Any] = {"payload": payload}
                 group = f"group-{rng.randrange(self.settings.groups)}" if grouped else None
                 if group is not None:
                     body["group"] = group
@@ -417,16 +442,38 @@ class Clients:
         finally:
             wire.close()
 
+    def _enqueue_workflow(self, wire: Wire, home: int, key: str, payload: Any) -> None:
+        """A parent and a child after it, in one batch, each with its own idempotency key."""
+        body = {
+            "tasks": [
+                {"payload": payload, "idempotency_key": f"{key}-parent"},
+                {"payload": payload, "idempotency_key": f"{key}-child", "after": ["#0"]},
+            ]
+        }
+        reply, _ = self._until_answered(wire, home, "POST", "/tasks/batch", body=body, headers={})
+        if reply is not None and reply.status in (200, 201):
+            parent, child = reply.document["ids"]
+            with self.history.lock:
+                self.history.acknowledged += [parent, child]
+                self.history.workflows.append((parent, child))
+            self.backlog.add()
+            self.backlog.add()
+        elif reply is None:
+            self.history.count("enqueues given up", 2)
+        else:
+            self.history.count(f"enqueue answered {reply.status}")
+
     def _consume(self, number: int, rng: random.Random) -> None:
         wire = Wire(self.settings.request_timeout)
         server = number % len(self.urls)
+        me = {"X-Worker-Id": f"chaos-consumer-{number}"}
         try:
             while not self.stop_consuming.is_set():
                 wait = rng.choice(DEQUEUE_WAITS)
                 dequeue = f"/tasks/dequeue?queue={QUEUE}&lease={self.settings.lease}&wait={wait}"
                 sent = time.monotonic()
                 try:
-                    reply = wire.send(self.urls[server], "POST", dequeue)
+                    reply = wire.send(self.urls[server], "POST", dequeue, headers=me)
                 except NoAnswer:
                     # Not repeated: a lease lost with the answer comes back when it expires.
                     self.history.count("dequeues unanswered")
@@ -436,7 +483,7 @@ class Clients:
                 answered = (time.monotonic(), time.time())
                 self.history.saw(reply)
                 if reply.status == 200:
-                    self._work(wire, server, reply.document, rng, (sent, *answered))
+                    self._work(wire, server, reply.document, rng, (sent, *answered), me=me)
                 elif reply.status == 404:  # nothing to do within the wait
                     with self.history.lock:
                         self.history.empty_dequeues.append((sent, answered[0]))
@@ -454,9 +501,11 @@ class Clients:
         task: dict[str, Any],
         rng: random.Random,
         times: tuple[float, float, float],
+        *,
+        me: dict[str, str],
     ) -> None:
-        """Finish one delivered task; `times`: its dequeue's sent, answered and answered on the
-        wall clock."""
+        """Finish one delivered task; `me`: the consumer's X-Worker-Id header; `times`: its
+        dequeue's sent, answered and answered on the wall clock."""
         lease_id = task["lease_id"]
         delivery = Delivery(
             task["id"],
@@ -464,6 +513,7 @@ class Clients:
             _epoch(task["started_at"]),
             _epoch(task["lease_expires_at"]),
             task.get("group"),
+            me["X-Worker-Id"],
             *times,
         )
         with self.history.lock:
@@ -475,7 +525,7 @@ class Clients:
             action, body = "complete", {"result": {"lease_id": lease_id}, "lease_id": lease_id}
         path = f"/tasks/{task['id']}/{action}"
         sent_wall = time.time()
-        reply, answers = self._until_answered(wire, server, "PUT", path, body=body, headers={})
+        reply, answers = self._until_answered(wire, server, "PUT", path, body=body, headers=me)
         status = None if reply is None else reply.status
         outcome = Outcome(task["id"], lease_id, action, status, answers, sent_wall)
         with self.history.lock:
@@ -616,22 +666,55 @@ def wait_until_healthy(urls: list[str], deadline: float) -> None:
 
 
 def set_up_queue(url: str, settings: Settings, deadline: float) -> None:
-    """Give the queue its cap (when there is one) before any client starts."""
-    if not settings.max_processing:
-        return
+    """Give the queue its cap and create the schedule (when there are) before any client
+    starts."""
+    if settings.max_processing:
+        body = {"max_processing": settings.max_processing}
+        _send_until_2xx(url, "PATCH", f"/queues/{QUEUE}", body, deadline)
+    if settings.schedule_every:
+        body = {"queue": TICKS, "payload": {}, "every": settings.schedule_every}
+        _send_until_2xx(url, "PUT", f"/schedules/{SCHEDULE}", body, deadline)
+
+
+def _send_until_2xx(url: str, method: str, path: str, body: Any, deadline: float) -> Reply:
     wire = Wire(2.0)
-    body = {"max_processing": settings.max_processing}
     try:
         while True:
             with contextlib.suppress(NoAnswer):
-                reply = wire.send(url, "PATCH", f"/queues/{QUEUE}", body)
-                if reply.status == 200:
-                    return
+                reply = wire.send(url, method, path, body)
+                if reply.status < 300:
+                    return reply
                 if reply.status < 500:
-                    raise RuntimeError(f"PATCH /queues/{QUEUE} answered {reply.status}")
+                    raise RuntimeError(f"{method} {path} answered {reply.status}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"PATCH /queues/{QUEUE} got no 200")
+                raise RuntimeError(f"{method} {path} got no 2xx")
             time.sleep(0.05)
+    finally:
+        wire.close()
+
+
+def fire_times(url: str, settings: Settings, deadline: float) -> list[str]:
+    """The `fire_time` of every task the schedule enqueued (nobody consumes them)."""
+    if not settings.schedule_every:
+        return []
+    found: list[str] = []
+    while True:
+        path = f"/queue/view?queue={TICKS}&status=pending&limit=100&offset={len(found)}"
+        page = _send_until_2xx(url, "GET", path, None, deadline).document
+        found += [task["fire_time"] for task in page if task.get("schedule") == SCHEDULE]
+        if len(page) < 100:
+            return found
+
+
+def drain(url: str, give_up_at: float, timeout: float) -> bool:
+    """Wait until the clients' queue holds nothing unfinished (True), or `give_up_at`."""
+    wire = Wire(timeout)
+    try:
+        while time.monotonic() < give_up_at:
+            if unfinished(url, wire) == 0:
+                return True
+            time.sleep(0.05)
+        return False
     finally:
         wire.close()
 
@@ -639,13 +722,13 @@ def set_up_queue(url: str, settings: Settings, deadline: float) -> None:
 def unfinished(url: str, wire: Wire) -> int | None:
     """Tasks not yet completed or failed, or None when the server did not answer."""
     counts = _stats(url, wire)
-    return (
-        None if counts is None else counts["pending"] + counts["scheduled"] + counts["processing"]
-    )
+    if counts is None:
+        return None
+    return counts["pending"] + counts["scheduled"] + counts["processing"] + counts["waiting"]
 
 
 def stored_tasks(url: str, deadline: float) -> int:
-    """How many tasks the store holds, in every state."""
+    """How many tasks the store holds in the clients' queue, in every state."""
     wire = Wire(2.0)
     try:
         while (counts := _stats(url, wire)) is None:
@@ -659,7 +742,7 @@ def stored_tasks(url: str, deadline: float) -> int:
 
 def _stats(url: str, wire: Wire) -> dict[str, int] | None:
     try:
-        reply = wire.send(url, "GET", "/queue/stats")
+        reply = wire.send(url, "GET", f"/queue/stats?queue={QUEUE}")
     except NoAnswer:
         return None
     return reply.document if reply.status == 200 else None
@@ -705,6 +788,9 @@ CHECKS = {
     "group order": "grouped tasks first delivered before one enqueued earlier",
     "cap exceeded": "more leases held at once than max_processing",
     "delivered while paused": "dequeues wholly inside a pause that got a task",
+    "workflow order": "children delivered before their parent completed",
+    "schedule fired twice": "occurrences of the schedule enqueued twice",
+    "history disagrees": "histories that miss or misname a completion or a release",
 }
 
 
@@ -721,6 +807,10 @@ class Control:
     pauses: int
     dequeues_in_pauses: int
     """Dequeues sent after a pause was acknowledged and answered before its resume was sent."""
+    workflows: int = 0
+    """Acknowledged workflows (a parent and a child)."""
+    fired: int = 0
+    """Tasks the schedule enqueued."""
 
 
 @dataclass
@@ -789,15 +879,22 @@ class Report:
             f"grouped tasks {self.control.grouped_tasks} in {self.control.groups} groups, "
             f"pauses {self.control.pauses} (dequeues inside them "
             f"{self.control.dequeues_in_pauses})",
+            f"  workflows {self.control.workflows}, schedule occurrences fired "
+            f"{self.control.fired}",
         ]
         return "\n".join(lines)
 
 
 def judge(
-    history: History, tasks: dict[str, dict | None], stored: int, max_processing: int = 0
+    history: History,
+    tasks: dict[str, dict | None],
+    stored: int,
+    max_processing: int = 0,
+    fired: list[str] | None = None,
 ) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Count each check's violations, with examples of each. `stored`: the tasks the store
-    holds at the end, in every state; `max_processing`: the queue's cap (0: none)."""
+    holds at the end, in every state; `max_processing`: the queue's cap (0: none); `fired`:
+    the fire time of each task the schedule enqueued."""
     examples = {
         "lost": list(_lost(tasks)),
         "completed twice": list(_completed_twice(history)),
@@ -812,6 +909,11 @@ def judge(
             f"{pause.resume_sent - delivery.answered:.3f} s before the resume was sent"
             for delivery, pause in _inside_pauses(history, history.deliveries)
         ],
+        "workflow order": list(_workflow_order(history, tasks)),
+        "schedule fired twice": [
+            f"{when}: {n} tasks" for when, n in Counter(fired or []).items() if n > 1
+        ],
+        "history disagrees": list(_history_disagrees(history, tasks)),
     }
     checks = {name: len(found) for name, found in examples.items()}
     # An enqueue given up on may have been applied; beyond those, a task the store holds
@@ -824,6 +926,46 @@ def judge(
         else []
     )
     return checks, examples
+
+
+def _workflow_order(history: History, tasks: dict[str, dict | None]) -> Iterator[str]:
+    """A child delivered (the server's start time) before its parent completed (the server's
+    finish time: a completed task never finishes again)."""
+    started: defaultdict[str, list[float]] = defaultdict(list)
+    for delivery in history.deliveries:
+        started[delivery.task_id].append(delivery.started_at)
+    for parent_id, child_id in history.workflows:
+        parent = tasks.get(parent_id)
+        finished = parent and parent["status"] == "completed" and parent["finished_at"]
+        for start in started.get(child_id, []):
+            if not finished or start < _epoch(finished) - EXPIRY_TOLERANCE:
+                when = finished or "never"
+                yield f"child {child_id} delivered at {start} before parent {parent_id} ({when})"
+
+
+def _history_disagrees(history: History, tasks: dict[str, dict | None]) -> Iterator[str]:
+    """A completed task's last history entry is its completion, under the lease its result
+    names, by the worker that lease was delivered to; a child shows `waiting` and `released`,
+    in that order, before any delivery (unless older entries fell out of its last 20)."""
+    worker_of = {delivery.lease_id: delivery.worker for delivery in history.deliveries}
+    for task_id, task in tasks.items():
+        if task is None or task["status"] != "completed":
+            continue
+        events = task.get("history") or []
+        last = events[-1] if events else {}
+        result = task.get("result")
+        lease_id = result.get("lease_id") if isinstance(result, dict) else None
+        wanted = ("completed", lease_id, worker_of.get(lease_id or ""))
+        seen = (last.get("event"), last.get("lease_id"), last.get("worker"))
+        if seen != wanted:
+            yield f"{task_id}: last history entry {seen}, expected {wanted}"
+    for _, child_id in history.workflows:
+        child = tasks.get(child_id)
+        names = [entry["event"] for entry in (child or {}).get("history") or []]
+        if names[:1] != ["enqueued"]:
+            continue  # the start fell out of its last 20 entries
+        if names[:3] != ["enqueued", "waiting", "released"]:
+            yield f"child {child_id}: history begins {names[:4]}"
 
 
 def _lost(tasks: dict[str, dict | None]) -> Iterator[str]:
@@ -984,7 +1126,7 @@ def _inside_pauses(
             yield dequeue, pauses[before - 1]
 
 
-def control_figures(history: History, settings: Settings) -> Control:
+def control_figures(history: History, settings: Settings, fired: int = 0) -> Control:
     grouped = {d.task_id for d in history.deliveries if d.task_id in history.grouped}
     inside = [*_inside_pauses(history, history.deliveries)]
     inside += _inside_pauses(history, history.empty_dequeues)
@@ -995,6 +1137,8 @@ def control_figures(history: History, settings: Settings) -> Control:
         groups=len({enqueue.group for enqueue in history.grouped.values()}),
         pauses=len(history.pauses),
         dequeues_in_pauses=len(inside),
+        workflows=len(history.workflows),
+        fired=fired,
     )
 
 
@@ -1044,16 +1188,7 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
         clients.join_producers()
 
         drain_started = time.monotonic()
-        drained = False
-        wire = Wire(settings.request_timeout)
-        try:
-            while time.monotonic() < give_up_at:
-                if unfinished(system.urls[0], wire) == 0:
-                    drained = True
-                    break
-                time.sleep(0.05)
-        finally:
-            wire.close()
+        drained = drain(system.urls[0], give_up_at, settings.request_timeout)
         drain_seconds = time.monotonic() - drain_started
     except BaseException:
         clients.abandon()
@@ -1064,8 +1199,9 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
         raise RuntimeError("clients broke: " + "; ".join(clients.errors))
 
     tasks = read_tasks(system.urls[0], history.acknowledged, time.monotonic() + 60)
+    fired = fire_times(system.urls[0], settings, time.monotonic() + 10)
     stored = stored_tasks(system.urls[0], time.monotonic() + 10)
-    checks, examples = judge(history, tasks, stored, settings.max_processing)
+    checks, examples = judge(history, tasks, stored, settings.max_processing, fired)
     counts = history.counts.copy()
     for outcome in history.outcomes.values():
         if outcome.status == 409:
@@ -1086,7 +1222,7 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
         chaos_seconds=chaos_seconds,
         drain_seconds=drain_seconds,
         drained=drained,
-        control=control_figures(history, settings),
+        control=control_figures(history, settings, len(fired)),
     )
 
 
@@ -1131,6 +1267,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pause-for", type=float, default=Settings.pause_for, help="seconds each pause lasts"
     )
+    parser.add_argument(
+        "--workflow-every",
+        type=int,
+        default=Settings.workflow_every,
+        help="every so many tasks of an ungrouped producer is a workflow (0: none)",
+    )
+    parser.add_argument(
+        "--schedule-every",
+        type=float,
+        default=Settings.schedule_every,
+        help="seconds between the schedule's occurrences (0: none)",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and data here")
     args = parser.parse_args(argv)
     settings = Settings(
@@ -1147,6 +1295,8 @@ def main(argv: list[str] | None = None) -> int:
         max_processing=args.max_processing,
         pause_every=args.pause_every,
         pause_for=args.pause_for,
+        workflow_every=args.workflow_every,
+        schedule_every=args.schedule_every,
     )
     backends = ["sqlite", "redis"] if args.backend == "both" else [args.backend]
     ok = True

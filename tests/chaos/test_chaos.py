@@ -2,7 +2,9 @@
 redis-server) never lose an acknowledged task, complete one twice, leave a consumer told
 "no" about a completion that happened, or hand a task out again before its lease ends; nor do
 they let two tasks of an ordered group be held at once or go out of order, more tasks be held
-than the queue's `max_processing`, or a paused queue deliver.
+than the queue's `max_processing`, a paused queue deliver, a workflow's child run before its
+parent completed, a schedule enqueue one occurrence twice, or a task's history misstate its
+completion or release.
 
 The checker itself is bench/chaos.py; this runs its CI-sized form on each durable backend.
 """
@@ -55,3 +57,6 @@ def test_kill_9_loses_no_acknowledged_task_and_finishes_none_twice(backend: str,
     assert report.control.groups == SETTINGS.groups
     assert report.control.grouped_tasks > 0
     assert report.control.most_held >= 2
+    # so were workflows and the schedule
+    assert report.control.workflows > 0
+    assert report.control.fired > 0
