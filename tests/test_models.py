@@ -6,7 +6,17 @@ import dataclasses
 
 import pytest
 
-from tornado_queue.models import Extras, NewTask, Task, TaskStatus
+from tornado_queue.models import (
+    HISTORY_LENGTH,
+    Extras,
+    HistoryEntry,
+    NewTask,
+    Task,
+    TaskStatus,
+    add_history,
+    history_of,
+    holder,
+)
 
 
 def test_task_status_values_are_the_wire_strings():
@@ -62,7 +72,7 @@ def test_snapshot_copies_every_slot():
         "closed_lease": "lease-0",
         "group": "customer-7",
         "expires_at": 109.0,
-        "dead_lettered_from": "emails-in",
+        "history": (HistoryEntry(101.0, "delivered", "lease-0", "w1"),),
         "backoff": 2.5,
         "expiry": 110.0,
         "extras": Extras(
@@ -73,6 +83,7 @@ def test_snapshot_copies_every_slot():
             progress=b'{"done":3}',
             schedule="nightly",
             fire_time=99.0,
+            dead_lettered_from="emails-in",
         ),
     }
     assert set(values) == set(Task.__slots__)
@@ -141,3 +152,25 @@ def test_a_new_task_holds_only_its_fields():
     with pytest.raises(AttributeError):
         new.unexpected = 1  # type: ignore[attr-defined]
     assert dataclasses.replace(new, queue="emails") == NewTask(payload=b"{}", queue="emails")
+
+
+def test_history_begins_with_the_enqueue_told_from_created_at():
+    task = Task("id-1", b"{}", 100.0)
+    assert history_of(task) == [HistoryEntry(100.0, "enqueued")]
+
+    add_history(task, HistoryEntry(101.0, "delivered", "lease-1", "w1"))
+    assert [entry.event for entry in history_of(task)] == ["enqueued", "delivered"]
+    assert holder(task) == "w1"
+
+
+def test_history_keeps_the_last_entries_and_snapshots_keep_theirs():
+    task = Task("id-1", b"{}", 100.0)
+    for n in range(HISTORY_LENGTH + 5):
+        add_history(task, HistoryEntry(101.0 + n, "lease_expired"))
+        if n == 0:
+            copy = task.snapshot()
+
+    shown = history_of(task)
+    assert len(shown) == HISTORY_LENGTH
+    assert shown[0].at == 101.0 + 5 and shown[-1].at == 101.0 + HISTORY_LENGTH + 4
+    assert [entry.event for entry in history_of(copy)] == ["enqueued", "lease_expired"]

@@ -238,8 +238,8 @@ class Extras:
     not completed yet, `hold` its delay, applied when the last one completes; `dependents` are
     the tasks enqueued to wait for this one (in the order they were enqueued); `progress` is
     what its worker last reported (serialized JSON); `schedule` and `fire_time` name the
-    schedule that enqueued it and the occurrence it stands for; `history` is its last changes,
-    oldest first (None while its only one is its enqueue: see `history_of`)."""
+    schedule that enqueued it and the occurrence it stands for; `dead_lettered_from` the queue
+    it was dead-lettered from."""
 
     after: tuple[str, ...] = ()
     dependents: list[str] | None = None
@@ -248,11 +248,10 @@ class Extras:
     progress: bytes | None = None
     schedule: str | None = None
     fire_time: float | None = None
-    history: list[HistoryEntry] | None = None
+    dead_lettered_from: str | None = None
 
     def copy(self) -> Extras:
         dependents = None if self.dependents is None else list(self.dependents)
-        history = None if self.history is None else list(self.history)
         return Extras(
             self.after,
             dependents,
@@ -261,7 +260,7 @@ class Extras:
             self.progress,
             self.schedule,
             self.fire_time,
-            history,
+            self.dead_lettered_from,
         )
 
 
@@ -312,7 +311,7 @@ class Task:
         "error",
         "group",
         "expires_at",
-        "dead_lettered_from",
+        "history",
         "extras",
         # Internal bookkeeping, never written out: queue position, backoff base and deadlines.
         "seq",
@@ -352,7 +351,9 @@ class Task:
         self.error: str | None = None
         self.group: str | None = None
         self.expires_at: float | None = None
-        self.dead_lettered_from: str | None = None
+        # Its changes after its enqueue, oldest first (see `history_of`): a tuple, never changed
+        # in place, so that snapshots share it.
+        self.history: tuple[HistoryEntry, ...] | None = None
         self.extras: Extras | None = None
         self.seq = 0
         # The base of its retry backoff, fixed when it was enqueued (None: the store's policy).
@@ -387,7 +388,7 @@ class Task:
         copy.error = self.error
         copy.group = self.group
         copy.expires_at = self.expires_at
-        copy.dead_lettered_from = self.dead_lettered_from
+        copy.history = self.history
         extras = self.extras
         copy.extras = None if extras is None else extras.copy()
         copy.seq = self.seq
@@ -402,41 +403,41 @@ class Task:
     progress = _extra("progress", "What its worker last reported (serialized JSON), or None.")
     schedule = _extra("schedule", "The schedule that enqueued it, or None.")
     fire_time = _extra("fire_time", "The occurrence of its schedule it stands for, or None.")
-    history = _extra("history", "Its last changes, or None while it was only enqueued.")
+    dead_lettered_from = _extra("dead_lettered_from", "The queue it was dead-lettered from.")
 
     def __repr__(self) -> str:
         return f"Task(id={self.id!r}, status={self.status.value!r})"
 
 
 def history_of(task: Task) -> list[HistoryEntry]:
-    """A task's history, oldest first: a store keeps none for a task that was only enqueued
-    (most pending tasks), which costs a million of them nothing."""
+    """A task's last `HISTORY_LENGTH` changes, oldest first. A store keeps the changes after
+    its enqueue (`Task.history`; None while there were none, as for most pending tasks), and
+    the enqueue is told from `created_at`."""
+    enqueued = HistoryEntry(task.created_at, Happened.ENQUEUED)
     history = task.history
     if history is None:
-        return [HistoryEntry(task.created_at, Happened.ENQUEUED)]
-    return history
+        return [enqueued]
+    if len(history) >= HISTORY_LENGTH:
+        return list(history[-HISTORY_LENGTH:])
+    return [enqueued, *history]
 
 
-def add_history(task: Task, entry: HistoryEntry) -> None:
-    """Append a change to a task's history, keeping the last `HISTORY_LENGTH`."""
-    extras = task.extras
-    if extras is None:
-        extras = task.extras = Extras()
-    history = extras.history
+def add_history(task: Task, change: HistoryEntry) -> None:
+    """Record a change in a task's history, keeping the last `HISTORY_LENGTH`."""
+    history = task.history
     if history is None:
-        extras.history = [HistoryEntry(task.created_at, Happened.ENQUEUED), entry]
-        return
-    history.append(entry)
-    if len(history) > HISTORY_LENGTH:
-        del history[0]
+        task.history = (change,)
+    elif len(history) < HISTORY_LENGTH:
+        task.history = (*history, change)
+    else:
+        task.history = (*history[1:], change)
 
 
 def holder(task: Task) -> str | None:
-    """The worker a processing task was delivered to (as its consumer named itself), if any."""
+    """The worker a processing task was delivered to (as its consumer named itself), if any:
+    nothing is recorded while a task is processing, so its last change is its delivery."""
     history = task.history
-    if history and history[-1].event == Happened.DELIVERED:
-        return history[-1].worker
-    return None
+    return history[-1][3] if history else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from tornado_queue.limits import MAX_SCHEDULES, SCHEDULE_ROUND
 from tornado_queue.models import (
     DEFAULT_QUEUE,
     FINISHED,
+    HISTORY_LENGTH,
     PURGEABLE,
     Enqueued,
     Event,
@@ -76,6 +77,8 @@ _WAITING = TaskStatus.WAITING
 _ENQUEUED = Event.ENQUEUED
 _COMPLETED_EVENT = Event.COMPLETED
 _DELIVERED = Happened.DELIVERED
+_COMPLETED_NOTE = Happened.COMPLETED
+_new_entry = tuple.__new__  # `HistoryEntry(...)` without its Python-level __new__, on hot paths
 _task_id = ids.task_id
 _lease_id = ids.lease_id
 _new_object = object.__new__
@@ -261,13 +264,20 @@ class MemoryStore(Store):
             if self._feed.on:
                 self._feed.record(task, HistoryEntry(wall, Happened.ENQUEUED))
         finally:
-            self._unlock(ready)
+            finished = self._take_finished() if self._finished else None
+            self._lock.release()
+            if ready:
+                self._notify_ready(ready)
+            if finished:
+                self._notify_finished(finished)
+            if self._feed.on:
+                self._feed.flush()
         if ready is None:
             for listener in self._listeners:
                 listener(queue, 1)
         return Enqueued(task.id, copy, created=True)
 
-    def dequeue_many(
+    def dequeue_many(  # noqa: PLR0912, PLR0915 - spelled out: it runs for every task handed out
         self,
         count: int,
         lease_seconds: float | None = None,
@@ -314,8 +324,12 @@ class MemoryStore(Store):
                 task.lease_expires_at = expires_at
                 leases.push(deadline, task_id, counts[_PROCESSING], is_lease_entry)
                 # Its history and worker, and the feed while it is on.
-                entry = HistoryEntry(wall, _DELIVERED, lease_id, worker)
-                add_history(task, entry)
+                entry = _new_entry(HistoryEntry, (wall, _DELIVERED, lease_id, worker, None))
+                history = task.history
+                if history is None:
+                    task.history = (entry,)
+                else:
+                    add_history(task, entry)
                 if worker is not None:
                     self._workers.took(worker, task_id, wall)
                 if feed is not None:
@@ -327,7 +341,14 @@ class MemoryStore(Store):
                 self._wake_when_open(queue, rules)
             return taken
         finally:
-            self._unlock(ready)
+            finished = self._take_finished() if self._finished else None
+            self._lock.release()
+            if ready:
+                self._notify_ready(ready)
+            if finished:
+                self._notify_finished(finished)
+            if self._feed.on:
+                self._feed.flush()
 
     def heartbeat(
         self, task_id: str, lease_seconds: float | None = None, lease_id: str | None = None
@@ -340,7 +361,7 @@ class MemoryStore(Store):
             self._push_lease(task)
             return task.snapshot()
 
-    def complete(
+    def complete(  # noqa: PLR0912, PLR0915 - spelled out: it runs for every task completed
         self, task_id: str, result: bytes | None = None, lease_id: str | None = None
     ) -> Task:
         ready = None
@@ -360,7 +381,8 @@ class MemoryStore(Store):
                     return task.snapshot()  # the first result stands
                 task = self._leased_task(task_id, "complete", lease_id)
             task.closed_lease = lease_id
-            ended, worker = task.lease_id, holder(task)
+            ended, history = task.lease_id, task.history
+            worker = history[-1][3] if history else None  # `holder`
             task.lease_id = task.lease_deadline = task.lease_expires_at = None  # `_end_lease`
             task.result = result
             # `_finish` and `_move` spelled out for a processing task that completes.
@@ -383,7 +405,13 @@ class MemoryStore(Store):
             self._events[queue][_COMPLETED_EVENT] += 1
             if worker is not None:
                 self._workers.let_go(worker, task_id, "completed")
-            self._note(task, HistoryEntry(wall, Happened.COMPLETED, ended, worker))
+            entry = _new_entry(HistoryEntry, (wall, _COMPLETED_NOTE, ended, worker, None))
+            if history is not None and len(history) < HISTORY_LENGTH:  # `add_history`
+                task.history = (*history, entry)
+            else:
+                add_history(task, entry)
+            if self._feed.on:
+                self._feed.record(task, entry)
             if task.group is not None or (self._rules and queue in self._rules):
                 # A group's next task, or a free slot under the queue's cap: tell waiters.
                 ready = self._turn_ended(task, ready if ready is not None else {})
@@ -391,7 +419,14 @@ class MemoryStore(Store):
                 ready = self._release_dependents(task, ready or {}, now, wall)
             return task.snapshot()
         finally:
-            self._unlock(ready)
+            finished = self._take_finished() if self._finished else None
+            self._lock.release()
+            if ready:
+                self._notify_ready(ready)
+            if finished:
+                self._notify_finished(finished)
+            if self._feed.on:
+                self._feed.flush()
 
     def fail(
         self,
@@ -1174,18 +1209,6 @@ class MemoryStore(Store):
             retired = self._events.setdefault(RETIRED, dict.fromkeys(Event, 0))
             for event, n in self._events.pop(queue).items():
                 retired[event] += n
-
-    def _unlock(self, ready: dict[str, int] | None) -> None:
-        """End an operation that took the lock itself: release it, then tell the listeners
-        what became ready and finished, and hand the feed its events."""
-        finished = self._take_finished() if self._finished else None
-        self._lock.release()
-        if ready:
-            self._notify_ready(ready)
-        if finished:
-            self._notify_finished(finished)
-        if self._feed.on:
-            self._feed.flush()
 
     def _take_finished(self) -> list[str]:
         """The ids finished since the last call (with the lock held)."""
