@@ -79,7 +79,8 @@ class GroupWriter:
     `connection()` is read at every group (the store's current connection); `lock` is held
     for each whole group, so that others may use the connection between groups; `opening()`
     runs first in every transaction (reaping what is due) and what it returns goes to the
-    group's first operation."""
+    group's first operation; `committed()` runs once a group's COMMIT has returned, before
+    anyone is answered (with `lock` still held)."""
 
     def __init__(
         self,
@@ -87,10 +88,12 @@ class GroupWriter:
         lock: threading.Lock,
         opening: Callable[[], Any],
         name: str = "sqlite-writer",
+        committed: Callable[[], None] = lambda: None,
     ) -> None:
         self._connection = connection
         self._lock = lock
         self._opening = opening
+        self._committed = committed
         self._inbox: SimpleQueue[Operation[Any]] = SimpleQueue()
         self._closing = threading.Lock()
         self._closed = False
@@ -158,6 +161,7 @@ class GroupWriter:
             _answer_all(members, error, OutcomeUnknown)
             return stopping
         self.commits += 1
+        self._committed()
         for member in members:
             member.answer()
         return stopping

@@ -34,13 +34,18 @@ from tornado_queue.models import (
     Enqueued,
     Event,
     Extras,
+    Happened,
+    HistoryEntry,
     NewTask,
     QueueSettings,
     Task,
     TaskStatus,
+    WorkerInfo,
+    holder,
 )
 from tornado_queue.schedules import Round, Schedule, fire
 from tornado_queue.storage import sqlite_control as control
+from tornado_queue.storage import sqlite_history as history
 from tornado_queue.storage import sqlite_schedules as schedule_rows
 from tornado_queue.storage import sqlite_workflows as workflows
 from tornado_queue.storage.base import (
@@ -55,9 +60,13 @@ from tornado_queue.storage.base import (
     to_create,
 )
 from tornado_queue.storage.delivery import delivers_more
+from tornado_queue.storage.events import EventFeed, LocalFeed
 from tornado_queue.storage.group_commit import GroupWriter
+from tornado_queue.storage.workers import WorkerBook
 
 T = TypeVar("T")
+
+_DELIVERED = Happened.DELIVERED
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -91,7 +100,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     waiting_on INTEGER,
     hold REAL,
     schedule TEXT,
-    fire_time REAL
+    fire_time REAL,
+    history TEXT
 );
 CREATE TABLE IF NOT EXISTS queue_settings (
     queue TEXT NOT NULL,
@@ -107,7 +117,8 @@ task (see `Task.closed_lease`); `grp` is the task's group; `backoff` its retry b
 then out of the pending order); `progress` is the worker's last report (serialized JSON);
 `parents`, `dependents`, `waiting_on` and `hold` link a workflow's tasks (see
 `sqlite_workflows`); `schedule` and `fire_time` name the schedule that enqueued the task and
-the occurrence it stands for. Databases made before a column existed gain it on open.
+the occurrence it stands for; `history` is its last changes (see `sqlite_history`). Databases
+made before a column existed gain it on open.
 
 `queue_settings` holds one row per set setting of a queue (`QueueSettings` field name, value as
 JSON text), so new settings need no new column; a row lives until `configure` clears it."""
@@ -127,6 +138,7 @@ ADDED_COLUMNS = (
     ("hold", "REAL"),
     ("schedule", "TEXT"),
     ("fire_time", "REAL"),
+    ("history", "TEXT"),
 )
 
 INDEXES = """
@@ -204,7 +216,7 @@ COLUMNS = (
     "id, queue, payload, status, priority, attempts, max_attempts, created_at, available_at, "
     "lease_id, lease_expires_at, started_at, finished_at, result, error, seq, forget_at, "
     "closed_lease, grp, expires_at, dead_lettered_from, backoff, blocked, progress, parents, "
-    "dependents, waiting_on, hold, schedule, fire_time"
+    "dependents, waiting_on, hold, schedule, fire_time, history"
 )
 LISTED_STATES = "('scheduled', 'waiting', 'processing', 'completed', 'failed')"
 """The condition of the `listing_order` index, repeated in its queries so SQLite uses it."""
@@ -228,6 +240,12 @@ class SqliteStore(Store):
     first applies what is due at its own clock reading; each operation's timestamps come
     from the clock read for it. Callers block until answered: handlers call this store in an
     executor (`blocking = True`), never on the IOLoop.
+
+    Each task's history is in its row (see `sqlite_history`). The workers and the event feed
+    live in this process: what an operation did to them is applied once its group has
+    committed, in the order of the group's operations, so a rolled-back operation leaves no
+    trace there either. The workers' held tasks are read back from the processing tasks when
+    the store opens.
     """
 
     blocking = True
@@ -244,7 +262,11 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         self._listeners: list[ReadyListener] = []
         self._finished_listeners: list[FinishedListener] = []
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Room for every statement this store prepares (each history-appending form too).
+        self._db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, cached_statements=256
+        )
+        history.register(self._db)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'normal' else 'FULL'}")
         self._db.executescript(SCHEMA)
@@ -260,8 +282,20 @@ class SqliteStore(Store):
                     raise
         self._db.executescript(INDEXES)
         self._db.executescript(schedule_rows.SCHEMA)
+        # The workers have a lock of their own: naming or listing them never waits for a
+        # group's transaction (which holds `_lock` while it writes).
+        self._workers = WorkerBook()
+        self._workers_lock = threading.Lock()
+        for worker, task_id, delivered_at in history.holders(self._db):
+            self._workers.took(worker, task_id, delivered_at)
+        self._feed = LocalFeed()
+        self._done: list[_Transaction] = []
+        """The transactions of the group being written whose operations succeeded, in order
+        (the writer's only): their effects on the workers and the feed wait for the commit."""
         # The writer holds the lock for each whole group; `check` and `close` take it too.
-        self._writer = GroupWriter(lambda: self._db, self._lock, self._open_group)
+        self._writer = GroupWriter(
+            lambda: self._db, self._lock, self._open_group, committed=self._committed
+        )
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -309,7 +343,11 @@ class SqliteStore(Store):
         return self._run(apply)
 
     def dequeue_many(
-        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+        self,
+        count: int,
+        lease_seconds: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        worker: str | None = None,
     ) -> list[Task]:
         def apply(tx: _Transaction) -> list[Task]:
             # One settings read per dequeue: its delivery limits and its default lease.
@@ -326,15 +364,25 @@ class SqliteStore(Store):
                     (queue, wanted),
                 )
             ]
+            taken = []
             for task_id in chosen:
-                tx.execute(
+                # The delivery, its history entry and the task as it is now: one statement.
+                lease_id = ids.lease_id()
+                entry = HistoryEntry(tx.now, _DELIVERED, lease_id, worker)
+                row = tx.execute(
                     "UPDATE tasks SET status = 'processing', attempts = attempts + 1, "
-                    "lease_id = ?, started_at = ?, lease_expires_at = ?, moved = ? WHERE id = ?",
-                    (ids.lease_id(), tx.now, tx.now + lease, self._next_seq(tx), task_id),
-                )
+                    f"lease_id = ?, started_at = ?, lease_expires_at = ?, moved = ?, "
+                    f"{history.APPEND} WHERE id = ? RETURNING {COLUMNS}",
+                    (lease_id, tx.now, tx.now + lease, self._next_seq(tx), *entry, task_id),
+                ).fetchone()
+                task = _task(row)
+                taken.append(task)
+                if worker is not None:
+                    tx.workers.append((worker, task_id, _DELIVERED))
+                tx.note(task, entry)
             if settings.rate_limit is not None:
                 control.note_deliveries(tx, queue, settings.rate_limit, len(chosen))
-            return [self._must_get(tx, task_id) for task_id in chosen]
+            return taken
 
         return self._run(apply)
 
@@ -375,14 +423,21 @@ class SqliteStore(Store):
             if repeats_closing("complete", task, lease_id):
                 return task  # the first result stands
             _check_lease(task, "complete", lease_id)
-            self._close_lease(tx, task_id, lease_id)
-            tx.execute("UPDATE tasks SET result = ? WHERE id = ?", (result, task_id))
+            worker = tx.let_go(task, Happened.COMPLETED)
+            # `closed_lease`: a repeat of a fenced call is recognised by it (None when unfenced:
+            # its repeat cannot be told from a stray call). Likewise in `fail`.
+            tx.execute(
+                "UPDATE tasks SET closed_lease = ?, result = ? WHERE id = ?",
+                (lease_id, result, task_id),
+            )
             control.end_turn(tx, task)
-            self._finish(tx, task, TaskStatus.COMPLETED, Event.COMPLETED)
+            entry = HistoryEntry(tx.now, Happened.COMPLETED, task.lease_id, worker)
+            self._finish(tx, task, TaskStatus.COMPLETED, Event.COMPLETED, entry=entry)
             self._slot_freed(tx, task.queue)
             if task.extras is not None and task.extras.dependents:
                 for child_id, hold in workflows.released(tx, task):
-                    self._schedule_or_append(tx, self._must_get(tx, child_id), hold)
+                    entry = HistoryEntry(tx.now, Happened.RELEASED)
+                    self._schedule_or_append(tx, self._must_get(tx, child_id), hold, entry)
             return self._must_get(tx, task_id)
 
         return self._run(apply)
@@ -399,19 +454,22 @@ class SqliteStore(Store):
             if repeats_closing("fail", task, lease_id):
                 return task  # no second attempt counted, no second backoff
             _check_lease(task, "fail", lease_id)
-            queue = task.queue
-            self._close_lease(tx, task_id, lease_id)
-            self._clear_lease(tx, task_id)
+            queue, ended = task.queue, task.lease_id
+            worker = tx.let_go(task, Happened.FAILED)
             tx.execute(
-                "UPDATE tasks SET error = ?, started_at = NULL WHERE id = ?", (error, task_id)
+                "UPDATE tasks SET closed_lease = ?, lease_id = NULL, lease_expires_at = NULL, "
+                "error = ?, started_at = NULL WHERE id = ?",
+                (lease_id, error, task_id),
             )
+            task.error = error
             if _expired(task, tx.now):
                 self._expire(tx, task)  # never delivered again after its expiry
             elif retry and task.attempts < task.max_attempts:
                 backoff = self.policy.backoff(task.attempts, task.backoff)
-                self._schedule_or_append(tx, task, backoff)
+                entry = HistoryEntry(tx.now, Happened.FAILED, ended, worker, error)
+                self._schedule_or_append(tx, task, backoff, entry)
             else:
-                self._dead(tx, task)
+                self._dead(tx, task, ended, worker)
             self._slot_freed(tx, queue)
             return self._must_get(tx, task_id)
 
@@ -428,8 +486,8 @@ class SqliteStore(Store):
     def release(self, task_id: str, lease_id: str | None = None) -> Task:
         def apply(tx: _Transaction) -> Task:
             task = self._leased(tx, task_id, "release", lease_id)
+            tx.let_go(task, None)  # a consumer giving a task back records nothing else
             if _expired(task, tx.now):
-                self._clear_lease(tx, task_id)
                 self._expire(tx, task)
             else:
                 self._put_back(tx, task)
@@ -471,7 +529,7 @@ class SqliteStore(Store):
             "progress = NULL WHERE id = ?",
             (task.id,),
         )
-        self._schedule_or_append(tx, task, 0.0)
+        self._schedule_or_append(tx, task, 0.0, HistoryEntry(tx.now, Happened.RETRIED))
 
     def configure(self, queue: str, changes: Mapping[str, object]) -> QueueSettings:
         def apply(tx: _Transaction) -> QueueSettings:
@@ -714,6 +772,19 @@ class SqliteStore(Store):
         with self._lock:
             self._finished_listeners = [*self._finished_listeners, listener]
 
+    def saw_worker(self, worker_id: str) -> None:
+        with self._workers_lock:
+            self._workers.seen(worker_id, self._clock.time())
+
+    def workers(self) -> list[WorkerInfo]:
+        self.reap()  # a lease that ran out lets its worker go first
+        with self._workers_lock:
+            return self._workers.listing(self._clock.time())
+
+    @property
+    def event_feed(self) -> EventFeed:
+        return self._feed
+
     def check(self) -> None:
         """Update a row and roll it back: a database SQLite can open but not write (read-only,
         or locked by another process for good) is refused now, not at the first enqueue.
@@ -753,8 +824,10 @@ class SqliteStore(Store):
         def work() -> T:
             nonlocal tx
             # The clock is read in the writer, so timestamps follow the order of operations.
-            tx = _Transaction(self._db, self._clock.time())
-            return apply(tx)
+            tx = _Transaction(self._db, self._clock.time(), self._feed.on)
+            result = apply(tx)
+            self._done.append(tx)  # it succeeded: its effects apply if the group commits
+            return result
 
         operation = self._writer.run(work)
         # What the group's reaping made ready (or finished) is committed even when this
@@ -768,6 +841,8 @@ class SqliteStore(Store):
             finished += tx.finished
         self._notify(ready)
         self._notify_finished(finished)
+        if self._feed.on:
+            self._feed.flush()
         if operation.error is not None:
             raise operation.error
         return operation.result  # type: ignore[return-value]
@@ -776,9 +851,26 @@ class SqliteStore(Store):
         """Each group's first step, with the group's own clock reading: apply what is due.
         Returns its transaction, whose tasks made ready or finished the group's first caller
         announces."""
-        tx = _Transaction(self._db, self._clock.time())
+        tx = _Transaction(self._db, self._clock.time(), self._feed.on)
+        self._done = [tx]  # what an earlier group that did not commit left goes
         self._reap(tx)
         return tx
+
+    def _committed(self) -> None:
+        """The writer's group committed (the lock held): the workers and the feed hear what
+        its operations did, in their order."""
+        done, self._done = self._done, []
+        workers, feed = self._workers, self._feed
+        for tx in done:
+            if tx.workers:
+                with self._workers_lock:
+                    for worker, task_id, outcome in tx.workers:
+                        if outcome is _DELIVERED:
+                            workers.took(worker, task_id, tx.now)
+                        else:
+                            workers.let_go(worker, task_id, outcome)
+            for task, entry in tx.noted:
+                feed.record(task, entry)
 
     def _notify(self, ready: dict[str, int]) -> None:
         # On the caller's thread, never the writer's: a listener may call the store.
@@ -799,16 +891,25 @@ class SqliteStore(Store):
             (tx.now,),
         ).fetchall()
         for task in map(_task, expired):
-            queue = task.queue  # a dead-lettered task moves to another one
-            self._clear_lease(tx, task.id)
+            queue, ended = task.queue, task.lease_id  # a dead-lettered task changes queue
+            worker = tx.let_go(task, None)
+            entry = HistoryEntry(tx.now, Happened.LEASE_EXPIRED, ended, worker)
             self._count_event(tx, queue, Event.LEASE_EXPIRED)
             if _expired(task, tx.now):
+                self._clear_lease(tx, task.id, entry)
                 self._expire(tx, task)
             elif task.attempts >= task.max_attempts:
-                tx.execute("UPDATE tasks SET error = 'lease expired' WHERE id = ?", (task.id,))
-                self._dead(tx, task)
+                task.error = "lease expired"
+                _change(
+                    tx,
+                    task.id,
+                    "lease_id = NULL, lease_expires_at = NULL, error = ?",
+                    (task.error,),
+                    entry,
+                )
+                self._dead(tx, task, ended, worker)
             else:
-                self._put_back(tx, task)
+                self._put_back(tx, task, entry)
             self._slot_freed(tx, queue)
         due = tx.execute(
             f"SELECT {COLUMNS} FROM tasks WHERE status = 'scheduled' AND available_at <= ? "
@@ -868,8 +969,15 @@ class SqliteStore(Store):
             workflows.link(tx, task_id, after)
             waiting_on = workflows.open_parents(tx, after)
             hold = float(new_task.delay)
+        stored_history = None  # only enqueued: see `sqlite_history`
         if waiting_on:
             status, moved = TaskStatus.WAITING, seq
+            stored_history = history.encode(
+                (
+                    HistoryEntry(float(tx.now), Happened.ENQUEUED),
+                    HistoryEntry(float(tx.now), Happened.WAITING),
+                )
+            )
         elif new_task.delay > 0:
             status, moved = TaskStatus.SCHEDULED, seq
         row = (
@@ -879,7 +987,7 @@ class SqliteStore(Store):
             *(None, None, None, None, None, None, seq, None, None),
             *(new_task.group, expires_at, None, settings.retry_backoff, None, None),
             *(workflows.encode(after), None, waiting_on, hold),
-            *(new_task.schedule, new_task.fire_time),
+            *(new_task.schedule, new_task.fire_time, stored_history),
         )
         task = _task(row)
         if status is TaskStatus.PENDING and task.group is not None:
@@ -891,6 +999,9 @@ class SqliteStore(Store):
         )
         if status is TaskStatus.PENDING and blocked is None:
             tx.became_ready(new_task.queue)
+        tx.note(task, HistoryEntry(tx.now, Happened.ENQUEUED))
+        if waiting_on:
+            tx.note(task, HistoryEntry(tx.now, Happened.WAITING))
         return task
 
     def _check_room(self, tx: _Transaction, created: Sequence[NewTask]) -> None:
@@ -926,32 +1037,45 @@ class SqliteStore(Store):
                 replays[key] = row[0]
         return replays
 
-    def _schedule_or_append(self, tx: _Transaction, task: Task, delay: float) -> None:
+    def _schedule_or_append(
+        self, tx: _Transaction, task: Task, delay: float, entry: HistoryEntry | None = None
+    ) -> None:
+        """Wait `delay` seconds as scheduled, or join the tail now. `entry`, when given, is the
+        change this stands for: the same UPDATE records it (as in `_append`, `_put_back`,
+        `_finish` and `_clear_lease`)."""
         if delay <= 0:
-            self._append(tx, task)
+            self._append(tx, task, entry)
             return
-        tx.execute(
-            "UPDATE tasks SET status = 'scheduled', available_at = ?, moved = ? WHERE id = ?",
-            (tx.now + delay, self._next_seq(tx), task.id),
+        _change(
+            tx,
+            task.id,
+            "status = 'scheduled', available_at = ?, moved = ?",
+            (tx.now + delay, self._next_seq(tx)),
+            entry,
         )
 
-    def _append(self, tx: _Transaction, task: Task) -> None:
+    def _append(self, tx: _Transaction, task: Task, entry: HistoryEntry | None = None) -> None:
         """Join the tail of the task's queue and priority, or of its group when it is not the
         group's turn (it becomes deliverable when it is)."""
         waits = task.group is not None and not control.takes_turn(tx, task)
-        tx.execute(
-            "UPDATE tasks SET status = 'pending', available_at = ?, seq = ?, blocked = ? "
-            "WHERE id = ?",
-            (tx.now, self._next_seq(tx), 1 if waits else None, task.id),
+        _change(
+            tx,
+            task.id,
+            "status = 'pending', available_at = ?, seq = ?, blocked = ?",
+            (tx.now, self._next_seq(tx), 1 if waits else None),
+            entry,
         )
         if not waits:
             tx.became_ready(task.queue)
 
-    def _put_back(self, tx: _Transaction, task: Task) -> None:
+    def _put_back(self, tx: _Transaction, task: Task, entry: HistoryEntry | None = None) -> None:
         """Back to its original place: its seq is unchanged, so the order index puts it there."""
-        self._clear_lease(tx, task.id)
-        tx.execute(
-            "UPDATE tasks SET status = 'pending', started_at = NULL WHERE id = ?", (task.id,)
+        _change(
+            tx,
+            task.id,
+            "status = 'pending', started_at = NULL, lease_id = NULL, lease_expires_at = NULL",
+            (),
+            entry,
         )
         tx.became_ready(task.queue)
 
@@ -963,18 +1087,15 @@ class SqliteStore(Store):
         event: Event,
         *,
         cascade: bool = True,
+        entry: HistoryEntry | None = None,
     ) -> None:
-        self._clear_lease(tx, task.id)
-        tx.execute(
-            "UPDATE tasks SET status = ?, finished_at = ?, forget_at = ?, moved = ?, "
-            "blocked = NULL WHERE id = ?",
-            (
-                status.value,
-                tx.now,
-                tx.now + self.policy.retention_seconds,
-                self._next_seq(tx),
-                task.id,
-            ),
+        _change(
+            tx,
+            task.id,
+            "status = ?, finished_at = ?, forget_at = ?, moved = ?, blocked = NULL, "
+            "lease_id = NULL, lease_expires_at = NULL",
+            (status.value, tx.now, tx.now + self.policy.retention_seconds, self._next_seq(tx)),
+            entry,
         )
         self._count_event(tx, task.queue, event)
         tx.finished.append(task.id)
@@ -989,18 +1110,20 @@ class SqliteStore(Store):
         tx.execute(
             "UPDATE tasks SET error = ?, started_at = NULL WHERE id = ?", (EXPIRED_ERROR, task.id)
         )
-        self._finish(tx, task, TaskStatus.FAILED, Event.EXPIRED)
+        entry = HistoryEntry(tx.now, Happened.EXPIRED, error=EXPIRED_ERROR)
+        self._finish(tx, task, TaskStatus.FAILED, Event.EXPIRED, entry=entry)
 
-    def _dead(self, tx: _Transaction, task: Task) -> None:
-        """A processing task that failed for good: to its queue's dead-letter queue, if it has
-        one, else `failed`."""
+    def _dead(self, tx: _Transaction, task: Task, lease_id: str | None, worker: str | None) -> None:
+        """A processing task that failed for good (under `lease_id`, delivered to `worker`,
+        with `task.error`): to its queue's dead-letter queue, if it has one, else `failed`."""
         row = tx.execute(
             "SELECT value FROM queue_settings WHERE queue = ? AND name = 'dead_letter_queue'",
             (task.queue,),
         ).fetchone()
         control.end_turn(tx, task)
         if row is None:
-            self._finish(tx, task, TaskStatus.FAILED, Event.FAILED)
+            entry = HistoryEntry(tx.now, Happened.DEAD, lease_id, worker, task.error)
+            self._finish(tx, task, TaskStatus.FAILED, Event.FAILED, entry=entry)
             return
         # Moved, keeping its id and error: the count trigger moves its count between queues.
         source, task.queue = task.queue, orjson.loads(row[0])
@@ -1010,7 +1133,8 @@ class SqliteStore(Store):
             "started_at = NULL WHERE id = ?",
             (task.queue, source, task.id),
         )
-        self._append(tx, task)
+        entry = HistoryEntry(tx.now, Happened.DEAD_LETTERED, lease_id, worker, task.error)
+        self._append(tx, task, entry)
         self._retire_if_empty(tx, source)
 
     def _slot_freed(self, tx: _Transaction, queue: str) -> None:
@@ -1030,6 +1154,7 @@ class SqliteStore(Store):
             self._fail_dependents(tx, task, "deleted")
         tx.execute("DELETE FROM tasks WHERE id = ?", (task.id,))
         tx.finished.append(task.id)  # a waiter on it learns it is gone
+        tx.note(task, HistoryEntry(tx.now, Happened.DELETED))  # the feed's only: it is gone
 
     def _fail_dependents(self, tx: _Transaction, parent: Task, reason: str) -> None:
         """A parent failed or was deleted (`reason`): its waiting dependents fail, naming it,
@@ -1044,8 +1169,10 @@ class SqliteStore(Store):
                 child = self._get(tx, child_id)
                 if child is None or child.status is not TaskStatus.WAITING:
                     continue
-                tx.execute("UPDATE tasks SET error = ? WHERE id = ?", (error(task.id), child_id))
-                self._finish(tx, child, TaskStatus.FAILED, Event.FAILED, cascade=False)
+                child.error = error(task.id)
+                tx.execute("UPDATE tasks SET error = ? WHERE id = ?", (child.error, child_id))
+                entry = HistoryEntry(tx.now, Happened.DEAD, error=child.error)
+                self._finish(tx, child, TaskStatus.FAILED, Event.FAILED, cascade=False, entry=entry)
                 stack.append((child, "failed"))
 
     def _retire_if_empty(self, tx: _Transaction, queue: str) -> None:
@@ -1075,15 +1202,10 @@ class SqliteStore(Store):
             (queue, event.value, count),
         )
 
-    def _close_lease(self, tx: _Transaction, task_id: str, lease_id: str | None) -> None:
-        """Remember the lease a fenced complete or fail ends, so that a repeat of it is
-        recognised (None for an unfenced one: its repeat cannot be told from a stray call)."""
-        tx.execute("UPDATE tasks SET closed_lease = ? WHERE id = ?", (lease_id, task_id))
-
-    def _clear_lease(self, tx: _Transaction, task_id: str) -> None:
-        tx.execute(
-            "UPDATE tasks SET lease_id = NULL, lease_expires_at = NULL WHERE id = ?", (task_id,)
-        )
+    def _clear_lease(
+        self, tx: _Transaction, task_id: str, entry: HistoryEntry | None = None
+    ) -> None:
+        _change(tx, task_id, "lease_id = NULL, lease_expires_at = NULL", (), entry)
 
     def _next_seq(self, tx: _Transaction) -> int:
         return tx.execute("UPDATE sequence SET next = next + 1 RETURNING next - 1").fetchone()[0]
@@ -1124,21 +1246,63 @@ class SqliteStore(Store):
 
 
 class _Transaction:
-    """The connection plus the operation's time and the tasks it made ready, per queue."""
+    """The connection plus the operation's time, the tasks it made ready, per queue, and what
+    it did to the workers and (when `feed`: the feed was on) for the feed."""
 
-    __slots__ = ("_db", "finished", "now", "ready")
+    __slots__ = ("_db", "feed", "finished", "noted", "now", "ready", "workers")
 
-    def __init__(self, db: sqlite3.Connection, now: float) -> None:
+    def __init__(self, db: sqlite3.Connection, now: float, feed: bool) -> None:
         self._db = db
         self.now = now
+        self.feed = feed
         self.ready: dict[str, int] = {}
         self.finished: list[str] = []  # tasks completed, failed or deleted
+        self.noted: list[tuple[Task, HistoryEntry]] = []  # for the feed, while it is on
+        # (worker, task id, outcome): a delivery to the worker, or its task's end.
+        self.workers: list[tuple[str, str, str | None]] = []
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, parameters)
 
     def became_ready(self, queue: str) -> None:
         self.ready[queue] = self.ready.get(queue, 0) + 1
+
+    def note(self, task: Task, entry: HistoryEntry) -> None:
+        """A change for the feed (the task as it is after it), while the feed is on."""
+        if self.feed:
+            self.noted.append((task, entry))
+
+    def let_go(self, task: Task, outcome: str | None) -> str | None:
+        """A processing task stops processing (`completed`, `failed`, or None for neither):
+        the worker it was delivered to, if it named one, holds it no more. Returns it."""
+        worker = holder(task)
+        if worker is not None:
+            self.workers.append((worker, task.id, outcome))
+        return worker
+
+
+def _change(
+    tx: _Transaction,
+    task_id: str,
+    assignments: str,
+    parameters: Sequence[Any],
+    entry: HistoryEntry | None,
+) -> None:
+    """UPDATE one task's row; with `entry`, the same statement appends it to the task's
+    history (and, while the feed is on, gives back the row the entry's event shows)."""
+    if entry is None:
+        tx.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*parameters, task_id))
+    elif not tx.feed:
+        tx.execute(
+            f"UPDATE tasks SET {assignments}, {history.APPEND} WHERE id = ?",
+            (*parameters, *entry, task_id),
+        )
+    else:
+        row = tx.execute(
+            f"UPDATE tasks SET {assignments}, {history.APPEND} WHERE id = ? RETURNING {COLUMNS}",
+            (*parameters, *entry, task_id),
+        ).fetchone()
+        tx.noted.append((_task(row), entry))
 
 
 def _check_lease(task: Task, action: str, lease_id: str | None) -> None:
@@ -1158,7 +1322,7 @@ def _task(row: Sequence[Any]) -> Task:
      available_at, lease_id, lease_expires_at, started_at, finished_at, result, error,
      seq, forget_at, closed_lease, group, expires_at, dead_lettered_from, backoff,
      _blocked, progress, parents, dependents, waiting_on, hold, schedule,
-     fire_time) = row  # fmt: skip
+     fire_time, stored_history) = row  # fmt: skip
     task = Task(task_id, payload, created_at, max_attempts, queue=queue, priority=priority)
     task.status = TaskStatus(status)
     task.attempts = attempts
@@ -1187,4 +1351,6 @@ def _task(row: Sequence[Any]) -> Task:
     task.progress = progress
     task.schedule = schedule
     task.fire_time = fire_time
+    if stored_history is not None:
+        task.history = history.decode(stored_history)
     return task
