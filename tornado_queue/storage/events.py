@@ -98,11 +98,13 @@ class LocalFeed(EventFeed):
         self.on = True
 
     def record(self, task: Task, entry: HistoryEntry) -> None:
-        """Note one change (with the store's lock held)."""
-        event = StreamEvent(f"{self._run}-{self._next}", entry.event, event_data(task, entry))
-        self._next += 1
-        self._kept.append(event)
-        self._unsent.append(event)
+        """Note one change (with the store's lock held, so ids follow the store's order)."""
+        data = event_data(task, entry)
+        with self._lock:  # not while a flush hands the unsent ones over
+            event = StreamEvent(f"{self._run}-{self._next}", entry.event, data)
+            self._next += 1
+            self._kept.append(event)
+            self._unsent.append(event)
 
     def flush(self) -> None:
         """Hand the events recorded so far to the subscribers (without the store's lock)."""

@@ -972,12 +972,7 @@ class SqliteStore(Store):
         stored_history = None  # only enqueued: see `sqlite_history`
         if waiting_on:
             status, moved = TaskStatus.WAITING, seq
-            stored_history = history.encode(
-                (
-                    HistoryEntry(float(tx.now), Happened.ENQUEUED),
-                    HistoryEntry(float(tx.now), Happened.WAITING),
-                )
-            )
+            stored_history = history.encode((HistoryEntry(float(tx.now), Happened.WAITING),))
         elif new_task.delay > 0:
             status, moved = TaskStatus.SCHEDULED, seq
         row = (
