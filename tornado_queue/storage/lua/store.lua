@@ -10,11 +10,16 @@
 -- watched tasks (k('w', id) exists: someone waits for their result) that became completed or
 -- failed, or were deleted; each is published as "origin id" on <prefix>:finished. A task nobody
 -- watches costs one EXISTS when it finishes.
+-- HISTORY (models.HISTORY_LENGTH) and MAX_WORKERS (limits.MAX_WORKERS) are set by the store in
+-- a line ahead of this file, so every store keeps the same numbers.
 
 -- The state of the call in progress, set by run() at its start: the helpers below are made
 -- once (when Redis loads the library) and read these.
 local P, op, now, origin
 local ready, ready_order, finished_ids
+-- how many events the feed keeps while someone reads it (k('feed_on') holds it), false while
+-- nobody does; nil until a change of this call asks (one GET per call at most)
+local feed_kept
 -- the earliest time anything may fall due (a lease, a delay, a retention, a key's expiry), so
 -- that most calls skip reaping with one GET; a lower bound, lowered when something earlier is
 -- added and recomputed whenever a reap runs
@@ -66,6 +71,65 @@ end
 -- a task finished or went: waiters on its result hear of it, if anyone watches it
 local function settled(id)
   if redis.call('EXISTS', k('w', id)) == 1 then table.insert(finished_ids, id) end
+end
+
+-- The event feed: while k('feed_on') exists (an event stream client is connected to some
+-- server, which refreshes it), each change is one entry of the stream k('feed'), whose ids are
+-- the events' ids: its name, the task's id, queue, status and attempts after the change, when,
+-- and the lease, worker and error where they apply. A store nobody streams from pays one GET.
+local function record(id, name, lease, worker, err)
+  if feed_kept == nil then
+    feed_kept = tonumber(redis.call('GET', k('feed_on'))) or false
+  end
+  if not feed_kept then return end
+  local queue, status, attempts = unpack(redis.call('HMGET', k('t', id), 'queue', 'status',
+    'attempts'))
+  local entry = {'XADD', k('feed'), 'MAXLEN', '~', feed_kept, '*', 'event', name, 'id', id,
+    'queue', queue, 'status', status, 'at', num(now), 'attempts', attempts}
+  if lease then table.insert(entry, 'lease_id'); table.insert(entry, lease) end
+  if worker then table.insert(entry, 'worker'); table.insert(entry, worker) end
+  if err then table.insert(entry, 'error'); table.insert(entry, err) end
+  redis.call(unpack(entry))
+end
+
+-- A task's history: k('h', id) lists its changes after its enqueue, oldest first, the last
+-- HISTORY of them (a task that was only enqueued has none: most pending tasks cost nothing).
+-- An entry is "at event lease worker", then " error" when there is one; an empty lease or
+-- worker is none (neither holds a space). Returns the list's length and the entry.
+local function note(id, name, lease, worker, err)
+  local entry = num(now) .. ' ' .. name .. ' ' .. (lease or '') .. ' ' .. (worker or '')
+  if err then entry = entry .. ' ' .. err end
+  local key = k('h', id)
+  local n = redis.call('RPUSH', key, entry)
+  if n > HISTORY then
+    redis.call('LTRIM', key, -HISTORY, -1)
+    n = HISTORY
+  end
+  record(id, name, lease, worker, err)
+  return n, entry
+end
+
+-- Workers, as consumers name themselves: k('workers') scores each by when it was last seen,
+-- k('wh', worker) is the set of tasks it holds (delivered to it, still processing under that
+-- delivery), k('wk', worker) counts its completed and failed attempts. The task's field
+-- `worker` names the worker of its current lease. At most MAX_WORKERS are kept: a new one
+-- makes the one seen longest ago forgotten.
+local function saw(worker)
+  if redis.call('ZADD', k('workers'), num(now), worker) == 1
+      and redis.call('ZCARD', k('workers')) > MAX_WORKERS then
+    local oldest = redis.call('ZPOPMIN', k('workers'))[1]
+    redis.call('DEL', k('wh', oldest), k('wk', oldest))
+  end
+end
+
+-- a processing task stopped processing ('completed', 'failed' or nil for neither): the worker
+-- its lease was delivered to, if it named one, holds it no more
+local function let_go(id, worker, outcome)
+  if not worker then return end
+  redis.call('SREM', k('wh', worker), id)
+  if outcome and redis.call('ZSCORE', k('workers'), worker) then
+    redis.call('HINCRBY', k('wk', worker), outcome, 1)
+  end
 end
 
 local function count(queue, status, delta)
@@ -202,7 +266,7 @@ local function append(id, status)
 end
 
 local function clear_lease(id)
-  redis.call('HDEL', k('t', id), 'lease_id', 'lease_expires_at')
+  redis.call('HDEL', k('t', id), 'lease_id', 'lease_expires_at', 'worker')
   redis.call('ZREM', k('leases'), id)
 end
 
@@ -244,9 +308,11 @@ local function fail_dependents(id, why, retention)
       for _, child in ipairs(cjson.decode(dependents)) do
         if field(child, 'status') == 'waiting' then
           local verb = reason == 'deleted' and ' was deleted' or ' failed'
-          redis.call('HSET', k('t', child), 'error', "parent task '" .. parent .. "'" .. verb)
+          local why_failed = "parent task '" .. parent .. "'" .. verb
+          redis.call('HSET', k('t', child), 'error', why_failed)
           redis.call('ZREM', k('exp'), child)
           finish_one(child, 'failed', retention, 'failed')
+          note(child, 'dead', nil, nil, why_failed)
           table.insert(stack, {child, 'failed'})
         end
       end
@@ -287,6 +353,7 @@ local function expire(id, retention)
   redis.call('HSET', k('t', id), 'error', EXPIRED_ERROR)
   redis.call('HDEL', k('t', id), 'started_at')
   finish(id, 'failed', retention, 'expired')
+  note(id, 'expired', nil, nil, EXPIRED_ERROR)
 end
 
 -- a JSON string setting (a queue name), or nil when unset
@@ -295,14 +362,16 @@ local function text_setting(queue, name)
   return value and cjson.decode(value)
 end
 
--- a processing task that failed for good: to its queue's dead-letter queue, keeping its id and
--- error, as pending with fresh attempts; else failed
-local function dead(id, retention)
-  local source = field(id, 'queue')
+-- a processing task that failed for good (under `lease`, delivered to `worker`): to its
+-- queue's dead-letter queue, keeping its id and error, as pending with fresh attempts; else
+-- failed
+local function dead(id, retention, lease, worker)
+  local source, err = unpack(redis.call('HMGET', k('t', id), 'queue', 'error'))
   local target = text_setting(source, 'dead_letter_queue')
   end_turn(id)
   if not target then
     finish(id, 'failed', retention, 'failed')
+    note(id, 'dead', lease, worker, err)
     return
   end
   event(source, 'dead_lettered')
@@ -316,6 +385,7 @@ local function dead(id, retention)
   append(id, 'processing')
   local expires_at = field(id, 'expires_at')
   if expires_at then due('exp', tonumber(expires_at), id) end
+  note(id, 'dead_lettered', lease, worker, err)
 end
 
 -- a task of `queue` stopped processing: under a concurrency cap, a waiter may take the next
@@ -324,7 +394,8 @@ local function slot_freed(queue)
   if tonumber(redis.call('HGET', k('c', queue), 'pending') or 0) > 0 then became_ready(queue) end
 end
 
-local function remove_task(id, retention)
+-- a task goes, with its history: deleted (an event, when `deleted`) or past its retention
+local function remove_task(id, retention, deleted)
   local queue, status = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   unready(id)
   end_turn(id)
@@ -334,25 +405,30 @@ local function remove_task(id, retention)
   redis.call('ZREM', k('ret'), id)
   unlist(id, queue, status)
   count(queue, status, -1)
-  redis.call('DEL', k('t', id))
+  if deleted then record(id, 'deleted') end
+  redis.call('DEL', k('t', id), k('h', id))
   settled(id)
 end
 
 local function reap(retention)
   if now < next_due then return end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', num(now))) do
-    local attempts, max_attempts, queue =
-      unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue'))
+    local attempts, max_attempts, queue, lease, worker = unpack(redis.call('HMGET', k('t', id),
+      'attempts', 'max_attempts', 'queue', 'lease_id', 'worker'))
     event(queue, 'lease_expired')
+    let_go(id, worker)
     if expired(id) then
       clear_lease(id)
+      note(id, 'lease_expired', lease, worker)
       expire(id, retention)
     elseif tonumber(attempts) >= tonumber(max_attempts) then
       redis.call('HSET', k('t', id), 'error', 'lease expired')
       clear_lease(id)
-      dead(id, retention)
+      note(id, 'lease_expired', lease, worker)
+      dead(id, retention, lease, worker)
     else
       put_back(id)
+      note(id, 'lease_expired', lease, worker)
     end
     slot_freed(queue)
   end
@@ -378,7 +454,7 @@ local function reap(retention)
     end
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', num(now))) do
-    remove_task(id, retention)
+    remove_task(id, retention, false)
   end
   for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', num(now))) do
     local task_id = redis.call('HGET', k('idem', key), 'id')
@@ -398,9 +474,16 @@ local function reap(retention)
   redis.call('SET', k('next'), next_due == math.huge and 'none' or num(next_due))
 end
 
+-- a task as the store answers it: its hash, and its history (when it has one) as a last
+-- field `history` holding the list of entries
 local function task(id)
   local flat = redis.call('HGETALL', k('t', id))
   if #flat == 0 then return false end
+  local history = redis.call('LRANGE', k('h', id), 0, -1)
+  if #history > 0 then
+    table.insert(flat, 'history')
+    table.insert(flat, history)
+  end
   return flat
 end
 
@@ -411,17 +494,19 @@ local function known(id)
   return nil
 end
 
+-- a refusal, or nil and the task's lease and the worker it was delivered to (false for none)
 local function leased(id, action, lease_id)
   local missing = known(id)
   if missing then return missing end
-  local status, current = unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id'))
+  local status, current, worker =
+    unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id', 'worker'))
   if lease_id ~= '' and current ~= lease_id then
     return '!LEASELOST ' .. action .. ' ' .. status
   end
   if status ~= 'processing' then
     return '!TRANSITION ' .. action .. ' ' .. status
   end
-  return nil
+  return nil, current, worker
 end
 
 -- a complete or fail that repeats the one that closed its lease (its first reply was lost) is
@@ -658,7 +743,14 @@ local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempt
         redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
         due('idemexp', now + retention, key)
       end
-      table.insert(result, {id, 1, task(id)})
+      -- its enqueue is in no history (a task without one was only enqueued), only in the feed
+      record(id, 'enqueued')
+      if waiting_on > 0 then
+        note(id, 'waiting')
+        table.insert(result, {id, 1, task(id)})
+      else
+        table.insert(result, {id, 1, redis.call('HGETALL', k('t', id))})
+      end
     end
   end
 
@@ -700,6 +792,7 @@ end
 local function run(keys, ARGV)
   P, op, now, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
   ready, ready_order, finished_ids = {}, {}, {}
+  feed_kept = nil
   local retention = tonumber(ARGV[3])
   local stored_due = redis.call('GET', k('next'))
   if stored_due == 'none' then
@@ -798,8 +891,10 @@ local function run(keys, ARGV)
     end
 
   elseif op == 'dequeue' then
-    -- queue, lease ('' for the default), the policy's lease, then a fresh lease id per task
+    -- queue, lease ('' for the default), the policy's lease, the worker ('' for none), then a
+    -- fresh lease id per task
     local queue = ARGV[a]
+    local worker = ARGV[a + 3] ~= '' and ARGV[a + 3]
     -- the queue's settings in one read: its delivery limits and its own lease
     local is_paused, own_lease, cap, rate = unpack(redis.call('HMGET', k('qs', queue),
       'paused', 'lease_seconds', 'max_processing', 'rate_limit'))
@@ -808,7 +903,7 @@ local function run(keys, ARGV)
     -- none given: the queue's setting, else the policy's
     local lease = tonumber(ARGV[a + 1]) or (own_lease and tonumber(own_lease))
       or tonumber(ARGV[a + 2])
-    local wanted = #ARGV - (a + 2)
+    local wanted = #ARGV - (a + 3)
     if cap then
       wanted = math.min(wanted, tonumber(cap) - tonumber(redis.call('HGET', k('c', queue), 'processing') or 0))
     end
@@ -818,17 +913,33 @@ local function run(keys, ARGV)
       wanted, short = rate_allowance(queue, rate, wanted)
     end
     result = {}
-    for i = a + 3, a + 2 + math.max(wanted, 0) do
+    local taken = {}
+    for i = a + 4, a + 3 + math.max(wanted, 0) do
       local id = pop(queue)
       if not id then break end
       move(id, queue, 'pending', 'processing')
       redis.call('HINCRBY', k('t', id), 'attempts', 1)
-      redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
-        'lease_expires_at', num(now + lease))
+      if worker then
+        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
+          'lease_expires_at', num(now + lease), 'worker', worker)
+        table.insert(taken, id)
+      else
+        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
+          'lease_expires_at', num(now + lease))
+      end
       due('leases', now + lease, id)
-      table.insert(result, task(id))
+      local flat = redis.call('HGETALL', k('t', id))
+      local n, entry = note(id, 'delivered', ARGV[i], worker)
+      -- its first delivery (the usual case): its history is this entry alone, not read again
+      table.insert(flat, 'history')
+      table.insert(flat, n == 1 and {entry} or redis.call('LRANGE', k('h', id), 0, -1))
+      table.insert(result, flat)
     end
     if type(rate) == 'table' then note_deliveries(queue, rate, #result, short) end
+    if #taken > 0 then
+      saw(worker)
+      redis.call('SADD', k('wh', worker), unpack(taken))
+    end
 
   elseif op == 'heartbeat' then
     -- id, lease ('' for the default), lease_id, the policy's lease
@@ -853,12 +964,14 @@ local function run(keys, ARGV)
     local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     -- the first result stands
     if repeats_closing(id, 'complete', lease_id) then return answer(task(id)) end
-    local refused = leased(id, 'complete', lease_id)
+    local refused, ended, worker = leased(id, 'complete', lease_id)
     if refused then return answer(refused) end
     close_lease(id, lease_id)
     if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
     end_turn(id)
     finish(id, 'completed', retention, 'completed')
+    let_go(id, worker, 'completed')
+    note(id, 'completed', ended, worker)
     slot_freed(field(id, 'queue'))
     local dependents = field(id, 'dependents')
     if dependents then
@@ -867,6 +980,7 @@ local function run(keys, ARGV)
         if field(child, 'status') == 'waiting'
           and redis.call('HINCRBY', k('t', child), 'waiting_on', -1) <= 0 then
           schedule_or_append(child, 'waiting', tonumber(field(child, 'hold')) or 0)
+          note(child, 'released')
         end
       end
     end
@@ -878,12 +992,13 @@ local function run(keys, ARGV)
       ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
     -- no second attempt counted, no second backoff
     if repeats_closing(id, 'fail', lease_id) then return answer(task(id)) end
-    local refused = leased(id, 'fail', lease_id)
+    local refused, ended, worker = leased(id, 'fail', lease_id)
     if refused then return answer(refused) end
     close_lease(id, lease_id)
     clear_lease(id)
     redis.call('HDEL', k('t', id), 'started_at', 'error')
     if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
+    let_go(id, worker, 'failed')
     local attempts, max_attempts, queue, own_base =
       unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue', 'backoff'))
     attempts = tonumber(attempts)
@@ -894,16 +1009,18 @@ local function run(keys, ARGV)
       base = tonumber(own_base) or base
       local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
       schedule_or_append(id, 'processing', backoff)
+      note(id, 'failed', ended, worker, has_error == '1' and message or nil)
     else
-      dead(id, retention)
+      dead(id, retention, ended, worker)
     end
     slot_freed(queue)
     result = task(id)
 
   elseif op == 'release' then
     local id, lease_id = ARGV[a], ARGV[a + 1]
-    local refused = leased(id, 'release', lease_id)
+    local refused, _, worker = leased(id, 'release', lease_id)
     if refused then return answer(refused) end
+    let_go(id, worker)  -- a release is no change of its own in the history
     if expired(id) then
       clear_lease(id)
       expire(id, retention)
@@ -926,6 +1043,7 @@ local function run(keys, ARGV)
     redis.call('ZREM', k('ret'), id)
     redis.call('ZREM', k('exp'), id)
     append(id, 'failed')
+    note(id, 'retried')
     result = task(id)
 
   elseif op == 'delete' then
@@ -933,7 +1051,7 @@ local function run(keys, ARGV)
     local missing = known(id)
     if missing then return answer(missing) end
     if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
-    remove_task(id, retention)
+    remove_task(id, retention, true)
     result = 0
 
   elseif op == 'purge' then
@@ -954,7 +1072,7 @@ local function run(keys, ARGV)
     end
     for _, id in ipairs(chosen) do
       -- a dependent of one purged before it may have failed meanwhile: it goes all the same
-      if redis.call('EXISTS', k('t', id)) == 1 then remove_task(id, retention) end
+      if redis.call('EXISTS', k('t', id)) == 1 then remove_task(id, retention, true) end
     end
     result = #chosen
 
@@ -1060,6 +1178,32 @@ local function run(keys, ARGV)
     result = {}
     for i = a, #ARGV do
       table.insert(result, {ARGV[i], redis.call('HGETALL', k('e', ARGV[i]))})
+    end
+
+  elseif op == 'saw_worker' then
+    -- worker: it is seen now
+    saw(ARGV[a])
+    result = 0
+
+  elseif op == 'workers' then
+    -- seconds: per worker seen in the last so many seconds, the latest first: its name, when
+    -- it was last seen, the tasks it holds, its completed and failed counts. Those seen longer
+    -- ago that hold nothing are forgotten.
+    local since = now - tonumber(ARGV[a])
+    for _, worker in ipairs(redis.call('ZRANGEBYSCORE', k('workers'), '-inf', '(' .. num(since))) do
+      if redis.call('EXISTS', k('wh', worker)) == 0 then
+        redis.call('ZREM', k('workers'), worker)
+        redis.call('DEL', k('wk', worker))
+      end
+    end
+    result = {}
+    local seen = redis.call('ZREVRANGEBYSCORE', k('workers'), '+inf', num(since), 'WITHSCORES')
+    for i = 1, #seen, 2 do
+      local worker = seen[i]
+      local completed, failed = unpack(redis.call('HMGET', k('wk', worker), 'completed',
+        'failed'))
+      table.insert(result, {worker, seen[i + 1], redis.call('SMEMBERS', k('wh', worker)),
+        completed or 0, failed or 0})
     end
 
   elseif op == 'deadline' then
