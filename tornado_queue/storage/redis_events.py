@@ -30,8 +30,6 @@ REFRESH_SECONDS = 60.0
 """How often a started feed refreshes it."""
 BLOCK_MS = 250
 """How long one read of the reader thread waits for new entries: `close` takes at most this."""
-READ_COUNT = 1000
-"""Entries one read of the reader thread takes at most."""
 
 HAPPENED = {happened.value.encode(): happened for happened in Happened}
 OPTIONAL = (b"lease_id", b"worker", b"error")
@@ -137,7 +135,9 @@ class RedisFeed(EventFeed):
         if not listeners or last is None:
             self._stop.wait(BLOCK_MS / 1000)
             return
-        replies = self._redis.xread({self._stream: last}, count=READ_COUNT, block=BLOCK_MS)
+        # All that came since (the stream keeps no more than that): a reader more than the
+        # stream's length behind would miss what was trimmed meanwhile.
+        replies = self._redis.xread({self._stream: last}, block=BLOCK_MS)
         if self._failing:
             log.info("event feed back")
             self._failing = False
