@@ -74,6 +74,47 @@ def test_a_history_written_through_one_server_is_read_through_the_other(pair, cl
     assert history_of(b.get(task.id)) == expected
 
 
+@pytest.mark.parametrize("worker", [None, "host-1/42/0"])
+def test_every_answer_carries_the_history_a_read_gives(pair, clock: FakeClock, worker):
+    a, b = pair
+    task = a.enqueue(new(max_attempts=2))
+
+    def answered_as_read(answer):
+        assert history_of(answer) == history_of(b.get(task.id))
+        return answer
+
+    # a first delivery and its end (answered without reading the history back), then a second
+    # delivery and its completion (read back)
+    leased = answered_as_read(a.dequeue_many(1, worker=worker)[0])
+    clock.advance(1)
+    answered_as_read(a.fail(task.id, "try again", lease_id=leased.lease_id))
+    clock.advance(5)  # past its backoff
+    again = answered_as_read(a.dequeue_many(1, worker=worker)[0])
+    clock.advance(1)
+    done = answered_as_read(a.complete(task.id, b"1", again.lease_id))
+
+    assert [entry.event for entry in history_of(done)] == [
+        "enqueued",
+        "delivered",
+        "failed",
+        "delivered",
+        "completed",
+    ]
+    assert history_of(done)[-1] == HistoryEntry(
+        clock.now, Happened.COMPLETED, again.lease_id, worker
+    )
+
+    other = a.enqueue(new())
+    leased = a.dequeue_many(1, worker=worker)[0]
+    clock.advance(1)
+    done = a.complete(other.id, None, leased.lease_id)
+    assert history_of(done) == history_of(b.get(other.id))
+    assert history_of(done)[1:] == [
+        HistoryEntry(clock.now - 1, Happened.DELIVERED, leased.lease_id, worker),
+        HistoryEntry(clock.now, Happened.COMPLETED, leased.lease_id, worker),
+    ]
+
+
 def test_deleting_a_task_deletes_its_history(pair, redis_url: str, prefix: str):
     a, b = pair
     task = a.enqueue(new())

@@ -71,7 +71,7 @@ from tornado_queue.schedules import Fired, Round, Schedule, firing
 from tornado_queue.storage.autopipeline import AutoPipeline, LuaCode, NotSent, is_code_missing
 from tornado_queue.storage.base import FinishedListener, Policy, ReadyListener, Store
 from tornado_queue.storage.events import EventFeed
-from tornado_queue.storage.redis_events import HAPPENED, RedisFeed
+from tornado_queue.storage.redis_events import HAPPENED, ON_SECONDS, RedisFeed
 
 log = logging.getLogger("tornado_queue.redis")
 
@@ -100,11 +100,13 @@ UNCHANGING = frozenset(
         "schedule_due",
         "saw_worker",
         "workers",
+        "feed_on",
     }
 )
 """Operations that change nothing a client asked for (reads, and reaping, which only applies
 what was due anyway; a watch only marks a task as waited on, seeing a worker again only moves
-when it was seen): a failure in the middle of one is a plain outage."""
+when it was seen, switching the event feed on again only makes it last longer): a failure in
+the middle of one is a plain outage."""
 
 SEEN_RESOLUTION = 1.0
 """A worker's last sighting is written at most once a second per server: a consumer naming
@@ -218,7 +220,8 @@ class RedisStore(Store):
         self._subscriber_failing = False
         self._url = url
         self._pipeline: AutoPipeline | None = None  # made on the first call from a loop
-        self._feed = RedisFeed(self._redis, prefix, event_buffer)
+        self._event_buffer = event_buffer
+        self._feed = RedisFeed(self._redis, prefix, self._switch_feed_on)
         self._seen: dict[str, float] = {}  # when this server last told Redis of each worker
 
     # -- commands ---------------------------------------------------------------------------
@@ -523,6 +526,10 @@ class RedisStore(Store):
     @property
     def event_feed(self) -> EventFeed:
         return self._feed
+
+    @_operation
+    def _switch_feed_on(self) -> Steps[None]:
+        yield _Call("feed_on", (self._event_buffer, ON_SECONDS))
 
     def _saw(self, worker_id: str, at: float) -> None:
         seen = self._seen

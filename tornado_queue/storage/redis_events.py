@@ -1,11 +1,11 @@
 """The event feed of a Redis store: one Redis Stream that every server sharing the Redis writes
 (from inside the store's script, in the order of the changes) and reads.
 
-The script adds an entry per change only while `<prefix>:feed_on` exists; `start` sets it with
-a time to live, and the feed refreshes it for as long as its server runs, so a Redis whose
-servers all went away stops recording a few minutes later. The key holds how many events the
-stream keeps (`MAXLEN ~`: at least that many). Event ids are the stream's entry ids (`ms-seq`),
-the same on every server.
+The script adds an entry per change only while `<prefix>:feed_on` exists; `start` sets it
+(through the script, which takes note at once) with a time to live, and the feed refreshes it
+for as long as its server runs, so a Redis whose servers all went away stops recording a few
+minutes later. The key holds how many events the stream keeps (`MAXLEN ~`: at least that
+many). Event ids are the stream's entry ids (`ms-seq`), the same on every server.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from tornado_queue import limits
+from tornado_queue.errors import StoreUnavailable
 from tornado_queue.models import Happened
 from tornado_queue.storage.events import EventFeed, EventListener, StreamEvent
 
@@ -41,13 +42,10 @@ class RedisFeed(EventFeed):
     that reads new entries (XREAD, blocking a moment at a time) and hands each batch to the
     listeners in order."""
 
-    def __init__(
-        self, client: redis.Redis, prefix: str, capacity: int = limits.EVENT_BUFFER
-    ) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, switch_on: Callable[[], None]) -> None:
         self._redis = client
         self._stream = f"{prefix}:feed"
-        self._on_key = f"{prefix}:feed_on"
-        self._capacity = capacity
+        self._switch_on_now = switch_on  # the store's call that sets `<prefix>:feed_on`
         self._started = False
         self._refresh_at = 0.0
         self._listeners: list[EventListener] = []
@@ -105,7 +103,7 @@ class RedisFeed(EventFeed):
     # -- internals ----------------------------------------------------------------------------
 
     def _switch_on(self) -> None:
-        self._redis.set(self._on_key, self._capacity, ex=ON_SECONDS)
+        self._switch_on_now()
         self._refresh_at = time.monotonic() + REFRESH_SECONDS
 
     def _run_reader(self) -> None:
@@ -120,7 +118,7 @@ class RedisFeed(EventFeed):
         while not self._stop.is_set():
             try:
                 self._step()
-            except redis.RedisError as error:
+            except (redis.RedisError, StoreUnavailable) as error:
                 if not self._failing:
                     log.warning("lost the event feed (%r); trying again every second", error)
                     self._failing = True

@@ -1,9 +1,10 @@
 -- tornado_queue's Redis store: every operation is one call of run() below, so it is atomic
 -- across servers. The store loads this file as a function library where Redis has them (7.0+:
--- the helpers are made once) and otherwise sends it as a script ending in run(KEYS, ARGV). KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts
--- with it, so all of a store's keys live in one Cluster slot. ARGV[1] names the operation,
--- ARGV[2] is the caller's clock (wall seconds), ARGV[3] the retention in seconds, ARGV[4] the
--- calling server's origin id; the rest are the operation's arguments.
+-- the helpers are made once) and otherwise sends it as a script ending in run(KEYS, ARGV).
+-- KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts with it, so
+-- all of a store's keys live in one Cluster slot. ARGV[1] names the operation, ARGV[2] is the
+-- caller's clock (wall seconds, as Python's repr writes it), ARGV[3] the retention in seconds,
+-- ARGV[4] the calling server's origin id; the rest are the operation's arguments.
 -- Each call returns {result, ready, finished} where ready is a flat list of queue, count pairs,
 -- and publishes "origin queue count" on <prefix>:ready for each of them, in the same atomic
 -- step, so other servers hear of ready tasks without a second round trip. `finished` lists the
@@ -15,11 +16,8 @@
 
 -- The state of the call in progress, set by run() at its start: the helpers below are made
 -- once (when Redis loads the library) and read these.
-local P, op, now, origin
+local P, op, now, now_text, origin
 local ready, ready_order, finished_ids
--- how many events the feed keeps while someone reads it (k('feed_on') holds it), false while
--- nobody does; nil until a change of this call asks (one GET per call at most)
-local feed_kept
 -- the earliest time anything may fall due (a lease, a delay, a retention, a key's expiry), so
 -- that most calls skip reaping with one GET; a lower bound, lowered when something earlier is
 -- added and recomputed whenever a reap runs
@@ -27,7 +25,9 @@ local next_due
 
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
--- Times are written with every digit: Redis would print a Lua number with only 14.
+-- Times are written with every digit: Redis would print a Lua number with only 14. `now` is
+-- written as the caller sent it (`now_text`: the shortest text that reads back as the same
+-- number), which saves formatting it, several times a call.
 local function num(x) return string.format('%.17g', x) end
 
 -- due-sets: leases by expiry, scheduled tasks by due time, finished tasks by retention, keys by
@@ -76,16 +76,34 @@ end
 -- The event feed: while k('feed_on') exists (an event stream client is connected to some
 -- server, which refreshes it), each change is one entry of the stream k('feed'), whose ids are
 -- the events' ids: its name, the task's id, queue, status and attempts after the change, when,
--- and the lease, worker and error where they apply. A store nobody streams from pays one GET.
-local function record(id, name, lease, worker, err)
-  if feed_kept == nil then
-    feed_kept = tonumber(redis.call('GET', k('feed_on'))) or false
+-- and the lease, worker and error where they apply. The key holds how many events to keep.
+--
+-- Where the code is a function library, loaded once, what the key said is remembered across
+-- calls (per prefix) and read again every FEED_RECHECK changes: a store nobody streams from
+-- pays one GET per hundred changes, not one per call. Switching it on goes through this code
+-- ('feed_on'), so it takes effect at once; the key's expiry (its servers went away) is noticed
+-- within a hundred changes. Run as a plain script, the key is read once per call that records.
+local FEED_RECHECK = 100
+local feeds = {}  -- prefix -> {events kept (false: off), changes before reading the key again}
+
+local function feed_kept()
+  local known = feeds[P]
+  if known and known[2] > 0 then
+    known[2] = known[2] - 1
+    return known[1]
   end
-  if not feed_kept then return end
+  local kept = tonumber(redis.call('GET', k('feed_on'))) or false
+  feeds[P] = {kept, FEED_RECHECK}
+  return kept
+end
+
+local function record(id, name, lease, worker, err)
+  local kept = feed_kept()
+  if not kept then return end
   local queue, status, attempts = unpack(redis.call('HMGET', k('t', id), 'queue', 'status',
     'attempts'))
-  local entry = {'XADD', k('feed'), 'MAXLEN', '~', feed_kept, '*', 'event', name, 'id', id,
-    'queue', queue, 'status', status, 'at', num(now), 'attempts', attempts}
+  local entry = {'XADD', k('feed'), 'MAXLEN', '~', kept, '*', 'event', name, 'id', id,
+    'queue', queue, 'status', status, 'at', now_text, 'attempts', attempts}
   if lease then table.insert(entry, 'lease_id'); table.insert(entry, lease) end
   if worker then table.insert(entry, 'worker'); table.insert(entry, worker) end
   if err then table.insert(entry, 'error'); table.insert(entry, err) end
@@ -95,10 +113,16 @@ end
 -- A task's history: k('h', id) lists its changes after its enqueue, oldest first, the last
 -- HISTORY of them (a task that was only enqueued has none: most pending tasks cost nothing).
 -- An entry is "at event lease worker", then " error" when there is one; an empty lease or
--- worker is none (neither holds a space). Returns the list's length and the entry.
-local function note(id, name, lease, worker, err)
-  local entry = num(now) .. ' ' .. name .. ' ' .. (lease or '') .. ' ' .. (worker or '')
+-- worker is none (neither holds a space).
+local function entry_text(at, name, lease, worker, err)
+  local entry = at .. ' ' .. name .. ' ' .. (lease or '') .. ' ' .. (worker or '')
   if err then entry = entry .. ' ' .. err end
+  return entry
+end
+
+-- Record a change now; returns the history's length and the entry.
+local function note(id, name, lease, worker, err)
+  local entry = entry_text(now_text, name, lease, worker, err)
   local key = k('h', id)
   local n = redis.call('RPUSH', key, entry)
   if n > HISTORY then
@@ -115,7 +139,7 @@ end
 -- `worker` names the worker of its current lease. At most MAX_WORKERS are kept: a new one
 -- makes the one seen longest ago forgotten.
 local function saw(worker)
-  if redis.call('ZADD', k('workers'), num(now), worker) == 1
+  if redis.call('ZADD', k('workers'), now_text, worker) == 1
       and redis.call('ZCARD', k('workers')) > MAX_WORKERS then
     local oldest = redis.call('ZPOPMIN', k('workers'))[1]
     redis.call('DEL', k('wh', oldest), k('wk', oldest))
@@ -255,7 +279,7 @@ local function append(id, status)
   local queue, priority, group =
     unpack(redis.call('HMGET', k('t', id), 'queue', 'priority', 'group'))
   local seq = redis.call('INCR', k('seq'))
-  redis.call('HSET', k('t', id), 'seq', seq, 'available_at', num(now))
+  redis.call('HSET', k('t', id), 'seq', seq, 'available_at', now_text)
   move(id, queue, status, 'pending')
   if group and not takes_turn(id, queue, group) then
     wait_in_group(id, queue, group, seq)
@@ -285,7 +309,7 @@ local function finish_one(id, status, retention, counted)
   local queue, from = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   clear_lease(id)
   local forget_at = num(now + retention)
-  redis.call('HSET', k('t', id), 'finished_at', num(now), 'forget_at', forget_at)
+  redis.call('HSET', k('t', id), 'finished_at', now_text, 'forget_at', forget_at)
   redis.call('HDEL', k('t', id), 'blocked')
   move(id, queue, from, status)
   event(queue, counted)
@@ -412,7 +436,7 @@ end
 
 local function reap(retention)
   if now < next_due then return end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', num(now))) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', now_text)) do
     local attempts, max_attempts, queue, lease, worker = unpack(redis.call('HMGET', k('t', id),
       'attempts', 'max_attempts', 'queue', 'lease_id', 'worker'))
     event(queue, 'lease_expired')
@@ -432,11 +456,11 @@ local function reap(retention)
     end
     slot_freed(queue)
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('sched'), '-inf', num(now))) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('sched'), '-inf', now_text)) do
     redis.call('ZREM', k('sched'), id)
     append(id, 'scheduled')
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', num(now))) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', now_text)) do
     redis.call('ZREM', k('exp'), id)
     local status = field(id, 'status')
     -- a processing task runs on: it expires when its lease ends
@@ -444,7 +468,7 @@ local function reap(retention)
       expire(id, retention)
     end
   end
-  for _, queue in ipairs(redis.call('ZRANGEBYSCORE', k('wake'), '-inf', num(now))) do
+  for _, queue in ipairs(redis.call('ZRANGEBYSCORE', k('wake'), '-inf', now_text)) do
     -- a rate window opened for a consumer it turned away
     redis.call('ZREM', k('wake'), queue)
     local rate = redis.call('HGET', k('qs', queue), 'rate_limit')
@@ -453,10 +477,10 @@ local function reap(retention)
       became_ready_n(queue, math.min(pending, cjson.decode(rate).tasks))
     end
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', num(now))) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', now_text)) do
     remove_task(id, retention, false)
   end
-  for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', num(now))) do
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', now_text)) do
     local task_id = redis.call('HGET', k('idem', key), 'id')
     if task_id and redis.call('EXISTS', k('t', task_id)) == 1 then
       -- a key lives at least as long as its task: look again a retention period later
@@ -475,11 +499,11 @@ local function reap(retention)
 end
 
 -- a task as the store answers it: its hash, and its history (when it has one) as a last
--- field `history` holding the list of entries
-local function task(id)
+-- field `history` holding the list of entries; `history` is given when the caller knows it
+local function task(id, history)
   local flat = redis.call('HGETALL', k('t', id))
   if #flat == 0 then return false end
-  local history = redis.call('LRANGE', k('h', id), 0, -1)
+  history = history or redis.call('LRANGE', k('h', id), 0, -1)
   if #history > 0 then
     table.insert(flat, 'history')
     table.insert(flat, history)
@@ -494,19 +518,20 @@ local function known(id)
   return nil
 end
 
--- a refusal, or nil and the task's lease and the worker it was delivered to (false for none)
+-- a refusal, or nil and the task's lease, the worker it was delivered to (false for none) and
+-- when (started_at)
 local function leased(id, action, lease_id)
   local missing = known(id)
   if missing then return missing end
-  local status, current, worker =
-    unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id', 'worker'))
+  local status, current, worker, started =
+    unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id', 'worker', 'started_at'))
   if lease_id ~= '' and current ~= lease_id then
     return '!LEASELOST ' .. action .. ' ' .. status
   end
   if status ~= 'processing' then
     return '!TRANSITION ' .. action .. ' ' .. status
   end
-  return nil, current, worker
+  return nil, current, worker, started
 end
 
 -- a complete or fail that repeats the one that closed its lease (its first reply was lost) is
@@ -570,7 +595,7 @@ end
 -- channel, when the oldest delivery in the window leaves it
 local function note_deliveries(queue, rate, taken, short)
   local log = k('rl', queue)
-  for _ = 1, taken do redis.call('LPUSH', log, num(now)) end
+  for _ = 1, taken do redis.call('LPUSH', log, now_text) end
   redis.call('LTRIM', log, 0, rate.tasks - 1)
   if short then
     local oldest = redis.call('LINDEX', log, -1)
@@ -703,7 +728,7 @@ local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempt
       if max_attempts == '' then max_attempts = shape[1] or policy_attempts end
       redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
         'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
-        'created_at', num(now), 'available_at', num(now), 'seq', seq)
+        'created_at', now_text, 'available_at', now_text, 'seq', seq)
       if shape[2] then redis.call('HSET', k('t', id), 'backoff', shape[2]) end
       local lifetime = tonumber(expires_in) or tonumber(shape[3])
       if lifetime then
@@ -790,9 +815,8 @@ end
 
 -- One call: ARGV as described at the top.
 local function run(keys, ARGV)
-  P, op, now, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
+  P, op, now, now_text, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[2], ARGV[4]
   ready, ready_order, finished_ids = {}, {}, {}
-  feed_kept = nil
   local retention = tonumber(ARGV[3])
   local stored_due = redis.call('GET', k('next'))
   if stored_due == 'none' then
@@ -872,7 +896,7 @@ local function run(keys, ARGV)
   elseif op == 'schedule_due' then
     -- limit: the hashes of up to `limit` schedules due now, earliest first, and the due time
     -- of the first one after them (false when none)
-    local names = redis.call('ZRANGEBYSCORE', k('schruns'), '-inf', num(now), 'LIMIT', 0,
+    local names = redis.call('ZRANGEBYSCORE', k('schruns'), '-inf', now_text, 'LIMIT', 0,
       tonumber(ARGV[a]))
     local found = {}
     for _, name in ipairs(names) do table.insert(found, redis.call('HGETALL', k('sch', name))) end
@@ -920,20 +944,17 @@ local function run(keys, ARGV)
       move(id, queue, 'pending', 'processing')
       redis.call('HINCRBY', k('t', id), 'attempts', 1)
       if worker then
-        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
+        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', now_text,
           'lease_expires_at', num(now + lease), 'worker', worker)
         table.insert(taken, id)
       else
-        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
+        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', now_text,
           'lease_expires_at', num(now + lease))
       end
       due('leases', now + lease, id)
-      local flat = redis.call('HGETALL', k('t', id))
       local n, entry = note(id, 'delivered', ARGV[i], worker)
-      -- its first delivery (the usual case): its history is this entry alone, not read again
-      table.insert(flat, 'history')
-      table.insert(flat, n == 1 and {entry} or redis.call('LRANGE', k('h', id), 0, -1))
-      table.insert(result, flat)
+      -- its first delivery (the usual case): its history is this entry alone, not read back
+      table.insert(result, task(id, n == 1 and {entry}))
     end
     if type(rate) == 'table' then note_deliveries(queue, rate, #result, short) end
     if #taken > 0 then
@@ -964,14 +985,17 @@ local function run(keys, ARGV)
     local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     -- the first result stands
     if repeats_closing(id, 'complete', lease_id) then return answer(task(id)) end
-    local refused, ended, worker = leased(id, 'complete', lease_id)
+    local refused, ended, worker, started = leased(id, 'complete', lease_id)
     if refused then return answer(refused) end
     close_lease(id, lease_id)
     if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
     end_turn(id)
     finish(id, 'completed', retention, 'completed')
     let_go(id, worker, 'completed')
-    note(id, 'completed', ended, worker)
+    local n, entry = note(id, 'completed', ended, worker)
+    -- completed after its first delivery (the usual case): its history is that delivery, noted
+    -- when it started under this lease, and this; not read back
+    local history = n == 2 and {entry_text(started, 'delivered', ended, worker), entry}
     slot_freed(field(id, 'queue'))
     local dependents = field(id, 'dependents')
     if dependents then
@@ -984,7 +1008,7 @@ local function run(keys, ARGV)
         end
       end
     end
-    result = task(id)
+    result = task(id, history)
 
   elseif op == 'fail' then
     -- id, has_error, error, retry, lease_id, backoff base
@@ -1179,6 +1203,14 @@ local function run(keys, ARGV)
     for i = a, #ARGV do
       table.insert(result, {ARGV[i], redis.call('HGETALL', k('e', ARGV[i]))})
     end
+
+  elseif op == 'feed_on' then
+    -- events to keep, seconds: record changes in the feed for that long (refreshed by the
+    -- servers reading it), from this call on
+    local kept = tonumber(ARGV[a])
+    redis.call('SET', k('feed_on'), kept, 'EX', tonumber(ARGV[a + 1]))
+    feeds[P] = {kept, FEED_RECHECK}
+    result = 0
 
   elseif op == 'saw_worker' then
     -- worker: it is seen now
