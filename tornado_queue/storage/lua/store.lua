@@ -147,11 +147,10 @@ local function saw(worker)
 end
 
 -- a processing task stopped processing ('completed', 'failed' or nil for neither): the worker
--- its lease was delivered to, if it named one, holds it no more
+-- its lease was delivered to, if it named one, holds it no more (and counts it, unless it was
+-- forgotten meanwhile: then it held nothing)
 local function let_go(id, worker, outcome)
-  if not worker then return end
-  redis.call('SREM', k('wh', worker), id)
-  if outcome and redis.call('ZSCORE', k('workers'), worker) then
+  if worker and redis.call('SREM', k('wh', worker), id) == 1 and outcome then
     redis.call('HINCRBY', k('wk', worker), outcome, 1)
   end
 end
