@@ -189,6 +189,12 @@ class RedisStore(Store):
     Each operation is written once, as steps that yield script calls (`_operation`): worker
     threads call the methods, which block; handlers await `run_async`, which sends the calls
     of one IOLoop turn to Redis together (`AutoPipeline`), with no thread in between.
+
+    A task's history, the workers that name themselves and the event feed are kept by the
+    script in the call of each change, so every server reads the same ones: a list of entries
+    per task (none for a task that was only enqueued), a sorted set of workers by when they
+    were last seen with a set of held tasks and a hash of counts each, and a Redis Stream
+    written while some server's feed is started (`storage.redis_events`).
     """
 
     blocking = True

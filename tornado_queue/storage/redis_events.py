@@ -19,7 +19,6 @@ from typing import Any
 
 import redis
 
-from tornado_queue.errors import StoreUnavailable
 from tornado_queue.models import Happened
 from tornado_queue.storage.events import EventFeed, EventListener, StreamEvent
 
@@ -38,9 +37,10 @@ STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 
 
 class RedisFeed(EventFeed):
-    """Reads and switches on the stream `<prefix>:feed`; `subscribe` starts one daemon thread
-    that reads new entries (XREAD, blocking a moment at a time) and hands each batch to the
-    listeners in order."""
+    """Reads and switches on the stream `<prefix>:feed`. One daemon thread, started by the
+    first `start` or `subscribe`, refreshes the switch while the feed is started and reads new
+    entries (XREAD, blocking a moment at a time, so `close` stops it soon) and hands each batch
+    to the listeners in order."""
 
     def __init__(self, client: redis.Redis, prefix: str, switch_on: Callable[[], None]) -> None:
         self._redis = client
@@ -118,7 +118,7 @@ class RedisFeed(EventFeed):
         while not self._stop.is_set():
             try:
                 self._step()
-            except (redis.RedisError, StoreUnavailable) as error:
+            except Exception as error:  # Redis away (or worse): the thread must live on
                 if not self._failing:
                     log.warning("lost the event feed (%r); trying again every second", error)
                     self._failing = True
