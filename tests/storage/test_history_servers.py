@@ -152,6 +152,25 @@ def test_a_worker_registered_through_one_server_is_listed_by_the_other(pair, clo
     assert [info.id for info in b.workers()] == ["host-2/9/0"]  # the other one is forgotten
 
 
+def test_a_server_tells_redis_of_a_worker_it_sees_at_most_once_a_second(pair, clock: FakeClock):
+    a, b = pair
+    start = clock.now
+
+    def last_seen() -> float:
+        (info,) = b.workers()
+        return info.last_seen
+
+    a.saw_worker("w")
+    clock.advance(0.5)
+    a.saw_worker("w")  # a fenced call half a second later: nothing sent
+    assert last_seen() == start
+    b.saw_worker("w")  # another server has not told it yet
+    assert last_seen() == start + 0.5
+    clock.advance(0.5)
+    a.saw_worker("w")
+    assert last_seen() == start + 1
+
+
 def test_beyond_the_most_workers_the_one_seen_longest_ago_is_forgotten(
     pair, clock: FakeClock, redis_url: str, policy: Policy, prefix: str
 ):
