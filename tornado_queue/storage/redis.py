@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import re
 import threading
 import time
@@ -41,27 +42,44 @@ from tornado_queue.errors import (
     too_many_dependents,
     too_many_queues,
 )
-from tornado_queue.limits import MAX_DEPENDENTS, MAX_SCHEDULES, SCHEDULE_ROUND
+from tornado_queue.limits import (
+    EVENT_BUFFER,
+    MAX_DEPENDENTS,
+    MAX_SCHEDULES,
+    MAX_WORKERS,
+    SCHEDULE_ROUND,
+    WORKER_SEEN_SECONDS,
+)
 from tornado_queue.models import (
     DEFAULT_QUEUE,
+    HISTORY_LENGTH,
     PURGEABLE,
     Completion,
     Enqueued,
     Event,
     Extras,
+    Happened,
+    HistoryEntry,
     ItemOutcome,
     NewTask,
     QueueSettings,
     Task,
     TaskStatus,
+    WorkerInfo,
 )
 from tornado_queue.schedules import Fired, Round, Schedule, firing
 from tornado_queue.storage.autopipeline import AutoPipeline, LuaCode, NotSent, is_code_missing
 from tornado_queue.storage.base import FinishedListener, Policy, ReadyListener, Store
+from tornado_queue.storage.events import EventFeed
+from tornado_queue.storage.redis_events import HAPPENED, ON_SECONDS, RedisFeed
 
 log = logging.getLogger("tornado_queue.redis")
 
-CODE = LuaCode.of((Path(__file__).parent / "lua" / "store.lua").read_text())
+CODE = LuaCode.of(
+    # the numbers the script shares with the other stores, ahead of its code
+    f"local HISTORY, MAX_WORKERS = {HISTORY_LENGTH}, {MAX_WORKERS}\n"
+    + (Path(__file__).parent / "lua" / "store.lua").read_text()
+)
 
 MIN_REDIS_VERSION = (5, 0)
 """The script pops tasks with ZPOPMIN, which came in Redis 5.0."""
@@ -80,11 +98,19 @@ UNCHANGING = frozenset(
         "schedule_get",
         "schedule_list",
         "schedule_due",
+        "saw_worker",
+        "workers",
+        "feed_on",
     }
 )
 """Operations that change nothing a client asked for (reads, and reaping, which only applies
-what was due anyway; a watch only marks a task as waited on): a failure in the middle of one is
-a plain outage."""
+what was due anyway; a watch only marks a task as waited on, seeing a worker again only moves
+when it was seen, switching the event feed on again only makes it last longer): a failure in
+the middle of one is a plain outage."""
+
+SEEN_RESOLUTION = 1.0
+"""A worker's last sighting is written at most once a second per server: a consumer naming
+itself on every call costs Redis one call a second, not one per call."""
 
 WATCH_MARGIN_SECONDS = 5.0
 """A watch outlives the wait it is for by this much, so a finish at the wait's very end (or a
@@ -163,6 +189,12 @@ class RedisStore(Store):
     Each operation is written once, as steps that yield script calls (`_operation`): worker
     threads call the methods, which block; handlers await `run_async`, which sends the calls
     of one IOLoop turn to Redis together (`AutoPipeline`), with no thread in between.
+
+    A task's history, the workers that name themselves and the event feed are kept by the
+    script in the call of each change, so every server reads the same ones: a list of entries
+    per task (none for a task that was only enqueued), a sorted set of workers by when they
+    were last seen with a set of held tasks and a hash of counts each, and a Redis Stream
+    written while some server's feed is started (`storage.redis_events`).
     """
 
     blocking = True
@@ -174,6 +206,7 @@ class RedisStore(Store):
         policy: Policy | None = None,
         clock: Clock | None = None,
         prefix: str = "{tq}",
+        event_buffer: int = EVENT_BUFFER,
     ) -> None:
         self.policy = policy or Policy()
         self._clock = clock or SystemClock()
@@ -193,6 +226,9 @@ class RedisStore(Store):
         self._subscriber_failing = False
         self._url = url
         self._pipeline: AutoPipeline | None = None  # made on the first call from a loop
+        self._event_buffer = event_buffer
+        self._feed = RedisFeed(self._redis, prefix, self._switch_feed_on)
+        self._seen: dict[str, float] = {}  # when this server last told Redis of each worker
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -227,13 +263,19 @@ class RedisStore(Store):
 
     @_operation
     def dequeue_many(
-        self, count: int, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+        self,
+        count: int,
+        lease_seconds: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        worker: str | None = None,
     ) -> Steps[list[Task]]:
         # no lease given: the queue's setting, else the policy's (read by the script)
         lease = repr(lease_seconds) if lease_seconds else ""
         default = repr(self.policy.lease_seconds)
         lease_ids = [ids.lease_id() for _ in range(count)]
-        taken = yield _Call("dequeue", (queue, lease, default, *lease_ids))
+        taken = yield _Call("dequeue", (queue, lease, default, worker or "", *lease_ids))
+        if worker is not None and taken:
+            self._saw(worker, self._clock.time())  # the script saw it
         return [_task(flat) for flat in taken]
 
     @_operation
@@ -460,6 +502,47 @@ class RedisStore(Store):
                 fired.append(Fired(schedule.name, step.fire_time, error=str(refusal)))
         return Round(fired, len(due) == limit, next_due)
 
+    # -- workers and the event feed -------------------------------------------------------
+
+    @_operation
+    def saw_worker(self, worker_id: str) -> Steps[None]:
+        now = self._clock.time()
+        if now - self._seen.get(worker_id, -math.inf) < SEEN_RESOLUTION:
+            return  # told within the last second: nothing to send
+        yield _Call("saw_worker", (worker_id,))
+        self._saw(worker_id, now)
+
+    @_operation
+    def workers(self) -> Steps[list[WorkerInfo]]:
+        listing = [
+            WorkerInfo(
+                name.decode(),
+                float(last_seen),
+                tuple(sorted(task_id.decode() for task_id in held)),
+                int(completed),
+                int(failed),
+            )
+            for name, last_seen, held, completed, failed in (
+                yield _Call("workers", (WORKER_SEEN_SECONDS,))
+            )
+        ]
+        listing.sort(key=lambda info: (-info.last_seen, info.id))
+        return listing
+
+    @property
+    def event_feed(self) -> EventFeed:
+        return self._feed
+
+    @_operation
+    def _switch_feed_on(self) -> Steps[None]:
+        yield _Call("feed_on", (self._event_buffer, ON_SECONDS))
+
+    def _saw(self, worker_id: str, at: float) -> None:
+        seen = self._seen
+        if len(seen) >= MAX_WORKERS and worker_id not in seen:
+            seen.clear()  # bounded; forgetting only costs a call each
+        seen[worker_id] = at
+
     @_operation
     def seconds_to_next_deadline(self) -> Steps[float | None]:
         deadlines = [float(each) for each in (yield _Call("deadline", ())) if each]
@@ -517,6 +600,7 @@ class RedisStore(Store):
         check_version(info)
 
     def close(self) -> None:
+        self._feed.close()
         if self._subscriber is not None:
             self._subscriber.stop()
             self._subscriber.join(timeout=5)
@@ -855,4 +939,28 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.progress = get(b"progress")
     task.schedule = _text(get(b"schedule"))
     task.fire_time = _time(get(b"fire_time"))
+    history = get(b"history")
+    if history is not None:
+        task.history = _history(history, task.created_at)
     return task
+
+
+_ENQUEUED = Happened.ENQUEUED
+
+
+def _history(stored: Sequence[bytes], created_at: float) -> list[HistoryEntry]:
+    """A task's history from its stored entries (see `note` in the script): its enqueue is
+    implied (never stored), so it leads unless the stored entries are the last ones kept."""
+    history = [] if len(stored) >= HISTORY_LENGTH else [HistoryEntry(created_at, _ENQUEUED)]
+    for entry in stored:
+        at, event, lease_id, worker, *error = entry.split(b" ", 4)
+        history.append(
+            HistoryEntry(
+                float(at),
+                HAPPENED[event],
+                lease_id.decode() if lease_id else None,
+                worker.decode() if worker else None,
+                error[0].decode() if error else None,
+            )
+        )
+    return history

@@ -1,19 +1,22 @@
 -- tornado_queue's Redis store: every operation is one call of run() below, so it is atomic
 -- across servers. The store loads this file as a function library where Redis has them (7.0+:
--- the helpers are made once) and otherwise sends it as a script ending in run(KEYS, ARGV). KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts
--- with it, so all of a store's keys live in one Cluster slot. ARGV[1] names the operation,
--- ARGV[2] is the caller's clock (wall seconds), ARGV[3] the retention in seconds, ARGV[4] the
--- calling server's origin id; the rest are the operation's arguments.
+-- the helpers are made once) and otherwise sends it as a script ending in run(KEYS, ARGV).
+-- KEYS[1] is the key prefix with its hash tag (e.g. "{tq}"): every key below starts with it, so
+-- all of a store's keys live in one Cluster slot. ARGV[1] names the operation, ARGV[2] is the
+-- caller's clock (wall seconds, as Python's repr writes it), ARGV[3] the retention in seconds,
+-- ARGV[4] the calling server's origin id; the rest are the operation's arguments.
 -- Each call returns {result, ready, finished} where ready is a flat list of queue, count pairs,
 -- and publishes "origin queue count" on <prefix>:ready for each of them, in the same atomic
 -- step, so other servers hear of ready tasks without a second round trip. `finished` lists the
 -- watched tasks (k('w', id) exists: someone waits for their result) that became completed or
 -- failed, or were deleted; each is published as "origin id" on <prefix>:finished. A task nobody
 -- watches costs one EXISTS when it finishes.
+-- HISTORY (models.HISTORY_LENGTH) and MAX_WORKERS (limits.MAX_WORKERS) are set by the store in
+-- a line ahead of this file, so every store keeps the same numbers.
 
 -- The state of the call in progress, set by run() at its start: the helpers below are made
 -- once (when Redis loads the library) and read these.
-local P, op, now, origin
+local P, op, now, now_text, origin
 local ready, ready_order, finished_ids
 -- the earliest time anything may fall due (a lease, a delay, a retention, a key's expiry), so
 -- that most calls skip reaping with one GET; a lower bound, lowered when something earlier is
@@ -22,7 +25,9 @@ local next_due
 
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
--- Times are written with every digit: Redis would print a Lua number with only 14.
+-- Times are written with every digit: Redis would print a Lua number with only 14. `now` is
+-- written as the caller sent it (`now_text`: the shortest text that reads back as the same
+-- number), which saves formatting it, several times a call.
 local function num(x) return string.format('%.17g', x) end
 
 -- due-sets: leases by expiry, scheduled tasks by due time, finished tasks by retention, keys by
@@ -66,6 +71,88 @@ end
 -- a task finished or went: waiters on its result hear of it, if anyone watches it
 local function settled(id)
   if redis.call('EXISTS', k('w', id)) == 1 then table.insert(finished_ids, id) end
+end
+
+-- The event feed: while k('feed_on') exists (an event stream client is connected to some
+-- server, which refreshes it), each change is one entry of the stream k('feed'), whose ids are
+-- the events' ids: its name, the task's id, queue, status and attempts after the change, when,
+-- and the lease, worker and error where they apply. The key holds how many events to keep.
+--
+-- Where the code is a function library, loaded once, what the key said is remembered across
+-- calls (per prefix) and read again every FEED_RECHECK changes: a store nobody streams from
+-- pays one GET per hundred changes, not one per call. Switching it on goes through this code
+-- ('feed_on'), so it takes effect at once; the key's expiry (its servers went away) is noticed
+-- within a hundred changes. Run as a plain script, the key is read once per call that records.
+local FEED_RECHECK = 100
+local feeds = {}  -- prefix -> {events kept (false: off), changes before reading the key again}
+
+local function feed_kept()
+  local known = feeds[P]
+  if known and known[2] > 0 then
+    known[2] = known[2] - 1
+    return known[1]
+  end
+  local kept = tonumber(redis.call('GET', k('feed_on'))) or false
+  feeds[P] = {kept, FEED_RECHECK}
+  return kept
+end
+
+local function record(id, name, lease, worker, err)
+  local kept = feed_kept()
+  if not kept then return end
+  local queue, status, attempts = unpack(redis.call('HMGET', k('t', id), 'queue', 'status',
+    'attempts'))
+  local entry = {'XADD', k('feed'), 'MAXLEN', '~', kept, '*', 'event', name, 'id', id,
+    'queue', queue, 'status', status, 'at', now_text, 'attempts', attempts}
+  if lease then table.insert(entry, 'lease_id'); table.insert(entry, lease) end
+  if worker then table.insert(entry, 'worker'); table.insert(entry, worker) end
+  if err then table.insert(entry, 'error'); table.insert(entry, err) end
+  redis.call(unpack(entry))
+end
+
+-- A task's history: k('h', id) lists its changes after its enqueue, oldest first, the last
+-- HISTORY of them (a task that was only enqueued has none: most pending tasks cost nothing).
+-- An entry is "at event lease worker", then " error" when there is one; an empty lease or
+-- worker is none (neither holds a space).
+local function entry_text(at, name, lease, worker, err)
+  local entry = at .. ' ' .. name .. ' ' .. (lease or '') .. ' ' .. (worker or '')
+  if err then entry = entry .. ' ' .. err end
+  return entry
+end
+
+-- Record a change now; returns the history's length and the entry.
+local function note(id, name, lease, worker, err)
+  local entry = entry_text(now_text, name, lease, worker, err)
+  local key = k('h', id)
+  local n = redis.call('RPUSH', key, entry)
+  if n > HISTORY then
+    redis.call('LTRIM', key, -HISTORY, -1)
+    n = HISTORY
+  end
+  record(id, name, lease, worker, err)
+  return n, entry
+end
+
+-- Workers, as consumers name themselves: k('workers') scores each by when it was last seen,
+-- k('wh', worker) is the set of tasks it holds (delivered to it, still processing under that
+-- delivery), k('wk', worker) counts its completed and failed attempts. The task's field
+-- `worker` names the worker of its current lease. At most MAX_WORKERS are kept: a new one
+-- makes the one seen longest ago forgotten.
+local function saw(worker)
+  if redis.call('ZADD', k('workers'), now_text, worker) == 1
+      and redis.call('ZCARD', k('workers')) > MAX_WORKERS then
+    local oldest = redis.call('ZPOPMIN', k('workers'))[1]
+    redis.call('DEL', k('wh', oldest), k('wk', oldest))
+  end
+end
+
+-- a processing task stopped processing ('completed', 'failed' or nil for neither): the worker
+-- its lease was delivered to, if it named one, holds it no more (and counts it, unless it was
+-- forgotten meanwhile: then it held nothing)
+local function let_go(id, worker, outcome)
+  if worker and redis.call('SREM', k('wh', worker), id) == 1 and outcome then
+    redis.call('HINCRBY', k('wk', worker), outcome, 1)
+  end
 end
 
 local function count(queue, status, delta)
@@ -191,7 +278,7 @@ local function append(id, status)
   local queue, priority, group =
     unpack(redis.call('HMGET', k('t', id), 'queue', 'priority', 'group'))
   local seq = redis.call('INCR', k('seq'))
-  redis.call('HSET', k('t', id), 'seq', seq, 'available_at', num(now))
+  redis.call('HSET', k('t', id), 'seq', seq, 'available_at', now_text)
   move(id, queue, status, 'pending')
   if group and not takes_turn(id, queue, group) then
     wait_in_group(id, queue, group, seq)
@@ -202,7 +289,7 @@ local function append(id, status)
 end
 
 local function clear_lease(id)
-  redis.call('HDEL', k('t', id), 'lease_id', 'lease_expires_at')
+  redis.call('HDEL', k('t', id), 'lease_id', 'lease_expires_at', 'worker')
   redis.call('ZREM', k('leases'), id)
 end
 
@@ -221,7 +308,7 @@ local function finish_one(id, status, retention, counted)
   local queue, from = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   clear_lease(id)
   local forget_at = num(now + retention)
-  redis.call('HSET', k('t', id), 'finished_at', num(now), 'forget_at', forget_at)
+  redis.call('HSET', k('t', id), 'finished_at', now_text, 'forget_at', forget_at)
   redis.call('HDEL', k('t', id), 'blocked')
   move(id, queue, from, status)
   event(queue, counted)
@@ -244,9 +331,11 @@ local function fail_dependents(id, why, retention)
       for _, child in ipairs(cjson.decode(dependents)) do
         if field(child, 'status') == 'waiting' then
           local verb = reason == 'deleted' and ' was deleted' or ' failed'
-          redis.call('HSET', k('t', child), 'error', "parent task '" .. parent .. "'" .. verb)
+          local why_failed = "parent task '" .. parent .. "'" .. verb
+          redis.call('HSET', k('t', child), 'error', why_failed)
           redis.call('ZREM', k('exp'), child)
           finish_one(child, 'failed', retention, 'failed')
+          note(child, 'dead', nil, nil, why_failed)
           table.insert(stack, {child, 'failed'})
         end
       end
@@ -287,6 +376,7 @@ local function expire(id, retention)
   redis.call('HSET', k('t', id), 'error', EXPIRED_ERROR)
   redis.call('HDEL', k('t', id), 'started_at')
   finish(id, 'failed', retention, 'expired')
+  note(id, 'expired', nil, nil, EXPIRED_ERROR)
 end
 
 -- a JSON string setting (a queue name), or nil when unset
@@ -295,14 +385,16 @@ local function text_setting(queue, name)
   return value and cjson.decode(value)
 end
 
--- a processing task that failed for good: to its queue's dead-letter queue, keeping its id and
--- error, as pending with fresh attempts; else failed
-local function dead(id, retention)
-  local source = field(id, 'queue')
+-- a processing task that failed for good (under `lease`, delivered to `worker`): to its
+-- queue's dead-letter queue, keeping its id and error, as pending with fresh attempts; else
+-- failed
+local function dead(id, retention, lease, worker)
+  local source, err = unpack(redis.call('HMGET', k('t', id), 'queue', 'error'))
   local target = text_setting(source, 'dead_letter_queue')
   end_turn(id)
   if not target then
     finish(id, 'failed', retention, 'failed')
+    note(id, 'dead', lease, worker, err)
     return
   end
   event(source, 'dead_lettered')
@@ -316,6 +408,7 @@ local function dead(id, retention)
   append(id, 'processing')
   local expires_at = field(id, 'expires_at')
   if expires_at then due('exp', tonumber(expires_at), id) end
+  note(id, 'dead_lettered', lease, worker, err)
 end
 
 -- a task of `queue` stopped processing: under a concurrency cap, a waiter may take the next
@@ -324,7 +417,8 @@ local function slot_freed(queue)
   if tonumber(redis.call('HGET', k('c', queue), 'pending') or 0) > 0 then became_ready(queue) end
 end
 
-local function remove_task(id, retention)
+-- a task goes, with its history: deleted (an event, when `deleted`) or past its retention
+local function remove_task(id, retention, deleted)
   local queue, status = unpack(redis.call('HMGET', k('t', id), 'queue', 'status'))
   unready(id)
   end_turn(id)
@@ -334,33 +428,38 @@ local function remove_task(id, retention)
   redis.call('ZREM', k('ret'), id)
   unlist(id, queue, status)
   count(queue, status, -1)
-  redis.call('DEL', k('t', id))
+  if deleted then record(id, 'deleted') end
+  redis.call('DEL', k('t', id), k('h', id))
   settled(id)
 end
 
 local function reap(retention)
   if now < next_due then return end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', num(now))) do
-    local attempts, max_attempts, queue =
-      unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue'))
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('leases'), '-inf', now_text)) do
+    local attempts, max_attempts, queue, lease, worker = unpack(redis.call('HMGET', k('t', id),
+      'attempts', 'max_attempts', 'queue', 'lease_id', 'worker'))
     event(queue, 'lease_expired')
+    let_go(id, worker)
     if expired(id) then
       clear_lease(id)
+      note(id, 'lease_expired', lease, worker)
       expire(id, retention)
     elseif tonumber(attempts) >= tonumber(max_attempts) then
       redis.call('HSET', k('t', id), 'error', 'lease expired')
       clear_lease(id)
-      dead(id, retention)
+      note(id, 'lease_expired', lease, worker)
+      dead(id, retention, lease, worker)
     else
       put_back(id)
+      note(id, 'lease_expired', lease, worker)
     end
     slot_freed(queue)
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('sched'), '-inf', num(now))) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('sched'), '-inf', now_text)) do
     redis.call('ZREM', k('sched'), id)
     append(id, 'scheduled')
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', num(now))) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('exp'), '-inf', now_text)) do
     redis.call('ZREM', k('exp'), id)
     local status = field(id, 'status')
     -- a processing task runs on: it expires when its lease ends
@@ -368,7 +467,7 @@ local function reap(retention)
       expire(id, retention)
     end
   end
-  for _, queue in ipairs(redis.call('ZRANGEBYSCORE', k('wake'), '-inf', num(now))) do
+  for _, queue in ipairs(redis.call('ZRANGEBYSCORE', k('wake'), '-inf', now_text)) do
     -- a rate window opened for a consumer it turned away
     redis.call('ZREM', k('wake'), queue)
     local rate = redis.call('HGET', k('qs', queue), 'rate_limit')
@@ -377,10 +476,10 @@ local function reap(retention)
       became_ready_n(queue, math.min(pending, cjson.decode(rate).tasks))
     end
   end
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', num(now))) do
-    remove_task(id, retention)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('ret'), '-inf', now_text)) do
+    remove_task(id, retention, false)
   end
-  for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', num(now))) do
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', k('idemexp'), '-inf', now_text)) do
     local task_id = redis.call('HGET', k('idem', key), 'id')
     if task_id and redis.call('EXISTS', k('t', task_id)) == 1 then
       -- a key lives at least as long as its task: look again a retention period later
@@ -398,9 +497,16 @@ local function reap(retention)
   redis.call('SET', k('next'), next_due == math.huge and 'none' or num(next_due))
 end
 
-local function task(id)
+-- a task as the store answers it: its hash, and its history (when it has one) as a last
+-- field `history` holding the list of entries; `history` is given when the caller knows it
+local function task(id, history)
   local flat = redis.call('HGETALL', k('t', id))
   if #flat == 0 then return false end
+  history = history or redis.call('LRANGE', k('h', id), 0, -1)
+  if #history > 0 then
+    table.insert(flat, 'history')
+    table.insert(flat, history)
+  end
   return flat
 end
 
@@ -411,17 +517,20 @@ local function known(id)
   return nil
 end
 
+-- a refusal, or nil and the task's lease, the worker it was delivered to (false for none) and
+-- when (started_at)
 local function leased(id, action, lease_id)
   local missing = known(id)
   if missing then return missing end
-  local status, current = unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id'))
+  local status, current, worker, started =
+    unpack(redis.call('HMGET', k('t', id), 'status', 'lease_id', 'worker', 'started_at'))
   if lease_id ~= '' and current ~= lease_id then
     return '!LEASELOST ' .. action .. ' ' .. status
   end
   if status ~= 'processing' then
     return '!TRANSITION ' .. action .. ' ' .. status
   end
-  return nil
+  return nil, current, worker, started
 end
 
 -- a complete or fail that repeats the one that closed its lease (its first reply was lost) is
@@ -485,7 +594,7 @@ end
 -- channel, when the oldest delivery in the window leaves it
 local function note_deliveries(queue, rate, taken, short)
   local log = k('rl', queue)
-  for _ = 1, taken do redis.call('LPUSH', log, num(now)) end
+  for _ = 1, taken do redis.call('LPUSH', log, now_text) end
   redis.call('LTRIM', log, 0, rate.tasks - 1)
   if short then
     local oldest = redis.call('LINDEX', log, -1)
@@ -618,7 +727,7 @@ local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempt
       if max_attempts == '' then max_attempts = shape[1] or policy_attempts end
       redis.call('HSET', k('t', id), 'id', id, 'queue', queue, 'payload', payload,
         'status', 'pending', 'priority', priority, 'attempts', 0, 'max_attempts', max_attempts,
-        'created_at', num(now), 'available_at', num(now), 'seq', seq)
+        'created_at', now_text, 'available_at', now_text, 'seq', seq)
       if shape[2] then redis.call('HSET', k('t', id), 'backoff', shape[2]) end
       local lifetime = tonumber(expires_in) or tonumber(shape[3])
       if lifetime then
@@ -658,7 +767,14 @@ local function enqueue(items, max_pending, max_tasks, max_queues, policy_attempt
         redis.call('HSET', k('idem', key), 'id', id, 'fp', item[8])
         due('idemexp', now + retention, key)
       end
-      table.insert(result, {id, 1, task(id)})
+      -- its enqueue is in no history (a task without one was only enqueued), only in the feed
+      record(id, 'enqueued')
+      if waiting_on > 0 then
+        note(id, 'waiting')
+        table.insert(result, {id, 1, task(id)})
+      else
+        table.insert(result, {id, 1, redis.call('HGETALL', k('t', id))})
+      end
     end
   end
 
@@ -698,7 +814,7 @@ end
 
 -- One call: ARGV as described at the top.
 local function run(keys, ARGV)
-  P, op, now, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
+  P, op, now, now_text, origin = keys[1], ARGV[1], tonumber(ARGV[2]), ARGV[2], ARGV[4]
   ready, ready_order, finished_ids = {}, {}, {}
   local retention = tonumber(ARGV[3])
   local stored_due = redis.call('GET', k('next'))
@@ -779,7 +895,7 @@ local function run(keys, ARGV)
   elseif op == 'schedule_due' then
     -- limit: the hashes of up to `limit` schedules due now, earliest first, and the due time
     -- of the first one after them (false when none)
-    local names = redis.call('ZRANGEBYSCORE', k('schruns'), '-inf', num(now), 'LIMIT', 0,
+    local names = redis.call('ZRANGEBYSCORE', k('schruns'), '-inf', now_text, 'LIMIT', 0,
       tonumber(ARGV[a]))
     local found = {}
     for _, name in ipairs(names) do table.insert(found, redis.call('HGETALL', k('sch', name))) end
@@ -798,8 +914,10 @@ local function run(keys, ARGV)
     end
 
   elseif op == 'dequeue' then
-    -- queue, lease ('' for the default), the policy's lease, then a fresh lease id per task
+    -- queue, lease ('' for the default), the policy's lease, the worker ('' for none), then a
+    -- fresh lease id per task
     local queue = ARGV[a]
+    local worker = ARGV[a + 3] ~= '' and ARGV[a + 3]
     -- the queue's settings in one read: its delivery limits and its own lease
     local is_paused, own_lease, cap, rate = unpack(redis.call('HMGET', k('qs', queue),
       'paused', 'lease_seconds', 'max_processing', 'rate_limit'))
@@ -808,7 +926,7 @@ local function run(keys, ARGV)
     -- none given: the queue's setting, else the policy's
     local lease = tonumber(ARGV[a + 1]) or (own_lease and tonumber(own_lease))
       or tonumber(ARGV[a + 2])
-    local wanted = #ARGV - (a + 2)
+    local wanted = #ARGV - (a + 3)
     if cap then
       wanted = math.min(wanted, tonumber(cap) - tonumber(redis.call('HGET', k('c', queue), 'processing') or 0))
     end
@@ -818,17 +936,30 @@ local function run(keys, ARGV)
       wanted, short = rate_allowance(queue, rate, wanted)
     end
     result = {}
-    for i = a + 3, a + 2 + math.max(wanted, 0) do
+    local taken = {}
+    for i = a + 4, a + 3 + math.max(wanted, 0) do
       local id = pop(queue)
       if not id then break end
       move(id, queue, 'pending', 'processing')
       redis.call('HINCRBY', k('t', id), 'attempts', 1)
-      redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', num(now),
-        'lease_expires_at', num(now + lease))
+      if worker then
+        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', now_text,
+          'lease_expires_at', num(now + lease), 'worker', worker)
+        table.insert(taken, id)
+      else
+        redis.call('HSET', k('t', id), 'lease_id', ARGV[i], 'started_at', now_text,
+          'lease_expires_at', num(now + lease))
+      end
       due('leases', now + lease, id)
-      table.insert(result, task(id))
+      local n, entry = note(id, 'delivered', ARGV[i], worker)
+      -- its first delivery (the usual case): its history is this entry alone, not read back
+      table.insert(result, task(id, n == 1 and {entry}))
     end
     if type(rate) == 'table' then note_deliveries(queue, rate, #result, short) end
+    if #taken > 0 then
+      saw(worker)
+      redis.call('SADD', k('wh', worker), unpack(taken))
+    end
 
   elseif op == 'heartbeat' then
     -- id, lease ('' for the default), lease_id, the policy's lease
@@ -853,12 +984,17 @@ local function run(keys, ARGV)
     local id, has_result, value, lease_id = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     -- the first result stands
     if repeats_closing(id, 'complete', lease_id) then return answer(task(id)) end
-    local refused = leased(id, 'complete', lease_id)
+    local refused, ended, worker, started = leased(id, 'complete', lease_id)
     if refused then return answer(refused) end
     close_lease(id, lease_id)
     if has_result == '1' then redis.call('HSET', k('t', id), 'result', value) end
     end_turn(id)
     finish(id, 'completed', retention, 'completed')
+    let_go(id, worker, 'completed')
+    local n, entry = note(id, 'completed', ended, worker)
+    -- completed after its first delivery (the usual case): its history is that delivery, noted
+    -- when it started under this lease, and this; not read back
+    local history = n == 2 and {entry_text(started, 'delivered', ended, worker), entry}
     slot_freed(field(id, 'queue'))
     local dependents = field(id, 'dependents')
     if dependents then
@@ -867,10 +1003,11 @@ local function run(keys, ARGV)
         if field(child, 'status') == 'waiting'
           and redis.call('HINCRBY', k('t', child), 'waiting_on', -1) <= 0 then
           schedule_or_append(child, 'waiting', tonumber(field(child, 'hold')) or 0)
+          note(child, 'released')
         end
       end
     end
-    result = task(id)
+    result = task(id, history)
 
   elseif op == 'fail' then
     -- id, has_error, error, retry, lease_id, backoff base
@@ -878,12 +1015,13 @@ local function run(keys, ARGV)
       ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
     -- no second attempt counted, no second backoff
     if repeats_closing(id, 'fail', lease_id) then return answer(task(id)) end
-    local refused = leased(id, 'fail', lease_id)
+    local refused, ended, worker = leased(id, 'fail', lease_id)
     if refused then return answer(refused) end
     close_lease(id, lease_id)
     clear_lease(id)
     redis.call('HDEL', k('t', id), 'started_at', 'error')
     if has_error == '1' then redis.call('HSET', k('t', id), 'error', message) end
+    let_go(id, worker, 'failed')
     local attempts, max_attempts, queue, own_base =
       unpack(redis.call('HMGET', k('t', id), 'attempts', 'max_attempts', 'queue', 'backoff'))
     attempts = tonumber(attempts)
@@ -894,16 +1032,18 @@ local function run(keys, ARGV)
       base = tonumber(own_base) or base
       local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
       schedule_or_append(id, 'processing', backoff)
+      note(id, 'failed', ended, worker, has_error == '1' and message or nil)
     else
-      dead(id, retention)
+      dead(id, retention, ended, worker)
     end
     slot_freed(queue)
     result = task(id)
 
   elseif op == 'release' then
     local id, lease_id = ARGV[a], ARGV[a + 1]
-    local refused = leased(id, 'release', lease_id)
+    local refused, _, worker = leased(id, 'release', lease_id)
     if refused then return answer(refused) end
+    let_go(id, worker)  -- a release is no change of its own in the history
     if expired(id) then
       clear_lease(id)
       expire(id, retention)
@@ -926,6 +1066,7 @@ local function run(keys, ARGV)
     redis.call('ZREM', k('ret'), id)
     redis.call('ZREM', k('exp'), id)
     append(id, 'failed')
+    note(id, 'retried')
     result = task(id)
 
   elseif op == 'delete' then
@@ -933,7 +1074,7 @@ local function run(keys, ARGV)
     local missing = known(id)
     if missing then return answer(missing) end
     if field(id, 'status') == 'processing' then return answer('!PROCESSING') end
-    remove_task(id, retention)
+    remove_task(id, retention, true)
     result = 0
 
   elseif op == 'purge' then
@@ -954,7 +1095,7 @@ local function run(keys, ARGV)
     end
     for _, id in ipairs(chosen) do
       -- a dependent of one purged before it may have failed meanwhile: it goes all the same
-      if redis.call('EXISTS', k('t', id)) == 1 then remove_task(id, retention) end
+      if redis.call('EXISTS', k('t', id)) == 1 then remove_task(id, retention, true) end
     end
     result = #chosen
 
@@ -1060,6 +1201,40 @@ local function run(keys, ARGV)
     result = {}
     for i = a, #ARGV do
       table.insert(result, {ARGV[i], redis.call('HGETALL', k('e', ARGV[i]))})
+    end
+
+  elseif op == 'feed_on' then
+    -- events to keep, seconds: record changes in the feed for that long (refreshed by the
+    -- servers reading it), from this call on
+    local kept = tonumber(ARGV[a])
+    redis.call('SET', k('feed_on'), kept, 'EX', tonumber(ARGV[a + 1]))
+    feeds[P] = {kept, FEED_RECHECK}
+    result = 0
+
+  elseif op == 'saw_worker' then
+    -- worker: it is seen now
+    saw(ARGV[a])
+    result = 0
+
+  elseif op == 'workers' then
+    -- seconds: per worker seen in the last so many seconds, the latest first: its name, when
+    -- it was last seen, the tasks it holds, its completed and failed counts. Those seen longer
+    -- ago that hold nothing are forgotten.
+    local since = now - tonumber(ARGV[a])
+    for _, worker in ipairs(redis.call('ZRANGEBYSCORE', k('workers'), '-inf', '(' .. num(since))) do
+      if redis.call('EXISTS', k('wh', worker)) == 0 then
+        redis.call('ZREM', k('workers'), worker)
+        redis.call('DEL', k('wk', worker))
+      end
+    end
+    result = {}
+    local seen = redis.call('ZREVRANGEBYSCORE', k('workers'), '+inf', num(since), 'WITHSCORES')
+    for i = 1, #seen, 2 do
+      local worker = seen[i]
+      local completed, failed = unpack(redis.call('HMGET', k('wk', worker), 'completed',
+        'failed'))
+      table.insert(result, {worker, seen[i + 1], redis.call('SMEMBERS', k('wh', worker)),
+        completed or 0, failed or 0})
     end
 
   elseif op == 'deadline' then
