@@ -58,7 +58,6 @@ from tornado_queue.models import (
     Enqueued,
     Event,
     Extras,
-    Happened,
     HistoryEntry,
     ItemOutcome,
     NewTask,
@@ -941,17 +940,14 @@ def _task(flat: Sequence[bytes]) -> Task:
     task.fire_time = _time(get(b"fire_time"))
     history = get(b"history")
     if history is not None:
-        task.history = _history(history, task.created_at)
+        task.history = _history(history)
     return task
 
 
-_ENQUEUED = Happened.ENQUEUED
-
-
-def _history(stored: Sequence[bytes], created_at: float) -> list[HistoryEntry]:
-    """A task's history from its stored entries (see `note` in the script): its enqueue is
-    implied (never stored), so it leads unless the stored entries are the last ones kept."""
-    history = [] if len(stored) >= HISTORY_LENGTH else [HistoryEntry(created_at, _ENQUEUED)]
+def _history(stored: Sequence[bytes]) -> tuple[HistoryEntry, ...]:
+    """A task's changes after its enqueue from its stored entries (see `note` in the script),
+    as `Task.history` holds them."""
+    history = []
     for entry in stored:
         at, event, lease_id, worker, *error = entry.split(b" ", 4)
         history.append(
@@ -963,4 +959,4 @@ def _history(stored: Sequence[bytes], created_at: float) -> list[HistoryEntry]:
                 error[0].decode() if error else None,
             )
         )
-    return history
+    return tuple(history)
