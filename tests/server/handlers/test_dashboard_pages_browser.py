@@ -17,6 +17,7 @@ from playwright.sync_api import Dialog, Locator, Page, expect
 
 from tests.server.handlers.conftest import WAIT_MS
 from tests.server.handlers.test_dashboard_browser import (
+    CONNECTED,
     XSS,
     call,
     complete,
@@ -49,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def open_queue_page(page: Page, server: ServerProcess, queue: str, state: str = "") -> None:
     query = f"?state={state}" if state else ""
     page.goto(f"{server.url}/#/queues/{queue}{query}")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
     expect(page.locator("#queue-name")).to_have_text(queue)
 
 
@@ -370,7 +371,7 @@ def test_a_missing_task_is_said_on_its_page_while_the_connection_stays_live(
     page.goto(f"{server.url}/#/tasks/no-such-task")
 
     expect(page.locator("#task-problem")).to_contain_text("no task with id 'no-such-task'")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
     expect(page.locator("#banner")).to_be_hidden()
     expect(page.locator("#task-details")).to_be_hidden()
 
@@ -427,7 +428,7 @@ def test_a_bad_queue_name_is_said_on_its_page(page: Page, server: ServerProcess)
     page.goto(f"{server.url}/#/queues/no%20spaces")
 
     expect(page.locator("#queue-problem")).to_contain_text("path parameter 'name' must be")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
 
 
 def test_the_pages_run_under_the_csp_and_fit_a_narrow_window(
@@ -448,7 +449,7 @@ def test_the_pages_run_under_the_csp_and_fit_a_narrow_window(
         "#/schedules",
     ):
         page.goto(f"{server.url}/{hash_}")
-        expect(page.locator("#connection-text")).to_contain_text("Live")
+        expect(page.locator("#connection-text")).to_have_text(CONNECTED)
         expect(page.locator("main:not([hidden]) .card").first).to_be_visible()
         expect(page.locator("main:not([hidden])")).to_contain_text("x" * 40)
         overflow = page.evaluate(
@@ -469,7 +470,7 @@ def test_the_views_ask_for_a_token_like_the_overview(page: Page, tmp_path: Path)
         page.locator("#token-input").fill(token)
         page.get_by_role("button", name="Use token").click()
 
-        expect(page.locator("#connection-text")).to_contain_text("Live")
+        expect(page.locator("#connection-text")).to_have_text(CONNECTED)
         expect(tab_count(page, "pending")).to_have_text("0")
 
 
