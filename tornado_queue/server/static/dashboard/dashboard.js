@@ -1438,7 +1438,7 @@
     const lease = cell(entry.lease_id == null ? "–" : shortId(entry.lease_id), "mono lease");
     if (entry.lease_id != null) lease.title = String(entry.lease_id);
     const worker = cell(entry.worker == null ? "–" : String(entry.worker), "mono worker");
-    const error = cell(entry.error == null ? "–" : String(entry.error), "error-text");
+    const error = entry.error == null ? cell("–") : cell(String(entry.error), "error-text");
     if (entry.error != null) error.title = String(entry.error);
     row.append(time, what, lease, worker, error);
     return row;
