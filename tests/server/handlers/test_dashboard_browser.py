@@ -324,9 +324,11 @@ def test_a_screenshot_of_a_realistic_mix(page: Page, tmp_path: Path):
                 complete(shop, dequeue(shop, "emails"))
             complete(shop, dequeue(shop, "images"))
             completed += emails
-            # Wait for the page to show it: one poll, so one point on the chart, per burst.
+            # Wait for the chart to have a sample after it (live or polling): one point on the
+            # chart per burst.
             total = page.locator('#queues tfoot td[data-state="completed"]')
             expect(total).to_have_text(str(completed))
+            expect(page.locator("#totals")).to_contain_text(f" · {completed} completed · ")
 
         month_end = {"report": "monthly-close", "month": "2026-11"}
         enqueue(shop, "reports", month_end, delay=3600)  # scheduled
