@@ -91,7 +91,11 @@ async def test_another_method_on_the_root_is_a_405_problem(http_client, base_url
 
 @pytest.mark.parametrize(
     ("name", "media_type"),
-    [("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")],
+    [
+        ("dashboard.js", "text/javascript"),
+        ("sse.js", "text/javascript"),
+        ("dashboard.css", "text/css"),
+    ],
 )
 @pytest.mark.gen_test
 async def test_assets_are_served_from_the_package_with_their_types(
@@ -116,6 +120,7 @@ async def test_every_asset_the_page_links_is_local_and_served(http_client, base_
         "/dashboard/dashboard.css",
         "/dashboard/dashboard.js",
         "/dashboard/favicon.svg",
+        "/dashboard/sse.js",
     ]
     for url in assets:
         response = await http_client.fetch(base_url + url)
@@ -164,9 +169,10 @@ def test_the_page_loads_nothing_from_another_origin():
     assert not re.search(r"https?://", (DASHBOARD_DIR / "dashboard.css").read_text())
 
 
-def test_the_script_never_turns_strings_into_html_or_code():
-    # Task data is attacker-controlled: the script may only set text and DOM properties.
-    source = (DASHBOARD_DIR / "dashboard.js").read_text()
+@pytest.mark.parametrize("script", ["dashboard.js", "sse.js"])
+def test_the_scripts_never_turn_strings_into_html_or_code(script):
+    # Task data is attacker-controlled: the scripts may only set text and DOM properties.
+    source = (DASHBOARD_DIR / script).read_text()
 
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source, sink

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.server.handlers.test_dashboard_browser import CONNECTED
 from tests.server.handlers.test_dashboard_browser import call as api_call
 from tornado_queue.testing import ServerProcess
 
@@ -71,7 +72,7 @@ def test_the_page_asks_for_a_token_on_401_and_works_once_given_one(
 
     enter_token(page, ADMIN)
 
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
     expect(form).to_be_hidden()
     expect(page.locator('#queues tr[data-queue="guarded"] td[data-state="failed"]')).to_have_text(
         "1"

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright against a real server
-process. Tasks are moved through the HTTP API and the page must show it by itself (it polls
-every second); every wait is Playwright's auto-waiting `expect`, never a sleep.
+process. Tasks are moved through the HTTP API and the page must show it by itself (told by the
+event stream, or polling every second without one); every wait is Playwright's auto-waiting
+`expect`, never a sleep.
 
 Chromium missing is a failure with the command to install it, never a skip.
 """
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.timeout(90)
 
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 XSS = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
+CONNECTED = re.compile(r"^(Live|Polling) · updated ")
+"""The connection line once the server answered: live with its event stream, else polling."""
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -94,7 +97,7 @@ def fail_for_good(server: ServerProcess, task: dict[str, Any], error: str) -> No
 
 def open_dashboard(page: Page, server: ServerProcess) -> None:
     page.goto(server.url + "/")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
 
 
 def count(page: Page, queue: str, state: str) -> Locator:
@@ -321,9 +324,11 @@ def test_a_screenshot_of_a_realistic_mix(page: Page, tmp_path: Path):
                 complete(shop, dequeue(shop, "emails"))
             complete(shop, dequeue(shop, "images"))
             completed += emails
-            # Wait for the page to show it: one poll, so one point on the chart, per burst.
+            # Wait for the chart to have a sample after it (live or polling): one point on the
+            # chart per burst.
             total = page.locator('#queues tfoot td[data-state="completed"]')
             expect(total).to_have_text(str(completed))
+            expect(page.locator("#totals")).to_contain_text(f" · {completed} completed · ")
 
         month_end = {"report": "monthly-close", "month": "2026-11"}
         enqueue(shop, "reports", month_end, delay=3600)  # scheduled

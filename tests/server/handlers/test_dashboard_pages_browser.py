@@ -8,6 +8,7 @@ Chromium missing is a failure with the command to install it, never a skip.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from playwright.sync_api import Dialog, Locator, Page, expect
 
 from tests.server.handlers.conftest import WAIT_MS
 from tests.server.handlers.test_dashboard_browser import (
+    CONNECTED,
     XSS,
     call,
     complete,
@@ -25,12 +27,14 @@ from tests.server.handlers.test_dashboard_browser import (
     fail_for_good,
     open_dashboard,
 )
-from tornado_queue.testing import ServerProcess
+from tornado_queue.testing import ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
 
 PAGE_SIZE = 20
 """Tasks per page of a queue page's list (dashboard.js)."""
+
+SCREENSHOT = ROOT / "docs" / "dashboard-queue.png"
 
 expect.set_options(timeout=WAIT_MS)
 
@@ -49,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def open_queue_page(page: Page, server: ServerProcess, queue: str, state: str = "") -> None:
     query = f"?state={state}" if state else ""
     page.goto(f"{server.url}/#/queues/{queue}{query}")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
     expect(page.locator("#queue-name")).to_have_text(queue)
 
 
@@ -370,7 +374,7 @@ def test_a_missing_task_is_said_on_its_page_while_the_connection_stays_live(
     page.goto(f"{server.url}/#/tasks/no-such-task")
 
     expect(page.locator("#task-problem")).to_contain_text("no task with id 'no-such-task'")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
     expect(page.locator("#banner")).to_be_hidden()
     expect(page.locator("#task-details")).to_be_hidden()
 
@@ -427,7 +431,7 @@ def test_a_bad_queue_name_is_said_on_its_page(page: Page, server: ServerProcess)
     page.goto(f"{server.url}/#/queues/no%20spaces")
 
     expect(page.locator("#queue-problem")).to_contain_text("path parameter 'name' must be")
-    expect(page.locator("#connection-text")).to_contain_text("Live")
+    expect(page.locator("#connection-text")).to_have_text(CONNECTED)
 
 
 def test_the_pages_run_under_the_csp_and_fit_a_narrow_window(
@@ -448,7 +452,7 @@ def test_the_pages_run_under_the_csp_and_fit_a_narrow_window(
         "#/schedules",
     ):
         page.goto(f"{server.url}/{hash_}")
-        expect(page.locator("#connection-text")).to_contain_text("Live")
+        expect(page.locator("#connection-text")).to_have_text(CONNECTED)
         expect(page.locator("main:not([hidden]) .card").first).to_be_visible()
         expect(page.locator("main:not([hidden])")).to_contain_text("x" * 40)
         overflow = page.evaluate(
@@ -469,7 +473,7 @@ def test_the_views_ask_for_a_token_like_the_overview(page: Page, tmp_path: Path)
         page.locator("#token-input").fill(token)
         page.get_by_role("button", name="Use token").click()
 
-        expect(page.locator("#connection-text")).to_contain_text("Live")
+        expect(page.locator("#connection-text")).to_have_text(CONNECTED)
         expect(tab_count(page, "pending")).to_have_text("0")
 
 
@@ -669,3 +673,54 @@ def test_the_schedules_view_lists_schedules_and_their_tasks_show_where_they_came
     page.locator("nav.views").get_by_role("link", name="Queues").click()
     expect(page.locator("#overview")).to_be_visible()
     expect(page.locator('nav.views a[aria-current="page"]')).to_have_text("Queues")
+
+
+def test_a_screenshot_of_a_queue_page(page: Page, tmp_path: Path):
+    """A queue with limits and tasks in every state but waiting. The picture is written to a
+    temporary file; with TQ_UPDATE_SCREENSHOT=1 (or when missing) also to
+    docs/dashboard-queue.png for the README, so that an ordinary test run leaves the working
+    tree as it was."""
+    with ServerProcess(tmp_path / "server.log", "--log-level", "warning") as shop:
+        templates = ["welcome", "reset", "receipt"]
+        groups = ["customer-acme", "customer-initech", None, None, None, None, "customer-globex"]
+
+        def email(n: int) -> dict[str, str]:
+            return {"to": f"user{100 + n}@example.com", "template": templates[n % 3]}
+
+        for n in range(8):
+            enqueue(shop, "emails", email(n))
+        for _ in range(6):
+            complete(shop, dequeue(shop, "emails"))
+        for _ in range(2):
+            fail_for_good(shop, dequeue(shop, "emails"), "SMTP 550: mailbox unavailable")
+        for n in range(8, 10):
+            enqueue(shop, "emails", email(n), delay=3600)
+        for n in range(10, 12):
+            enqueue(shop, "emails", email(n))
+        dequeue(shop, "emails", lease=120)
+        dequeue(shop, "emails", lease=45)
+        for n in range(12, 21):
+            group = groups[n % len(groups)]
+            fields = {"group": group} if group else {}
+            enqueue(shop, "emails", email(n), priority=1 if n == 17 else 0, **fields)
+        settings = {
+            "max_processing": 8,
+            "rate_limit": {"tasks": 100, "seconds": 60},
+            "max_attempts": 5,
+            "dead_letter_queue": "emails-dead",
+            "ttl_seconds": 86400,
+        }
+        assert call(shop, "PATCH", "/queues/emails", settings)[0] == 200
+        open_queue_page(page, shop, "emails")
+
+        expect(tab_count(page, "pending")).to_have_text("9")
+        expect(tab_count(page, "failed")).to_have_text("2")
+        expect(list_rows(page)).to_have_count(9)
+        expect(limit(page, "dead_letter_queue")).to_be_visible()
+        expect(setting_input(page, "ttl_seconds")).to_have_value("86400")
+        shot = page.screenshot(path=tmp_path / "dashboard-queue.png", full_page=True)
+
+    assert shot.startswith(b"\x89PNG")
+    if os.environ.get("TQ_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(shot)

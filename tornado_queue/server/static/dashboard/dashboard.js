@@ -1,15 +1,31 @@
-// tornado_queue dashboard: polls the JSON API every second and draws what it reads.
+// tornado_queue dashboard: reads the JSON API and draws what it reads, again whenever the
+// server's event stream (GET /events, read by sse.js) reports a change to what is shown, and
+// every second by polling instead when the server has no stream or it keeps failing.
+//
+// Two settings in the page's query, for slow links and tests: ?poll=MS, how often it polls
+// without a stream (1000), and ?refresh=MS, how often it reads everything anyway while the
+// stream is open (5000), for what no event reports: settings, schedules, throughput.
 //
 // Every task field (payload, error, even the id) comes from whoever enqueued it, so text only
 // ever reaches the page through textContent and DOM properties, never parsed as HTML.
 "use strict";
 
 (() => {
-  const POLL_MS = 1000;
+  // A whole number of milliseconds from the page's query (?name=MS), else `fallback`.
+  function intervalSetting(name, fallback) {
+    const value = Number(new URLSearchParams(location.search).get(name) ?? "");
+    return Number.isInteger(value) && value >= 250 && value <= 3600000 ? value : fallback;
+  }
+
+  const POLL_MS = intervalSetting("poll", 1000); // without the event stream
+  const LIVE_REFRESH_MS = intervalSetting("refresh", 5000); // with it
+  const EVENT_REFRESH_MS = 300; // events redraw at most this often: a burst is one redraw
+  const SAMPLE_MS = 1000; // throughput samples at most this often
   const REQUEST_TIMEOUT_MS = 5000;
   const HISTORY_MS = 5 * 60 * 1000;
   const RATE_WINDOW_MS = 5000; // the headline rates average the last few seconds
-  const GAP_MS = 5000; // samples further apart than this break the chart's lines
+  // Samples further apart than this break the chart's lines: twice the longest interval.
+  const GAP_MS = 2 * Math.max(POLL_MS, LIVE_REFRESH_MS);
   const HEAD_LIMIT = 5; // pending tasks shown per queue
   const LIST_LIMIT = 10; // processing / failed tasks shown per queue
   const MAX_DETAIL_QUEUES = 20; // bounds the requests one poll makes
@@ -17,6 +33,7 @@
   const PAGE_SIZE = 20; // tasks per page of a queue page's list
   const STATES = ["pending", "scheduled", "waiting", "processing", "completed", "failed"];
   const PARENTS_SHOWN = 3; // parents linked per row of a waiting list; the task page has all
+  const WORKER_TASKS_SHOWN = 8; // tasks linked per worker; the rest are counted
   const SERIES = ["enqueued", "completed", "failed"];
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -117,22 +134,27 @@
     $("#token-form").hidden = true;
     waitingForToken = false;
     pollSoon();
+    openStream(); // with the new token
   });
 
   $("#forget-token").addEventListener("click", () => {
     keepToken(null);
     showNotice("The token was forgotten.", "ok");
     pollSoon();
+    openStream();
   });
+
+  function authHeaders() {
+    const token = storedToken();
+    return token === null ? {} : { Authorization: `Bearer ${token}` };
+  }
 
   // Every request goes through here, with the bearer token when the tab holds one.
   async function api(method, path, body) {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", ...authHeaders() };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const token = storedToken();
-    if (token !== null) headers.Authorization = `Bearer ${token}`;
     try {
       let response;
       try {
@@ -725,7 +747,7 @@
 
   // --- routing: #/ the overview, #/queues/NAME?state=&offset= a queue, #/tasks/ID a task ---
   //
-  // #/schedules is the schedules view.
+  // #/schedules is the schedules view, #/workers the workers'.
   //
   // The view lives in the hash: the server serves one page, and the browser's back button
   // walks between views. Changing a queue page's tab or page replaces the history entry
@@ -762,6 +784,7 @@
     }
     if (kind === "tasks" && name) return { view: "task", id: name };
     if (kind === "schedules" && !encoded) return { view: "schedules" };
+    if (kind === "workers" && !encoded) return { view: "workers" };
     return { view: "overview" };
   }
 
@@ -786,6 +809,7 @@
     if (route.view === "queue") openQueuePage(route);
     else if (route.view === "task") openTaskPage(route);
     else if (route.view === "schedules") document.title = "Schedules · tornado_queue";
+    else if (route.view === "workers") document.title = "Workers · tornado_queue";
     else document.title = OVERVIEW_TITLE;
   }
 
@@ -1271,6 +1295,7 @@
     if (!shown) {
       $("#task-error-card").hidden = true;
       $("#task-workflow-card").hidden = true;
+      $("#task-history-card").hidden = true;
       $("#task-progress-card").hidden = true;
       $("#task-retry").hidden = true;
       $("#task-delete").hidden = true;
@@ -1325,6 +1350,7 @@
     setText(schedule, task.schedule ?? "");
     schedule.title = task.schedule == null ? "" : `Schedule ${task.schedule}: see all schedules`;
     renderWorkflow(task);
+    renderHistory(task);
     setText($("#task-payload"), prettyJson(task.payload));
     setText($("#task-result"), prettyJson(task.result));
     $("#task-progress-card").hidden = task.progress == null;
@@ -1362,6 +1388,133 @@
       items.push(item);
     }
     list.replaceChildren(...items);
+  }
+
+  // An instant of the API (RFC 3339 text, or epoch seconds) in milliseconds, or null.
+  function instantMs(value) {
+    if (typeof value === "number") return Number.isFinite(value) ? value * 1000 : null;
+    return timeMs(value);
+  }
+
+  // The task's history as a table, oldest first; hidden for a server that keeps none. Rebuilt
+  // only when it changes, so a selection in it survives the refreshes.
+  function renderHistory(task) {
+    const history = Array.isArray(task.history) ? task.history : null;
+    $("#task-history-card").hidden = history === null;
+    if (history === null) return;
+    const tbody = $("#task-history tbody");
+    const signature = JSON.stringify(history);
+    if (tbody.dataset.signature === signature) return;
+    tbody.dataset.signature = signature;
+    tbody.replaceChildren(...history.map(historyRow));
+    const counted = `${history.length} ${history.length === 1 ? "change" : "changes"}`;
+    setText($("#task-history-count"), `${counted}, oldest first`);
+  }
+
+  function historyRow(entry) {
+    const row = document.createElement("tr");
+    const event = String(entry.event ?? "");
+    row.dataset.event = event;
+    const at = instantMs(entry.at);
+    const time = cell("", "time");
+    if (at === null) {
+      time.textContent = "–";
+    } else {
+      const moment = document.createElement("time");
+      moment.dateTime = new Date(at).toISOString();
+      moment.title = String(entry.at);
+      moment.textContent = new Date(at).toLocaleString();
+      const relative = document.createElement("span");
+      relative.className = "sub";
+      setClock(relative, "since", at);
+      time.append(moment, " · ", relative);
+    }
+    const badge = document.createElement("span");
+    badge.className = "event-badge";
+    badge.dataset.event = event;
+    badge.textContent = event.replaceAll("_", " ");
+    const what = cell("", "event");
+    what.append(badge);
+    const lease = cell(entry.lease_id == null ? "–" : shortId(entry.lease_id), "mono lease");
+    if (entry.lease_id != null) lease.title = String(entry.lease_id);
+    const worker = cell(entry.worker == null ? "–" : String(entry.worker), "mono worker");
+    const error = entry.error == null ? cell("–") : cell(String(entry.error), "error-text");
+    if (entry.error != null) error.title = String(entry.error);
+    row.append(time, what, lease, worker, error);
+    return row;
+  }
+
+  // --- the workers view ------------------------------------------------------------------
+
+  function buildWorker(worker) {
+    const row = document.createElement("tr");
+    row.dataset.worker = worker.id;
+    const name = document.createElement("th");
+    name.scope = "row";
+    name.className = "mono";
+    name.textContent = worker.id;
+    row.append(name, cell("", "last-seen"), cell("", "mono holds"));
+    row.append(cell("", "num completed"), cell("", "num failed"));
+    return row;
+  }
+
+  function updateWorker(row, worker) {
+    const seen = row.querySelector(".last-seen");
+    const at = instantMs(worker.last_seen);
+    setClock(seen, "since", at ?? "");
+    seen.title = worker.last_seen == null ? "" : String(worker.last_seen);
+    renderHeld(row.querySelector(".holds"), worker.tasks || []);
+    for (const field of ["completed", "failed"]) {
+      const td = row.querySelector(`.${field}`);
+      setText(td, String(worker[field] ?? 0));
+      td.classList.toggle("zero", !worker[field]);
+    }
+  }
+
+  // The tasks a worker holds, each a link to its page; rebuilt only when they change.
+  function renderHeld(td, ids) {
+    const signature = JSON.stringify(ids);
+    if (td.dataset.signature === signature) return;
+    td.dataset.signature = signature;
+    const parts = [];
+    ids.slice(0, WORKER_TASKS_SHOWN).forEach((id, index) => {
+      if (index > 0) parts.push(", ");
+      parts.push(taskLink(id));
+    });
+    if (ids.length > WORKER_TASKS_SHOWN) {
+      const more = document.createElement("span");
+      more.className = "sub";
+      more.textContent = ` +${ids.length - WORKER_TASKS_SHOWN} more`;
+      parts.push(more);
+    }
+    if (ids.length === 0) parts.push("–");
+    td.replaceChildren(...parts);
+  }
+
+  async function refreshWorkersView(route) {
+    let answer;
+    try {
+      answer = await api("GET", "/workers");
+    } catch (error) {
+      // An older server without workers (404): said in the view, the connection live.
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      if (isCurrent(route)) {
+        const why = "This server does not list its workers (GET /workers is 404).";
+        showViewProblem($("#workers-problem"), why);
+        $("#workers-wrap").hidden = true;
+        $("#workers-empty").hidden = true;
+      }
+      return;
+    }
+    if (!isCurrent(route)) return;
+    const workers = answer.data || [];
+    $("#workers-problem").hidden = true;
+    syncRows($("#workers tbody"), workers, (worker) => worker.id, buildWorker, updateWorker);
+    $("#workers-wrap").hidden = workers.length === 0;
+    $("#workers-empty").hidden = workers.length > 0;
+    const held = workers.reduce((sum, worker) => sum + (worker.tasks || []).length, 0);
+    const count = `${workers.length} ${workers.length === 1 ? "worker" : "workers"}`;
+    setText($("#workers-count"), `${count} · ${held} ${held === 1 ? "task" : "tasks"} held`);
   }
 
   // --- the schedules view ----------------------------------------------------------------
@@ -1494,7 +1647,7 @@
     if (deleted) location.replace(queueHash(task.queue, task.status));
   });
 
-  // --- polling ---------------------------------------------------------------------------
+  // --- reading the server ----------------------------------------------------------------
 
   async function fetchTotals() {
     try {
@@ -1506,7 +1659,10 @@
     }
   }
 
+  const NONE = { tasks: [], total: 0 };
+
   async function fetchList(queue, state, limit) {
+    if (!(queue[state] > 0)) return NONE;
     const params = new URLSearchParams({ queue: queue.name, limit: String(limit) });
     if (state !== "pending") params.set("status", state);
     const answer = await api("GET", `/queue/view?${params}`);
@@ -1518,11 +1674,20 @@
     return { tasks, total: understood ? answer.total : tasks.length };
   }
 
-  // Each shown queue's settings; a server without `GET /queues/{name}` (404) shows none.
+  // The overview's three lists of one queue.
+  async function fetchQueueLists(queue) {
+    const [pending, failed, processing] = await Promise.all([
+      fetchList(queue, "pending", HEAD_LIMIT),
+      fetchList(queue, "failed", LIST_LIMIT),
+      fetchList(queue, "processing", LIST_LIMIT),
+    ]);
+    return { pending, failed, processing };
+  }
+
+  // These queues' settings; a server without `GET /queues/{name}` (404) has none.
   async function fetchSettings(queues) {
-    const shown = queues.slice(0, MAX_DETAIL_QUEUES);
     const answers = await Promise.all(
-      shown.map((queue) =>
+      queues.map((queue) =>
         api("GET", `/queues/${encodeURIComponent(queue.name)}`).catch((error) => {
           if (error instanceof ApiError && error.status === 404) return null;
           throw error;
@@ -1532,24 +1697,214 @@
     const settings = new Map();
     answers.forEach((answer, index) => {
       if (answer !== null && answer.data && answer.data.settings) {
-        settings.set(shown[index].name, answer.data.settings);
+        settings.set(queues[index].name, answer.data.settings);
       }
     });
     return settings;
   }
 
-  async function fetchLists(queues, state, limit) {
-    const wanted = queues.slice(0, MAX_DETAIL_QUEUES).filter((queue) => queue[state] > 0);
-    return Promise.all(wanted.map((queue) => fetchList(queue, state, limit)));
+  // What the overview last read of each queue it details, so that an event about one queue
+  // reads that queue's lists again and not every queue's.
+  const overview = {
+    counts: new Map(), // queue → its counts as they were when its lists were read
+    lists: new Map(), // queue → {pending, failed, processing}
+    settings: new Map(), // queue → its settings
+  };
+
+  const countsOf = (queue) => STATES.map((state) => queue[state]).join();
+
+  let lastSampleAt = -Infinity;
+
+  async function refreshOverview(changes) {
+    const full = changes.full || changes.allQueues;
+    const queuesChanged = full || changes.queues.size > 0;
+    const sampleDue = performance.now() - lastSampleAt >= SAMPLE_MS;
+    const sampling = full || ((queuesChanged || changes.sample) && sampleDue);
+    if (!queuesChanged && !sampling) {
+      if (changes.sample) wantSample(); // not due yet: at its time
+      return false;
+    }
+    if (queuesChanged && !sampling) wantSample(); // the chart catches up within a second
+    const [queues, totals] = await Promise.all([
+      queuesChanged ? api("GET", "/queues") : null,
+      sampling ? fetchTotals() : undefined,
+    ]);
+    if (queues !== null) {
+      const list = queues.data;
+      const shown = list.slice(0, MAX_DETAIL_QUEUES);
+      // A queue's lists are read again when an event named it or its counts moved (a task
+      // that was dead-lettered names the queue it went to, not the one it left).
+      const stale = shown.filter(
+        (queue) =>
+          full ||
+          changes.queues.has(queue.name) ||
+          overview.counts.get(queue.name) !== countsOf(queue),
+      );
+      const unknown = full ? shown : shown.filter((queue) => !overview.settings.has(queue.name));
+      const [lists, settings] = await Promise.all([
+        Promise.all(stale.map(fetchQueueLists)),
+        fetchSettings(unknown),
+      ]);
+      const names = new Set(shown.map((queue) => queue.name));
+      for (const map of [overview.counts, overview.lists, overview.settings]) {
+        for (const name of map.keys()) if (full || !names.has(name)) map.delete(name);
+      }
+      stale.forEach((queue, index) => {
+        overview.counts.set(queue.name, countsOf(queue));
+        overview.lists.set(queue.name, lists[index]);
+      });
+      for (const [name, value] of settings) overview.settings.set(name, value);
+      renderQueues(list, overview.settings);
+      const of = (state) => shown.map((queue) => overview.lists.get(queue.name)[state]);
+      renderTasks("pending", of("pending"), buildPending);
+      renderTasks("failed", of("failed"), buildFailed);
+      renderTasks("processing", of("processing"), buildProcessing, updateProcessing);
+    }
+    if (totals !== undefined) {
+      lastSampleAt = performance.now();
+      renderThroughput(totals);
+    }
+    return true;
   }
 
+  // What changed since the last refresh, from the event stream (or everything: `full`).
+  function noChanges() {
+    return {
+      full: false,
+      allQueues: false,
+      queues: new Set(),
+      task: false, // the shown task
+      workers: false,
+      schedules: false,
+      sample: false, // a throughput sample is due
+    };
+  }
+
+  // Only the shown view's data is read, and with events only when they touch it: a queue
+  // page does not read every queue's lists, nor a task page anything about another task.
+  // False when there was nothing to read.
+  async function refreshView(route, changes) {
+    const queues = changes.full || changes.allQueues;
+    if (route.view === "queue") {
+      if (!queues && !changes.queues.has(route.name)) return false;
+      await refreshQueuePage(route);
+    } else if (route.view === "task") {
+      if (!changes.full && !changes.task) return false;
+      await refreshTaskPage(route);
+    } else if (route.view === "schedules") {
+      if (!changes.full && !changes.schedules) return false;
+      await refreshSchedulesView(route);
+    } else if (route.view === "workers") {
+      if (!changes.full && !changes.workers) return false;
+      await refreshWorkersView(route);
+    } else {
+      return refreshOverview(changes);
+    }
+    return true;
+  }
+
+  // --- when to read: on events, and on a timer (each second while polling) --------------
+
+  let changes = noChanges();
+  changes.full = true;
+  let refreshing = false;
+  let queuedDelay = null; // a refresh asked for while one ran: how soon after it
+  let refreshTimer = null;
+  let refreshDue = Infinity;
+  let beatTimer = null; // the next full refresh
+  let lastRefreshAt = -Infinity;
+  let lastError = null; // what the last refresh failed with, or null
+
+  // A refresh of the changes noted so far in `delay` ms, unless one is due sooner.
+  function refreshIn(delay) {
+    if (refreshing) {
+      queuedDelay = Math.min(queuedDelay ?? Infinity, delay);
+      return;
+    }
+    const due = performance.now() + Math.max(0, delay);
+    if (refreshTimer !== null && refreshDue <= due) return;
+    clearTimeout(refreshTimer);
+    refreshDue = due;
+    refreshTimer = setTimeout(refresh, Math.max(0, delay));
+  }
+
+  function scheduleBeat(delay) {
+    clearTimeout(beatTimer);
+    beatTimer = setTimeout(() => {
+      changes.full = true;
+      refreshIn(0);
+    }, Math.max(0, delay));
+  }
+
+  // The full refresh's interval: while the stream is open only what it does not report is
+  // read by the clock; after a failure, every poll interval until the server answers again.
+  function beatInterval() {
+    if (stream.mode !== "live" || lastError !== null) return POLL_MS;
+    // No event reports a processing task's progress or a heartbeat: its page polls for them.
+    const route = currentRoute();
+    const processing = shownTask !== null && shownTask.status === "processing";
+    if (route.view === "task" && processing && shownTask.id === route.id) return POLL_MS;
+    return LIVE_REFRESH_MS;
+  }
+
+  async function refresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = null;
+    refreshDue = Infinity;
+    if (waitingForToken) return;
+    if (refreshing) {
+      queuedDelay = 0;
+      return;
+    }
+    refreshing = true;
+    const started = performance.now();
+    lastRefreshAt = started;
+    const taken = changes;
+    changes = noChanges();
+    try {
+      if ((await refreshView(currentRoute(), taken)) !== false) setConnection(null);
+    } catch (error) {
+      changes.full = true; // what failed is read again, all of it
+      setConnection(error);
+    } finally {
+      refreshing = false;
+      if (!waitingForToken) {
+        const took = performance.now() - started;
+        if (taken.full || lastError !== null) scheduleBeat(beatInterval() - took);
+        if (queuedDelay !== null) refreshIn(queuedDelay);
+        queuedDelay = null;
+      }
+    }
+  }
+
+  // Everything the view shows, now: after a button's action, on another view, on a resync.
+  function pollSoon() {
+    changes.full = true;
+    refreshIn(0);
+  }
+
+  // Changes reported by events: read at most every EVENT_REFRESH_MS.
+  function refreshForEvents() {
+    refreshIn(lastRefreshAt + EVENT_REFRESH_MS - performance.now());
+  }
+
+  // The throughput chart gets a sample once SAMPLE_MS has passed since the last one.
+  function wantSample() {
+    changes.sample = true;
+    refreshIn(lastSampleAt + SAMPLE_MS - performance.now());
+  }
+
+  // --- the connection line ---------------------------------------------------------------
+
   function setConnection(error) {
+    lastError = error;
     const banner = $("#banner");
     const status = $("#connection");
     if (error === null) {
       banner.hidden = true;
-      status.dataset.state = "live";
-      setText($("#connection-text"), `Live · updated ${new Date().toLocaleTimeString()}`);
+      status.dataset.state = stream.mode;
+      const how = stream.mode === "live" ? "Live" : "Polling";
+      setText($("#connection-text"), `${how} · updated ${new Date().toLocaleTimeString()}`);
       return;
     }
     status.dataset.state = "down";
@@ -1561,73 +1916,172 @@
       return;
     }
     setText($("#connection-text"), "Disconnected");
+    const retrying = `Retrying ${pollEvery()}…`;
     if (error instanceof ApiError) {
-      banner.textContent = `The server answered ${error.status}: ${error.detail}. Retrying every second…`;
+      banner.textContent = `The server answered ${error.status}: ${error.detail}. ${retrying}`;
     } else if (error instanceof Unreachable) {
-      banner.textContent = `Cannot reach the server at ${location.host} (${error.message}). Retrying every second…`;
+      banner.textContent = `Cannot reach the server at ${location.host} (${error.message}). ${retrying}`;
     } else {
-      banner.textContent = `The dashboard failed to read the server's answer (${error}). Retrying every second…`;
+      banner.textContent = `The dashboard failed to read the server's answer (${error}). ${retrying}`;
     }
     banner.hidden = false;
   }
 
-  async function refreshOverview() {
-    const [queues, totals] = await Promise.all([api("GET", "/queues"), fetchTotals()]);
-    const list = queues.data;
-    const [pending, failed, processing, settings] = await Promise.all([
-      fetchLists(list, "pending", HEAD_LIMIT),
-      fetchLists(list, "failed", LIST_LIMIT),
-      fetchLists(list, "processing", LIST_LIMIT),
-      fetchSettings(list),
-    ]);
-    renderQueues(list, settings);
-    renderThroughput(totals);
-    renderTasks("pending", pending, buildPending);
-    renderTasks("failed", failed, buildFailed);
-    renderTasks("processing", processing, buildProcessing, updateProcessing);
+  function pollEvery() {
+    return POLL_MS === 1000 ? "every second" : `every ${secondsText(POLL_MS / 1000)}`;
   }
 
-  // Only the shown view's data is read: a queue page does not poll every queue's lists.
-  function refreshView(route) {
-    if (route.view === "queue") return refreshQueuePage(route);
-    if (route.view === "task") return refreshTaskPage(route);
-    if (route.view === "schedules") return refreshSchedulesView(route);
-    return refreshOverview();
+  // Live (the event stream is open) or polling, and why, in the header and the footer.
+  function showMode() {
+    const status = $("#connection");
+    if (status.dataset.state === "live" || status.dataset.state === "polling") {
+      status.dataset.state = stream.mode;
+      const text = $("#connection-text");
+      const how = stream.mode === "live" ? "Live" : "Polling";
+      setText(text, text.textContent.replace(/^(Live|Polling)/, how));
+    }
+    const note =
+      stream.mode === "live"
+        ? "Live: redrawn as the server's event stream (GET /events) reports changes"
+        : `Polls the JSON API ${pollEvery()}`;
+    setText($("#updates-note"), note);
+    status.title = stream.mode === "live" ? "The event stream is open." : stream.why;
   }
 
-  let pollTimer = null;
-  let polling = false;
-  let pollAgain = false;
+  // --- the event stream ------------------------------------------------------------------
+  //
+  // One stream for every view (no ?queue= filter): switching views keeps it, and the overview
+  // and the workers need every queue's events anyway. An event marks what it changed; the
+  // next refresh reads only that. The stream is given up for polling when the server has no
+  // GET /events (404, 405, 501: an older server) or after STREAM_FAILURES_TO_POLL attempts in
+  // a row that did not open; it is tried again meanwhile, and the page goes live once it opens.
 
-  async function poll() {
-    clearTimeout(pollTimer);
-    polling = true;
-    const started = performance.now();
+  const STREAM_FAILURES_TO_POLL = 3;
+  const STREAM_MAX_RETRY_MS = 30000;
+  const STREAM_PROBE_MS = 60000; // an older server (or a refused token) is asked this often
+  const STREAM_SILENCE_MS = 45000; // the server sends a keep-alive every 15 s
+  const WORKER_EVENTS = new Set([
+    "delivered",
+    "completed",
+    "failed",
+    "dead",
+    "lease_expired",
+    "dead_lettered",
+  ]);
+
+  const stream = {
+    mode: "polling", // until it opens
+    why: "Opening the event stream…",
+    retryMs: 2000, // the server's retry field replaces it
+    lastEventId: "",
+    failures: 0, // attempts in a row that did not open
+    controller: null,
+    timer: null,
+  };
+
+  function setMode(mode, why) {
+    const wasLive = stream.mode === "live";
+    stream.mode = mode;
+    stream.why = why;
+    showMode();
+    // From polling to live the clock slows to LIVE_REFRESH_MS, and back.
+    if (wasLive !== (mode === "live") && !waitingForToken) scheduleBeat(beatInterval());
+  }
+
+  function openStream() {
+    clearTimeout(stream.timer);
+    if (stream.controller !== null) stream.controller.abort();
+    const controller = new AbortController();
+    stream.controller = controller;
+    followStream(controller);
+  }
+
+  function reopenIn(delay) {
+    clearTimeout(stream.timer);
+    stream.timer = setTimeout(openStream, delay);
+  }
+
+  async function followStream(controller) {
+    const outcome = await window.TornadoQueueSse.follow("/events", {
+      headers: authHeaders(),
+      signal: controller.signal,
+      lastEventId: stream.lastEventId,
+      silenceMs: STREAM_SILENCE_MS,
+      onOpen: () => {
+        if (controller !== stream.controller) return;
+        const resumed = stream.lastEventId !== "";
+        stream.failures = 0;
+        setMode("live", "");
+        // Resumed, the server sends what was missed (or a resync); else all is read now.
+        if (!resumed) pollSoon();
+      },
+      onEvent: (event) => {
+        if (controller === stream.controller) takeEvent(event);
+      },
+      onRetry: (ms) => {
+        stream.retryMs = ms;
+      },
+    });
+    if (controller !== stream.controller) return; // replaced: a token came or went
+    stream.controller = null;
+    stream.lastEventId = outcome.lastEventId;
+    if (outcome.kind === "aborted") return;
+    if (outcome.kind === "ended" || outcome.kind === "broken") {
+      // It was open: reconnect as the server asked, resuming from the last event.
+      stream.failures = 1;
+      reopenIn(stream.retryMs);
+      return;
+    }
+    if (outcome.kind === "refused" && [401, 403, 404, 405, 501].includes(outcome.status)) {
+      const why =
+        outcome.status === 401 || outcome.status === 403
+          ? `The event stream refused the token (GET /events answered ${outcome.status}).`
+          : `This server has no event stream (GET /events answered ${outcome.status}).`;
+      stream.failures = STREAM_FAILURES_TO_POLL;
+      setMode("polling", why);
+      reopenIn(STREAM_PROBE_MS); // a token given meanwhile reopens it at once
+      return;
+    }
+    stream.failures += 1;
+    const failedFor = stream.failures - STREAM_FAILURES_TO_POLL;
+    const delay = Math.min(STREAM_MAX_RETRY_MS, stream.retryMs * 2 ** Math.max(0, failedFor));
+    if (failedFor >= 0) {
+      const tries = `${stream.failures} tries in a row`;
+      const again = secondsText(Math.round(delay / 1000));
+      setMode("polling", `The event stream failed (${outcome.detail}; ${tries}); trying again in ${again}.`);
+    }
+    // Until it polls anyway, a read now says whether the server answers at all.
+    if (failedFor <= 0) pollSoon();
+    reopenIn(delay);
+  }
+
+  function takeEvent(event) {
+    if (event.type === "resync") {
+      // Events were missed that the server no longer has: read everything again.
+      pollSoon();
+      return;
+    }
+    let data;
     try {
-      await refreshView(currentRoute());
-      setConnection(null);
-    } catch (error) {
-      setConnection(error);
-    } finally {
-      polling = false;
-      const delay = pollAgain ? 0 : Math.max(0, POLL_MS - (performance.now() - started));
-      pollAgain = false;
-      if (!waitingForToken) pollTimer = setTimeout(poll, delay);
+      data = JSON.parse(event.data);
+    } catch (_) {
+      return; // not an event of ours
     }
-  }
-
-  // After a button's action: show its effect now rather than at the next regular poll.
-  function pollSoon() {
-    if (polling) {
-      pollAgain = true;
-    } else {
-      clearTimeout(pollTimer);
-      pollTimer = setTimeout(poll, 0);
-    }
+    if (data === null || typeof data !== "object") return;
+    if (typeof data.queue === "string") changes.queues.add(data.queue);
+    // A dead-lettered task names the queue it went to: the one it left changed too.
+    if (event.type === "dead_lettered") changes.allQueues = true;
+    const route = currentRoute();
+    if (route.view === "task" && data.id === route.id) changes.task = true;
+    if (WORKER_EVENTS.has(event.type)) changes.workers = true;
+    if (event.type === "enqueued") changes.schedules = true; // a schedule may have fired
+    refreshForEvents();
   }
 
   keepToken(storedToken()); // show "Forget token" when the tab already holds one
   showRoute();
+  showMode();
   setInterval(tick, 1000);
-  poll();
+  refresh();
+  openStream();
 })();
