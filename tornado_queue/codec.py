@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tornado_queue.errors import ValidationError
-from tornado_queue.models import Task
+from tornado_queue.models import Happened, Task
+
+if TYPE_CHECKING:
+    from tornado_queue.storage.events import StreamEvent
 
 
 def parse_json(body: bytes) -> Any:
@@ -88,7 +91,13 @@ def task_document(task: Task) -> dict[str, Any]:
         "dependents": None,
         "schedule": None,
         "fire_time": None,
+        "history": None,
     }
+    if extras is None or extras.history is None:
+        # Only its enqueue happened (`models.history_of`): no list of entries to walk.
+        document["history"] = [{"at": created, "event": _ENQUEUED}]
+    else:
+        document["history"] = [_history_entry(entry) for entry in extras.history]
     if extras is not None:  # the few tasks with a progress, a workflow or a schedule
         if extras.progress is not None:
             document["progress"] = orjson.Fragment(extras.progress)
@@ -98,3 +107,32 @@ def task_document(task: Task) -> dict[str, Any]:
         document["schedule"] = extras.schedule
         document["fire_time"] = _utc(extras.fire_time)
     return document
+
+
+_ENQUEUED = Happened.ENQUEUED.value
+
+
+def _history_entry(entry: Any) -> dict[str, Any]:
+    """One `models.HistoryEntry` on the wire: the keys that apply, no nulls."""
+    at, event, lease_id, worker, error = entry
+    shown: dict[str, Any] = {"at": _utc(at), "event": event}
+    if lease_id is not None:
+        shown["lease_id"] = lease_id
+    if worker is not None:
+        shown["worker"] = worker
+    if error is not None:
+        shown["error"] = error
+    return shown
+
+
+def event_frame(event: StreamEvent) -> bytes:
+    """One event of the stream (`GET /events`) as Server-Sent Events put it: its id, its
+    name and its data as one line of JSON (`at` as a timestamp like every other), then the
+    blank line that ends it."""
+    data = dict(event.data)
+    data["at"] = _utc(data.get("at"))
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event.id.encode(),
+        event.event.encode(),
+        orjson.dumps(data, option=orjson.OPT_UTC_Z),
+    )
