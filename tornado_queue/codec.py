@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from tornado_queue.errors import ValidationError
 from tornado_queue.models import Happened, Task
-
-if TYPE_CHECKING:
-    from tornado_queue.storage.events import StreamEvent
 
 
 def parse_json(body: bytes) -> Any:
@@ -123,16 +120,3 @@ def _history_entry(entry: Any) -> dict[str, Any]:
     if error is not None:
         shown["error"] = error
     return shown
-
-
-def event_frame(event: StreamEvent) -> bytes:
-    """One event of the stream (`GET /events`) as Server-Sent Events put it: its id, its
-    name and its data as one line of JSON (`at` as a timestamp like every other), then the
-    blank line that ends it."""
-    data = dict(event.data)
-    data["at"] = _utc(data.get("at"))
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
-        event.id.encode(),
-        event.event.encode(),
-        orjson.dumps(data, option=orjson.OPT_UTC_Z),
-    )

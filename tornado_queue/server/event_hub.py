@@ -39,6 +39,18 @@ KEEPALIVE = b": keep-alive\n\n"
 Position = tuple[int, int]
 
 
+def event_frame(event: StreamEvent) -> bytes:
+    """One event as Server-Sent Events put it: its id, its name and its data as one line of
+    JSON (`at` a timestamp like every other the API writes), then the blank line ending it."""
+    data = dict(event.data)
+    data["at"] = codec.format_time(data.get("at"))
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event.id.encode(),
+        event.event.encode(),
+        codec.dumps(data),
+    )
+
+
 class StreamClient:
     """One open stream: its queue (None: every queue) and what is yet to be written."""
 
@@ -191,7 +203,7 @@ class EventHub:
                 if client.ended or (client.queue is not None and client.queue != queue):
                     continue
                 if frame is None:
-                    frame, where = codec.event_frame(event), position(event.id)
+                    frame, where = event_frame(event), position(event.id)
                 if not client.offer(where, frame):
                     self._drop(client)
 

@@ -6,10 +6,15 @@ import contextlib
 
 from tornado.iostream import StreamClosedError
 
-from tornado_queue import codec
 from tornado_queue.errors import printable
 from tornado_queue.server.auth import ADMIN
-from tornado_queue.server.event_hub import RETRY_MS, EventHub, Position, StreamClient
+from tornado_queue.server.event_hub import (
+    RETRY_MS,
+    EventHub,
+    Position,
+    StreamClient,
+    event_frame,
+)
 from tornado_queue.server.handlers.base import REQUEST_ID, Problem
 from tornado_queue.server.handlers.tasks import ConsumerArguments
 from tornado_queue.storage.events import StreamEvent
@@ -94,7 +99,7 @@ class EventsHandler(ConsumerArguments):
     def _write_replay(self, missed: list[StreamEvent], queue: str | None) -> None:
         for event in missed:
             if queue is None or event.data.get("queue") == queue:
-                self.write(codec.event_frame(event))
+                self.write(event_frame(event))
 
     async def _pump(self, client: StreamClient) -> None:
         """Write what the client is given, as fast as its connection takes it, until it
