@@ -28,6 +28,7 @@ from tests.server.handlers.helpers import (
 )
 from tests.server.handlers.sse import Block, EventStream, within
 from tornado_queue.models import NewTask
+from tornado_queue.server import event_hub
 from tornado_queue.server.event_hub import EventHub
 
 WORKER = "box-1/4127/0"
@@ -199,6 +200,17 @@ async def test_a_bad_last_event_id_header_is_a_400_problem(port, hub):
     problem = check_problem_document(orjson.loads(await stream.body()), 400)
     assert "Last-Event-ID" in problem["detail"]
     assert hub.count() == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_an_idle_stream_gets_a_keep_alive_comment(port, monkeypatch):
+    monkeypatch.setattr(event_hub, "KEEPALIVE_SECONDS", 0.05)  # 15 s in service
+    stream = await opened(port)
+
+    block = await stream.block()
+
+    assert (block.fields, block.comments) == ({}, ["keep-alive"])
+    stream.close()
 
 
 # --- resuming ---------------------------------------------------------------------------------

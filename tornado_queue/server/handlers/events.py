@@ -30,6 +30,10 @@ RESYNC = (
 the state afresh (GET the tasks it shows) and go on from the live events that follow."""
 
 
+def shutting_down() -> Problem:
+    return Problem(503, "the server is shutting down", {"Retry-After": "1"})
+
+
 class EventsHandler(ConsumerArguments):
     """`GET /events?queue=`: the stream; `Last-Event-ID` (or `?last_event_id=`) resumes it."""
 
@@ -41,7 +45,7 @@ class EventsHandler(ConsumerArguments):
         last_id = self.last_event_id()
         hub: EventHub = self.services.event_hub
         if hub.closing:
-            raise Problem(503, "the server is shutting down", {"Retry-After": "1"})
+            raise shutting_down()
         client = hub.join(queue, self._cut_off)
         if client is None:
             raise Problem(
@@ -59,8 +63,10 @@ class EventsHandler(ConsumerArguments):
         except BaseException:
             hub.leave(client)
             raise
-        if client.ended:  # dropped (or the server stopping) while the store was asked
-            return
+        if client.ended:  # while the store was asked, the server began to stop, or...
+            if hub.closing:
+                raise shutting_down()
+            return  # ...the client fell behind: its connection is closed already
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
