@@ -43,6 +43,7 @@ TASK_FIELDS = frozenset(
         "dependents",
         "schedule",
         "fire_time",
+        "history",
     }
 )
 TIMESTAMP_FIELDS = (

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.support import TASK_FIELDS, TIMESTAMP_FIELDS
 from tornado_queue import codec, validation
 from tornado_queue.errors import ValidationError
-from tornado_queue.models import NewTask, Task, TaskStatus
+from tornado_queue.models import Happened, HistoryEntry, NewTask, Task, TaskStatus, add_history
 
 
 def wire(task: Task) -> dict:
@@ -88,6 +88,42 @@ def test_every_timestamp_is_iso_8601_utc_ending_in_z_and_round_trips_to_the_same
         assert parsed.utcoffset().total_seconds() == 0
         assert parsed == datetime.fromtimestamp(getattr(task, key), UTC), key
         assert parsed.timestamp() == getattr(task, key), key
+
+
+def test_a_task_only_enqueued_shows_one_entry_its_schedule_included():
+    document = wire(finished_task())  # extras (a schedule) but no history recorded
+
+    assert document["history"] == [{"at": "2017-07-14T02:40:00Z", "event": "enqueued"}]
+    assert (document["schedule"], document["fire_time"]) == (
+        "nightly",
+        "2017-07-14T02:39:59.500000Z",
+    )
+
+
+def test_history_entries_show_their_times_and_only_the_keys_that_apply():
+    task = finished_task()
+    add_history(task, HistoryEntry(task.started_at, Happened.DELIVERED, "lease-1", "w/1/0"))
+    add_history(task, HistoryEntry(1.5e9 + 2, Happened.FAILED, "lease-1", "w/1/0", "boom"))
+    add_history(task, HistoryEntry(task.finished_at, Happened.COMPLETED, "lease-2"))
+
+    assert wire(task)["history"] == [
+        {"at": "2017-07-14T02:40:00Z", "event": "enqueued"},
+        {
+            "at": "2017-07-14T02:40:01.250000Z",
+            "event": "delivered",
+            "lease_id": "lease-1",
+            "worker": "w/1/0",
+        },
+        {
+            "at": "2017-07-14T02:40:02Z",
+            "event": "failed",
+            "lease_id": "lease-1",
+            "worker": "w/1/0",
+            "error": "boom",
+        },
+        {"at": "2017-07-14T02:40:02.500000Z", "event": "completed", "lease_id": "lease-2"},
+    ]
+    assert wire(task)["schedule"] == "nightly"
 
 
 def test_format_time_of_none_is_none():

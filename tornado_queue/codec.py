@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from tornado_queue.errors import ValidationError
-from tornado_queue.models import Task
+from tornado_queue.models import Happened, Task
 
 
 def parse_json(body: bytes) -> Any:
@@ -62,6 +62,7 @@ def _utc(timestamp: float | None) -> datetime | None:
 def task_document(task: Task) -> dict[str, Any]:
     """The wire form of a task (see docs/api.md, The task), for `dumps`."""
     created = _utc(task.created_at)
+    started = _utc(task.started_at)
     extras = task.extras
     available = created if task.available_at == task.created_at else _utc(task.available_at)
     document = {
@@ -76,7 +77,7 @@ def task_document(task: Task) -> dict[str, Any]:
         "available_at": available,
         "lease_id": task.lease_id,
         "lease_expires_at": _utc(task.lease_expires_at),
-        "started_at": _utc(task.started_at),
+        "started_at": started,
         "finished_at": _utc(task.finished_at),
         "result": None if task.result is None else orjson.Fragment(task.result),
         "progress": None,
@@ -88,13 +89,48 @@ def task_document(task: Task) -> dict[str, Any]:
         "dependents": None,
         "schedule": None,
         "fire_time": None,
+        "history": None,
     }
-    if extras is not None:  # the few tasks with a progress, a workflow or a schedule
-        if extras.progress is not None:
-            document["progress"] = orjson.Fragment(extras.progress)
-        if extras.after:
-            document["after"] = list(extras.after)
-        document["dependents"] = extras.dependents
-        document["schedule"] = extras.schedule
-        document["fire_time"] = _utc(extras.fire_time)
+    if extras is None or extras.history is None:
+        # Only its enqueue happened (`models.history_of`): no list of entries to walk.
+        document["history"] = [{"at": created, "event": _ENQUEUED}]
+    else:
+        document["history"] = _history(extras.history, task, created, started)
+    if extras is None:  # most tasks: no progress, workflow or schedule either
+        return document
+    if extras.progress is not None:
+        document["progress"] = orjson.Fragment(extras.progress)
+    if extras.after:
+        document["after"] = list(extras.after)
+    document["dependents"] = extras.dependents
+    document["schedule"] = extras.schedule
+    document["fire_time"] = _utc(extras.fire_time)
     return document
+
+
+_ENQUEUED = Happened.ENQUEUED.value
+
+
+def _history(
+    entries: list[Any], task: Task, created: datetime | None, started: datetime | None
+) -> list[dict[str, Any]]:
+    """The history on the wire: each entry's time, event and only the keys that apply. The
+    enqueue and the last delivery happened at `created_at` and `started_at`, whose datetimes
+    are made already (a dequeued task's whole history, most often)."""
+    shown = []
+    for at, event, lease_id, worker, error in entries:
+        if at == task.created_at:
+            when = created
+        elif at == task.started_at:
+            when = started
+        else:
+            when = _utc(at)
+        entry: dict[str, Any] = {"at": when, "event": event}
+        if lease_id is not None:
+            entry["lease_id"] = lease_id
+        if worker is not None:
+            entry["worker"] = worker
+        if error is not None:
+            entry["error"] = error
+        shown.append(entry)
+    return shown

@@ -64,3 +64,5 @@ EVENT_BUFFER = 10_000
 """Events a store keeps for stream clients resuming with Last-Event-ID (the last ones)."""
 EVENT_CLIENT_BUFFER = 1_000
 """Events a stream client may have unsent; beyond it, the server drops that client."""
+MAX_EVENT_CLIENTS = 1000
+"""Event stream clients (`GET /events`) one server serves at once; one more is refused (503)."""

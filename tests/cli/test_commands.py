@@ -123,6 +123,45 @@ def test_stats_and_queues_print_tables(server, client, capsys):
     assert {"name": "cli-tables", **client.stats("cli-tables")} in json.loads(out)
 
 
+def test_workers_lists_the_workers_seen_and_get_shows_a_tasks_history(server, capsys, tmp_path):
+    with real_server(tmp_path) as fresh:
+        code, out = run(fresh, capsys, "workers")
+    assert (code, out) == (
+        0,
+        "no workers seen in the last 60 s: a worker shows here once it calls with a worker id "
+        "(the worker runner always sends one)\n",
+    )
+    with Client(server.url, worker_id="cli-box/9/0") as named:
+        task_id = named.enqueue({}, queue="cli-workers")
+        held = named.enqueue({}, queue="cli-workers")
+        named.complete(named.dequeue(queue="cli-workers"))
+        named.dequeue(queue="cli-workers", lease=600)
+
+    code, out = run(server, capsys, "workers")
+    header, *rows = out.splitlines()
+    assert header.split() == ["worker", "last_seen", "holding", "completed", "failed", "tasks"]
+    row = next(row.split() for row in rows if row.startswith("cli-box/9/0 "))
+    assert row[2:] == ["1", "1", "0", held]
+    code, out = run(server, capsys, "workers", "--json")
+    listed = {worker["id"]: worker for worker in json.loads(out)}["cli-box/9/0"]
+    assert (listed["tasks"], listed["completed"]) == ([held], 1)
+
+    code, out = run(server, capsys, "get", task_id)
+    history = out.partition("\nhistory:\n")[2].splitlines()
+    assert [line.split()[1:3] for line in history] == [
+        ["event", "worker"],
+        ["enqueued", "-"],
+        ["delivered", "cli-box/9/0"],
+        ["completed", "cli-box/9/0"],
+    ]
+    code, out = run(server, capsys, "get", task_id, "--json")
+    assert [entry["event"] for entry in json.loads(out)["history"]] == [
+        "enqueued",
+        "delivered",
+        "completed",
+    ]
+
+
 def test_retry_puts_a_failed_task_back_and_explains_a_refusal(server, client, capsys):
     task_id = client.enqueue({}, queue="cli-retry")
     client.fail(client.dequeue(queue="cli-retry"), "boom\nTraceback: ...", retry=False)

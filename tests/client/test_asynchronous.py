@@ -172,3 +172,21 @@ async def test_dependencies_work_awaited(server):
         await client.complete(await client.dequeue(queue="async-after"))
     assert (await client.get(child)).status == "pending"
     assert (await client.get(last)).status == "pending"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_named_async_worker_is_listed_and_in_the_history(server):
+    client = AsyncClient(server.url, worker_id="async/1/0")
+    task_id = await client.enqueue({"n": 1}, queue="async-named")
+    task = await client.dequeue(queue="async-named", lease=600)
+    assert task is not None and task.id == task_id
+
+    listing = {worker.id: worker for worker in await client.workers()}
+    done = await client.complete(task)
+
+    assert listing["async/1/0"].tasks == [task_id]
+    assert [(entry.event, entry.worker) for entry in done.history] == [
+        ("enqueued", None),
+        ("delivered", "async/1/0"),
+        ("completed", "async/1/0"),
+    ]

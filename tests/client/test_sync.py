@@ -773,3 +773,59 @@ def test_a_put_schedule_is_sent_again_after_a_dropped_connection():
         client.put_schedule("a b", queue="q", payload={}, every=5)
     assert [(seen.method, seen.path) for seen in stub.seen] == [("PUT", "/schedules/a%20b")] * 2
     assert orjson.loads(stub.seen[0].body) == {"queue": "q", "payload": {}, "every": 5}
+
+
+# --- workers and history ---------------------------------------------------------------------
+
+
+def test_a_named_worker_is_listed_and_named_in_its_tasks_history(server, queue):
+    name = f"sync/{queue}"[:128]
+    with Client(server.url, worker_id=name) as named:
+        task_id = named.enqueue({"n": 1}, queue=queue)
+        leased = named.dequeue(queue=queue, lease=600)
+        assert leased is not None
+        holding = {worker.id: worker for worker in named.workers()}[name]
+        assert holding.tasks == [task_id]
+        assert isinstance(holding.last_seen, datetime)
+        done = named.complete(leased, result=1)
+        listed = {worker.id: worker for worker in named.workers()}[name]
+
+    assert [entry.event for entry in done.history] == ["enqueued", "delivered", "completed"]
+    enqueued, delivered, completed = done.history
+    assert (enqueued.worker, enqueued.lease_id, enqueued.at) == (None, None, done.created_at)
+    assert (delivered.worker, delivered.lease_id) == (name, leased.lease_id)
+    assert (completed.worker, completed.lease_id) == (name, leased.lease_id)
+    assert (listed.tasks, listed.completed, listed.failed) == ([], 1, 0)
+    assert ClientTask.from_document(done.to_document()) == done
+    assert type(listed).from_document(listed.to_document()) == listed
+
+
+def test_the_worker_id_goes_with_dequeues_and_lease_commands_only():
+    leased = ClientTask(id="t1", queue="default", payload={}, status="processing", lease_id="l1")
+    stub = StubServer(
+        Answer(200, b'{"tasks": []}'),
+        *[Answer(200, DONE)] * 5,
+        Answer(201, b'{"id": "t1"}'),
+        Answer(200, b"{}"),
+    )
+    with stub, Client(stub.url, worker_id="host/1/0") as client:
+        client.dequeue()
+        client.complete(leased)
+        client.fail(leased, "x")
+        client.heartbeat(leased)
+        client.progress(leased, 1)
+        client.get("t1")
+        client.enqueue({})
+        client.stats()
+    sent = [seen.headers.get("x-worker-id") for seen in stub.seen]
+    assert sent == ["host/1/0"] * 5 + [None] * 3
+
+
+@pytest.mark.parametrize("name", ["", "two words", "x" * 129, "caf\u00e9"])
+def test_a_worker_id_the_server_would_refuse_is_a_value_error_at_once(name):
+    with pytest.raises(ValueError, match="worker_id"):
+        Client(worker_id=name)
+
+
+def test_a_task_from_a_server_without_history_reads_it_as_none():
+    assert Task.from_document(orjson.loads(DONE)).history is None

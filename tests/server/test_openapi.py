@@ -298,9 +298,9 @@ def test_the_task_schema_has_every_field_the_server_writes_in_order():
 
     assert schema["required"] == written
     assert list(schema["properties"]) == written
-    assert written[-7:] == [
+    assert written[-8:] == [
         *("group", "expires_at", "dead_lettered_from", "after", "dependents"),
-        *("schedule", "fire_time"),
+        *("schedule", "fire_time", "history"),
     ]
 
 

@@ -15,7 +15,13 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from tests.server.test_schemathesis import CHECKS, SEED, fit_query_numbers, served_document
+from tests.server.test_schemathesis import (
+    CHECKS,
+    SEED,
+    fit_query_numbers,
+    served_document,
+    timeout_for,
+)
 from tornado_queue.testing import ServerProcess
 
 TOKEN = "schemathesis-admin-token-0123456789"
@@ -53,7 +59,7 @@ def test_with_the_admin_token_every_operation_keeps_to_the_document_and_enforces
         base_url=server.url,
         checks=[*CHECKS, ignored_auth],
         headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
+        timeout=timeout_for(case),
     )
 
 

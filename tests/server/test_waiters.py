@@ -260,11 +260,11 @@ class PausingStore(MemoryStore):
         self.opened = threading.Event()
         self.returned = threading.Event()
 
-    def dequeue_many(self, count, lease_seconds=None, queue=DEFAULT_QUEUE):
+    def dequeue_many(self, count, lease_seconds=None, queue=DEFAULT_QUEUE, worker=None):
         hold, self.hold = self.hold, None
         if hold == "before":
             self._pause()
-        taken = super().dequeue_many(count, lease_seconds, queue)
+        taken = super().dequeue_many(count, lease_seconds, queue, worker)
         if hold == "after":
             self._pause()
         if hold is not None:

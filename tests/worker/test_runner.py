@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -216,6 +217,27 @@ def test_heartbeats_keep_a_task_longer_than_its_lease(client, workers, events):
     assert wait_until(completed(client, 1), DEADLINE), client.stats()
     assert [event for event, *_ in read_events(events)] == ["start", "done"]
     assert client.get(task_id).attempts == 1
+    assert client.totals()["lease_expired"] == 0
+
+
+def test_each_slot_names_itself_host_pid_slot_in_workers_and_histories(client, workers, events):
+    # Given a worker of two slots, each running one slow task
+    ids = client.enqueue_many([{"n": 1, "seconds": 1.5}, {"n": 2, "seconds": 1.5}])
+    worker = workers.start("slow", "--concurrency", "2", "--lease", "1")
+    names = {f"{socket.gethostname()}/{worker.pid}/{slot}" for slot in (0, 1)}
+
+    # While they run, the server lists both slots, each holding its task
+    assert wait_until(lambda: len(read_events(events)) == 2, DEADLINE)
+    holding = {listed.id: listed.tasks for listed in client.workers()}
+    assert set(holding) == names
+    assert sorted(task for tasks in holding.values() for task in tasks) == sorted(ids)
+
+    # Once done, each task's history names the slot that took it, and no lease ran out
+    assert wait_until(completed(client, 2), DEADLINE), client.stats()
+    takers = {client.get(task_id).history[1].worker for task_id in ids}
+    assert takers == names
+    done = {listed.id: listed.completed for listed in client.workers()}
+    assert done == dict.fromkeys(names, 1)
     assert client.totals()["lease_expired"] == 0
 
 

@@ -19,6 +19,7 @@ USAGE = """usage: tornado-queue COMMAND [ARGS...]   (COMMAND --help for its argu
   get ID                        show one task
   stats                         tasks per state
   queues                        every queue with its counts
+  workers                       the workers seen lately, with the tasks they hold
   retry ID                      put a failed task back in its queue
   queue show|pause|resume|retry|set|purge NAME
                                 a queue's counts and settings; stop or restart its delivery;

@@ -1,5 +1,5 @@
 """The client commands: `python -m tornado_queue
-enqueue|get|stats|queues|retry|queue|schedule|tail`.
+enqueue|get|stats|queues|workers|retry|queue|schedule|tail`.
 
 Output is for people (tables, one sentence) unless `--json` is given: then it is exactly the
 server's JSON, one document per line, for scripts. Exit codes: 0 done, 1 the server refused
@@ -37,6 +37,7 @@ from tornado_queue.limits import (
     MAX_WAIT_SECONDS,
     MIN_EXPIRY_SECONDS,
     MIN_LEASE_SECONDS,
+    WORKER_SEEN_SECONDS,
 )
 from tornado_queue.models import PURGEABLE
 from tornado_queue.validation import BATCH_REFERENCE, GROUP, PARENT_ID
@@ -180,9 +181,28 @@ def show_task(task: Task, as_json: bool) -> None:
     if as_json:
         emit(document)
         return
+    history = document.pop("history", None)
     print(table(("field", "value"), [(name, _cell(name, v)) for name, v in document.items()]))
     if task.error and "\n" in task.error:
         print("\nerror:\n  " + task.error.rstrip().replace("\n", "\n  "))
+    if history:
+        print("\nhistory:")
+        shown = table(HISTORY_COLUMNS, [_history_row(entry) for entry in history])
+        print("  " + shown.replace("\n", "\n  "))
+
+
+HISTORY_COLUMNS = ("at", "event", "worker", "lease_id", "error")
+
+
+def _history_row(entry: dict[str, Any]) -> tuple[str, ...]:
+    error = entry.get("error")
+    return (
+        entry["at"],
+        entry["event"],
+        entry.get("worker") or "-",
+        entry.get("lease_id") or "-",
+        error.partition("\n")[0] if error else "-",
+    )
 
 
 def _cell(name: str, value: Any) -> Any:
@@ -214,6 +234,30 @@ def queues(client: Client, args: argparse.Namespace) -> None:
     else:
         rows = [(entry["name"], *(entry.get(state, 0) for state in STATES)) for entry in listing]
         print(table(("queue", *STATES), rows))
+
+
+def workers(client: Client, args: argparse.Namespace) -> None:
+    listing = client.workers()
+    if args.json:
+        emit([worker.to_document() for worker in listing])
+    elif not listing:
+        print(
+            f"no workers seen in the last {WORKER_SEEN_SECONDS} s: a worker shows here once it "
+            "calls with a worker id (the worker runner always sends one)"
+        )
+    else:
+        rows = [
+            (
+                worker.id,
+                worker.to_document()["last_seen"],
+                len(worker.tasks),
+                worker.completed,
+                worker.failed,
+                ", ".join(worker.tasks) or "-",
+            )
+            for worker in listing
+        ]
+        print(table(("worker", "last_seen", "holding", "completed", "failed", "tasks"), rows))
 
 
 def tail(client: Client, args: argparse.Namespace) -> None:
@@ -384,6 +428,7 @@ COMMANDS: dict[str, Command] = {
     "get": get,
     "stats": stats,
     "queues": queues,
+    "workers": workers,
     "retry": retry,
     "queue": queue,
     "tail": tail,
@@ -437,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=bounded(float, 0.1, 3600), default=1.0, help="seconds (default 1)"
     )
     commands.add_parser("queues", parents=[common], help="every queue with its counts")
+    commands.add_parser(
+        "workers", parents=[common], help="the workers seen lately, with the tasks they hold"
+    )
     add_queue_actions(commands.add_parser("queue", help="act on one queue"), common)
     add_schedule_actions(
         commands.add_parser("schedule", help="cron and interval schedules"), common

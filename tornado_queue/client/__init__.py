@@ -29,7 +29,7 @@ from tornado_queue.client.errors import (
 )
 from tornado_queue.client.items import BatchItem
 from tornado_queue.client.sync import Client
-from tornado_queue.client.task import Task
+from tornado_queue.client.task import HistoryEntry, Task, Worker
 
 __all__ = [
     "DEFAULT_URL",
@@ -40,6 +40,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Forbidden",
+    "HistoryEntry",
     "LeaseLost",
     "NotFound",
     "OutcomeUnknown",
@@ -50,4 +51,5 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",
+    "Worker",
 ]

@@ -21,7 +21,7 @@ from tornado_queue.client.endpoint import (
 )
 from tornado_queue.client.errors import ConnectionFailed
 from tornado_queue.client.items import BatchItem
-from tornado_queue.client.task import Task
+from tornado_queue.client.task import Task, Worker
 from tornado_queue.models import FINISHED, TaskStatus
 
 T = TypeVar("T")
@@ -51,6 +51,7 @@ class AsyncClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
+        worker_id: str | None = None,
         http_client: AsyncHTTPClient | None = None,
     ) -> None:
         self.endpoint = Endpoint.parse(url)
@@ -58,6 +59,8 @@ class AsyncClient:
         self.retries = retries
         self.backoff = backoff
         self._headers = base_headers(token)
+        self.worker_id = worker_id
+        self._worker_headers = calls.worker_headers(worker_id)
         self._http = http_client or AsyncHTTPClient()
 
     @property
@@ -194,6 +197,9 @@ class AsyncClient:
     async def queues(self) -> list[dict[str, Any]]:
         return await self._call(calls.queues())
 
+    async def workers(self) -> list[Worker]:
+        return await self._call(calls.workers())
+
     async def put_schedule(
         self,
         name: str,
@@ -244,11 +250,15 @@ class AsyncClient:
             await asyncio.sleep(pause)
             attempt += 1
 
+    def _call_headers(self, call: Call[Any]) -> dict[str, str]:
+        headers = self._headers | dict(call.headers)
+        return headers | self._worker_headers if call.names_worker else headers
+
     async def _send(self, call: Call[Any]) -> Response:
         request = HTTPRequest(
             self.url + call.path,
             method=call.method,
-            headers=self._headers | dict(call.headers),
+            headers=self._call_headers(call),
             body=call.body if call.method in BODY_METHODS else None,
             connect_timeout=self.timeout,
             request_timeout=self.timeout + call.wait,

@@ -25,8 +25,8 @@ from tornado_queue.client.errors import (
     Unavailable,
 )
 from tornado_queue.client.items import BatchItem
-from tornado_queue.client.task import Task
-from tornado_queue.limits import MAX_WAIT_SECONDS
+from tornado_queue.client.task import Task, Worker
+from tornado_queue.limits import MAX_WAIT_SECONDS, MAX_WORKER_ID_CHARS
 
 T = TypeVar("T")
 TaskRef = Task | str
@@ -49,7 +49,7 @@ class Call(Generic[T]):
     """One request. `retry`: safe to send again after no answer or a 503 (the server either
     never applied it, or applying it twice changes nothing). `wait`: seconds the server may
     hold it (long-poll), added to the client's timeout. `fenced`: a 409 means the lease was
-    lost."""
+    lost. `names_worker`: a consumer's call, sent with the client's `X-Worker-Id`."""
 
     method: str
     path: str
@@ -59,6 +59,7 @@ class Call(Generic[T]):
     retry: bool = True
     wait: float = 0.0
     fenced: bool = False
+    names_worker: bool = False
 
 
 def _query(path: str, **params: Any) -> str:
@@ -146,6 +147,7 @@ def dequeue_many(
         lambda response: [Task.from_document(item) for item in _body(response)["tasks"]],
         retry=False,
         wait=wait,
+        names_worker=True,
     )
 
 
@@ -181,6 +183,7 @@ def _fenced(action: str, task: TaskRef, body: dict[str, Any]) -> Call[Task]:
         # could act on a lease another consumer was given meanwhile.
         retry=lease_id is not None,
         fenced=lease_id is not None,
+        names_worker=True,
     )
 
 
@@ -284,6 +287,31 @@ def totals(queue: str | None) -> Call[dict[str, int]]:
 
 def queues() -> Call[list[dict[str, Any]]]:
     return Call("GET", "/queues", _body)
+
+
+def workers() -> Call[list[Worker]]:
+    return Call("GET", "/workers", _workers)
+
+
+def _workers(response: Response) -> list[Worker]:
+    return [Worker.from_document(item) for item in _body(response)]
+
+
+def worker_headers(worker_id: str | None) -> dict[str, str]:
+    """The `X-Worker-Id` header a client with this `worker_id` sends on its consumer calls;
+    `ValueError` for one the server would refuse (1 to 128 visible ASCII characters)."""
+    if worker_id is None:
+        return {}
+    if not (
+        isinstance(worker_id, str)
+        and 1 <= len(worker_id) <= MAX_WORKER_ID_CHARS
+        and all("!" <= char <= "~" for char in worker_id)
+    ):
+        raise ValueError(
+            f"worker_id must be 1 to {MAX_WORKER_ID_CHARS} visible ASCII characters "
+            f"(no spaces), got {worker_id!r}"
+        )
+    return {"X-Worker-Id": worker_id}
 
 
 # --- retries and answers ---------------------------------------------------------------

@@ -23,7 +23,7 @@ from tornado_queue.client.endpoint import (
 )
 from tornado_queue.client.errors import ConnectionFailed
 from tornado_queue.client.items import BatchItem
-from tornado_queue.client.task import Task
+from tornado_queue.client.task import Task, Worker
 from tornado_queue.models import FINISHED, TaskStatus
 
 T = TypeVar("T")
@@ -45,6 +45,11 @@ class Client:
     `retry_queue` (a repeat retries what is still failed). A dequeue is repeated only after a
     503 saying nothing was applied (see `dequeue`). Other errors the server answers with are
     never retried; they raise a `TaskQueueError` subclass carrying the server's `detail`.
+
+    Workers: with a `worker_id` (1 to 128 visible ASCII characters, say
+    "host/pid/slot"), every dequeue, complete, fail, heartbeat and progress carries it as
+    `X-Worker-Id`: the server records it in each task's history and lists the worker in
+    `workers()`.
     """
 
     def __init__(
@@ -55,12 +60,15 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
+        worker_id: str | None = None,
     ) -> None:
         self.endpoint = Endpoint.parse(url)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self._headers = base_headers(token)
+        self.worker_id = worker_id
+        self._worker_headers = calls.worker_headers(worker_id)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set[http.client.HTTPConnection] = set()
@@ -271,6 +279,11 @@ class Client:
         """Every queue: `{"name": ..., "pending": n, "processing": n, ...}`, by name."""
         return self._call(calls.queues())
 
+    def workers(self) -> list[Worker]:
+        """The workers (consumers with a `worker_id`) the server heard from in the last minute,
+        the latest first: each with the tasks it holds and how many it completed and failed."""
+        return self._call(calls.workers())
+
     # --- schedules -----------------------------------------------------------------------
 
     def put_schedule(
@@ -364,6 +377,10 @@ class Client:
             time.sleep(pause)
             attempt += 1
 
+    def _call_headers(self, call: Call[Any]) -> dict[str, str]:
+        headers = self._headers | dict(call.headers)
+        return headers | self._worker_headers if call.names_worker else headers
+
     def _send(self, call: Call[Any]) -> Response:
         connection = self._connection()
         with self._lock:
@@ -379,7 +396,7 @@ class Client:
                 call.method,
                 self.endpoint.prefix + call.path,
                 body=call.body,
-                headers=self._headers | dict(call.headers),
+                headers=self._call_headers(call),
             )
             reply = connection.getresponse()
             body = reply.read()

@@ -13,6 +13,7 @@ from tornado_queue.logs import log_request
 from tornado_queue.server import openapi
 from tornado_queue.server.auth import Tokens, warn_if_open
 from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.event_hub import EventHub
 from tornado_queue.server.handlers.base import (
     ApiHandler,
     NotFoundHandler,
@@ -32,6 +33,7 @@ from tornado_queue.server.handlers.docs import (
     OpenApiHandler,
     SwaggerUiAssets,
 )
+from tornado_queue.server.handlers.events import EventsHandler
 from tornado_queue.server.handlers.health import HealthHandler
 from tornado_queue.server.handlers.metrics import MetricsHandler
 from tornado_queue.server.handlers.queue import (
@@ -57,6 +59,7 @@ from tornado_queue.server.handlers.tasks import (
     TaskHandler,
     TasksHandler,
 )
+from tornado_queue.server.handlers.workers import WorkersHandler
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
 from tornado_queue.server.result_waiters import ResultWaiters
@@ -89,6 +92,8 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queues/(?P<name>[^/]+)/tasks", QueuePurgeHandler),
     (r"/schedules", SchedulesHandler),
     (r"/schedules/(?P<name>[^/]+)", ScheduleHandler),
+    (r"/workers", WorkersHandler),
+    (r"/events", EventsHandler),
     (r"/healthz", HealthHandler),
     (r"/metrics", MetricsHandler),
     (r"/", DashboardHandler),
@@ -184,6 +189,7 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
         rate_limiter=RateLimiter(settings.rate_limit) if settings.rate_limit else None,
         openapi_document=openapi.document_bytes(ROUTES, auth=tokens.enabled),
         scheduler=Scheduler(store, metrics.schedule_fired),
+        event_hub=EventHub(store),
     )
 
     def log_function(handler: RequestHandler) -> None:

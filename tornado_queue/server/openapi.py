@@ -31,13 +31,16 @@ from tornado_queue.limits import (
 )
 from tornado_queue.models import (
     DEFAULT_QUEUE,
+    HISTORY_LENGTH,
     LISTED,
     PURGEABLE,
     Event,
+    Happened,
     QueueSettings,
     TaskStatus,
 )
 from tornado_queue.server.auth import describe
+from tornado_queue.server.event_hub import KEEPALIVE_SECONDS, RETRY_MS
 from tornado_queue.server.handlers.base import PROBLEM_TYPES, route_template
 from tornado_queue.server.metrics import CONTENT_TYPE as PROMETHEUS_MEDIA_TYPE
 from tornado_queue.server.metrics import EVENT_HELP
@@ -52,6 +55,7 @@ API_VERSION = "0.1.0"
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 JSON_MEDIA_TYPE = "application/json"
+EVENT_STREAM_MEDIA_TYPE = "text/event-stream"
 
 
 def ref(kind: str, name: str) -> Json:
@@ -70,7 +74,9 @@ def nullable(schema: Json) -> Json:
 # --- Schemas ------------------------------------------------------------------------------------
 
 QUEUE_NAME_PATTERN = "^" + validation.QUEUE_NAME.pattern + "$"
+HAPPENED = [happened.value for happened in Happened]
 IDEMPOTENCY_KEY_PATTERN = "^" + validation.IDEMPOTENCY_KEY.pattern + "$"
+WORKER_ID_PATTERN = f"^[\\x21-\\x7e]{{1,{limits.MAX_WORKER_ID_CHARS}}}$"
 GROUP_PATTERN = "^" + validation.GROUP.pattern + "$"
 TIMESTAMP: Json = {
     "type": "string",
@@ -303,6 +309,7 @@ SCHEMAS: Json = {
             "dependents",
             "schedule",
             "fire_time",
+            "history",
         ],
         "additionalProperties": False,
         "properties": {
@@ -399,6 +406,117 @@ SCHEMAS: Json = {
                     "most one task per schedule and fire time); null for others.",
                 }
             ),
+            "history": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": HISTORY_LENGTH,
+                "items": schema_ref("HistoryEntry"),
+                "description": f"Its last {HISTORY_LENGTH} changes, oldest first (the "
+                "first is its enqueue until more than that have happened).",
+            },
+        },
+    },
+    "HistoryEntry": {
+        "type": "object",
+        "description": "One change in a task's life; `lease_id`, `worker` and `error` are "
+        "there only where they apply.",
+        "required": ["at", "event"],
+        "additionalProperties": False,
+        "properties": {
+            "at": TIMESTAMP,
+            "event": {
+                "type": "string",
+                "enum": HAPPENED,
+                "description": "What happened (docs/api.md, History, says when each is recorded).",
+            },
+            "lease_id": {
+                "type": "string",
+                "description": "The lease given (`delivered`) or ended by it.",
+            },
+            "worker": {
+                "type": "string",
+                "description": "The `X-Worker-Id` of the consumer it was delivered to.",
+            },
+            "error": {"type": "string", "description": "The error it recorded."},
+        },
+    },
+    "StreamEvent": {
+        "type": "object",
+        "description": "One event of `GET /events`, as an SSE client reads it: `event` is "
+        "what happened (a history event name, or `resync`), `data` one line of JSON, `id` "
+        "what to send back as `Last-Event-ID` (a `resync` has none).",
+        "required": ["event", "data"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 128},
+            "event": {
+                "type": "string",
+                "enum": [*(happened.value for happened in Happened), "resync"],
+            },
+            "data": {
+                "type": "string",
+                "contentMediaType": JSON_MEDIA_TYPE,
+                "contentSchema": {"anyOf": [schema_ref("StreamEventData"), schema_ref("Resync")]},
+            },
+            "retry": {"type": "integer", "const": RETRY_MS},
+        },
+    },
+    "StreamEventData": {
+        "type": "object",
+        "description": "The task a change was made to, as it is after the change, and what "
+        "changed where it applies.",
+        "required": ["id", "queue", "status", "at", "attempts"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "queue": schema_ref("QueueName"),
+            "status": {"type": "string", "enum": [status.value for status in TaskStatus]},
+            "at": TIMESTAMP,
+            "attempts": {"type": "integer", "minimum": 0},
+            "lease_id": {"type": "string"},
+            "worker": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    },
+    "Resync": {
+        "type": "object",
+        "description": "The events after `Last-Event-ID` cannot be replayed: read the state "
+        "afresh; the live events follow.",
+        "required": ["reason"],
+        "additionalProperties": False,
+        "properties": {"reason": {"type": "string"}},
+    },
+    "Worker": {
+        "type": "object",
+        "description": "A consumer that names itself with `X-Worker-Id`.",
+        "required": ["id", "last_seen", "tasks", "completed", "failed"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": WORKER_ID_PATTERN,
+                "description": "Its `X-Worker-Id`.",
+            },
+            "last_seen": {
+                **TIMESTAMP,
+                "description": "When it last dequeued (a task or nothing) or sent a command "
+                "on a lease.",
+            },
+            "tasks": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The tasks delivered to it that are still `processing` under "
+                "that delivery.",
+            },
+            "completed": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Tasks it completed.",
+            },
+            "failed": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Attempts it failed (a retry following or not).",
+            },
         },
     },
     "ReplayedId": {
@@ -791,6 +909,40 @@ PARAMETERS: Json = {
         "description": "Echoed in the answer and the access log when it is 1-128 visible ASCII "
         "characters; otherwise a fresh id is used.",
     },
+    "WorkerId": {
+        "name": "X-Worker-Id",
+        "in": "header",
+        "required": False,
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.MAX_WORKER_ID_CHARS,
+            "pattern": WORKER_ID_PATTERN,
+        },
+        "description": f"The consumer's name for itself: 1 to {limits.MAX_WORKER_ID_CHARS} "
+        "visible ASCII characters (`\\x21`-`\\x7e`), given once, else 400 and nothing "
+        "changes. Recorded with each delivery in the task's history; `GET /workers` lists it.",
+        "examples": {"runner": {"value": "build-3/4127/0"}},
+    },
+    "EventsQueue": query(
+        "queue",
+        {"type": "string", "pattern": QUEUE_NAME_PATTERN},
+        "Only this queue's events; absent means every queue's.",
+    ),
+    "LastEventId": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 128},
+        "description": "The id of the last event the client saw (an EventSource sends it "
+        "when it reconnects): the stream starts with the events after it, or with a `resync` "
+        "event when they are no longer kept. Empty or absent: live only.",
+    },
+    "LastEventIdQuery": query(
+        "last_event_id",
+        {"type": "string", "maxLength": 128},
+        "As `Last-Event-ID`, for a client that cannot set headers; the header wins.",
+    ),
     "IdempotencyKey": {
         "name": "Idempotency-Key",
         "in": "header",
@@ -849,7 +1001,8 @@ PROBLEMS: dict[int, tuple[str, str]] = {
         "ServiceUnavailable",
         "The store is not answering (its disk or server fails), or an enqueue would pass "
         "`--max-pending`, `--max-tasks` or `--max-queues`, or (long-poll) `--max-waiters` "
-        "consumers already wait: nothing was changed; try again after `Retry-After` seconds. "
+        f"consumers already wait, or (`GET /events`) {limits.MAX_EVENT_CLIENTS} streams are "
+        "open: nothing was changed; try again after `Retry-After` seconds. "
         "Only a problem of type `urn:tornado-queue:problem:outcome-unknown` may have been "
         "applied (the store failed mid-operation; fenced commands and keyed enqueues are "
         "re-applied by the server first, so they get it only when the store stays down).",
@@ -1039,7 +1192,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, 404, *BODY_PROBLEMS),
                 },
-                parameters=("Queue", "Wait", "Lease"),
+                parameters=("Queue", "Wait", "Lease", "WorkerId"),
                 description="Highest priority first, FIFO within a priority; a group's next "
                 "task only once the one before is done. A paused queue, one at its "
                 "`max_processing` or over its `rate_limit`, answers as if it were empty. With "
@@ -1059,7 +1212,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, *BODY_PROBLEMS),
                 },
-                parameters=("Count", "Queue", "Wait", "Lease"),
+                parameters=("Count", "Queue", "Wait", "Lease", "WorkerId"),
             )
         },
         "/tasks/complete/batch": {
@@ -1073,6 +1226,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, *BODY_PROBLEMS),
                 },
+                parameters=("WorkerId",),
                 body=json_body("CompletionBatch", required=True),
             )
         },
@@ -1113,7 +1267,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
-                parameters=("TaskId", "LeaseIdQuery"),
+                parameters=("TaskId", "LeaseIdQuery", "WorkerId"),
                 body=json_body("Completion", required=False),
             )
         },
@@ -1133,7 +1287,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
-                parameters=("TaskId", "LeaseIdQuery"),
+                parameters=("TaskId", "LeaseIdQuery", "WorkerId"),
                 body=json_body("Failure", required=False),
             )
         },
@@ -1148,7 +1302,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
-                parameters=("TaskId", "Lease", "LeaseIdQuery"),
+                parameters=("TaskId", "Lease", "LeaseIdQuery", "WorkerId"),
                 body=json_body("Heartbeat", required=False),
             )
         },
@@ -1165,7 +1319,7 @@ def _paths() -> Json:
                     ),
                     **problems(400, 404, 409, *BODY_PROBLEMS),
                 },
-                parameters=("TaskId", "LeaseIdQuery"),
+                parameters=("TaskId", "LeaseIdQuery", "WorkerId"),
                 body=json_body("Progress", required=True),
                 description="Fenced as a heartbeat: the task must be `processing`, under "
                 "`lease_id` when one is given (else 409). It does not extend the lease.",
@@ -1350,6 +1504,57 @@ def _paths() -> Json:
                 },
                 parameters=("ScheduleNamePath",),
             ),
+        },
+        "/workers": with_head(
+            operation(
+                "listWorkers",
+                "The workers seen lately, with the tasks they hold",
+                "consumers",
+                {
+                    "200": json_response(
+                        f"Each worker seen in the last {limits.WORKER_SEEN_SECONDS} s, the "
+                        "latest seen first (on a shared store, every server's).",
+                        {"type": "array", "items": schema_ref("Worker")},
+                    )
+                },
+            )
+        ),
+        "/events": {
+            "get": operation(
+                "streamEvents",
+                "Every change to a task, live (Server-Sent Events)",
+                "operations",
+                {
+                    "200": {
+                        "description": "A stream that stays open: `retry: "
+                        f"{RETRY_MS}` and a comment first, then one event per change "
+                        "(`id:`, `event:` as in a task's history, `data:` one line of JSON "
+                        "with the task's `id`, `queue`, `status`, `at`, `attempts` and, where "
+                        "they apply, `lease_id`, `worker`, `error`), a `: keep-alive` comment "
+                        f"every {KEEPALIVE_SECONDS:g} s.",
+                        "headers": {
+                            **REQUEST_ID_HEADER,
+                            "Cache-Control": {
+                                "description": "`no-cache`.",
+                                "schema": {"type": "string"},
+                            },
+                            "X-Accel-Buffering": {
+                                "description": "`no`: a proxy must pass events on at once.",
+                                "schema": {"type": "string"},
+                            },
+                        },
+                        "content": {EVENT_STREAM_MEDIA_TYPE: {"schema": schema_ref("StreamEvent")}},
+                    },
+                    **problems(400),
+                },
+                parameters=("EventsQueue", "LastEventId", "LastEventIdQuery"),
+                description="Resumption: with `Last-Event-ID` the stream first replays what "
+                f"came after that event (of the last {limits.EVENT_BUFFER} kept), or sends "
+                "one `resync` event (no id) when that is no longer possible. A client more "
+                f"than {limits.EVENT_CLIENT_BUFFER} events behind is disconnected (to "
+                f"reconnect and resume); past {limits.MAX_EVENT_CLIENTS} open streams a "
+                "server answers 503.",
+            )
         },
         "/healthz": with_head(
             operation(

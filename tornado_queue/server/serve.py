@@ -25,6 +25,7 @@ from tornado_queue.server import store_calls
 from tornado_queue.server.app import make_app
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.event_hub import EventHub
 from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.services import RequestTracker
@@ -160,6 +161,7 @@ class Running:
     bodies: BodyDeadlines
     waiters: Waiters
     result_waiters: ResultWaiters
+    event_hub: EventHub
     reaper: PeriodicCallback
     scheduler: Scheduler
     pool: SimulatedWorkers
@@ -210,6 +212,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         services.body_deadlines,
         services.waiters,
         services.result_waiters,
+        services.event_hub,
         reaper,
         services.scheduler,
         pool,
@@ -254,6 +257,7 @@ async def shut_down(running: Running) -> None:
     await running.scheduler.stop()
     running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
     running.result_waiters.close()  # as do requests waiting for a result
+    running.event_hub.close()  # and event streams end (their clients reconnect elsewhere)
     if not await wait_for_requests(running.tracker, running.bodies, SHUTDOWN_GRACE_SECONDS):
         log.warning("requests still in progress after %.0fs; closing", SHUTDOWN_GRACE_SECONDS)
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from tornado_queue.config import Settings
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
+from tornado_queue.server.event_hub import EventHub
 from tornado_queue.server.metrics import Metrics
 from tornado_queue.server.ratelimit import RateLimiter
 from tornado_queue.server.result_waiters import ResultWaiters
@@ -46,3 +47,5 @@ class Services:
     """`/openapi.json`, encoded once."""
     scheduler: Scheduler
     """Fires due schedules (started by `serve`; a PUT pokes it)."""
+    event_hub: EventHub
+    """The event stream clients (`GET /events`), fed from the store's event feed."""

@@ -1,13 +1,15 @@
 """The worker runner: `python -m tornado_queue worker MODULE:FUNCTION` runs a Python function
 on every task of a queue, in `--concurrency` threads.
 
-Each thread has its own `Client` and long-polls for a task, runs the function with the payload
-(see `execution`), and completes the task with the return value or fails it with the
-exception. One more thread heartbeats every running task at a third of its lease, so a long
-task keeps its lease. The first SIGTERM or SIGINT stops taking tasks, ends the long-polls at
-once and lets running tasks finish (up to `--grace` seconds; past that, or on a second signal,
-the process exits and their leases lapse, so they are handed out again). Nothing is lost either
-way: a task leaves the queue for good only when it is completed or failed.
+Each thread (slot) has its own `Client`, which names the slot to the server as
+`HOST/PID/SLOT` (`X-Worker-Id`: tasks' histories and `GET /workers` show it), and long-polls
+for a task, runs the function with the payload (see `execution`), and completes the task with
+the return value or fails it with the exception. One more thread heartbeats every running task
+at a third of its lease, in the name of its slot, so a long task keeps its lease. The first
+SIGTERM or SIGINT stops taking tasks, ends the long-polls at once and lets running tasks
+finish (up to `--grace` seconds; past that, or on a second signal, the process exits and their
+leases lapse, so they are handed out again). Nothing is lost either way: a task leaves the
+queue for good only when it is completed or failed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -75,18 +78,31 @@ class Counters:
                 self.failed += 1
 
 
+def worker_id(slot: int) -> str:
+    """The name a slot gives itself to the server (`X-Worker-Id`): stable for the life of the
+    process, and telling where it runs."""
+    return f"{socket.gethostname()}/{os.getpid()}/{slot}"
+
+
 class Heartbeats:
-    """Extends the lease of every running task every `lease / 3` seconds, from one thread."""
+    """Extends the lease of every running task every `lease / 3` seconds, from one thread,
+    each in the name of the slot running it."""
 
-    def __init__(self, client: Client, lease: float) -> None:
-        self.client = client
-        self.lease = lease
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.lease = config.lease
         self._lock = threading.Lock()
-        self._running: dict[str, Task] = {}
+        self._running: dict[str, tuple[Task, Client]] = {}
+        self._clients: dict[str, Client] = {}
 
-    def track(self, task: Task) -> None:
+    def track(self, task: Task, worker: str) -> None:
         with self._lock:
-            self._running[task.id] = task
+            client = self._clients.get(worker)
+            if client is None:
+                client = self._clients[worker] = Client(
+                    self.config.url, self.config.token, worker_id=worker
+                )
+            self._running[task.id] = (task, client)
 
     def untrack(self, task: Task) -> None:
         with self._lock:
@@ -100,13 +116,19 @@ class Heartbeats:
     def run(self, finished: threading.Event) -> None:
         while not finished.wait(self.lease / 3):
             with self._lock:
-                tasks = list(self._running.values())
-            for task in tasks:
-                self._beat(task)
+                running = list(self._running.values())
+            for task, client in running:
+                self._beat(task, client)
 
-    def _beat(self, task: Task) -> None:
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            client.close()
+
+    def _beat(self, task: Task, client: Client) -> None:
         try:
-            self.client.heartbeat(task, lease=self.lease)
+            client.heartbeat(task, lease=self.lease)
         except LeaseLost as exc:
             self.untrack(task)
             log.warning("task %s: lease lost while running (%s)", task.id, exc.detail)
@@ -124,10 +146,13 @@ class Slot:
         heartbeats: Heartbeats,
         counters: Counters,
         stopping: threading.Event,
+        *,
+        slot: int = 0,
     ) -> None:
         self.config = config
         self.function = function
-        self.client = Client(config.url, config.token)
+        self.worker_id = worker_id(slot)
+        self.client = Client(config.url, config.token, worker_id=self.worker_id)
         self.heartbeats = heartbeats
         self.counters = counters
         self.stopping = stopping
@@ -170,7 +195,7 @@ class Slot:
 
     def handle(self, task: Task, loop: asyncio.Runner) -> Outcome:
         """Run the function on `task`, heartbeating meanwhile, and report the outcome."""
-        self.heartbeats.track(task)
+        self.heartbeats.track(task, self.worker_id)
         try:
             report = functools.partial(self.client.progress, task)
             outcome = execution.run(self.function, task, loop, report)
@@ -224,10 +249,10 @@ class Runner:
         self.config = config
         self.stopping = threading.Event()
         self.counters = Counters()
-        self.heartbeats = Heartbeats(Client(config.url, config.token), config.lease)
+        self.heartbeats = Heartbeats(config)
         self.slots = [
-            Slot(config, function, self.heartbeats, self.counters, self.stopping)
-            for _ in range(config.concurrency)
+            Slot(config, function, self.heartbeats, self.counters, self.stopping, slot=slot)
+            for slot in range(config.concurrency)
         ]
         self._finished = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -259,7 +284,7 @@ class Runner:
         clean = not any(thread.is_alive() for thread in self._threads)
         if clean:
             self._finished.set()
-            self.heartbeats.client.close()
+            self.heartbeats.close()
         return clean
 
     def _interrupt_polls(self) -> None:

@@ -61,6 +61,10 @@ PROTECTED = [
     ("DELETE", "/schedules/nightly", {"admin"}),
     ("GET", "/metrics", {"admin"}),
     ("HEAD", "/metrics", {"admin"}),
+    ("GET", "/workers", {"admin"}),
+    ("HEAD", "/workers", {"admin"}),
+    # A bad queue, so that an allowed role gets its 400 instead of a stream that stays open.
+    ("GET", "/events?queue=not%20a%20queue", {"admin"}),
 ]
 OPEN = [
     "/healthz",

@@ -247,8 +247,9 @@ class LoopbackServer:
                 sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + payload)
             response = http.client.HTTPResponse(sock, method=request.method)
             response.begin()
-            data = response.read()
             content_type = response.getheader("Content-Type") or ""
+            # An event stream never ends: its head is the answer (its events: test_events.py).
+            data = b"" if content_type == STREAM_TYPE else response.read()
             return Reply(response.status, content_type, response.msg, data)
         finally:
             sock.close()
@@ -295,6 +296,8 @@ def shorten(body: bytes | None) -> str:
 
 
 PAGE_ROUTES = {"/", "/docs"}
+STREAM_ROUTES = {"/events"}
+STREAM_TYPE = "text/event-stream"
 STATIC_PREFIXES = ("/dashboard/", "/docs/assets/", "/docs/static/")
 
 
@@ -338,6 +341,8 @@ def exchange(server: LoopbackServer, request: Request) -> Reply:
     assert 200 <= reply.status < 300, shown
     if request.template in PAGE_ROUTES:
         assert media_type == "text/html", shown
+    elif request.template in STREAM_ROUTES:
+        assert media_type == STREAM_TYPE, shown
     elif request.template == "/metrics":
         assert media_type == "text/plain", shown
         assert_not_html(reply.content_type, reply.body)

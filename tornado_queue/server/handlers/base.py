@@ -32,6 +32,7 @@ from tornado_queue.errors import (
     ValidationError,
     printable,
 )
+from tornado_queue.limits import MAX_WORKER_ID_CHARS
 from tornado_queue.models import Task
 from tornado_queue.server.auth import ADMIN, REALM, Principal, Role, bearer_token, describe
 from tornado_queue.server.services import Services
@@ -42,6 +43,7 @@ from tornado_queue.validation import EMPTY_BODY
 log = logging.getLogger("tornado_queue.http")
 
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+WORKER_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_WORKER_ID_CHARS}}}")
 
 T = TypeVar("T")
 
@@ -98,7 +100,9 @@ REAPPLY_SECONDS = 5.0
 safe) before it answers "outcome unknown"."""
 REAPPLY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.5)
 CORS_EXPOSED = "X-Request-ID, X-Total-Count, Location, Retry-After"
-CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+CORS_ALLOWED_HEADERS = (
+    "Authorization, Content-Type, Idempotency-Key, X-Request-ID, X-Worker-Id, Last-Event-ID"
+)
 FULL_RETRY_AFTER_SECONDS = 1
 """A full queue drains as fast as its consumers work: ask producers to come back soon."""
 SERVER_NAME = "tornado_queue"
@@ -405,6 +409,23 @@ class ApiHandler(RequestHandler):
         if len(keys) > 1:
             raise Problem(400, f"the Idempotency-Key header is given {len(keys)} times")
         return keys[0] if keys else None
+
+    def worker_id(self) -> str | None:
+        """The `X-Worker-Id` header, how a consumer names itself: 1-128 visible ASCII
+        characters, given at most once; 400 otherwise (before the store is touched)."""
+        given = self.request.headers.get_list("X-Worker-Id")
+        if not given:
+            return None
+        if len(given) > 1:
+            raise Problem(400, f"the X-Worker-Id header is given {len(given)} times")
+        if not WORKER_ID.fullmatch(given[0]):
+            shown = printable(given[0][:40])
+            raise Problem(
+                400,
+                f"the X-Worker-Id header must be 1 to {MAX_WORKER_ID_CHARS} visible ASCII "
+                f"characters (no spaces), got '{shown}'",
+            )
+        return given[0]
 
     def int_argument(self, name: str, default: int, low: int, high: int) -> int:
         """A query argument as a whole number within [low, high]; 400 otherwise."""

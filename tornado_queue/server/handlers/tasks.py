@@ -18,6 +18,7 @@ from tornado_queue.server.handlers.base import ApiHandler, Problem, status_for
 # Why a call may be applied again after the store failed mid-operation (see ApiHandler.call_store).
 KEYED = "every task has an idempotency key: a repeat replays the first"
 FENCED = "fenced by the lease id: a repeat answers as the first did"
+SEEN = "seeing a worker again only moves the time it was last seen"
 
 
 def fenced(lease_id: str | None) -> str | None:
@@ -25,7 +26,8 @@ def fenced(lease_id: str | None) -> str | None:
 
 
 class ConsumerArguments(ApiHandler):
-    """Query arguments of the consumer routes: `queue`, `lease`, `lease_id`, `wait`."""
+    """Query arguments of the consumer routes: `queue`, `lease`, `lease_id`, `wait`; and the
+    consumer's name for itself (`X-Worker-Id`)."""
 
     def queue_argument(self) -> str:
         raw = self.query_argument("queue")
@@ -41,6 +43,12 @@ class ConsumerArguments(ApiHandler):
 
     def wait_seconds(self) -> float:
         return self.number_argument("wait", 0, 0, MAX_WAIT_SECONDS) or 0.0
+
+    async def seen(self, worker: str | None) -> None:
+        """A consumer that named itself called: it is seen now (`GET /workers`). Before the
+        call it comes with, so a store that fails here has changed nothing else."""
+        if worker is not None:
+            await self.call_store(self.store.saw_worker, worker, reapply=SEEN)
 
     async def take_waiting(
         self, queue: str, wait: float, take: Callable[[], list[Task]]
@@ -75,6 +83,11 @@ class ConsumerArguments(ApiHandler):
             if not woke:  # the wait ended (or the server is stopping): one last look
                 return await self.call_store(take)
             front = True  # woken but beaten to the task: keep the turn
+
+    async def seen_idle(self, worker: str | None) -> None:
+        """A dequeue that got nothing still shows its worker alive (a delivery shows it)."""
+        if not self.connection_lost():
+            await self.seen(worker)
 
     async def _give_back(self, tasks: list[Task]) -> None:
         """Tasks leased for a client that left while the store was working: back in place."""
@@ -126,11 +139,13 @@ class DequeueHandler(ConsumerArguments):
 
     async def post(self) -> None:
         queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
+        worker = self.worker_id()
         self.body_bytes()  # enforce the body limit even though the body is unused
         tasks = await self.take_waiting(
-            queue, wait, partial(self.store.dequeue_many, 1, lease, queue)
+            queue, wait, partial(self.store.dequeue_many, 1, lease, queue, worker)
         )
         if not tasks:
+            await self.seen_idle(worker)
             raise Problem(404, f"queue '{queue}' is empty: no pending task to dequeue")
         self.write_task(tasks[0])
 
@@ -143,20 +158,25 @@ class DequeueBatchHandler(ConsumerArguments):
     async def post(self) -> None:
         count = self.int_argument("count", 1, 1, MAX_BATCH)
         queue, lease, wait = self.queue_argument(), self.lease_seconds(), self.wait_seconds()
+        worker = self.worker_id()
         self.body_bytes()
         tasks = await self.take_waiting(
-            queue, wait, partial(self.store.dequeue_many, count, lease, queue)
+            queue, wait, partial(self.store.dequeue_many, count, lease, queue, worker)
         )
+        if not tasks:
+            await self.seen_idle(worker)
         self.write_json({"tasks": [codec.task_document(task) for task in tasks]})
 
 
-class CompleteBatchHandler(ApiHandler):
+class CompleteBatchHandler(ConsumerArguments):
     """`POST /tasks/complete/batch`: complete each item on its own."""
 
     roles = CONSUMERS
 
     async def post(self) -> None:
+        worker = self.worker_id()
         completions = validation.completion_batch(self.json_body())
+        await self.seen(worker)
         fenced = FENCED if all(item.lease_id for item in completions) else None
         outcomes = await self.call_store(self.store.complete_many, completions, reapply=fenced)
         results = []
@@ -244,7 +264,9 @@ class CompleteHandler(ConsumerArguments):
     roles = CONSUMERS
 
     async def put(self, task_id: str) -> None:
+        worker = self.worker_id()
         done = validation.completion(self.json_body(), self.query_lease_id(), task_id)
+        await self.seen(worker)
         task = await self.call_store(
             self.store.complete, task_id, done.result, done.lease_id, reapply=fenced(done.lease_id)
         )
@@ -257,7 +279,9 @@ class FailHandler(ConsumerArguments):
     roles = CONSUMERS
 
     async def put(self, task_id: str) -> None:
+        worker = self.worker_id()
         failed = validation.failure(self.json_body(), self.query_lease_id())
+        await self.seen(worker)
         task = await self.call_store(
             self.store.fail,
             task_id,
@@ -275,8 +299,9 @@ class HeartbeatHandler(ConsumerArguments):
     roles = CONSUMERS
 
     async def put(self, task_id: str) -> None:
-        lease = self.lease_seconds()
+        lease, worker = self.lease_seconds(), self.worker_id()
         lease_id = validation.heartbeat(self.json_body(), self.query_lease_id())
+        await self.seen(worker)
         task = await self.call_store(
             self.store.heartbeat, task_id, lease, lease_id, reapply=fenced(lease_id)
         )
@@ -290,7 +315,9 @@ class ProgressHandler(ConsumerArguments):
     roles = CONSUMERS
 
     async def put(self, task_id: str) -> None:
+        worker = self.worker_id()
         report = validation.progress(self.json_body(), self.query_lease_id())
+        await self.seen(worker)
         task = await self.call_store(
             self.store.progress,
             task_id,
