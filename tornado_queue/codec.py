@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from tornado_queue.errors import ValidationError
-from tornado_queue.models import Happened, Task
+from tornado_queue.models import Happened, Task, history_of
 
 
 def parse_json(body: bytes) -> Any:
@@ -91,11 +92,11 @@ def task_document(task: Task) -> dict[str, Any]:
         "fire_time": None,
         "history": None,
     }
-    if extras is None or extras.history is None:
+    if task.history is None:
         # Only its enqueue happened (`models.history_of`): no list of entries to walk.
         document["history"] = [{"at": created, "event": _ENQUEUED}]
     else:
-        document["history"] = _history(extras.history, task, created, started)
+        document["history"] = _history(history_of(task), task, created, started)
     if extras is None:  # most tasks: no progress, workflow or schedule either
         return document
     if extras.progress is not None:
@@ -112,7 +113,7 @@ _ENQUEUED = Happened.ENQUEUED.value
 
 
 def _history(
-    entries: list[Any], task: Task, created: datetime | None, started: datetime | None
+    entries: Sequence[Any], task: Task, created: datetime | None, started: datetime | None
 ) -> list[dict[str, Any]]:
     """The history on the wire: each entry's time, event and only the keys that apply. The
     enqueue and the last delivery happened at `created_at` and `started_at`, whose datetimes
