@@ -30,7 +30,8 @@ function response(status, headers, body)
     for id in body:gmatch('"id":"([^"]+)"') do
       ids[#ids + 1] = id
     end
-    for lease in body:gmatch('"lease_id":"([^"]+)"') do
+    -- a task's own lease comes just before its expiry; its history names leases too
+    for lease in body:gmatch('"lease_id":"([^"]+)","lease_expires_at"') do
       leases[#leases + 1] = lease
     end
     if #ids == 0 then
