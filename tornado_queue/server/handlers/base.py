@@ -403,29 +403,28 @@ class ApiHandler(RequestHandler):
             raise Problem(400, f"query parameter '{name}' is given {len(values)} times")
         return self.decode_argument(values[0], name) if values else None
 
+    def single_header(self, name: str) -> str | None:
+        """A request header given at most once (None when absent); 400 if it is repeated."""
+        given = self.request.headers.get_list(name)
+        if len(given) > 1:
+            raise Problem(400, f"the {name} header is given {len(given)} times")
+        return given[0] if given else None
+
     def idempotency_key(self) -> str | None:
         """The `Idempotency-Key` header, given at most once; 400 if it is repeated."""
-        keys = self.request.headers.get_list("Idempotency-Key")
-        if len(keys) > 1:
-            raise Problem(400, f"the Idempotency-Key header is given {len(keys)} times")
-        return keys[0] if keys else None
+        return self.single_header("Idempotency-Key")
 
     def worker_id(self) -> str | None:
         """The `X-Worker-Id` header, how a consumer names itself: 1-128 visible ASCII
         characters, given at most once; 400 otherwise (before the store is touched)."""
-        given = self.request.headers.get_list("X-Worker-Id")
-        if not given:
-            return None
-        if len(given) > 1:
-            raise Problem(400, f"the X-Worker-Id header is given {len(given)} times")
-        if not WORKER_ID.fullmatch(given[0]):
-            shown = printable(given[0][:40])
+        worker = self.single_header("X-Worker-Id")
+        if worker is not None and not WORKER_ID.fullmatch(worker):
             raise Problem(
                 400,
                 f"the X-Worker-Id header must be 1 to {MAX_WORKER_ID_CHARS} visible ASCII "
-                f"characters (no spaces), got '{shown}'",
+                f"characters (no spaces), got '{printable(worker[:40])}'",
             )
-        return given[0]
+        return worker
 
     def int_argument(self, name: str, default: int, low: int, high: int) -> int:
         """A query argument as a whole number within [low, high]; 400 otherwise."""

@@ -84,11 +84,8 @@ class EventsHandler(ConsumerArguments):
     def last_event_id(self) -> str | None:
         """Where to resume: the `Last-Event-ID` header (what an EventSource sends when it
         reconnects), else `?last_event_id=`; absent or empty, the stream starts live."""
-        given = self.request.headers.get_list("Last-Event-ID")
-        if len(given) > 1:
-            raise Problem(400, f"the Last-Event-ID header is given {len(given)} times")
         name = "the Last-Event-ID header"
-        value = given[0] if given else None
+        value = self.single_header("Last-Event-ID")
         if not value:
             value = self.query_argument("last_event_id")
             name = "query parameter 'last_event_id'"
