@@ -85,7 +85,10 @@ class DeliveryRules:
 
 def delivers_more(before: QueueSettings, after: QueueSettings) -> bool:
     """Whether a change of settings may let a queue deliver tasks it did not before (resumed,
-    a cap raised or lifted, a rate limit changed or lifted): its waiters should look again."""
+    a cap raised or lifted, a rate limit changed or lifted, push set or cleared, which hands
+    its tasks to other takers): its waiters should look again."""
+    if (before.push is None) != (after.push is None):
+        return True
     if before.paused and not after.paused:
         return True
     if after.paused:
