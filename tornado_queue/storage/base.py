@@ -411,10 +411,11 @@ class Store(ABC):
         """Record a failed attempt of a processing task.
 
         With `retry` and attempts left, the task waits
-        `policy.backoff(attempts, its base, retry_after)` seconds as `scheduled` (or goes straight to the tail as `pending` when that is 0);
-        otherwise it is dead: it moves to its queue's `dead_letter_queue` as `pending` (id and
-        error kept, attempts 0, `dead_lettered_from` set), or becomes `failed`. A task past its
-        expiry becomes `failed` as expired instead.
+        `policy.backoff(attempts, its base, retry_after)` seconds as `scheduled` (or goes
+        straight to the tail as `pending` when that is 0); otherwise it is dead: it moves to
+        its queue's `dead_letter_queue` as `pending` (id and error kept, attempts 0,
+        `dead_lettered_from` set), or becomes `failed`. A task past its expiry becomes
+        `failed` as expired instead.
         """
 
     @abstractmethod
