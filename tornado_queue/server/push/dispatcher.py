@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.iostream import StreamClosedError
 from tornado.ioloop import IOLoop
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado_queue.push_allow import AllowingResolver, PushAllow
@@ -33,7 +34,13 @@ from tornado_queue import __version__, codec
 from tornado_queue.errors import QueueError, StoreFailure, ValidationError
 from tornado_queue.models import PushTarget, QueueSettings, Task
 from tornado_queue.server import store_calls
-from tornado_queue.server.push.outcome import PUSH_MAX_RESULT_BYTES, Outcome, Reason, judge
+from tornado_queue.server.push.outcome import (
+    PUSH_MAX_RESULT_BYTES,
+    Outcome,
+    Reason,
+    judge,
+    not_answered,
+)
 from tornado_queue.storage import Store
 
 log = logging.getLogger("tornado_queue.push")
@@ -255,6 +262,7 @@ class Pusher:
         self.clock = clock
         self.worker_id = worker_id or pusher_name()
         self._resolver = resolver
+        self._own_resolver: AllowingResolver | None = None
         self._client: SimpleAsyncHTTPClient | None = None
         self._lanes: dict[str, Lane] = {}
         self._refused: dict[str, str] = {}  # queue -> the URL last refused (logged once)
@@ -282,6 +290,9 @@ class Pusher:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._own_resolver is not None:  # the client leaves a resolver it was given open
+            self._own_resolver.close()
+            self._own_resolver = None
 
     def refresh(self) -> None:
         """The settings changed on this server: read them again now."""
@@ -355,10 +366,11 @@ class Pusher:
     @property
     def client(self) -> SimpleAsyncHTTPClient:
         if self._client is None:
+            resolver = self._resolver
+            if resolver is None:
+                resolver = self._own_resolver = AllowingResolver(self.allow)
             self._client = SimpleAsyncHTTPClient(
-                force_instance=True,
-                max_clients=MOST_IN_FLIGHT * 10,
-                resolver=self._resolver or AllowingResolver(self.allow),
+                force_instance=True, max_clients=MOST_IN_FLIGHT * 10, resolver=resolver
             )
         return self._client
 
@@ -389,5 +401,9 @@ class Pusher:
             streaming_callback=keep,
             decompress_response=False,
         )
-        response: HTTPResponse = await self.client.fetch(request, raise_error=False)
+        try:
+            # raise_error=False answers any status; a push that got none still raises.
+            response: HTTPResponse = await self.client.fetch(request, raise_error=False)
+        except (OSError, HTTPClientError, StreamClosedError) as error:
+            return not_answered(error, target.timeout_seconds)
         return judge(response, bytes(received), target.timeout_seconds, self.clock())

@@ -59,7 +59,7 @@ def judge(
     code = response.code
     error = response.error
     if code == 599 or (error is not None and not 100 <= code < 600):
-        return _not_answered(error, timeout_seconds)
+        return not_answered(error, timeout_seconds)
     if 200 <= code < 300:
         return Outcome(None, result=_result(body))
     quoted = printable(body[: ERROR_BODY_CHARS * 4].decode("utf-8", "replace")[:ERROR_BODY_CHARS])
@@ -78,7 +78,9 @@ def judge(
     return Outcome(Reason.REJECTED, error=text, retry=False)
 
 
-def _not_answered(error: BaseException | None, timeout_seconds: float) -> Outcome:
+def not_answered(error: BaseException | None, timeout_seconds: float) -> Outcome:
+    """The outcome of a push that got no answer: it timed out, could not connect (or was
+    refused an address by --push-allow), or lost its connection: retried in every case."""
     if isinstance(error, HTTPTimeoutError):
         seconds = f"{timeout_seconds:g}"
         return Outcome(Reason.TIMEOUT, error=f"push timed out after {seconds} s", retry=True)
