@@ -24,15 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
-from tornado.iostream import StreamClosedError
 from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
-from tornado_queue.push_allow import AllowingResolver, PushAllow
-from tornado_queue.server.push.signing import webhook_headers
 
 from tornado_queue import __version__, codec
 from tornado_queue.errors import QueueError, StoreFailure, ValidationError
 from tornado_queue.models import PushTarget, QueueSettings, Task
+from tornado_queue.push_allow import AllowingResolver, PushAllow
 from tornado_queue.server import store_calls
 from tornado_queue.server.push.outcome import (
     PUSH_MAX_RESULT_BYTES,
@@ -41,6 +40,7 @@ from tornado_queue.server.push.outcome import (
     judge,
     not_answered,
 )
+from tornado_queue.server.push.signing import webhook_headers
 from tornado_queue.storage import Store
 
 log = logging.getLogger("tornado_queue.push")

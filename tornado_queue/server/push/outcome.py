@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import orjson
 from tornado.httpclient import HTTPResponse
 from tornado.simple_httpclient import HTTPTimeoutError
-from tornado_queue.push_allow import DisallowedAddress
 
 from tornado_queue.errors import printable
+from tornado_queue.push_allow import DisallowedAddress
 
 PUSH_MAX_RESULT_BYTES = 1 << 20
 """The most of a receiver's answer that is read; a 2xx body up to this size that is JSON is
