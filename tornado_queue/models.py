@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -168,7 +169,9 @@ class PushTarget:
             "url": self.url,
             "timeout_seconds": self.timeout_seconds,
             "headers": dict(self.headers),
-            "secret_rotated_at": self.rotated_at,
+            "secret_rotated_at": (
+                None if self.rotated_at is None else datetime.fromtimestamp(self.rotated_at, UTC)
+            ),
         }
 
     def stored(self) -> dict[str, object]:
