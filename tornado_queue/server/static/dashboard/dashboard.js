@@ -1054,7 +1054,9 @@
   // the dead-letter queue's link is not replaced under the pointer every second.
   function renderLimits(settings) {
     const list = $("#queue-limits");
-    const signature = JSON.stringify(settings);
+    // Only the settings the chips show: a push target's header values (secrets, perhaps)
+    // must not end up in the page, not even in an attribute.
+    const signature = JSON.stringify(Object.keys(SETTING_WORDS).map((name) => settings[name] ?? null));
     if (list.dataset.signature === signature) return;
     list.dataset.signature = signature;
     const chip = (setting, parts) => {
