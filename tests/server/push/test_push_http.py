@@ -387,7 +387,8 @@ async def test_a_dequeue_from_a_push_queue_is_a_409(http_client, base_url, path)
         await call(http_client, base_url, "PATCH", "/queues/hooks", {"push": None})
         await call(http_client, base_url, "PATCH", "/queues/hooks", {"paused": False})
         taken = await call(http_client, base_url, "POST", path)
-        ids = [item["id"] for item in taken] if isinstance(taken, list) else [taken["id"]]
+        items = taken["tasks"] if "tasks" in taken else [taken]
+        ids = [item["id"] for item in items]
         assert ids == [task["id"]]
 
 

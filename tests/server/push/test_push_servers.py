@@ -41,8 +41,14 @@ def ok(url: str, method: str, path: str, body: Any = None) -> Any:
     return document
 
 
-def push_to(url: str, receiver: ThreadedReceiver, queue: str = "hooks", **settings: Any) -> None:
-    body = {"push": {"url": receiver.url, "timeout_seconds": TIMEOUT_SECONDS}, **settings}
+def push_to(
+    url: str,
+    receiver: ThreadedReceiver,
+    queue: str = "hooks",
+    timeout: float = TIMEOUT_SECONDS,
+    **settings: Any,
+) -> None:
+    body = {"push": {"url": receiver.url, "timeout_seconds": timeout}, **settings}
     ok(url, "PATCH", f"/queues/{queue}", body)
 
 
@@ -149,7 +155,8 @@ def test_under_a_thousand_tasks_pushes_keep_the_cap_and_the_rate(
         with ThreadedReceiver(respond) as receiver:
             url = servers[0].url
             ok(url, "PATCH", "/queues/hooks", {"paused": True})
-            push_to(url, receiver, max_processing=CAP, rate_limit=RATE)
+            # (a timeout long enough that no push is timed out, and so redelivered, under load)
+            push_to(url, receiver, timeout=30, max_processing=CAP, rate_limit=RATE)
             for start in range(0, TASKS, 500):
                 items = [{"payload": {"n": n}, "queue": "hooks"} for n in range(start, start + 500)]
                 ok(url, "POST", "/tasks/batch", {"tasks": items})
@@ -162,6 +169,7 @@ def test_under_a_thousand_tasks_pushes_keep_the_cap_and_the_rate(
 
             assert receiver.most_in_flight <= CAP
             assert len({push.webhook_id for push in receiver.pushes}) == TASKS
+            assert len(receiver.pushes) == TASKS
             done = ok(url, "GET", f"/queue/view?queue=hooks&status=completed&limit={TASKS}")
             delivered = sorted(
                 entry_time(entry)
