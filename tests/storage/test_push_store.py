@@ -5,6 +5,7 @@ nothing from a queue that is not pushed; a failed push waits the receiver's Retr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_a_push_target_is_kept_with_its_secrets_and_shown_without_them(store):
         "url": TARGET.url,
         "timeout_seconds": 12.5,
         "headers": {"Authorization": "Bearer t0ken", "X-Team": "seven"},
-        "secret_rotated_at": 1_789_990_000.5,
+        "secret_rotated_at": datetime.fromtimestamp(1_789_990_000.5, UTC),
     }
 
 

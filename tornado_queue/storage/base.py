@@ -326,7 +326,7 @@ class Store(ABC):
         """
 
     def dequeue(
-        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE, push: bool = False
     ) -> Task | None:
         """Lease the first pending task of `queue` (highest priority, then oldest) and return
         it; None when none is ready.
@@ -334,9 +334,9 @@ class Store(ABC):
         The task becomes `processing` with a fresh `lease_id`, `attempts` goes up by one, and
         the lease lasts `lease_seconds` (default `policy.lease_seconds`). When a lease expires
         the task goes back to its place at the front of the queue, or to `failed` with error
-        "lease expired" if it has used `max_attempts`.
+        "lease expired" if it has used `max_attempts`. `push` is as for `dequeue_many`.
         """
-        tasks = self.dequeue_many(1, lease_seconds, queue)
+        tasks = self.dequeue_many(1, lease_seconds, queue, push=push)
         return tasks[0] if tasks else None
 
     @abstractmethod
