@@ -387,7 +387,7 @@ async def test_a_dequeue_from_a_push_queue_is_a_409(http_client, base_url, path)
         await call(http_client, base_url, "PATCH", "/queues/hooks", {"push": None})
         await call(http_client, base_url, "PATCH", "/queues/hooks", {"paused": False})
         taken = await call(http_client, base_url, "POST", path)
-        items = taken["tasks"] if "tasks" in taken else [taken]
+        items = taken.get("tasks", [taken])
         ids = [item["id"] for item in items]
         assert ids == [task["id"]]
 
@@ -485,3 +485,32 @@ async def test_push_metrics_count_attempts_successes_and_failures(http_client, b
 
 def parse(text: str) -> float:
     return parse_timestamp(text).timestamp()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_push_in_flight_when_push_is_cleared_still_completes_its_task(
+    http_client, base_url, pusher
+):
+    release = asyncio.Event()
+
+    async def held(_push: Received) -> Answer:
+        await release.wait()
+        return Answer(200, b'{"late": true}')
+
+    async with Receiver(held) as receiver:
+        await set_push(http_client, base_url, receiver.url)
+        task = await enqueue(http_client, base_url)
+        await receiver.wait_for(1)
+
+        await call(http_client, base_url, "PATCH", "/queues/hooks", {"push": None})
+        deadline = time.monotonic() + 5
+        while pusher.status("hooks") is not None:  # until the pusher has retired the queue
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        release.set()
+
+        done = await task_when(
+            http_client, base_url, task["id"], lambda t: t["status"] == "completed"
+        )
+        assert done["result"] == {"late": True}
+        assert len(receiver.pushes) == 1

@@ -104,7 +104,6 @@ class Lane:
         self.status = PushStatus()
         self._wake = asyncio.Event()
         self._pushes: set[asyncio.Task[None]] = set()
-        self._stopping = False
         self._loop_task = asyncio.ensure_future(self._run())
 
     def update(self, settings: QueueSettings) -> None:
@@ -116,10 +115,14 @@ class Lane:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def longest_push(self) -> float:
+        """The longest a push in flight may still take (its timeout)."""
+        return self.target.timeout_seconds
+
     async def stop(self, grace: float) -> None:
         """Lease nothing more; give pushes in flight `grace` seconds, then let their tasks go
         (released at once, so another server can push them without waiting for the lease)."""
-        self._stopping = True
         self._loop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._loop_task
@@ -265,6 +268,7 @@ class Pusher:
         self._own_resolver: AllowingResolver | None = None
         self._client: SimpleAsyncHTTPClient | None = None
         self._lanes: dict[str, Lane] = {}
+        self._retiring: dict[Lane, asyncio.Future[None]] = {}  # lanes letting pushes end
         self._refused: dict[str, str] = {}  # queue -> the URL last refused (logged once)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -285,7 +289,10 @@ class Pusher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        lanes, self._lanes = list(self._lanes.values()), {}
+        lanes, self._lanes = [*self._lanes.values(), *self._retiring], {}
+        for retiring in self._retiring.values():
+            retiring.cancel()
+        self._retiring.clear()
         await asyncio.gather(*(lane.stop(grace) for lane in lanes))
         if self._client is not None:
             self._client.close()
@@ -334,7 +341,13 @@ class Pusher:
                 lane.update(settings)
         gone = [name for name in self._lanes if name not in pushing]
         for name in gone:
-            await self._lanes.pop(name).stop(grace=0.0)
+            # It leases nothing more; its pushes in flight finish under their own leases.
+            lane = self._lanes.pop(name)
+            self._retiring[lane] = asyncio.ensure_future(lane.stop(grace=lane.longest_push))
+            self._retiring[lane].add_done_callback(lambda _done, lane=lane: self._retire(lane))
+
+    def _retire(self, lane: Lane) -> None:
+        self._retiring.pop(lane, None)
 
     def _admits(self, queue: str, target: PushTarget) -> bool:
         """Whether this server may push to `target` (another server, with another
