@@ -23,20 +23,6 @@ def settings() -> Settings:
     return Settings(max_body_bytes=64 * 1024, push_allow="127.0.0.1")
 
 
-@pytest.fixture
-def pusher(app, io_loop):
-    """The app's pusher, running as `serve` runs it."""
-    running = app.services.pusher
-    assert running is not None
-
-    async def start() -> None:
-        running.start()
-
-    io_loop.run_sync(start)
-    yield running
-    io_loop.run_sync(lambda: running.stop(0.0))
-
-
 async def call(client, base_url: str, method: str, path: str, body: Any = None, **kw) -> Any:
     response = await request(client, base_url, method, path, body, **kw)
     assert response.code in (200, 201), response.body
