@@ -35,6 +35,7 @@ EXPECTED_GROUPS = {
         "--body-timeout",
     ],
     "security": ["--auth-token", "--tokens-file", "--certfile", "--keyfile", "--cors-origin"],
+    "push": ["--push-allow"],
     "logging": ["--log-level", "--log-format"],
     "simulation": ["--workers", "--work-seconds", "--worker-queues", "--fail-rate"],
 }

@@ -21,6 +21,7 @@ from tornado_queue.limits import (
     MAX_LEASE_SECONDS,
     MIN_LEASE_SECONDS,
 )
+from tornado_queue.push_allow import PushAllow
 from tornado_queue.validation import check_token
 
 BACKENDS = ("memory", "sqlite", "redis")
@@ -66,6 +67,7 @@ class Settings:
     # Kept out of repr: a Settings printed anywhere must never show a token.
     auth_token: str = field(default="", repr=False)
     tokens_file: str = ""
+    push_allow: str = ""
 
     @classmethod
     def from_args(
@@ -98,6 +100,15 @@ def _token(text: str) -> str:
         check_token(text, "the token")
     except TokenError as exc:
         # ArgumentTypeError: argparse then prints this message alone, not the value given.
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _push_allow(text: str) -> str:
+    """The --push-allow list, checked entry by entry at start-up (kept as given)."""
+    try:
+        PushAllow.parse(text)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
@@ -151,6 +162,7 @@ GROUPS = {
     "leases and retries": "how long a consumer holds a task, and what happens when it fails",
     "limits": "bounds on what clients may send and hold, so one cannot starve the rest",
     "security": "who may call the API, from which site, and over HTTPS",
+    "push": "push delivery: which URLs the servers may deliver push queues' tasks to",
     "logging": "what the server logs, and how",
     "simulation": "demo worker threads inside the server (--workers), for trying it out",
 }
@@ -283,6 +295,15 @@ OPTIONS = (
             _origin,
             "the one browser origin (e.g. https://app.example.com) allowed to call the API "
             "from another site; none by default",
+        ),
+    ),
+    *grouped(
+        "push",
+        Option(
+            "push_allow",
+            _push_allow,
+            "comma-separated host names, host:port, IP addresses or CIDR networks that push "
+            "URLs may target; push delivery is off without it (see docs/push.md)",
         ),
     ),
     *grouped(

@@ -44,6 +44,18 @@ class TooManySchedules(QueueError):
         )
 
 
+class PushQueue(InvalidTransition):
+    """Raised when a consumer dequeues from a queue the servers push (its `push` setting is
+    set): nothing is delivered (the answer is 409)."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(
+            f"queue '{_clip(queue)}' is a push queue: the server delivers its tasks to its "
+            "push URL, so consumers cannot dequeue from it (clear its 'push' setting to pull)"
+        )
+        self.queue = queue
+
+
 class IdempotencyConflict(QueueError):
     """Raised when an idempotency key is reused with a different request."""
 

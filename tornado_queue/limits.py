@@ -66,3 +66,8 @@ EVENT_CLIENT_BUFFER = 1_000
 """Events a stream client may have unsent; beyond it, the server drops that client."""
 MAX_EVENT_CLIENTS = 1000
 """Event stream clients (`GET /events`) one server serves at once; one more is refused (503)."""
+PUSH_ROTATION_OVERLAP_SECONDS = 86_400
+"""After a push secret is rotated, pushes carry both signatures for this long."""
+MIN_PUSH_TIMEOUT_SECONDS = 1
+MAX_PUSH_TIMEOUT_SECONDS = 1800
+"""A push target's `timeout_seconds`."""

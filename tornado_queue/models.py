@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -148,6 +149,56 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class PushTarget:
+    """Where the servers deliver a push queue's tasks: each is POSTed to `url`, signed with
+    `secret` (and, until `rotated_at` + `limits.PUSH_ROTATION_OVERLAP_SECONDS`, also with
+    `previous_secret`), given up after `timeout_seconds`. `headers` are sent with every push,
+    as (name, value) pairs in the order given."""
+
+    url: str
+    timeout_seconds: float = 30.0
+    headers: tuple[tuple[str, str], ...] = ()
+    secret: str = ""
+    previous_secret: str | None = None
+    rotated_at: float | None = None
+    """Epoch seconds of the last secret rotation (None: never rotated)."""
+
+    def document(self) -> dict[str, object]:
+        """The target as the API shows it: never a secret."""
+        return {
+            "url": self.url,
+            "timeout_seconds": self.timeout_seconds,
+            "headers": dict(self.headers),
+            "secret_rotated_at": (
+                None if self.rotated_at is None else datetime.fromtimestamp(self.rotated_at, UTC)
+            ),
+        }
+
+    def stored(self) -> dict[str, object]:
+        """Everything, secrets included, as JSON-ready data for a store."""
+        return {
+            "url": self.url,
+            "timeout_seconds": self.timeout_seconds,
+            "headers": [list(pair) for pair in self.headers],
+            "secret": self.secret,
+            "previous_secret": self.previous_secret,
+            "rotated_at": self.rotated_at,
+        }
+
+    @classmethod
+    def from_stored(cls, value: dict[str, object]) -> PushTarget:
+        headers = value.get("headers") or []
+        return cls(
+            url=str(value["url"]),
+            timeout_seconds=float(value.get("timeout_seconds", 30.0)),  # type: ignore[arg-type]
+            headers=tuple((str(name), str(text)) for name, text in headers),  # type: ignore[union-attr]
+            secret=str(value.get("secret") or ""),
+            previous_secret=value.get("previous_secret"),  # type: ignore[arg-type]
+            rotated_at=value.get("rotated_at"),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSettings:
     """A queue's own settings; None means unset (the server's default applies). A queue with
     any setting is kept (and listed) when it holds no task."""
@@ -168,6 +219,9 @@ class QueueSettings:
     """Where a task that would become failed goes instead, as pending."""
     ttl_seconds: float | None = None
     """The `expires_in` of a task enqueued without one."""
+    push: PushTarget | None = None
+    """While set, the servers deliver the queue's tasks to this URL and consumers cannot
+    dequeue from it."""
 
     NAMES = (
         "paused",
@@ -178,8 +232,9 @@ class QueueSettings:
         "retry_backoff",
         "dead_letter_queue",
         "ttl_seconds",
+        "push",
     )
-    DELIVERY = ("paused", "max_processing", "rate_limit")
+    DELIVERY = ("paused", "max_processing", "rate_limit", "push")
     """The settings a dequeue obeys at once (the others shape tasks as they are enqueued or
     fail)."""
 
@@ -191,12 +246,18 @@ class QueueSettings:
         shown: dict[str, object] = {name: getattr(self, name) for name in self.NAMES}
         if self.rate_limit is not None:
             shown["rate_limit"] = self.rate_limit.document()
+        if self.push is not None:
+            shown["push"] = self.push.document()
         return shown
 
     @staticmethod
     def stored(value: object) -> object:
         """A setting's value as JSON-ready data, for stores that keep settings as JSON."""
-        return value.document() if isinstance(value, RateLimit) else value
+        if isinstance(value, RateLimit):
+            return value.document()
+        if isinstance(value, PushTarget):
+            return value.stored()
+        return value
 
     @classmethod
     def from_stored(cls, values: dict[str, object]) -> QueueSettings:
@@ -206,6 +267,8 @@ class QueueSettings:
         for name, value in values.items():
             if name == "rate_limit" and isinstance(value, dict):
                 known[name] = RateLimit(int(value["tasks"]), float(value["seconds"]))
+            elif name == "push" and isinstance(value, dict):
+                known[name] = PushTarget.from_stored(value)
             elif name in cls.NAMES:
                 known[name] = value
         return cls(**known)  # type: ignore[arg-type]

@@ -28,15 +28,24 @@ from tornado_queue.limits import (
     MAX_PRIORITY,
     MAX_PROCESSING,
     MAX_PROGRESS_BYTES,
+    MAX_PUSH_TIMEOUT_SECONDS,
     MAX_RATE_SECONDS,
     MAX_RATE_TASKS,
     MAX_TOKEN_CHARS,
     MIN_EVERY_SECONDS,
     MIN_EXPIRY_SECONDS,
     MIN_LEASE_SECONDS,
+    MIN_PUSH_TIMEOUT_SECONDS,
     MIN_TOKEN_CHARS,
 )
-from tornado_queue.models import DEFAULT_QUEUE, Completion, NewTask, QueueSettings, RateLimit
+from tornado_queue.models import (
+    DEFAULT_QUEUE,
+    Completion,
+    NewTask,
+    PushTarget,
+    QueueSettings,
+    RateLimit,
+)
 from tornado_queue.schedules import DEFAULT_TIMEZONE, Schedule, check_cron, timezones
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -429,6 +438,103 @@ def _rate_limit_setting(value: Any, _queue: str) -> RateLimit:
     return RateLimit(tasks, seconds)
 
 
+PUSH_FIELDS = frozenset({"url", "timeout_seconds", "headers"})
+PUSH_RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+"""Headers the pusher sets itself: the signature covers them, or HTTP needs them right."""
+MAX_PUSH_URL_CHARS = 2048
+MAX_PUSH_HEADERS = 20
+MAX_PUSH_HEADER_NAME_CHARS = 64
+MAX_PUSH_HEADER_VALUE_CHARS = 1024
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+def _push_setting(value: Any, _queue: str) -> PushTarget:
+    """A push target as a client gives it (no secret yet: the server adds it). The URL's
+    form and whether --push-allow admits it are checked by the server (`push_allow`)."""
+    label = "setting 'push'"
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f'{label} must be an object like {{"url": "https://example.com/tasks"}} or null, '
+            f"got {_json_type(value)}"
+        )
+    unknown = sorted(value.keys() - PUSH_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"{label} has unknown field '{printable(unknown[0][:64])}' "
+            "(known fields: headers, timeout_seconds, url)"
+        )
+    url = value.get("url")
+    if url is None:
+        raise ValidationError(f"{label} needs field 'url'")
+    if not isinstance(url, str):
+        raise ValidationError(f"setting 'push.url' must be a string, got {_json_type(url)}")
+    if not 0 < len(url) <= MAX_PUSH_URL_CHARS:
+        raise ValidationError(
+            f"setting 'push.url' must be 1 to {MAX_PUSH_URL_CHARS} characters, got {len(url)}"
+        )
+    timeout = 30.0
+    if value.get("timeout_seconds") is not None:
+        timeout = _bounded_number(
+            value["timeout_seconds"],
+            "setting 'push.timeout_seconds'",
+            MIN_PUSH_TIMEOUT_SECONDS,
+            MAX_PUSH_TIMEOUT_SECONDS,
+        )
+    return PushTarget(url=url, timeout_seconds=timeout, headers=_push_headers(value.get("headers")))
+
+
+def _push_headers(value: Any) -> tuple[tuple[str, str], ...]:
+    label = "setting 'push.headers'"
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ValidationError(
+            f'{label} must be an object of header names to values, like {{"Authorization": '
+            f'"Bearer …"}}, got {_json_type(value)}'
+        )
+    if len(value) > MAX_PUSH_HEADERS:
+        raise ValidationError(
+            f"{label} may hold at most {MAX_PUSH_HEADERS} headers, got {len(value)}"
+        )
+    headers, seen = [], set()
+    for name, text in value.items():
+        shown = printable(name[:64])
+        if not (0 < len(name) <= MAX_PUSH_HEADER_NAME_CHARS and HEADER_NAME.fullmatch(name)):
+            raise ValidationError(
+                f"{label} has a bad header name '{shown}': 1 to {MAX_PUSH_HEADER_NAME_CHARS} "
+                "letters, digits or !#$%&'*+.^_`|~-"
+            )
+        lowered = name.lower()
+        if lowered in PUSH_RESERVED_HEADERS:
+            raise ValidationError(f"{label} cannot set '{shown}': the server sets it on every push")
+        if lowered in seen:
+            raise ValidationError(f"{label} names '{shown}' twice")
+        seen.add(lowered)
+        if not isinstance(text, str):
+            raise ValidationError(
+                f"setting 'push.headers.{shown}' must be a string, got {_json_type(text)}"
+            )
+        if len(text) > MAX_PUSH_HEADER_VALUE_CHARS or not HEADER_VALUE.fullmatch(text):
+            raise ValidationError(
+                f"setting 'push.headers.{shown}' must be at most "
+                f"{MAX_PUSH_HEADER_VALUE_CHARS} visible ASCII characters or spaces"
+            )
+        headers.append((name, text))
+    return tuple(headers)
+
+
 def _dead_letter_setting(value: Any, queue: str) -> str:
     name = queue_name(value, "setting 'dead_letter_queue'")
     if name == queue:
@@ -455,6 +561,7 @@ _SETTING_CHECKS = {
     "retry_backoff": _number_setting("retry_backoff", 0, MAX_BACKOFF_SECONDS),
     "dead_letter_queue": _dead_letter_setting,
     "ttl_seconds": _number_setting("ttl_seconds", MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS),
+    "push": _push_setting,
 }
 """How each setting's value is checked (None, which clears it, is never passed)."""
 

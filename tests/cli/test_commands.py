@@ -243,6 +243,7 @@ def test_queue_set_changes_the_settings_that_show_then_shows(server, client, cap
         "retry_backoff": "0.5",
         "dead_letter_queue": "cli-set.dead",
         "ttl_seconds": "3600",
+        "push": "-",
     }
     assert run(server, capsys, "queue", "show", "cli-set") == (0, out)
     assert client.queue("cli-set")["settings"]["rate_limit"] == {"tasks": 10, "seconds": 1}

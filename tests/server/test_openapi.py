@@ -27,6 +27,7 @@ from tornado_queue.models import (
     LISTED,
     PURGEABLE,
     Event,
+    PushTarget,
     QueueSettings,
     RateLimit,
     Task,
@@ -339,6 +340,87 @@ def test_settings_as_the_server_writes_them_fit_the_settings_schema(settings):
 
     schema_validator("QueueSettings").validate(document)
     schema_validator("QueueSettingsPatch").validate(document)
+
+
+PUSH_TARGET = PushTarget(
+    "https://receiver.internal/tasks",
+    timeout_seconds=limits.MAX_PUSH_TIMEOUT_SECONDS,
+    headers=(("Authorization", "Bearer receiver-token"), ("X-Team", "billing")),
+    secret="whsec_ZbjsKVyXWqOAcRtnSpsmWgDqLhYZ0t7l",
+)
+
+
+def test_a_push_target_as_the_server_shows_it_fits_the_settings_schema():
+    document = orjson.loads(codec.dumps(QueueSettings(push=PUSH_TARGET).document()))
+    validator = schema_validator("QueueSettings")
+
+    validator.validate(document)
+    assert "secret" not in document["push"]
+    # The answer of the PATCH that turned push on shows the secret, once.
+    validator.validate({**document, "push": {**document["push"], "secret": PUSH_TARGET.secret}})
+    assert not validator.is_valid({**document, "push": {**document["push"], "secret": "hunter2"}})
+
+
+def test_a_patch_gives_push_without_what_the_server_adds_to_it():
+    validator = schema_validator("QueueSettingsPatch")
+    shown = QueueSettings(push=PUSH_TARGET).document()["push"]
+
+    assert validator.is_valid({"push": {"url": PUSH_TARGET.url}})
+    assert validator.is_valid({"push": None})
+    assert validator.is_valid(
+        {"push": {"url": PUSH_TARGET.url, "timeout_seconds": 1, "headers": {"X-A": "b c"}}}
+    )
+    assert not validator.is_valid({"push": shown})  # secret_rotated_at is the server's
+    assert not validator.is_valid({"push": {"timeout_seconds": 30}})  # no url
+    for timeout in (limits.MIN_PUSH_TIMEOUT_SECONDS - 0.001, limits.MAX_PUSH_TIMEOUT_SECONDS + 1):
+        assert not validator.is_valid(
+            {"push": {"url": PUSH_TARGET.url, "timeout_seconds": timeout}}
+        )
+    too_many = {f"X-H{index}": "v" for index in range(openapi.PUSH_MAX_HEADERS + 1)}
+    for headers in (too_many, {"Bad Name": "v"}, {"X-A": "tab\there"}, {"X-A": 1}):
+        assert not validator.is_valid({"push": {"url": PUSH_TARGET.url, "headers": headers}})
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("https://receiver.internal/tasks", True),
+        ("HTTP://10.0.0.5:81/", True),
+        ("http://[::1]:8080/hook?attempt=1", True),
+        ("https://receiver.internal", True),
+        ("ftp://receiver.internal/", False),
+        ("https://user:password@receiver.internal/", False),
+        ("https://receiver.internal/tasks#part", False),
+        ("https:///tasks", False),
+        ("https://receiver.internal/" + "a" * openapi.PUSH_URL_MAX_CHARS, False),
+    ],
+)
+def test_a_push_url_is_http_or_https_with_a_host_and_no_credentials_or_fragment(url, valid):
+    schema = openapi.SCHEMAS["PushTargetSettings"]["properties"]["url"]
+
+    assert Draft202012Validator(schema).is_valid(url) is valid
+
+
+def test_the_queue_document_has_push_status_and_a_rotation_answers_the_new_secret():
+    schemas = openapi.document(ROUTES)["components"]["schemas"]
+    status = {
+        "in_flight": 2,
+        "pushed": 40,
+        "failed": 1,
+        "last_success_at": codec.format_time(1_800_000_000.5),
+        "last_error": "push answered 503: busy",
+        "last_error_at": codec.format_time(1_799_999_999.25),
+    }
+
+    assert "push_status" in schemas["Queue"]["required"]
+    assert schema_validator("PushStatus").is_valid(status)
+    assert schema_validator("PushStatus").is_valid({**status, "last_error": None})
+    assert schema_validator("PushSecret").is_valid(
+        {
+            "secret": "whsec_Ry5eng5PP983AfiNhP5NYTxUhVik95tW",
+            "previous_secret_valid_until": codec.format_time(1_800_086_400.0),
+        }
+    )
 
 
 def test_the_totals_schema_has_every_event_and_the_view_and_purge_their_states():

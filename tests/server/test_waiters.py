@@ -260,11 +260,11 @@ class PausingStore(MemoryStore):
         self.opened = threading.Event()
         self.returned = threading.Event()
 
-    def dequeue_many(self, count, lease_seconds=None, queue=DEFAULT_QUEUE, worker=None):
+    def dequeue_many(self, count, lease_seconds=None, queue=DEFAULT_QUEUE, worker=None, push=False):
         hold, self.hold = self.hold, None
         if hold == "before":
             self._pause()
-        taken = super().dequeue_many(count, lease_seconds, queue, worker)
+        taken = super().dequeue_many(count, lease_seconds, queue, worker, push)
         if hold == "after":
             self._pause()
         if hold is not None:

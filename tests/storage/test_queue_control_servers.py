@@ -353,6 +353,7 @@ def test_sqlite_queue_settings_and_their_effects_survive_a_kill(tmp_path: Path):
         "retry_backoff": 7.0,
         "dead_letter_queue": "jobs.dead",
         "ttl_seconds": 100.0,
+        "push": None,
     }
     with sqlite_server(tmp_path) as server:
         # Given a queue with every delivery setting, two of its three deliveries a minute used

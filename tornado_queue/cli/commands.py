@@ -164,6 +164,8 @@ def _setting_cell(name: str, value: Any) -> str:
         return "-"
     if name == "rate_limit":  # as --rate-limit takes it: TASKS/SECONDS
         return f"{value['tasks']}/{_number_text(value['seconds'])}"
+    if name == "push":  # the servers deliver its tasks there
+        return f"{value['url']} (timeout {_number_text(value['timeout_seconds'])} s)"
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -10,6 +10,7 @@ from tornado.web import Application, RequestHandler
 
 from tornado_queue.config import Settings
 from tornado_queue.logs import log_request
+from tornado_queue.push_allow import PushAllow
 from tornado_queue.server import openapi
 from tornado_queue.server.auth import Tokens, warn_if_open
 from tornado_queue.server.bodywatch import BodyDeadlines
@@ -39,6 +40,7 @@ from tornado_queue.server.handlers.metrics import MetricsHandler
 from tornado_queue.server.handlers.queue import (
     QueueHandler,
     QueuePurgeHandler,
+    QueuePushSecretHandler,
     QueueRetryHandler,
     QueuesHandler,
     QueueStatsHandler,
@@ -61,6 +63,7 @@ from tornado_queue.server.handlers.tasks import (
 )
 from tornado_queue.server.handlers.workers import WorkersHandler
 from tornado_queue.server.metrics import Metrics
+from tornado_queue.server.push.dispatcher import Pusher
 from tornado_queue.server.ratelimit import RateLimiter
 from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.scheduler import Scheduler
@@ -90,6 +93,7 @@ ROUTES: list[tuple[str, type] | tuple[str, type, dict[str, Any]]] = [
     (r"/queues/(?P<name>[^/]+)", QueueHandler),
     (r"/queues/(?P<name>[^/]+)/retry", QueueRetryHandler),
     (r"/queues/(?P<name>[^/]+)/tasks", QueuePurgeHandler),
+    (r"/queues/(?P<name>[^/]+)/push/rotate-secret", QueuePushSecretHandler),
     (r"/schedules", SchedulesHandler),
     (r"/schedules/(?P<name>[^/]+)", ScheduleHandler),
     (r"/workers", WorkersHandler),
@@ -177,6 +181,8 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
     tokens = Tokens.configured(settings.auth_token, settings.tokens_file)
     warn_if_open(tokens, settings.host)
     metrics = Metrics()
+    push_allow = PushAllow.parse(settings.push_allow)
+    pusher = Pusher(store, push_allow, observe=metrics.pushed) if push_allow.enabled else None
     services = Services(
         store=store,
         config=settings,
@@ -190,6 +196,8 @@ def make_app(store: Store, settings: Settings, **tornado_settings: Any) -> Queue
         openapi_document=openapi.document_bytes(ROUTES, auth=tokens.enabled),
         scheduler=Scheduler(store, metrics.schedule_fired),
         event_hub=EventHub(store),
+        push_allow=push_allow,
+        pusher=pusher,
     )
 
     def log_function(handler: RequestHandler) -> None:

@@ -30,6 +30,12 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 """From half a millisecond (a plain enqueue) up to 30 s (the longest long-poll)."""
 
+PUSH_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 1800.0,
+)  # fmt: skip
+"""From a millisecond (a receiver on the same host) up to 30 minutes (the longest timeout)."""
+
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 """Any other method is labelled "other", so clients cannot create label values at will."""
 
@@ -74,6 +80,44 @@ class Metrics:
             ["schedule"],
             registry=self.registry,
         )
+
+        self._push_attempts = Counter(
+            "taskqueue_push_attempts",
+            "Pushes this server made, per queue (each delivery of a task to its push URL).",
+            ["queue"],
+            registry=self.registry,
+        )
+        self._push_succeeded = Counter(
+            "taskqueue_push_succeeded",
+            "Pushes answered with 2xx, per queue (their tasks completed).",
+            ["queue"],
+            registry=self.registry,
+        )
+        self._push_failed = Counter(
+            "taskqueue_push_failed",
+            "Pushes that failed, per queue and reason: retry_status (429 or 5xx), rejected "
+            "(3xx or another 4xx: not retried), timeout, connection, disallowed (the host "
+            "resolved to an address --push-allow does not allow).",
+            ["queue", "reason"],
+            registry=self.registry,
+        )
+        self._push_seconds = Histogram(
+            "taskqueue_push_duration_seconds",
+            "Time from a push's start to its answer (or its timeout), per queue.",
+            ["queue"],
+            buckets=PUSH_BUCKETS,
+            registry=self.registry,
+        )
+
+    def pushed(self, queue: str, reason: str | None, seconds: float) -> None:
+        """Count one push of `queue` that took `seconds` and failed for `reason` (None: it
+        succeeded). Queue labels are bounded by the queues that have a push setting."""
+        self._push_attempts.labels(queue).inc()
+        if reason is None:
+            self._push_succeeded.labels(queue).inc()
+        else:
+            self._push_failed.labels(queue, reason).inc()
+        self._push_seconds.labels(queue).observe(seconds)
 
     def schedule_fired(self, schedule: str) -> None:
         """Count one occurrence of `schedule` enqueued by this server (called by its

@@ -26,6 +26,7 @@ from tornado_queue.server.app import make_app
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
 from tornado_queue.server.event_hub import EventHub
+from tornado_queue.server.push.dispatcher import Pusher
 from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.scheduler import Scheduler
 from tornado_queue.server.services import RequestTracker
@@ -40,6 +41,9 @@ lifecycle_log = logging.getLogger("tornado_queue.lifecycle")
 lifecycle_log.setLevel(logging.INFO)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+PUSH_GRACE_SECONDS = 5.0
+"""How long a stopping server lets its pushes in flight finish; it then releases their tasks,
+so that another server pushes them at once instead of when their leases expire."""
 REAP_INTERVAL_MS = 500
 """How often an idle server applies due leases, retries and retention (see storage.base)."""
 BODY_DISCARD_ALLOWANCE = 8 << 20
@@ -164,6 +168,7 @@ class Running:
     event_hub: EventHub
     reaper: PeriodicCallback
     scheduler: Scheduler
+    pusher: Pusher | None
     pool: SimulatedWorkers
     store: Store
 
@@ -206,6 +211,8 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
     reaper.start()
     services = app.services
     services.scheduler.start()
+    if services.pusher is not None:
+        services.pusher.start()
     running = Running(
         server,
         services.tracker,
@@ -215,6 +222,7 @@ async def serve(settings: Settings, store: Store | None = None) -> int:
         services.event_hub,
         reaper,
         services.scheduler,
+        services.pusher,
         pool,
         store,
     )
@@ -255,6 +263,8 @@ async def shut_down(running: Running) -> None:
     running.server.stop()
     running.reaper.stop()
     await running.scheduler.stop()
+    if running.pusher is not None:  # pushes in flight get a moment; the rest are let go
+        await running.pusher.stop(PUSH_GRACE_SECONDS)
     running.waiters.close()  # long-polling consumers get their answer now, not in 30 s
     running.result_waiters.close()  # as do requests waiting for a result
     running.event_hub.close()  # and event streams end (their clients reconnect elsewhere)

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tornado_queue.config import Settings
+from tornado_queue.push_allow import PushAllow
 from tornado_queue.server.auth import Tokens
 from tornado_queue.server.bodywatch import BodyDeadlines
 from tornado_queue.server.event_hub import EventHub
 from tornado_queue.server.metrics import Metrics
+from tornado_queue.server.push.dispatcher import Pusher
 from tornado_queue.server.ratelimit import RateLimiter
 from tornado_queue.server.result_waiters import ResultWaiters
 from tornado_queue.server.scheduler import Scheduler
@@ -49,3 +51,7 @@ class Services:
     """Fires due schedules (started by `serve`; a PUT pokes it)."""
     event_hub: EventHub
     """The event stream clients (`GET /events`), fed from the store's event feed."""
+    push_allow: PushAllow
+    """What push URLs may target (--push-allow); empty: push delivery is off."""
+    pusher: Pusher | None
+    """Delivers push queues' tasks (started by `serve`); None while push is off."""

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from tornado_queue.errors import QueueError, StoreFailure
+from tornado_queue.errors import PushQueue, QueueError, StoreFailure
 from tornado_queue.models import Task
 from tornado_queue.storage import Store
 
@@ -105,7 +105,10 @@ class SimulatedWorker:
         the queues in turn so that a busy one cannot starve the others."""
         queues = self.queues or tuple(self.store.queues())
         for offset in range(len(queues)):
-            task = self.store.dequeue(queue=queues[(self._turn + offset) % len(queues)])
+            try:
+                task = self.store.dequeue(queue=queues[(self._turn + offset) % len(queues)])
+            except PushQueue:  # the servers push its tasks: not for a worker
+                continue
             if task is not None:
                 self._turn += offset + 1
                 return task

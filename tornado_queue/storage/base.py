@@ -260,9 +260,15 @@ class Policy:
                 if now_waiting + count > self.max_pending:
                     raise queue_full(queue, now_waiting, count, self.max_pending)
 
-    def backoff(self, attempts: int, base: float | None = None) -> float:
+    def backoff(
+        self, attempts: int, base: float | None = None, retry_after: float | None = None
+    ) -> float:
         """Seconds to wait before retrying after the `attempts`-th attempt failed, from the
-        task's own backoff `base` (fixed when it was enqueued) or else the policy's."""
+        task's own backoff `base` (fixed when it was enqueued) or else the policy's; a
+        `retry_after` the failure asked for (a push target's Retry-After) replaces it, within
+        0 and `MAX_BACKOFF_SECONDS`."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_BACKOFF_SECONDS)
         # The exponent is bounded so huge attempt counts cannot overflow a float; 2**40 is far
         # past the cap for any backoff base.
         exponent = min(max(attempts - 1, 0), 40)
@@ -320,7 +326,7 @@ class Store(ABC):
         """
 
     def dequeue(
-        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE
+        self, lease_seconds: float | None = None, queue: str = DEFAULT_QUEUE, push: bool = False
     ) -> Task | None:
         """Lease the first pending task of `queue` (highest priority, then oldest) and return
         it; None when none is ready.
@@ -328,9 +334,9 @@ class Store(ABC):
         The task becomes `processing` with a fresh `lease_id`, `attempts` goes up by one, and
         the lease lasts `lease_seconds` (default `policy.lease_seconds`). When a lease expires
         the task goes back to its place at the front of the queue, or to `failed` with error
-        "lease expired" if it has used `max_attempts`.
+        "lease expired" if it has used `max_attempts`. `push` is as for `dequeue_many`.
         """
-        tasks = self.dequeue_many(1, lease_seconds, queue)
+        tasks = self.dequeue_many(1, lease_seconds, queue, push=push)
         return tasks[0] if tasks else None
 
     @abstractmethod
@@ -340,6 +346,7 @@ class Store(ABC):
         lease_seconds: float | None = None,
         queue: str = DEFAULT_QUEUE,
         worker: str | None = None,
+        push: bool = False,
     ) -> list[Task]:
         """Lease up to `count` tasks of `queue`, in dequeue order, each as `dequeue` would,
         within the queue's delivery settings: none while it is paused, no more than its
@@ -351,7 +358,12 @@ class Store(ABC):
         task's history and in `workers`: it holds the task until the task stops processing.
 
         Every change to a task is recorded in its history (`models.Happened`; the last
-        `models.HISTORY_LENGTH` kept) and, once `event_feed` is started, in the feed."""
+        `models.HISTORY_LENGTH` kept) and, once `event_feed` is started, in the feed.
+
+        A queue with a `push` setting is delivered by the servers' pushers only: a dequeue
+        without `push=True` raises `PushQueue` there (checked in the same atomic step, so no
+        consumer gets a task of a queue once its push is set); with `push=True`, a queue
+        without the setting hands out nothing."""
 
     @abstractmethod
     def get(self, task_id: str) -> Task | None:
@@ -394,14 +406,16 @@ class Store(ABC):
         error: str | None = None,
         retry: bool = True,
         lease_id: str | None = None,
+        retry_after: float | None = None,
     ) -> Task:
         """Record a failed attempt of a processing task.
 
-        With `retry` and attempts left, the task waits `policy.backoff(attempts, its base)`
-        seconds as `scheduled` (or goes straight to the tail as `pending` when that is 0);
-        otherwise it is dead: it moves to its queue's `dead_letter_queue` as `pending` (id and
-        error kept, attempts 0, `dead_lettered_from` set), or becomes `failed`. A task past its
-        expiry becomes `failed` as expired instead.
+        With `retry` and attempts left, the task waits
+        `policy.backoff(attempts, its base, retry_after)` seconds as `scheduled` (or goes
+        straight to the tail as `pending` when that is 0); otherwise it is dead: it moves to
+        its queue's `dead_letter_queue` as `pending` (id and error kept, attempts 0,
+        `dead_lettered_from` set), or becomes `failed`. A task past its expiry becomes
+        `failed` as expired instead.
         """
 
     @abstractmethod

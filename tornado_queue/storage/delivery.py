@@ -1,4 +1,5 @@
-"""How many tasks a queue may hand out right now (pause, concurrency cap, rate limit):
+"""How many tasks a queue may hand out right now (pause, concurrency cap, rate limit, and
+whether it is pushed):
 `DeliveryRules` for the memory store (the durable stores apply the same rules in their own
 atomic step, beside their code), and `delivers_more`, which every store asks when settings
 change."""
@@ -19,10 +20,12 @@ class DeliveryRules:
     the log holds at most `tasks` times and every operation on it is O(1) amortized.
     """
 
-    __slots__ = ("_log", "_short", "max_processing", "paused", "rate", "wake_at")
+    __slots__ = ("_log", "_short", "max_processing", "paused", "push", "rate", "wake_at")
 
     def __init__(self, settings: QueueSettings, before: DeliveryRules | None = None) -> None:
         self.paused = bool(settings.paused)
+        self.push = settings.push is not None
+        """Only the servers' pushers may dequeue (`dequeue_many(push=True)`)."""
         self.max_processing = settings.max_processing
         self.rate: RateLimit | None = settings.rate_limit
         # Deliveries already made count against a new limit too.
@@ -85,7 +88,10 @@ class DeliveryRules:
 
 def delivers_more(before: QueueSettings, after: QueueSettings) -> bool:
     """Whether a change of settings may let a queue deliver tasks it did not before (resumed,
-    a cap raised or lifted, a rate limit changed or lifted): its waiters should look again."""
+    a cap raised or lifted, a rate limit changed or lifted, push set or cleared, which hands
+    its tasks to other takers): its waiters should look again."""
+    if (before.push is None) != (after.push is None):
+        return True
     if before.paused and not after.paused:
         return True
     if after.paused:

@@ -15,6 +15,7 @@ from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
     InvalidTransition,
+    PushQueue,
     TaskNotFound,
     TooManySchedules,
     key_conflict,
@@ -283,6 +284,7 @@ class MemoryStore(Store):
         lease_seconds: float | None = None,
         queue: str = DEFAULT_QUEUE,
         worker: str | None = None,
+        push: bool = False,
     ) -> list[Task]:
         lease = lease_seconds or self._default_lease(queue)
         taken: list[Task] = []
@@ -293,11 +295,20 @@ class MemoryStore(Store):
             now = self._monotonic()
             if now >= self._reap_from:
                 ready = self._reap_now(now, wall)
+            # A push queue has rules (`push` is a delivery setting): a queue without any is
+            # pulled, so the common case pays one test of `push` for it.
+            rules = self._rules.get(queue) if self._rules else None
+            if rules is not None:
+                if rules.push != push:
+                    if rules.push:
+                        raise PushQueue(queue)
+                    return taken  # a pusher asking for a queue no longer pushed
+            elif push:
+                return taken
             pending = self._pending.get(queue)
             if pending is None:
                 return taken
             counts, queue_counts = self._counts, self._queue_counts[queue]
-            rules = self._rules.get(queue) if self._rules else None
             if rules is not None:
                 count = rules.allowance(count, queue_counts[_PROCESSING], now)
             # Leasing spelled out (`_move` to processing, `_push_lease`), with what every task
@@ -434,6 +445,7 @@ class MemoryStore(Store):
         error: str | None = None,
         retry: bool = True,
         lease_id: str | None = None,
+        retry_after: float | None = None,
     ) -> Task:
         with self._operation() as op:
             task = self._known_task(task_id)
@@ -450,7 +462,7 @@ class MemoryStore(Store):
             if self._expired(task, op.now):
                 self._expire(task, op)  # never delivered again after its expiry
             elif retry and task.attempts < task.max_attempts:
-                backoff = self.policy.backoff(task.attempts, task.backoff)
+                backoff = self.policy.backoff(task.attempts, task.backoff, retry_after)
                 self._schedule_or_append(task, backoff, op)
                 self._note(task, HistoryEntry(op.wall, Happened.FAILED, ended, worker, error))
             else:

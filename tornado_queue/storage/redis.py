@@ -25,6 +25,7 @@ from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
     InvalidTransition,
     OutcomeUnknown,
+    PushQueue,
     QueueError,
     StoreUnavailable,
     TaskNotFound,
@@ -68,7 +69,13 @@ from tornado_queue.models import (
 )
 from tornado_queue.schedules import Fired, Round, Schedule, firing
 from tornado_queue.storage.autopipeline import AutoPipeline, LuaCode, NotSent, is_code_missing
-from tornado_queue.storage.base import FinishedListener, Policy, ReadyListener, Store
+from tornado_queue.storage.base import (
+    MAX_BACKOFF_SECONDS,
+    FinishedListener,
+    Policy,
+    ReadyListener,
+    Store,
+)
 from tornado_queue.storage.events import EventFeed
 from tornado_queue.storage.redis_events import HAPPENED, ON_SECONDS, RedisFeed
 
@@ -76,8 +83,8 @@ log = logging.getLogger("tornado_queue.redis")
 
 CODE = LuaCode.of(
     # the numbers the script shares with the other stores, ahead of its code
-    f"local HISTORY, MAX_WORKERS = {HISTORY_LENGTH}, {MAX_WORKERS}\n"
-    + (Path(__file__).parent / "lua" / "store.lua").read_text()
+    f"local HISTORY, MAX_WORKERS, MAX_BACKOFF = {HISTORY_LENGTH}, {MAX_WORKERS}, "
+    f"{MAX_BACKOFF_SECONDS!r}\n" + (Path(__file__).parent / "lua" / "store.lua").read_text()
 )
 
 MIN_REDIS_VERSION = (5, 0)
@@ -267,12 +274,15 @@ class RedisStore(Store):
         lease_seconds: float | None = None,
         queue: str = DEFAULT_QUEUE,
         worker: str | None = None,
+        push: bool = False,
     ) -> Steps[list[Task]]:
         # no lease given: the queue's setting, else the policy's (read by the script)
         lease = repr(lease_seconds) if lease_seconds else ""
         default = repr(self.policy.lease_seconds)
         lease_ids = [ids.lease_id() for _ in range(count)]
-        taken = yield _Call("dequeue", (queue, lease, default, worker or "", *lease_ids))
+        # the script checks the queue's push setting in the read it makes anyway: no extra call
+        args = (queue, lease, default, worker or "", "1" if push else "", *lease_ids)
+        taken = yield _Call("dequeue", args)
         if worker is not None and taken:
             self._saw(worker, self._clock.time())  # the script saw it
         return [_task(flat) for flat in taken]
@@ -315,6 +325,7 @@ class RedisStore(Store):
         error: str | None = None,
         retry: bool = True,
         lease_id: str | None = None,
+        retry_after: float | None = None,
     ) -> Steps[Task]:
         args = (
             task_id,
@@ -323,6 +334,7 @@ class RedisStore(Store):
             "1" if retry else "0",
             lease_id or "",
             repr(self.policy.retry_backoff),
+            "" if retry_after is None else repr(float(retry_after)),
         )
         return _task((yield _Call("fail", args, task_id, lease_id or "")))
 
@@ -551,13 +563,16 @@ class RedisStore(Store):
         """Run `method(*args)` (one of this store's operations, or a partial of one) on the
         running event loop: its script calls join the loop's pipeline (`AutoPipeline`)
         instead of blocking a thread."""
+        keywords: dict[str, Any] = {}
         if isinstance(method, functools.partial):
             args = (*method.args, *args)
+            keywords = method.keywords
             method = method.func
         steps_of = getattr(method, "steps", None)
         if steps_of is None:  # not written as steps: a blocking call on the executor
-            return await asyncio.get_running_loop().run_in_executor(None, method, *args)
-        steps = steps_of(self, *args)
+            blocking = functools.partial(method, *args, **keywords)
+            return await asyncio.get_running_loop().run_in_executor(None, blocking)
+        steps = steps_of(self, *args, **keywords)
         try:
             call = next(steps)
             while True:
@@ -790,6 +805,7 @@ def _domain_error(text: str, op: str, task_id: str, lease_id: str) -> QueueError
     numbers = rest.split(" ")
     refusals = {
         "NOTFOUND": lambda: TaskNotFound(task_id),
+        "PUSHQUEUE": lambda: PushQueue(rest),
         "CONFLICT": lambda: key_conflict(rest),
         "LEASELOST": lambda: lease_lost(action, task_id, lease_id, status),
         "TRANSITION": lambda: not_processing(action, task_id, status),

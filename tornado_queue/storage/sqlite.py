@@ -16,6 +16,7 @@ from tornado_queue import ids
 from tornado_queue.clock import Clock, SystemClock
 from tornado_queue.errors import (
     InvalidTransition,
+    PushQueue,
     StoreUnavailable,
     TaskNotFound,
     TooManySchedules,
@@ -348,10 +349,16 @@ class SqliteStore(Store):
         lease_seconds: float | None = None,
         queue: str = DEFAULT_QUEUE,
         worker: str | None = None,
+        push: bool = False,
     ) -> list[Task]:
         def apply(tx: _Transaction) -> list[Task]:
-            # One settings read per dequeue: its delivery limits and its default lease.
+            # One settings read per dequeue: whether it is pushed, its delivery limits and its
+            # default lease.
             settings = self._settings(tx, queue)
+            if (settings.push is not None) != push:
+                if settings.push is not None:
+                    raise PushQueue(queue)  # before anything is written: nothing changes
+                return []  # a pusher asking for a queue no longer pushed
             wanted = self._allowance(tx, queue, settings, count)
             if wanted <= 0:
                 return []
@@ -448,6 +455,7 @@ class SqliteStore(Store):
         error: str | None = None,
         retry: bool = True,
         lease_id: str | None = None,
+        retry_after: float | None = None,
     ) -> Task:
         def apply(tx: _Transaction) -> Task:
             task = self._known(tx, task_id)
@@ -465,7 +473,7 @@ class SqliteStore(Store):
             if _expired(task, tx.now):
                 self._expire(tx, task)  # never delivered again after its expiry
             elif retry and task.attempts < task.max_attempts:
-                backoff = self.policy.backoff(task.attempts, task.backoff)
+                backoff = self.policy.backoff(task.attempts, task.backoff, retry_after)
                 entry = HistoryEntry(tx.now, Happened.FAILED, ended, worker, error)
                 self._schedule_or_append(tx, task, backoff, entry)
             else:

@@ -53,6 +53,7 @@ PROTECTED = [
     ("PATCH", "/queues/emails", {"admin"}),
     ("POST", "/queues/emails/retry", {"admin"}),
     ("DELETE", "/queues/emails/tasks", {"admin"}),
+    ("POST", "/queues/emails/push/rotate-secret", {"admin"}),
     ("GET", "/schedules", {"admin"}),
     ("HEAD", "/schedules", {"admin"}),
     ("GET", "/schedules/nightly", {"admin"}),

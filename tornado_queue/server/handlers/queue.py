@@ -4,21 +4,33 @@ queues, a queue's settings, and its bulk retry and purge."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from typing import Any
 
 from tornado_queue import codec, validation
 from tornado_queue.errors import printable
 from tornado_queue.limits import (
     PURGE_ROUND,
+    PUSH_ROTATION_OVERLAP_SECONDS,
     RETRY_ROUND,
     VIEW_DEFAULT_LIMIT,
     VIEW_MAX_LIMIT,
     VIEW_MAX_OFFSET,
 )
-from tornado_queue.models import LISTED, PURGEABLE, Event, QueueSettings, TaskStatus
+from tornado_queue.models import (
+    LISTED,
+    PURGEABLE,
+    Event,
+    PushTarget,
+    QueueSettings,
+    TaskStatus,
+)
 from tornado_queue.server.auth import ADMIN
 from tornado_queue.server.handlers.base import Problem
 from tornado_queue.server.handlers.tasks import ConsumerArguments
+from tornado_queue.server.push.dispatcher import PushStatus
+from tornado_queue.server.push.signing import new_secret
 
 """Paging walks the pending tasks from the head (about 30 ns a task, under the store lock), so
 the deepest page is bounded: at most a few milliseconds of lock time for any request."""
@@ -107,10 +119,13 @@ class QueueTotalsHandler(ConsumerArguments):
 
 
 class QueueHandler(ConsumerArguments):
-    """`GET /queues/{name}`: the queue's counts and its settings (`null` where unset);
-    `PATCH /queues/{name}`: set or clear (`null`) settings, all at once or none; the answer is
-    the queue as GET shows it. Any queue name answers: a queue that holds no task and has no
-    setting shows zero counts."""
+    """`GET /queues/{name}`: the queue's counts, its settings (`null` where unset) and, for a
+    push queue, this server's `push_status`; `PATCH /queues/{name}`: set or clear (`null`)
+    settings, all at once or none; the answer is the queue as GET shows it. Any queue name
+    answers: a queue that holds no task and has no setting shows zero counts.
+
+    A PATCH that turns push on gives the queue a new signing secret, shown once, in that
+    answer only (`settings.push.secret`); changing a push target keeps its secret."""
 
     roles = ADMIN
 
@@ -123,12 +138,81 @@ class QueueHandler(ConsumerArguments):
     async def patch(self, name: str) -> None:
         queue = path_queue(name)
         changes = validation.queue_settings_changes(self.json_body(), queue)
+        new_push = changes.get("push")
+        secret = None
+        if isinstance(new_push, PushTarget):
+            self.services.push_allow.check_url(new_push.url)
+            changes["push"], secret = await self._with_secret(queue, new_push)
         settings = await self.call_store(self.store.configure, queue, changes)
-        await self._write_queue(queue, settings)
+        pusher = self.services.pusher
+        if "push" in changes and pusher is not None:
+            pusher.refresh()
+        await self._write_queue(queue, settings, secret)
 
-    async def _write_queue(self, queue: str, settings: QueueSettings) -> None:
+    async def _with_secret(self, queue: str, target: PushTarget) -> tuple[PushTarget, str | None]:
+        """The target with the queue's signing secrets: those it has, or a new secret (also
+        returned, to be shown once) when the queue was not pushing."""
+        current = (await self.call_store(self.store.queue_settings, queue)).push
+        if current is None:
+            secret = new_secret()
+            return replace(target, secret=secret), secret
+        kept = replace(
+            target,
+            secret=current.secret,
+            previous_secret=current.previous_secret,
+            rotated_at=current.rotated_at,
+        )
+        return kept, None
+
+    async def _write_queue(
+        self, queue: str, settings: QueueSettings, secret: str | None = None
+    ) -> None:
         counts = await self.call_store(self.store.stats, queue)
-        self.write_json({"name": queue, **counts_document(counts), "settings": settings.document()})
+        shown = settings.document()
+        if secret is not None and isinstance(shown.get("push"), dict):
+            shown["push"] = {**shown["push"], "secret": secret}  # type: ignore[dict-item]
+        self.write_json(
+            {
+                "name": queue,
+                **counts_document(counts),
+                "settings": shown,
+                "push_status": self._push_status(queue, settings),
+            }
+        )
+
+    def _push_status(self, queue: str, settings: QueueSettings) -> dict[str, object] | None:
+        if settings.push is None:
+            return None
+        pusher = self.services.pusher
+        status = pusher.status(queue) if pusher is not None else None
+        return (status or PushStatus()).document()
+
+
+class QueuePushSecretHandler(ConsumerArguments):
+    """`POST /queues/{name}/push/rotate-secret`: a new signing secret for the push queue,
+    shown once: `{"secret", "previous_secret_valid_until"}`. For
+    `PUSH_ROTATION_OVERLAP_SECONDS` every push carries a signature by each secret, so that
+    receivers can move to the new one without dropping a push."""
+
+    roles = ADMIN
+
+    async def post(self, name: str) -> None:
+        self.body_bytes()
+        queue = path_queue(name)
+        current = (await self.call_store(self.store.queue_settings, queue)).push
+        if current is None:
+            raise Problem(
+                409,
+                f"queue '{queue}' has no push setting: set one with PATCH /queues/{queue} first",
+            )
+        now = time.time()
+        secret = new_secret()
+        rotated = replace(current, secret=secret, previous_secret=current.secret, rotated_at=now)
+        await self.call_store(self.store.configure, queue, {"push": rotated})
+        if self.services.pusher is not None:
+            self.services.pusher.refresh()
+        until = codec.format_time(now + PUSH_ROTATION_OVERLAP_SECONDS)
+        self.write_json({"secret": secret, "previous_secret_valid_until": until})
 
 
 class QueueRetryHandler(ConsumerArguments):

@@ -11,8 +11,9 @@
 -- watched tasks (k('w', id) exists: someone waits for their result) that became completed or
 -- failed, or were deleted; each is published as "origin id" on <prefix>:finished. A task nobody
 -- watches costs one EXISTS when it finishes.
--- HISTORY (models.HISTORY_LENGTH) and MAX_WORKERS (limits.MAX_WORKERS) are set by the store in
--- a line ahead of this file, so every store keeps the same numbers.
+-- HISTORY (models.HISTORY_LENGTH), MAX_WORKERS (limits.MAX_WORKERS) and MAX_BACKOFF
+-- (limits.MAX_BACKOFF_SECONDS) are set by the store in a line ahead of this file, so every store
+-- keeps the same numbers.
 
 -- The state of the call in progress, set by run() at its start: the helpers below are made
 -- once (when Redis loads the library) and read these.
@@ -602,10 +603,11 @@ local function note_deliveries(queue, rate, taken, short)
   end
 end
 
--- whether a change of settings (paused, max_processing, rate_limit before and after, as stored)
--- may let a queue deliver tasks it did not before: resumed, a cap raised or lifted, a rate limit
--- changed or lifted
+-- whether a change of settings (paused, max_processing, rate_limit, push before and after, as
+-- stored) may let a queue deliver tasks it did not before: resumed, a cap raised or lifted, a
+-- rate limit changed or lifted, push set or cleared (its tasks go to other takers)
 local function delivers_more(before, after)
+  if (before[4] == false) ~= (after[4] == false) then return true end
   if before[1] == 'true' and after[1] ~= 'true' then return true end
   if after[1] == 'true' then return false end
   if before[2] and (not after[2] or tonumber(after[2]) > tonumber(before[2])) then return true end
@@ -914,19 +916,23 @@ local function run(keys, ARGV)
     end
 
   elseif op == 'dequeue' then
-    -- queue, lease ('' for the default), the policy's lease, the worker ('' for none), then a
-    -- fresh lease id per task
+    -- queue, lease ('' for the default), the policy's lease, the worker ('' for none), '1' when
+    -- a pusher asks ('' for a consumer), then a fresh lease id per task
     local queue = ARGV[a]
     local worker = ARGV[a + 3] ~= '' and ARGV[a + 3]
-    -- the queue's settings in one read: its delivery limits and its own lease
-    local is_paused, own_lease, cap, rate = unpack(redis.call('HMGET', k('qs', queue),
-      'paused', 'lease_seconds', 'max_processing', 'rate_limit'))
+    -- the queue's settings in one read: whether it is pushed, its delivery limits and its own
+    -- lease
+    local is_paused, own_lease, cap, rate, pushed = unpack(redis.call('HMGET', k('qs', queue),
+      'paused', 'lease_seconds', 'max_processing', 'rate_limit', 'push'))
+    -- only pushers take from a push queue, and they take only from push queues
+    if pushed and ARGV[a + 4] ~= '1' then return answer('!PUSHQUEUE ' .. queue) end
+    if not pushed and ARGV[a + 4] == '1' then return answer({}) end
     -- a paused queue answers as an empty one: its tasks keep their places
     if is_paused == 'true' then return answer({}) end
     -- none given: the queue's setting, else the policy's
     local lease = tonumber(ARGV[a + 1]) or (own_lease and tonumber(own_lease))
       or tonumber(ARGV[a + 2])
-    local wanted = #ARGV - (a + 3)
+    local wanted = #ARGV - (a + 4)
     if cap then
       wanted = math.min(wanted, tonumber(cap) - tonumber(redis.call('HGET', k('c', queue), 'processing') or 0))
     end
@@ -937,7 +943,7 @@ local function run(keys, ARGV)
     end
     result = {}
     local taken = {}
-    for i = a + 4, a + 3 + math.max(wanted, 0) do
+    for i = a + 5, a + 4 + math.max(wanted, 0) do
       local id = pop(queue)
       if not id then break end
       move(id, queue, 'pending', 'processing')
@@ -1010,9 +1016,11 @@ local function run(keys, ARGV)
     result = task(id, history)
 
   elseif op == 'fail' then
-    -- id, has_error, error, retry, lease_id, backoff base
-    local id, has_error, message, retry, lease_id, base =
-      ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+    -- id, has_error, error, retry, lease_id, backoff base, retry_after ('' for none: the
+    -- backoff)
+    local id, has_error, message, retry, lease_id, base, retry_after =
+      ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]),
+      tonumber(ARGV[a + 6])
     -- no second attempt counted, no second backoff
     if repeats_closing(id, 'fail', lease_id) then return answer(task(id)) end
     local refused, ended, worker = leased(id, 'fail', lease_id)
@@ -1028,9 +1036,15 @@ local function run(keys, ARGV)
     if expired(id) then
       expire(id, retention)  -- never delivered again after its expiry
     elseif retry == '1' and attempts < tonumber(max_attempts) then
-      -- the task's own base, fixed when it was enqueued, else the policy's
-      base = tonumber(own_base) or base
-      local backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), 3600)
+      local backoff
+      if retry_after then
+        -- the delay the failure asked for (a push receiver's Retry-After), within bounds
+        backoff = math.min(math.max(retry_after, 0), MAX_BACKOFF)
+      else
+        -- the task's own base, fixed when it was enqueued, else the policy's
+        base = tonumber(own_base) or base
+        backoff = math.min(base * 2 ^ math.min(attempts - 1, 40), MAX_BACKOFF)
+      end
       schedule_or_append(id, 'processing', backoff)
       note(id, 'failed', ended, worker, has_error == '1' and message or nil)
     else
@@ -1165,7 +1179,8 @@ local function run(keys, ARGV)
   elseif op == 'configure' then
     -- queue, then name, value pairs: a value is JSON text, '' clears the setting
     local queue = ARGV[a]
-    local before = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit')
+    local before = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit',
+      'push')
     for i = a + 1, #ARGV, 2 do
       if ARGV[i + 1] == '' then
         redis.call('HDEL', k('qs', queue), ARGV[i])
@@ -1179,7 +1194,8 @@ local function run(keys, ARGV)
     else
       redis.call('SADD', k('configured'), queue)
     end
-    local after = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit')
+    local after = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit',
+      'push')
     if before[3] and not after[3] then
       redis.call('DEL', k('rl', queue))
       redis.call('ZREM', k('wake'), queue)

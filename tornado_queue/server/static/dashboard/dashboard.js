@@ -305,7 +305,12 @@
         badge.className = "paused-badge";
         badge.textContent = "paused";
         badge.hidden = true;
-        name.append(" ", badge);
+        // A push queue: the server POSTs its tasks to a URL, no consumer dequeues them.
+        const push = document.createElement("span");
+        push.className = "push-badge";
+        push.textContent = "push";
+        push.hidden = true;
+        name.append(" ", badge, " ", push);
         row.append(name);
         for (const state of STATES) {
           const td = cell("", "num");
@@ -343,6 +348,12 @@
         setText(pause, paused ? "Resume" : "Pause");
         row.querySelector(".paused-badge").hidden = !paused;
         row.classList.toggle("paused", paused);
+        // From the settings the overview reads anyway (the first MAX_DETAIL_QUEUES queues):
+        // marking push costs no request of its own.
+        const target = known ? known.push ?? null : null;
+        const push = row.querySelector(".push-badge");
+        push.hidden = target === null;
+        push.title = target === null ? "" : `Pushed to ${target.url}`;
       },
     );
     const totals = Object.fromEntries(STATES.map((state) => [state, 0]));
@@ -806,6 +817,7 @@
       if (link.dataset.nav === route.view) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
+    if (route.view !== "queue") forgetSecret(); // a rotated secret is shown once only
     if (route.view === "queue") openQueuePage(route);
     else if (route.view === "task") openTaskPage(route);
     else if (route.view === "schedules") document.title = "Schedules · tornado_queue";
@@ -945,6 +957,10 @@
   function clearQueueHead() {
     $("#queue-problem").hidden = true;
     $("#queue-paused-badge").hidden = true;
+    $("#queue-push-badge").hidden = true;
+    $("#push-card").hidden = true;
+    renderPushStatus(null); // until this queue's first answer
+    forgetSecret();
     $("#queue-retry").hidden = true;
     $("#queue-purge").hidden = true;
     for (const count of document.querySelectorAll("#queue-tabs [data-count]")) setText(count, "–");
@@ -1037,7 +1053,142 @@
     purge.dataset.count = String(queue[shown] ?? 0);
     setText(purge, `Purge ${queue[shown] ?? 0} ${shown}`);
     renderLimits(settings);
+    renderPush(queue);
   }
+
+  // --- a push queue's panel --------------------------------------------------------------
+
+  const DEFAULT_PUSH_CONCURRENCY = 10; // pushes at once per server when max_processing is unset
+
+  // An instant of the API (RFC 3339 text, or epoch seconds) as renderTime draws it, or
+  // `none` when there is none.
+  function renderInstant(dd, value, none) {
+    const ms = instantMs(value);
+    if (ms === null) {
+      delete dd.dataset.iso; // renderTime draws the instant again when one comes
+      setText(dd, none);
+      return;
+    }
+    renderTime(dd, new Date(ms).toISOString());
+  }
+
+  // The target of a push queue (settings.push) and this server's pushes to it (push_status).
+  // Header values may be credentials, so only their names are shown; the last error is the
+  // receiver's answer, shown as text.
+  function renderPush(queue) {
+    const settings = queue.settings || {};
+    const target = settings.push ?? null;
+    $("#queue-push-badge").hidden = target === null;
+    $("#push-card").hidden = target === null;
+    if (target === null) {
+      forgetSecret();
+      return;
+    }
+    setText($("#push-url"), String(target.url ?? "–"));
+    const timeout = Number(target.timeout_seconds);
+    setText($("#push-timeout"), Number.isFinite(timeout) ? secondsText(timeout) : "–");
+    const atOnce = settings.max_processing ?? DEFAULT_PUSH_CONCURRENCY;
+    setText($("#push-concurrency"), `at most ${atOnce}`);
+    renderHeaderNames($("#push-headers"), Object.keys(target.headers || {}));
+    renderInstant($("#push-rotated"), target.secret_rotated_at, "never");
+    // A PATCH answer has no push_status: what the last GET said stays.
+    if ("push_status" in queue) renderPushStatus(queue.push_status);
+  }
+
+  function renderHeaderNames(list, names) {
+    const signature = JSON.stringify(names);
+    if (list.dataset.signature === signature) return;
+    list.dataset.signature = signature;
+    const items = names.map((name) => {
+      const item = document.createElement("li");
+      item.textContent = name;
+      return item;
+    });
+    if (items.length === 0) {
+      const item = document.createElement("li");
+      item.className = "none";
+      item.textContent = "none";
+      items.push(item);
+    }
+    list.replaceChildren(...items);
+  }
+
+  function renderPushStatus(status) {
+    $("#push-status-none").hidden = status != null;
+    $("#push-status").hidden = status == null;
+    const error = $("#push-last-error");
+    error.hidden = status == null || status.last_error == null;
+    if (status == null) return;
+    for (const [id, field] of [
+      ["#push-in-flight", "in_flight"],
+      ["#push-pushed", "pushed"],
+      ["#push-failed", "failed"],
+    ]) {
+      setText($(id), String(status[field] ?? 0));
+    }
+    renderInstant($("#push-last-success"), status.last_success_at, "none yet");
+    renderInstant($("#push-last-error-at"), status.last_error_at, "none");
+    setText(error, status.last_error == null ? "" : String(status.last_error));
+  }
+
+  // The secret a rotation returned, shown until Done or until the page is left: it is not
+  // kept anywhere else, and the server never shows it again.
+  function showSecret(queue, answer) {
+    setText($("#push-secret-queue"), queue);
+    const input = $("#push-secret");
+    input.value = String(answer.secret ?? "");
+    const until = instantMs(answer.previous_secret_valid_until);
+    const previous =
+      until === null
+        ? "Pushes are signed with the new secret and, for a while, with the previous one too."
+        : `Until ${new Date(until).toLocaleString()} pushes carry a signature with the previous ` +
+          "secret too, so the receiver can switch to the new one meanwhile.";
+    const copyHint = navigator.clipboard ? "" : " Press Ctrl+C (⌘C) to copy the selected secret.";
+    setText($("#push-secret-note"), `${previous}${copyHint}`);
+    $("#push-secret-copy").hidden = !navigator.clipboard; // only in a secure context
+    $("#push-secret-box").hidden = false;
+    input.focus();
+    input.select();
+  }
+
+  function forgetSecret() {
+    $("#push-secret-box").hidden = true;
+    $("#push-secret").value = "";
+  }
+
+  async function rotateSecret(button, queue) {
+    const question =
+      `Rotate the signing secret of queue ${queue}? The new secret is shown once. The previous ` +
+      "one keeps signing pushes alongside it for a day, then stops.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    try {
+      const path = `/queues/${encodeURIComponent(queue)}/push/rotate-secret`;
+      const { data } = await api("POST", path);
+      if (queuePage.name === queue && currentRoute().view === "queue") showSecret(queue, data || {});
+      showNotice(`The signing secret of queue ${queue} was rotated.`, "ok");
+      pollSoon();
+    } catch (error) {
+      showFailure(`Rotating the secret of queue ${queue}`, error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  $("#push-rotate").addEventListener("click", (event) =>
+    rotateSecret(event.currentTarget, queuePage.name),
+  );
+  $("#push-secret-done").addEventListener("click", forgetSecret);
+  $("#push-secret-copy").addEventListener("click", async () => {
+    const input = $("#push-secret");
+    input.select();
+    try {
+      await navigator.clipboard.writeText(input.value);
+      showNotice("The new secret was copied.", "ok");
+    } catch (_) {
+      showNotice("The browser refused to copy: press Ctrl+C (⌘C) to copy the selected secret.", "error");
+    }
+  });
 
   // Each setting in force, in words (the parts of its chip).
   const SETTING_WORDS = {
@@ -1054,7 +1205,9 @@
   // the dead-letter queue's link is not replaced under the pointer every second.
   function renderLimits(settings) {
     const list = $("#queue-limits");
-    const signature = JSON.stringify(settings);
+    // Only the settings the chips show: a push target's header values (secrets, perhaps)
+    // must not end up in the page, not even in an attribute.
+    const signature = JSON.stringify(Object.keys(SETTING_WORDS).map((name) => settings[name] ?? null));
     if (list.dataset.signature === signature) return;
     list.dataset.signature = signature;
     const chip = (setting, parts) => {
