@@ -124,7 +124,12 @@ def lint(_args: list[str]) -> int:
 
 
 def bench_smoke(_args: list[str]) -> int:
-    for script in ("bench/store_ops.py", "bench/scale.py", "bench/http_bench.py"):
+    for script in (
+        "bench/store_ops.py",
+        "bench/scale.py",
+        "bench/http_bench.py",
+        "bench/push_bench.py",
+    ):
         code = run(script, "--smoke")
         if code:
             return code
