@@ -71,3 +71,20 @@ PUSH_ROTATION_OVERLAP_SECONDS = 86_400
 MIN_PUSH_TIMEOUT_SECONDS = 1
 MAX_PUSH_TIMEOUT_SECONDS = 1800
 """A push target's `timeout_seconds`."""
+MAX_PUSH_URL_CHARS = 2048
+MAX_PUSH_HEADERS = 20
+MAX_PUSH_HEADER_NAME_CHARS = 64
+MAX_PUSH_HEADER_VALUE_CHARS = 1024
+"""A push target's `url` and `headers` (names, then values)."""
+PUSH_RESERVED_HEADERS = (
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+)
+"""Headers a push target may not set: the pusher sets them itself, because the signature
+covers them or HTTP needs them right."""

@@ -21,8 +21,8 @@ from tornado.httputil import split_host_and_port
 from tornado.netutil import DefaultLoopResolver, Resolver
 
 from tornado_queue.errors import ValidationError, printable
+from tornado_queue.limits import MAX_PUSH_URL_CHARS
 
-MAX_URL_CHARS = 2048
 SHOWN_URL_CHARS = 200
 SHOWN_ADDRESSES = 3
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -167,8 +167,8 @@ def _host_and_port(url: str) -> tuple[str, int]:
     """The host (lowercase, no brackets) and port a push to `url` connects to; ValidationError
     when it is not an http(s) URL a push can be sent to."""
     label = URL_LABEL
-    if len(url) > MAX_URL_CHARS:
-        raise ValidationError(f"{label} must be at most {MAX_URL_CHARS} characters")
+    if len(url) > MAX_PUSH_URL_CHARS:
+        raise ValidationError(f"{label} must be at most {MAX_PUSH_URL_CHARS} characters")
     # urlsplit silently drops tabs and newlines and strips spaces: refuse them instead, so
     # that the URL checked is the URL sent.
     if not VISIBLE_ASCII.fullmatch(url):

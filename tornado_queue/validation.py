@@ -28,7 +28,11 @@ from tornado_queue.limits import (
     MAX_PRIORITY,
     MAX_PROCESSING,
     MAX_PROGRESS_BYTES,
+    MAX_PUSH_HEADER_NAME_CHARS,
+    MAX_PUSH_HEADER_VALUE_CHARS,
+    MAX_PUSH_HEADERS,
     MAX_PUSH_TIMEOUT_SECONDS,
+    MAX_PUSH_URL_CHARS,
     MAX_RATE_SECONDS,
     MAX_RATE_TASKS,
     MAX_TOKEN_CHARS,
@@ -37,6 +41,7 @@ from tornado_queue.limits import (
     MIN_LEASE_SECONDS,
     MIN_PUSH_TIMEOUT_SECONDS,
     MIN_TOKEN_CHARS,
+    PUSH_RESERVED_HEADERS,
 )
 from tornado_queue.models import (
     DEFAULT_QUEUE,
@@ -439,23 +444,6 @@ def _rate_limit_setting(value: Any, _queue: str) -> RateLimit:
 
 
 PUSH_FIELDS = frozenset({"url", "timeout_seconds", "headers"})
-PUSH_RESERVED_HEADERS = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "host",
-        "transfer-encoding",
-        "connection",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-    }
-)
-"""Headers the pusher sets itself: the signature covers them, or HTTP needs them right."""
-MAX_PUSH_URL_CHARS = 2048
-MAX_PUSH_HEADERS = 20
-MAX_PUSH_HEADER_NAME_CHARS = 64
-MAX_PUSH_HEADER_VALUE_CHARS = 1024
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 

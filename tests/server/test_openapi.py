@@ -376,7 +376,7 @@ def test_a_patch_gives_push_without_what_the_server_adds_to_it():
         assert not validator.is_valid(
             {"push": {"url": PUSH_TARGET.url, "timeout_seconds": timeout}}
         )
-    too_many = {f"X-H{index}": "v" for index in range(openapi.PUSH_MAX_HEADERS + 1)}
+    too_many = {f"X-H{index}": "v" for index in range(limits.MAX_PUSH_HEADERS + 1)}
     for headers in (too_many, {"Bad Name": "v"}, {"X-A": "tab\there"}, {"X-A": 1}):
         assert not validator.is_valid({"push": {"url": PUSH_TARGET.url, "headers": headers}})
 
@@ -392,7 +392,7 @@ def test_a_patch_gives_push_without_what_the_server_adds_to_it():
         ("https://user:password@receiver.internal/", False),
         ("https://receiver.internal/tasks#part", False),
         ("https:///tasks", False),
-        ("https://receiver.internal/" + "a" * openapi.PUSH_URL_MAX_CHARS, False),
+        ("https://receiver.internal/" + "a" * limits.MAX_PUSH_URL_CHARS, False),
     ],
 )
 def test_a_push_url_is_http_or_https_with_a_host_and_no_credentials_or_fragment(url, valid):

@@ -293,24 +293,9 @@ PATCH_SETTING_SCHEMAS: Json = {
 }
 """The settings a PATCH gives: as shown, but `push` without what the server adds to it."""
 
-# The bounds of a push target, as docs/push.md states them.
-PUSH_URL_MAX_CHARS = 2048
-PUSH_MAX_HEADERS = 20
-PUSH_HEADER_NAME_MAX_CHARS = 64
-PUSH_HEADER_VALUE_MAX_CHARS = 1024
-PUSH_RESERVED_HEADERS = (
-    "content-type",
-    "content-length",
-    "host",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-)
 PUSH_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+([/?][^#\\s]*)?$"
 """http or https, a host (no `user:password@`), no fragment."""
-HTTP_TOKEN_PATTERN = f"^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{PUSH_HEADER_NAME_MAX_CHARS}}}$"
+HTTP_TOKEN_PATTERN = f"^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{limits.MAX_PUSH_HEADER_NAME_CHARS}}}$"
 PUSH_SECRET: Json = {
     "type": "string",
     "pattern": "^whsec_[A-Za-z0-9+/]{32}$",
@@ -778,7 +763,7 @@ SCHEMAS: Json = {
             "url": {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": PUSH_URL_MAX_CHARS,
+                "maxLength": limits.MAX_PUSH_URL_CHARS,
                 "pattern": PUSH_URL_PATTERN,
                 "description": "An `http` or `https` URL with a host that `--push-allow` "
                 "lists, no `user:password@` and no fragment. Redirects are never followed.",
@@ -787,18 +772,18 @@ SCHEMAS: Json = {
             "timeout_seconds": {**PUSH_TIMEOUT, "default": 30},
             "headers": {
                 "type": "object",
-                "maxProperties": PUSH_MAX_HEADERS,
+                "maxProperties": limits.MAX_PUSH_HEADERS,
                 "propertyNames": {"pattern": HTTP_TOKEN_PATTERN},
                 "additionalProperties": {
                     "type": "string",
-                    "maxLength": PUSH_HEADER_VALUE_MAX_CHARS,
+                    "maxLength": limits.MAX_PUSH_HEADER_VALUE_CHARS,
                     "pattern": "^[ -~]*$",
                 },
-                "description": f"At most {PUSH_MAX_HEADERS} headers sent with every push: "
-                f"names are HTTP tokens of at most {PUSH_HEADER_NAME_MAX_CHARS} characters, "
-                f"values visible ASCII or spaces, at most {PUSH_HEADER_VALUE_MAX_CHARS}. These "
-                "names are refused, in any case: "
-                + ", ".join(f"`{name}`" for name in PUSH_RESERVED_HEADERS)
+                "description": f"At most {limits.MAX_PUSH_HEADERS} headers sent with every push: "
+                f"names are HTTP tokens of at most {limits.MAX_PUSH_HEADER_NAME_CHARS} characters, "
+                "values visible ASCII or spaces, at most "
+                f"{limits.MAX_PUSH_HEADER_VALUE_CHARS}. These names are refused, in any case: "
+                + ", ".join(f"`{name}`" for name in limits.PUSH_RESERVED_HEADERS)
                 + ".",
                 "examples": [{"Authorization": "Bearer receiver-token"}],
             },
