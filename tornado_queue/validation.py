@@ -420,18 +420,23 @@ def _paused_setting(value: Any, _queue: str) -> bool:
     return value
 
 
-def _rate_limit_setting(value: Any, _queue: str) -> RateLimit:
-    label = "setting 'rate_limit'"
+def _setting_object(value: Any, label: str, example: str, allowed: frozenset[str]) -> None:
+    """Refuse a setting's value unless it is an object holding only `allowed` fields."""
     if not isinstance(value, dict):
         raise ValidationError(
-            f'{label} must be an object like {{"tasks": 10, "seconds": 1}} or null, '
-            f"got {_json_type(value)}"
+            f"{label} must be an object like {example} or null, got {_json_type(value)}"
         )
-    unknown = sorted(value.keys() - RATE_LIMIT_FIELDS)
+    unknown = sorted(value.keys() - allowed)
     if unknown:
+        known = ", ".join(sorted(allowed))
         raise ValidationError(
-            f"{label} has unknown field '{unknown[0][:64]}' (known fields: seconds, tasks)"
+            f"{label} has unknown field '{printable(unknown[0][:64])}' (known fields: {known})"
         )
+
+
+def _rate_limit_setting(value: Any, _queue: str) -> RateLimit:
+    label = "setting 'rate_limit'"
+    _setting_object(value, label, '{"tasks": 10, "seconds": 1}', RATE_LIMIT_FIELDS)
     missing = sorted(RATE_LIMIT_FIELDS - value.keys())
     if missing:
         raise ValidationError(f"{label} needs field '{missing[0]}'")
@@ -452,17 +457,7 @@ def _push_setting(value: Any, _queue: str) -> PushTarget:
     """A push target as a client gives it (no secret yet: the server adds it). The URL's
     form and whether --push-allow admits it are checked by the server (`push_allow`)."""
     label = "setting 'push'"
-    if not isinstance(value, dict):
-        raise ValidationError(
-            f'{label} must be an object like {{"url": "https://example.com/tasks"}} or null, '
-            f"got {_json_type(value)}"
-        )
-    unknown = sorted(value.keys() - PUSH_FIELDS)
-    if unknown:
-        raise ValidationError(
-            f"{label} has unknown field '{printable(unknown[0][:64])}' "
-            "(known fields: headers, timeout_seconds, url)"
-        )
+    _setting_object(value, label, '{"url": "https://example.com/tasks"}', PUSH_FIELDS)
     url = value.get("url")
     if url is None:
         raise ValidationError(f"{label} needs field 'url'")
