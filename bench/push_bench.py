@@ -58,6 +58,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backends import pin_all_threads
 from http_bench import PAYLOAD, PREFILL_BATCH, ROOT, run_facts, write_report
 
 sys.path.insert(0, str(ROOT))
@@ -86,13 +87,7 @@ def cpus_for(enabled: bool) -> tuple[set[int], set[int]]:
 
 def pin(pid: int, cpus: set[int]) -> None:
     """Pin every thread of `pid` to `cpus` (threads it starts later inherit it)."""
-    if not cpus:
-        return
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            os.sched_setaffinity(int(task.name), cpus)
-        except (ProcessLookupError, PermissionError):
-            continue
+    pin_all_threads(pid, ",".join(str(cpu) for cpu in sorted(cpus)))
 
 
 def cpu_seconds(pid: int) -> float:
