@@ -4,6 +4,7 @@ queue made to its clients is checked.
 
     python bench/chaos.py [--backend sqlite|redis|both] [--seconds N] [--kills K] [--seed S]
                           [--groups G] [--max-processing N] [--pause-every S] [--pause-for S]
+                          [--push-producers N] [--push-cap N] [--push-fail-fraction F]
 
 (inside the venv: .venv/bin/python bench/chaos.py). The default run is sized for CI: about
 12 s of chaos and 6 kills per backend. Everything listens on loopback; Redis is a private
@@ -23,9 +24,16 @@ call after a lost answer or a 5xx until any other answer. The queue has a `max_p
 set through PATCH /queues/default before the clients start, and an admin thread pauses it now
 and then for a moment and resumes it. Every third task of the other producers is a workflow: a
 batch of a parent and a child enqueued `after` it. Consumers name themselves (X-Worker-Id). A
-schedule fires every second into a queue nobody consumes. Once the nemesis stops, producers
-stop, the queue is resumed, and consumers drain it; then every acknowledged task is read back.
-Checks, each must be 0:
+schedule fires every second into a queue nobody consumes.
+
+A push queue runs beside it (bench/chaos_push.py): its own producer enqueues into it, the
+servers (started with `--push-allow 127.0.0.1`) push its tasks to a receiver in this process,
+which verifies each signature with the `standardwebhooks` package, holds the push for up to
+100 ms and answers 200 with `{"lease_id": L}` or, now and then, 503. The queue has a 1 s push
+timeout (6 s leases) and `max_processing` 3; now and then a consumer tries to dequeue from it.
+
+Once the nemesis stops, producers stop, the queue is resumed, and consumers and pushers drain
+both queues; then every acknowledged task is read back. Checks, each must be 0:
 
 1. acknowledged enqueues lost: 404, or not completed at the end;
 2. tasks completed with a 200 under two different lease ids;
@@ -43,7 +51,19 @@ Checks, each must be 0:
 11. schedule fired twice: two tasks of the schedule for one occurrence (`fire_time`);
 12. history disagrees: a completed task whose history does not end in its completion, under
     the lease and by the worker that completed it, or a child whose history does not show it
-    waiting and released before its first delivery.
+    waiting and released before its first delivery;
+13. pushes lost: an acknowledged push-queue task 404, or not completed at the end;
+14. push completed unanswered: a completed push task whose result is not the receiver's 200
+    answer to one of its pushes, or whose history does not end in that completion by the
+    pusher that pushed it;
+15. unexplained re-pushes: a task leased for a push before the previous push's lease expired
+    though the receiver answered that one 200 within the timeout, or one lease pushed twice;
+16. push cap exceeded: more pushes in flight at the receiver at once than the push queue's
+    `max_processing`;
+17. pushes badly signed: a push whose signature does not verify with the queue's secret, or
+    whose `webhook-id` is not its task's id;
+18. push queue not refusing: a consumer's dequeue from the push queue answered other than 409
+    (or a 5xx).
 
 What the consumers saw is judged conservatively: a lease counts as held from its dequeue's
 answer until its complete or fail is first sent, or until shortly before the expiry the server
@@ -78,6 +98,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.chaos_push import (
+    PUSH_CHECKS,
+    PUSH_QUEUE,
+    PushFigures,
+    Receiver,
+    push_checks,
+    push_figures,
+)
 from tornado_queue.testing import RedisServer, ServerProcess
 
 OUTCOME_UNKNOWN = "urn:tornado-queue:problem:outcome-unknown"
@@ -102,6 +130,9 @@ SERVER_FLAGS = (
     "86400",
     "--retry-backoff",
     "0.01",
+    # The push queue's receiver listens on loopback, which only an IP entry admits.
+    "--push-allow",
+    "127.0.0.1",
 )
 
 
@@ -133,6 +164,22 @@ class Settings:
     it, in one batch); 0: none."""
     schedule_every: float = 1.0
     """Seconds between the schedule's occurrences; 0: no schedule."""
+    push_producers: int = 2
+    """Producers enqueueing into the push queue; 0: no push queue. Two outpace what the
+    receiver answers at the cap, so the cap is held most of the time."""
+    push_backlog: int = 50
+    """Push-queue tasks acknowledged and not yet answered 200 that its producers wait under:
+    few, so that the queue drains soon after the last kill."""
+    push_cap: int = 3
+    """The push queue's max_processing: its push concurrency across servers."""
+    push_fail_fraction: float = 0.1
+    """Pushes the receiver answers 503."""
+    push_hold: float = 0.1
+    """The receiver holds each push up to this many seconds before answering."""
+    push_timeout: int = 1
+    """The push queue's timeout_seconds: its leases last this plus the servers' 5 s margin."""
+    pull_push_fraction: float = 0.05
+    """Dequeues a consumer sends to the push queue instead, each to be refused with 409."""
 
 
 # --- the wire ------------------------------------------------------------------------------
@@ -266,6 +313,10 @@ class History:
     """Acknowledged workflows: (parent id, child id)."""
     empty_dequeues: list[tuple[float, float]] = field(default_factory=list)
     """Each 404 dequeue's monotonic sent and answered times."""
+    pushed: list[str] = field(default_factory=list)
+    """Acknowledged enqueues into the push queue, by task id."""
+    pulled: list[str] = field(default_factory=list)
+    """What each dequeue from the push queue that was not refused (409) got."""
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -327,11 +378,16 @@ class Clients:
         self.stop_producing = threading.Event()
         self.stop_consuming = threading.Event()
         self.backlog = Backlog(settings.max_backlog)
+        self.push_backlog = Backlog(settings.push_backlog)
         self.errors: list[str] = []
         seed = settings.seed or 0
         self.producers = [
             self._thread(f"producer-{n}", self._produce, n, random.Random(seed + 1000 + n))
             for n in range(settings.producers)
+        ]
+        self.producers += [
+            self._thread(f"push-producer-{n}", self._produce_pushed, n)
+            for n in range(settings.push_producers)
         ]
         self.consumers = [
             self._thread(f"consumer-{n}", self._consume, n, random.Random(seed + n))
@@ -442,6 +498,33 @@ class Clients:
         finally:
             wire.close()
 
+    def _produce_pushed(self, number: int) -> None:
+        """Enqueue into the push queue; the receiver's first 200 for a task makes room."""
+        wire = Wire(self.settings.request_timeout)
+        home = number % len(self.urls)
+        sequence = 0
+        try:
+            while not self.stop_producing.is_set():
+                self.push_backlog.wait_for_room(self.stop_producing)
+                if self.stop_producing.is_set():
+                    return
+                key = f"chaos-push-{number}-{sequence}"
+                body = {"queue": PUSH_QUEUE, "payload": {"pusher": number, "sequence": sequence}}
+                reply, _ = self._until_answered(
+                    wire, home, "POST", "/tasks", body=body, headers={"Idempotency-Key": key}
+                )
+                sequence += 1
+                if reply is not None and reply.status in (200, 201):
+                    with self.history.lock:
+                        self.history.pushed.append(reply.document["id"])
+                    self.push_backlog.add()
+                elif reply is None:
+                    self.history.count("enqueues given up")
+                else:
+                    self.history.count(f"enqueue answered {reply.status}")
+        finally:
+            wire.close()
+
     def _enqueue_workflow(self, wire: Wire, home: int, key: str, payload: Any) -> None:
         """A parent and a child after it, in one batch, each with its own idempotency key."""
         body = {
@@ -469,6 +552,9 @@ class Clients:
         me = {"X-Worker-Id": f"chaos-consumer-{number}"}
         try:
             while not self.stop_consuming.is_set():
+                if self.settings.push_producers and rng.random() < self.settings.pull_push_fraction:
+                    server = self._pull_push_queue(wire, server, me)
+                    continue
                 wait = rng.choice(DEQUEUE_WAITS)
                 dequeue = f"/tasks/dequeue?queue={QUEUE}&lease={self.settings.lease}&wait={wait}"
                 sent = time.monotonic()
@@ -493,6 +579,23 @@ class Clients:
                     time.sleep(0.02)
         finally:
             wire.close()
+
+    def _pull_push_queue(self, wire: Wire, server: int, me: dict[str, str]) -> int:
+        """Try to dequeue from the push queue, which must refuse; the server to use next."""
+        path = f"/tasks/dequeue?queue={PUSH_QUEUE}&lease={self.settings.lease}"
+        try:
+            reply = wire.send(self.urls[server], "POST", path, headers=me)
+        except NoAnswer:
+            self.history.count("dequeues unanswered")
+            return (server + 1) % len(self.urls)
+        self.history.saw(reply)
+        if reply.status == 409:
+            self.history.count("pulls refused")
+        elif reply.status < 500:
+            got = f"task {reply.document['id']}" if reply.status == 200 else "no 409"
+            with self.history.lock:
+                self.history.pulled.append(f"answered {reply.status}: {got}")
+        return server
 
     def _work(
         self,
@@ -665,15 +768,25 @@ def wait_until_healthy(urls: list[str], deadline: float) -> None:
         wire.close()
 
 
-def set_up_queue(url: str, settings: Settings, deadline: float) -> None:
-    """Give the queue its cap and create the schedule (when there are) before any client
-    starts."""
+def set_up_queue(url: str, settings: Settings, receiver: Receiver, deadline: float) -> None:
+    """Give the queue its cap, create the schedule, and make the push queue push to
+    `receiver` with its own cap (when there are), before any client starts."""
     if settings.max_processing:
         body = {"max_processing": settings.max_processing}
         _send_until_2xx(url, "PATCH", f"/queues/{QUEUE}", body, deadline)
     if settings.schedule_every:
         body = {"queue": TICKS, "payload": {}, "every": settings.schedule_every}
         _send_until_2xx(url, "PUT", f"/schedules/{SCHEDULE}", body, deadline)
+    if settings.push_producers:
+        push = {"url": receiver.url, "timeout_seconds": settings.push_timeout}
+        body = {"max_processing": settings.push_cap, "push": push}
+        reply = _send_until_2xx(url, "PATCH", f"/queues/{PUSH_QUEUE}", body, deadline)
+        # Only the PATCH that first sets push shows the secret: one whose answer was lost and
+        # was sent again gets none (nothing is killed yet, so that is not expected).
+        secret = reply.document["settings"]["push"].get("secret")
+        if secret is None:
+            raise RuntimeError(f"PATCH /queues/{PUSH_QUEUE} answered without the push secret")
+        receiver.secret = secret
 
 
 def _send_until_2xx(url: str, method: str, path: str, body: Any, deadline: float) -> Reply:
@@ -707,11 +820,12 @@ def fire_times(url: str, settings: Settings, deadline: float) -> list[str]:
 
 
 def drain(url: str, give_up_at: float, timeout: float) -> bool:
-    """Wait until the clients' queue holds nothing unfinished (True), or `give_up_at`."""
+    """Wait until the clients' queue and the push queue hold nothing unfinished (True), or
+    `give_up_at`."""
     wire = Wire(timeout)
     try:
         while time.monotonic() < give_up_at:
-            if unfinished(url, wire) == 0:
+            if unfinished(url, wire, QUEUE) == 0 and unfinished(url, wire, PUSH_QUEUE) == 0:
                 return True
             time.sleep(0.05)
         return False
@@ -719,30 +833,34 @@ def drain(url: str, give_up_at: float, timeout: float) -> bool:
         wire.close()
 
 
-def unfinished(url: str, wire: Wire) -> int | None:
-    """Tasks not yet completed or failed, or None when the server did not answer."""
-    counts = _stats(url, wire)
+def unfinished(url: str, wire: Wire, queue: str) -> int | None:
+    """Tasks of `queue` not yet completed or failed, or None when the server did not answer."""
+    counts = _stats(url, wire, queue)
     if counts is None:
         return None
     return counts["pending"] + counts["scheduled"] + counts["processing"] + counts["waiting"]
 
 
 def stored_tasks(url: str, deadline: float) -> int:
-    """How many tasks the store holds in the clients' queue, in every state."""
+    """How many tasks the store holds in the clients' queue and the push queue, in every
+    state."""
     wire = Wire(2.0)
+    stored = 0
     try:
-        while (counts := _stats(url, wire)) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer GET /queue/stats")
-            time.sleep(0.05)
-        return sum(counts.values())
+        for queue in (QUEUE, PUSH_QUEUE):
+            while (counts := _stats(url, wire, queue)) is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} did not answer GET /queue/stats")
+                time.sleep(0.05)
+            stored += sum(counts.values())
+        return stored
     finally:
         wire.close()
 
 
-def _stats(url: str, wire: Wire) -> dict[str, int] | None:
+def _stats(url: str, wire: Wire, queue: str) -> dict[str, int] | None:
     try:
-        reply = wire.send(url, "GET", f"/queue/stats?queue={QUEUE}")
+        reply = wire.send(url, "GET", f"/queue/stats?queue={queue}")
     except NoAnswer:
         return None
     return reply.document if reply.status == 200 else None
@@ -791,6 +909,7 @@ CHECKS = {
     "workflow order": "children delivered before their parent completed",
     "schedule fired twice": "occurrences of the schedule enqueued twice",
     "history disagrees": "histories that miss or misname a completion or a release",
+    **PUSH_CHECKS,
 }
 
 
@@ -830,6 +949,7 @@ class Report:
     drain_seconds: float
     drained: bool
     control: Control
+    push: PushFigures = field(default_factory=PushFigures)
 
     @property
     def ok(self) -> bool:
@@ -881,6 +1001,11 @@ class Report:
             f"{self.control.dequeues_in_pauses})",
             f"  workflows {self.control.workflows}, schedule occurrences fired "
             f"{self.control.fired}",
+            f"  push: {self.push.acknowledged} tasks acknowledged, {self.push.pushes} pushes "
+            f"by {self.push.pushers} pushers ({self.push.failed_answers} answered 503, "
+            f"{self.push.pushed_after_expiry} after a lease ran out), most in flight "
+            f"{self.push.most_in_flight} (max_processing {self.push.cap}), "
+            f"pulls refused {self.push.pulls_refused}",
         ]
         return "\n".join(lines)
 
@@ -918,7 +1043,11 @@ def judge(
     checks = {name: len(found) for name, found in examples.items()}
     # An enqueue given up on may have been applied; beyond those, a task the store holds
     # and no acknowledged enqueue names was created twice by one Idempotency-Key.
-    explained = len(set(history.acknowledged)) + history.counts["enqueues given up"]
+    explained = (
+        len(set(history.acknowledged))
+        + len(set(history.pushed))
+        + history.counts["enqueues given up"]
+    )
     checks["extra tasks"] = max(0, stored - explained)
     examples["extra tasks"] = (
         [f"{stored} tasks stored, {explained} enqueues acknowledged or given up"]
@@ -1156,20 +1285,26 @@ def run(backend: str, settings: Settings, directory: Path) -> Report:
     """Start `backend`'s processes in `directory`, run the chaos, drain, read back, judge."""
     if settings.seed is None:  # one drawn here, so that the report can name it
         settings = replace(settings, seed=random.randrange(2**32))
-    system = SYSTEMS[backend](directory)
-    try:
-        return _run(system, backend, settings, random.Random(settings.seed))
-    finally:
-        system.close()
+    seed = settings.seed or 0
+    receiver = Receiver(settings.push_fail_fraction, settings.push_hold, seed - 2)
+    with receiver:
+        system = SYSTEMS[backend](directory)
+        try:
+            return _run(system, backend, settings, receiver, random.Random(seed))
+        finally:
+            system.close()
 
 
-def _run(system: System, backend: str, settings: Settings, rng: random.Random) -> Report:
+def _run(
+    system: System, backend: str, settings: Settings, receiver: Receiver, rng: random.Random
+) -> Report:
     history = History()
-    set_up_queue(system.urls[0], settings, time.monotonic() + 30)
+    set_up_queue(system.urls[0], settings, receiver, time.monotonic() + 30)
     started = time.monotonic()
     chaos_ends = started + settings.seconds
     give_up_at = chaos_ends + settings.drain_seconds
     clients = Clients(system.urls, settings, history, give_up_at)
+    receiver.on_taken = lambda _task_id: clients.push_backlog.done()
     clients.start()
     kills: Counter[str] = Counter()
     try:
@@ -1199,9 +1334,22 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
         raise RuntimeError("clients broke: " + "; ".join(clients.errors))
 
     tasks = read_tasks(system.urls[0], history.acknowledged, time.monotonic() + 60)
+    pushed = read_tasks(system.urls[0], history.pushed, time.monotonic() + 60)
     fired = fire_times(system.urls[0], settings, time.monotonic() + 10)
     stored = stored_tasks(system.urls[0], time.monotonic() + 10)
+    with receiver.lock:
+        pushes = list(receiver.pushes)
     checks, examples = judge(history, tasks, stored, settings.max_processing, fired)
+    found = push_checks(
+        pushes,
+        acknowledged=history.pushed,
+        tasks=pushed,
+        cap=settings.push_cap,
+        timeout=settings.push_timeout,
+        pulled=history.pulled,
+    )
+    examples |= found
+    checks |= {name: len(violations) for name, violations in found.items()}
     counts = history.counts.copy()
     for outcome in history.outcomes.values():
         if outcome.status == 409:
@@ -1223,6 +1371,9 @@ def _run(system: System, backend: str, settings: Settings, rng: random.Random) -
         drain_seconds=drain_seconds,
         drained=drained,
         control=control_figures(history, settings, len(fired)),
+        push=push_figures(
+            pushes, len(history.pushed), settings.push_cap, history.counts["pulls refused"]
+        ),
     )
 
 
@@ -1279,6 +1430,21 @@ def main(argv: list[str] | None = None) -> int:
         default=Settings.schedule_every,
         help="seconds between the schedule's occurrences (0: none)",
     )
+    parser.add_argument(
+        "--push-producers",
+        type=int,
+        default=Settings.push_producers,
+        help="producers into the push queue (0: no push queue)",
+    )
+    parser.add_argument(
+        "--push-cap", type=int, default=Settings.push_cap, help="the push queue's cap"
+    )
+    parser.add_argument(
+        "--push-fail-fraction",
+        type=float,
+        default=Settings.push_fail_fraction,
+        help="pushes the receiver answers 503",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep logs and data here")
     args = parser.parse_args(argv)
     settings = Settings(
@@ -1297,6 +1463,9 @@ def main(argv: list[str] | None = None) -> int:
         pause_for=args.pause_for,
         workflow_every=args.workflow_every,
         schedule_every=args.schedule_every,
+        push_producers=args.push_producers,
+        push_cap=args.push_cap,
+        push_fail_fraction=args.push_fail_fraction,
     )
     backends = ["sqlite", "redis"] if args.backend == "both" else [args.backend]
     ok = True

@@ -4,7 +4,9 @@ redis-server) never lose an acknowledged task, complete one twice, leave a consu
 they let two tasks of an ordered group be held at once or go out of order, more tasks be held
 than the queue's `max_processing`, a paused queue deliver, a workflow's child run before its
 parent completed, a schedule enqueue one occurrence twice, or a task's history misstate its
-completion or release.
+completion or release. A push queue alongside loses no task either, is pushed again only when a
+lease ran out or the receiver refused, never over its cap, always signed, and refuses every
+consumer's dequeue.
 
 The checker itself is bench/chaos.py; this runs its CI-sized form on each durable backend.
 """
@@ -60,3 +62,11 @@ def test_kill_9_loses_no_acknowledged_task_and_finishes_none_twice(backend: str,
     # so were workflows and the schedule
     assert report.control.workflows > 0
     assert report.control.fired > 0
+    # and the push queue: several servers pushed it, pushes failed and were retried, servers
+    # died mid-push and the tasks were pushed again, and consumers' dequeues were refused
+    assert report.push.acknowledged > 0
+    assert report.push.pushers >= 2
+    assert report.push.failed_answers > 0
+    assert report.push.pushed_after_expiry > 0
+    assert report.push.most_in_flight >= 2
+    assert report.push.pulls_refused > 0
