@@ -370,6 +370,10 @@ def test_a_patch_gives_push_without_what_the_server_adds_to_it():
     assert validator.is_valid(
         {"push": {"url": PUSH_TARGET.url, "timeout_seconds": 1, "headers": {"X-A": "b c"}}}
     )
+    # null is the default, as the server takes it: 30 s, no headers
+    assert validator.is_valid(
+        {"push": {"url": PUSH_TARGET.url, "timeout_seconds": None, "headers": None}}
+    )
     assert not validator.is_valid({"push": shown})  # secret_rotated_at is the server's
     assert not validator.is_valid({"push": {"timeout_seconds": 30}})  # no url
     for timeout in (limits.MIN_PUSH_TIMEOUT_SECONDS - 0.001, limits.MAX_PUSH_TIMEOUT_SECONDS + 1):

@@ -769,9 +769,14 @@ SCHEMAS: Json = {
                 "lists, no `user:password@` and no fragment. Redirects are never followed.",
                 "examples": ["https://receiver.internal/tasks"],
             },
-            "timeout_seconds": {**PUSH_TIMEOUT, "default": 30},
+            "timeout_seconds": {
+                **PUSH_TIMEOUT,
+                "type": ["number", "null"],
+                "default": 30,
+                "description": PUSH_TIMEOUT["description"] + " `null`: the default, 30.",
+            },
             "headers": {
-                "type": "object",
+                "type": ["object", "null"],
                 "maxProperties": limits.MAX_PUSH_HEADERS,
                 "propertyNames": {"pattern": HTTP_TOKEN_PATTERN},
                 "additionalProperties": {
@@ -782,7 +787,8 @@ SCHEMAS: Json = {
                 "description": f"At most {limits.MAX_PUSH_HEADERS} headers sent with every push: "
                 f"names are HTTP tokens of at most {limits.MAX_PUSH_HEADER_NAME_CHARS} characters, "
                 "values visible ASCII or spaces, at most "
-                f"{limits.MAX_PUSH_HEADER_VALUE_CHARS}. These names are refused, in any case: "
+                f"{limits.MAX_PUSH_HEADER_VALUE_CHARS}; `null`: none. These names are refused, in "
+                "any case: "
                 + ", ".join(f"`{name}`" for name in limits.PUSH_RESERVED_HEADERS)
                 + ".",
                 "examples": [{"Authorization": "Bearer receiver-token"}],

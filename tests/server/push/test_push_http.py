@@ -165,6 +165,15 @@ async def test_changing_the_target_keeps_its_secret(http_client, base_url, pushe
         verify(secret, second.pushes[0])
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_a_null_timeout_or_headers_is_the_default(http_client, base_url):
+    target = "http://127.0.0.1:9/hook"
+    answer = await set_push(http_client, base_url, target, timeout_seconds=None, headers=None)
+
+    shown = answer["settings"]["push"]
+    assert (shown["url"], shown["timeout_seconds"], shown["headers"]) == (target, 30, {})
+
+
 # --- failures -----------------------------------------------------------------------------------
 
 
