@@ -82,7 +82,8 @@ def test_no_entry_means_push_is_off(text):
         ("receiver.internal.", "a host name is labels"),
         ("10.0.0", "a host name is labels"),
         ("rëceiver", "a host name is labels"),
-        ("http://receiver.internal", ""),
+        ("http://receiver.internal", "a URL: list only its host, or host:port"),
+        ("https://10.0.0.5:8443/hook", "a URL: list only its host, or host:port"),
     ],
 )
 def test_a_bad_entry_is_named_with_what_is_accepted(text, reason):
@@ -347,6 +348,22 @@ async def test_the_resolver_keeps_only_the_allowed_addresses():
     assert inner.asked == [("receiver.internal", 443)]
     resolver.close()
     assert inner.closed
+
+
+@pytest.mark.gen_test
+async def test_an_address_is_judged_without_a_lookup():
+    inner = FixedResolver(["93.184.215.14"])
+    resolver = AllowingResolver(PushAllow.parse("10.0.0.0/8, ::1"), inner)
+
+    assert await resolver.resolve("10.0.0.7", 80) == [(socket.AF_INET, ("10.0.0.7", 80))]
+    assert await resolver.resolve("::1", 81) == [(socket.AF_INET6, ("::1", 81))]
+    with pytest.raises(DisallowedAddress, match=r"'127\.0\.0\.1' resolves to 127\.0\.0\.1,"):
+        await resolver.resolve("127.0.0.1", 80)
+    assert inner.asked == []
+    # another family than the address's is the lookup's to answer (here: an unlisted address)
+    with pytest.raises(DisallowedAddress, match=r"resolves to 93\.184\.215\.14,"):
+        await resolver.resolve("10.0.0.7", 80, socket.AF_INET6)
+    assert inner.asked == [("10.0.0.7", 80)]
 
 
 @pytest.mark.gen_test

@@ -149,11 +149,24 @@ class AllowingResolver(Resolver):
     async def resolve(
         self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
     ) -> list[tuple[int, Any]]:
-        found = await self.resolver.resolve(host, port, family)
+        literal = _literal(host, port, family)
+        # An address needs no lookup, nor the trip to the thread pool one takes.
+        found = literal if literal is not None else await self.resolver.resolve(host, port, family)
         allowed = [item for item in found if self.allow.address_allowed(host, port, item[1][0])]
         if not allowed:
             raise DisallowedAddress(host, list(dict.fromkeys(str(item[1][0]) for item in found)))
         return allowed
+
+
+def _literal(host: str, port: int, family: socket.AddressFamily) -> list[tuple[int, Any]] | None:
+    """What resolving `host` gives when it is an IP address of the family asked for: that
+    address alone. None for a name or another family, which the lookup answers."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    found = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return [(found, (host, port))] if family in (socket.AF_UNSPEC, found) else None
 
 
 def _plain(ip: Address) -> Address:
@@ -230,6 +243,8 @@ def _entry(text: str) -> AllowEntry:
 
 
 def _parse_entry(text: str) -> AllowEntry:
+    if "://" in text:
+        raise ValueError("a URL: list only its host, or host:port")
     if text.startswith("["):  # [IPv6] or [IPv6]:port
         address, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
