@@ -188,11 +188,9 @@ def entry_time(entry: dict) -> float:
     return datetime.fromisoformat(entry["at"].replace("Z", "+00:00")).timestamp()
 
 
-CLOCK_SLACK = 0.001
-"""A delivery's time is its server's clock when it called the store, written to the
-microsecond. Two servers' calls can reach Redis in the other order than their times, which
-the rate window (kept in arrival order) holds to within that skew; so a window is judged
-this much shorter, and only a delivery let through a millisecond or more early counts."""
+CLOCK_SLACK = 0.000_001
+"""Delivery times are written to the microsecond: a window is judged this much shorter, so
+that rounding alone never moves a delivery into it."""
 
 
 def most_in_any_window(times: list[float], seconds: float) -> int:

@@ -580,6 +580,17 @@ end
 -- only moves on) and are dropped, so the room left is `tasks` minus the list's length.
 local function rate_allowance(queue, rate, wanted)
   local log = k('rl', queue)
+  -- Servers' calls can reach Redis in another order than their clocks read. The window keeps
+  -- a clock that never goes back, k('rc', queue): the latest time it was judged at. A dequeue
+  -- behind it is judged, and its deliveries timed, by that clock, so no delivery lands in a
+  -- window that a later-timed dequeue has already moved past: the window holds exactly,
+  -- whichever server's clock was ahead.
+  local clock = redis.call('GET', k('rc', queue))
+  if clock and tonumber(clock) > now then
+    now, now_text = tonumber(clock), clock
+  else
+    redis.call('SET', k('rc', queue), now_text)
+  end
   local opens = now - rate.seconds
   while true do
     local oldest = redis.call('LINDEX', log, -1)
@@ -1197,7 +1208,7 @@ local function run(keys, ARGV)
     local after = redis.call('HMGET', k('qs', queue), 'paused', 'max_processing', 'rate_limit',
       'push')
     if before[3] and not after[3] then
-      redis.call('DEL', k('rl', queue))
+      redis.call('DEL', k('rl', queue), k('rc', queue))
       redis.call('ZREM', k('wake'), queue)
     end
     if delivers_more(before, after) then
