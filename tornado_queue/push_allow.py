@@ -130,12 +130,13 @@ class AllowingResolver(Resolver):
     accepts (the check happens on every connect, so a name re-pointed after its URL was
     accepted is caught), and raises `DisallowedAddress` when none is left.
 
-    Given as `resolver=` to a `TCPClient` (the pusher's `Connections`) or to
-    `SimpleAsyncHTTPClient(force_instance=True, ...)`, the connect RAISES the
-    `DisallowedAddress` itself (with `fetch`, even with raise_error=False), with no request sent.
-    Since it is an OSError, catch it before the other connection errors to tell "disallowed"
-    apart. Failing lookups raise as the wrapped resolver raises them (socket.gaierror). Neither
-    client closes a resolver it was given: call `close()` when done.
+    Given as `resolver=` to `SimpleAsyncHTTPClient(force_instance=True, ...)`:
+    `await client.fetch(request, raise_error=False)` RAISES the `DisallowedAddress` itself
+    (it is not a response code, and tornado's fetch raises every other error even with
+    raise_error=False), with no request sent. Since it is an OSError, catch it before the other
+    connection errors to tell "disallowed" apart. Failing lookups raise as the wrapped resolver
+    raises them (socket.gaierror). The client does not close a resolver it was given: call
+    `close()` when done.
     """
 
     def initialize(self, allow: PushAllow, resolver: Resolver | None = None) -> None:  # type: ignore[override]

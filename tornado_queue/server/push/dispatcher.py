@@ -6,8 +6,7 @@ another server sharing the store), and keeps one `Lane` per push queue. A lane l
 through the store's own dequeue (`push=True`), so attempts, pause, `max_processing`,
 `rate_limit`, expiry and dead-lettering apply exactly as they do to pulled tasks, and several
 servers pushing one queue never hold one task at once. Each leased task is POSTed to the
-queue's URL, signed, over a kept-alive connection (`Connections`), and completed or failed
-under its lease (`outcome.judge`).
+queue's URL, signed, and completed or failed under its lease (`outcome.judge`).
 
 A lease lasts the push timeout plus `LEASE_MARGIN_SECONDS`: a server that dies mid-push loses
 only its lease, and when it expires the store hands the task to another server's pusher.
@@ -24,16 +23,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from tornado_queue import __version__, codec
 from tornado_queue.errors import QueueError, StoreFailure, ValidationError
 from tornado_queue.models import PushTarget, QueueSettings, Task
 from tornado_queue.push_allow import AllowingResolver, PushAllow
 from tornado_queue.server import store_calls
-from tornado_queue.server.push.connections import Connections
 from tornado_queue.server.push.outcome import (
     PUSH_MAX_RESULT_BYTES,
     Outcome,
@@ -267,7 +266,7 @@ class Pusher:
         self.worker_id = worker_id or pusher_name()
         self._resolver = resolver
         self._own_resolver: AllowingResolver | None = None
-        self._connections: Connections | None = None
+        self._client: SimpleAsyncHTTPClient | None = None
         self._lanes: dict[str, Lane] = {}
         self._retiring: dict[Lane, asyncio.Future[None]] = {}  # lanes letting pushes end
         self._refused: dict[str, str] = {}  # queue -> the URL last refused (logged once)
@@ -284,7 +283,7 @@ class Pusher:
             self._task = asyncio.ensure_future(self._run())
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop every lane (see `Lane.stop`) and close the connections to receivers."""
+        """Stop every lane (see `Lane.stop`) and close the HTTP client."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -295,10 +294,10 @@ class Pusher:
             retiring.cancel()
         self._retiring.clear()
         await asyncio.gather(*(lane.stop(grace) for lane in lanes))
-        if self._connections is not None:
-            self._connections.close()
-            self._connections = None
-        if self._own_resolver is not None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._own_resolver is not None:  # the client leaves a resolver it was given open
             self._own_resolver.close()
             self._own_resolver = None
 
@@ -322,8 +321,6 @@ class Pusher:
                 configured = None
             if configured is not None:
                 await self._arrange(configured)
-            if self._connections is not None:
-                self._connections.prune()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), REFRESH_SECONDS)
             self._wake.clear()
@@ -380,13 +377,15 @@ class Pusher:
     # -- one push ------------------------------------------------------------------------
 
     @property
-    def connections(self) -> Connections:
-        if self._connections is None:
+    def client(self) -> SimpleAsyncHTTPClient:
+        if self._client is None:
             resolver = self._resolver
             if resolver is None:
                 resolver = self._own_resolver = AllowingResolver(self.allow)
-            self._connections = Connections(resolver, PUSH_MAX_RESULT_BYTES)
-        return self._connections
+            self._client = SimpleAsyncHTTPClient(
+                force_instance=True, max_clients=MOST_IN_FLIGHT * 10, resolver=resolver
+            )
+        return self._client
 
     async def deliver(self, task: Task, target: PushTarget) -> Outcome:
         """POST the task to its target and judge the answer."""
@@ -397,10 +396,27 @@ class Pusher:
             **webhook_headers(target, task.id, body, self.clock()),
             **dict(target.headers),
         }
+        received = bytearray()
+
+        def keep(chunk: bytes) -> None:  # read no more than the bound: the rest is dropped
+            room = PUSH_MAX_RESULT_BYTES + 1 - len(received)
+            if room > 0:
+                received.extend(chunk[:room])
+
+        request = HTTPRequest(
+            target.url,
+            method="POST",
+            body=body,
+            headers=headers,
+            connect_timeout=target.timeout_seconds,
+            request_timeout=target.timeout_seconds,
+            follow_redirects=False,
+            streaming_callback=keep,
+            decompress_response=False,
+        )
         try:
-            answer = await self.connections.post(target.url, headers, body, target.timeout_seconds)
-        except StreamClosedError as error:  # a connection that failed: say why, if known
-            return not_answered(error.real_error or error, target.timeout_seconds)
-        except (OSError, HTTPClientError) as error:  # ssl.SSLError is an OSError
+            # raise_error=False answers any status; a push that got none still raises.
+            response: HTTPResponse = await self.client.fetch(request, raise_error=False)
+        except (OSError, HTTPClientError, StreamClosedError) as error:
             return not_answered(error, target.timeout_seconds)
-        return judge(answer.code, answer.headers, answer.body, self.clock())
+        return judge(response, bytes(received), target.timeout_seconds, self.clock())

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from tornado.httputil import HTTPHeaders
+from tornado.httpclient import HTTPResponse
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from tornado_queue.errors import printable
@@ -51,14 +51,20 @@ class Outcome:
         return self.reason is None
 
 
-def judge(code: int, headers: HTTPHeaders, body: bytes, now: float | None = None) -> Outcome:
-    """The outcome of one push from its answer's status `code`, `headers` and the `body` read
-    from it (at most `PUSH_MAX_RESULT_BYTES` + 1 bytes)."""
+def judge(
+    response: HTTPResponse, body: bytes, timeout_seconds: float, now: float | None = None
+) -> Outcome:
+    """The outcome of one push from the client's `response` (fetched with raise_error=False)
+    and the `body` read from it (at most `PUSH_MAX_RESULT_BYTES` + 1 bytes)."""
+    code = response.code
+    error = response.error
+    if code == 599 or (error is not None and not 100 <= code < 600):
+        return not_answered(error, timeout_seconds)
     if 200 <= code < 300:
         return Outcome(None, result=_result(body))
     quoted = printable(body[: ERROR_BODY_CHARS * 4].decode("utf-8", "replace")[:ERROR_BODY_CHARS])
     if code == 429 or code >= 500:
-        retry_after = parse_retry_after(headers.get("Retry-After"), now)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
         return Outcome(
             Reason.RETRY_STATUS,
             error=f"push answered {code}: {quoted}",
