@@ -88,7 +88,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -106,6 +105,7 @@ from bench.chaos_push import (
     push_checks,
     push_figures,
 )
+from bench.chaos_times import EXPIRY_TOLERANCE, epoch, most_at_once
 from tornado_queue.testing import RedisServer, ServerProcess
 
 OUTCOME_UNKNOWN = "urn:tornado-queue:problem:outcome-unknown"
@@ -116,9 +116,6 @@ TICKS = "ticks"
 SCHEDULE = "chaos-tick"
 DEQUEUE_WAITS = (0.0, 0.2, 0.5)
 """The `wait` of each dequeue, picked at random: short ones can end inside a pause."""
-EXPIRY_TOLERANCE = 0.005
-"""Seconds a redelivery may start before the previous lease's end and still count as after it:
-times travel rounded to the microsecond, and two servers read their own clocks."""
 
 SERVER_FLAGS = (
     "--log-level",
@@ -331,10 +328,6 @@ class History:
             self.count(f"503 {reply.problem}")
         elif reply.status >= 500:
             self.count("other 5xx")
-
-
-def _epoch(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
 
 
 class Backlog:
@@ -613,8 +606,8 @@ class Clients:
         delivery = Delivery(
             task["id"],
             lease_id,
-            _epoch(task["started_at"]),
-            _epoch(task["lease_expires_at"]),
+            epoch(task["started_at"]),
+            epoch(task["lease_expires_at"]),
             task.get("group"),
             me["X-Worker-Id"],
             *times,
@@ -1067,7 +1060,7 @@ def _workflow_order(history: History, tasks: dict[str, dict | None]) -> Iterator
         parent = tasks.get(parent_id)
         finished = parent and parent["status"] == "completed" and parent["finished_at"]
         for start in started.get(child_id, []):
-            if not finished or start < _epoch(finished) - EXPIRY_TOLERANCE:
+            if not finished or start < epoch(finished) - EXPIRY_TOLERANCE:
                 when = finished or "never"
                 yield f"child {child_id} delivered at {start} before parent {parent_id} ({when})"
 
@@ -1222,21 +1215,12 @@ def _group_order(history: History) -> Iterator[str]:
 
 def _concurrency(history: History, cap: int) -> tuple[int, list[str]]:
     """The most leases surely held at once, and each lease that took them over `cap`."""
-    steps: list[tuple[float, int, Delivery]] = []
+    held = []
     for delivery in history.deliveries:
-        held = _held(delivery, history)
-        if held is not None:
-            steps += [(held[0], 1, delivery), (held[1], -1, delivery)]
-    steps.sort(key=lambda step: step[:2])  # at one moment, a lease ends before one starts
-    holding = most = 0
-    over: list[str] = []
-    for at, step, delivery in steps:
-        holding += step
-        most = max(most, holding)
-        if step == 1 and cap and holding > cap:
-            clock = datetime.fromtimestamp(at).isoformat(timespec="microseconds")
-            over.append(f"{holding} leases held at {clock}, lease {delivery.lease_id} the last")
-    return most, over
+        surely = _held(delivery, history)
+        if surely is not None:
+            held.append((*surely, delivery.lease_id))
+    return most_at_once(held, cap, "leases held")
 
 
 def _inside_pauses(

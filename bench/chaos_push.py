@@ -15,7 +15,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from typing import Any
@@ -23,11 +22,10 @@ from typing import Any
 import orjson
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from bench.chaos_times import EXPIRY_TOLERANCE, epoch, most_at_once
+
 PUSH_QUEUE = "pushed"
 """The queue the servers push; consumers only ever try to dequeue from it and are refused."""
-EXPIRY_TOLERANCE = 0.005
-"""Seconds a push may start before the previous lease's end and still count as after it (the
-chaos checker's own tolerance: times travel rounded to the microsecond)."""
 
 PUSH_CHECKS = {
     "pushes lost": "acknowledged push-queue tasks lost (404 or not completed)",
@@ -57,10 +55,6 @@ class Push:
     status: int
     signed: bool
     """The signature verified with the queue's secret."""
-
-
-def _epoch(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
 
 
 def _pusher_of(task: dict[str, Any]) -> str | None:
@@ -126,8 +120,8 @@ class Receiver:
                     task_id=task["id"],
                     webhook_id=headers.get("webhook-id", ""),
                     lease_id=task["lease_id"],
-                    started_at=_epoch(task["started_at"]),
-                    lease_expires_at=_epoch(task["lease_expires_at"]),
+                    started_at=epoch(task["started_at"]),
+                    lease_expires_at=epoch(task["lease_expires_at"]),
                     worker=_pusher_of(task),
                     arrived=arrived,
                     answered=answered,
@@ -293,18 +287,8 @@ def _over_cap(pushes: list[Push], cap: int) -> tuple[int, list[str]]:
     """The most pushes surely in flight at the receiver at once (from arrival until the answer
     was written, or until shortly before the lease expired), and each that took them over
     `cap` (0: none)."""
-    steps: list[tuple[float, int, Push]] = []
-    for push in pushes:
-        end = min(push.answered, push.lease_expires_at - EXPIRY_TOLERANCE)
-        if end > push.arrived:
-            steps += [(push.arrived, 1, push), (end, -1, push)]
-    steps.sort(key=lambda step: step[:2])  # at one moment, a push ends before one starts
-    holding = most = 0
-    over: list[str] = []
-    for at, step, push in steps:
-        holding += step
-        most = max(most, holding)
-        if step == 1 and cap and holding > cap:
-            clock = datetime.fromtimestamp(at).isoformat(timespec="microseconds")
-            over.append(f"{holding} pushes in flight at {clock}, lease {push.lease_id} the last")
-    return most, over
+    held = [
+        (push.arrived, min(push.answered, push.lease_expires_at - EXPIRY_TOLERANCE), push.lease_id)
+        for push in pushes
+    ]
+    return most_at_once(held, cap, "pushes in flight")
